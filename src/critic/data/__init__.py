@@ -1,0 +1,1 @@
+"""Data: sources of reviews, cleaning and tokenising, the vocabulary, splits and batches."""
