@@ -1,0 +1,254 @@
+"""The ``critic`` command: thin -- parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from critic.errors import CriticError
+
+app = typer.Typer(
+    name="critic",
+    help="Train, evaluate and query a sentiment model for movie reviews (IMDB, PyTorch).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SAGEMAKER_TRAINING_VARIABLES = ("SM_MODEL_DIR", "SM_CHANNEL_TRAINING", "SM_HPS")
+
+DataOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--data",
+        help="embedded (IMDB, the default), rotten_tomatoes, or a path: an aclImdb folder or "
+        ".tar.gz, a .csv or a .jsonl file.",
+    ),
+]
+
+
+def _echo_json(payload) -> None:
+    typer.echo(json.dumps(payload, ensure_ascii=False))
+
+
+def _sagemaker_settings() -> dict | None:
+    """Hyper-parameters and paths of a SageMaker training job, when running inside one."""
+    if not all(name in os.environ for name in SAGEMAKER_TRAINING_VARIABLES):
+        return None
+    try:
+        hyperparameters = json.loads(os.environ["SM_HPS"] or "{}")
+    except ValueError as error:
+        raise CriticError(f"SM_HPS is not valid JSON ({error})") from None
+    if not isinstance(hyperparameters, dict):
+        raise CriticError("SM_HPS must be a JSON object of hyper-parameters")
+    settings = {key.replace("-", "_"): value for key, value in hyperparameters.items()}
+    channel = Path(os.environ["SM_CHANNEL_TRAINING"])
+    data = settings.get("data")
+    if data is None or data in ("embedded", "imdb", "rotten_tomatoes"):
+        settings.setdefault("data", "embedded")
+    else:
+        settings["data"] = str(channel / data)
+    settings["out"] = os.environ["SM_MODEL_DIR"]
+    return settings
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Architecture, by registry name.")] = "lstm",
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write the bundle to.")] = None,
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs to train (early stopping may end sooner).")] = 10,
+    max_reviews: Annotated[
+        Optional[int], typer.Option(help="Train on a stratified sample of at most N reviews.")
+    ] = None,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, with padding and unknown.")] = 5000,
+    max_length: Annotated[int, typer.Option(help="Cut reviews to their first N tokens.")] = 500,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 32,
+    hidden_dim: Annotated[int, typer.Option(help="Hidden size of the recurrent layer.")] = 100,
+    num_layers: Annotated[int, typer.Option(help="Recurrent layers.")] = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and output.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Reviews per batch.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="Stop after N epochs without a better validation loss.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 1234,
+    text_column: Annotated[str, typer.Option(help="CSV/JSONL column with the review.")] = "text",
+    label_column: Annotated[str, typer.Option(help="CSV/JSONL column with the 0/1 label.")] = "label",
+    rating_column: Annotated[Optional[str], typer.Option(help="CSV/JSONL column with a 1-10 rating.")] = None,
+    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when present), cpu or cuda.")] = "auto",
+    max_seconds: Annotated[
+        Optional[float], typer.Option(help="Stop after the epoch that crosses this many seconds.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
+    cache_dir: Annotated[
+        Optional[Path], typer.Option(help="Where prepared data is cached (default ~/.cache/critic).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+) -> None:
+    """Train a model and write its bundle (config, vocabulary, weights, metrics, curves).
+
+    Inside a SageMaker training job (SM_MODEL_DIR, SM_CHANNEL_TRAINING and SM_HPS set) the
+    hyper-parameters come from SM_HPS, data paths are read from the training channel and the
+    bundle is written to SM_MODEL_DIR.
+    """
+    from critic.artifact import save_bundle
+    from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from critic.train import remove_checkpoint
+    from critic.train import train as run_training
+
+    options = dict(locals())
+    sagemaker = _sagemaker_settings()
+    if sagemaker is not None:
+        unknown = sorted(set(sagemaker) - set(options))
+        if unknown:
+            raise CriticError(f"unknown hyper-parameter(s) in SM_HPS: {', '.join(unknown)}")
+        options.update(sagemaker)
+        typer.echo(f"sagemaker: training job, writing the model to {options['out']}")
+    if options["out"] is None:
+        raise CriticError("--out is required: the folder to write the bundle to")
+    out_path = Path(options["out"])
+    config = RunConfig(
+        data=DataConfig(
+            source=str(options["data"] or "embedded"),
+            text_column=options["text_column"],
+            label_column=options["label_column"],
+            rating_column=options["rating_column"],
+            vocab_size=int(options["vocab_size"]),
+            max_length=int(options["max_length"]),
+            max_reviews=None if options["max_reviews"] is None else int(options["max_reviews"]),
+            split_seed=int(options["split_seed"]),
+        ),
+        model=ModelConfig(
+            name=options["model"],
+            embedding_dim=int(options["embedding_dim"]),
+            hidden_dim=int(options["hidden_dim"]),
+            num_layers=int(options["num_layers"]),
+            dropout=float(options["dropout"]),
+            vocab_size=int(options["vocab_size"]),
+        ),
+        train=TrainConfig(
+            epochs=int(options["epochs"]),
+            batch_size=int(options["batch_size"]),
+            learning_rate=float(options["learning_rate"]),
+            patience=int(options["patience"]),
+            seed=int(options["seed"]),
+            device=options["device"],
+            max_seconds=None if options["max_seconds"] is None else float(options["max_seconds"]),
+        ),
+    )
+    # Fail on an unknown model before any data is read.
+    from critic.models import model_names
+
+    if config.model.name not in model_names():
+        raise CriticError(f"unknown model {config.model.name!r}; valid models: {', '.join(model_names())}")
+    try:
+        result = run_training(
+            config, out_path, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: the last completed epoch is saved; continue with "
+            f"critic train --out {out_path} --resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    save_bundle(out_path, result.config, result.vocab, result.model, result.metrics, result.history)
+    remove_checkpoint(out_path)
+    typer.echo(f"bundle: {out_path} (test accuracy {result.metrics['test_accuracy']:.4f})")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
+    data: DataOption = None,
+    split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
+    max_reviews: Annotated[Optional[int], typer.Option(help="Evaluate on a sample of N reviews.")] = None,
+    plots: Annotated[
+        Optional[Path], typer.Option(help="Write confusion_matrix.png and roc_curve.png here.")
+    ] = None,
+) -> None:
+    """Print accuracy, precision, recall, F1, ROC-AUC, log loss and the confusion matrix as JSON.
+
+    Without --data, the bundle's own data and split are used, so --split test is the held-out
+    test set the model never saw.
+    """
+    from critic.data.prepare import load_splits
+    from critic.data.sources import describe_source, load_source
+    from critic.data.split import stratified_sample
+    from critic.evaluate import classification_metrics, plot_evaluation
+    from critic.predictor import Predictor
+
+    if split not in ("train", "validation", "test", "all"):
+        raise CriticError(f"--split must be train, validation, test or all, not {split!r}")
+    predictor = Predictor.load(bundle)
+    data_config = predictor.bundle.config.data
+    if data is not None:
+        data_config = data_config.replace(source=data, max_reviews=None)
+    if split == "all":
+        parts = load_source(
+            data_config.source, data_config.text_column, data_config.label_column, data_config.rating_column
+        )
+        from critic.data.sources import Reviews
+        import numpy as np
+
+        reviews = Reviews(
+            [t for part in parts.values() for t in part.texts],
+            np.concatenate([part.labels for part in parts.values()]),
+            np.concatenate([part.ratings for part in parts.values()]),
+        )
+    else:
+        reviews = load_splits(data_config)[split]
+    if max_reviews is not None:
+        reviews = stratified_sample(reviews, max_reviews, data_config.split_seed)
+    probabilities = predictor.predict_proba(reviews.texts)
+    result = {
+        "bundle": str(bundle),
+        "model": predictor.name,
+        "data": describe_source(data_config.source),
+        "split": split,
+        **classification_metrics(reviews.labels, probabilities),
+    }
+    if plots is not None:
+        written = plot_evaluation(reviews.labels, probabilities, plots, f"{predictor.name} on {result['data']}, {split}")
+        result["plots"] = [str(path) for path in written]
+    _echo_json(result)
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
+    reviews: Annotated[
+        Optional[list[str]], typer.Argument(help="Reviews to judge; without any, one per line on stdin.")
+    ] = None,
+) -> None:
+    """Print one JSON object per review: label, probability of positive, rating, tokens."""
+    from critic.predictor import Predictor
+
+    predictor = Predictor.load(bundle)
+    texts = list(reviews) if reviews else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not texts:
+        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
+    for result in predictor.predict(texts):
+        _echo_json(result)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: a CriticError becomes one line on stderr and exit status 1."""
+    try:
+        app(args=argv, prog_name="critic")
+    except CriticError as error:
+        typer.echo(f"critic: error: {error}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        typer.echo(f"critic: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
