@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/critic train --model lstm --out $(RUN)
+	$(BIN)/critic train --model lstm --out $(RUN) --max-seconds 420
 	$(BIN)/critic evaluate $(RUN) --split test --plots $(RUN)/evaluation
 	$(BIN)/critic predict $(RUN) "One of the best films I have seen in years. Not a dull moment." \
 		"I wanted to like it, but the plot was a mess and the acting was not good at all."

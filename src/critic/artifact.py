@@ -31,6 +31,7 @@ from critic.errors import BundleError, CriticError
 from critic.evaluate import plot_curves
 from critic.fileio import write_atomic, write_text_atomic
 from critic.models import build_model
+from critic.train import TrainingResult, remove_checkpoint
 
 MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "critic-bundle"
@@ -64,8 +65,12 @@ def save_bundle(
     write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
     vocab.save(out / "vocab.json")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_atomic(out / "model.safetensors", lambda path: save_file(state, path, metadata={"format": "pt"}))
-    write_text_atomic(out / "metrics.json", json.dumps({**metrics, "history": history or []}, indent=2))
+    write_atomic(
+        out / "model.safetensors", lambda path: save_file(state, path, metadata={"format": "pt"})
+    )
+    write_text_atomic(
+        out / "metrics.json", json.dumps({**metrics, "history": history or []}, indent=2)
+    )
     files = list(FILES)
     if history:
         write_atomic(out / "curves.png", lambda path: plot_curves(history, path))
@@ -79,6 +84,13 @@ def save_bundle(
     }
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     return out
+
+
+def save_training_result(out: Path, result: TrainingResult) -> Path:
+    """Write a finished run's bundle, then drop its resume checkpoint (no longer needed)."""
+    save_bundle(out, result.config, result.vocab, result.model, result.metrics, result.history)
+    remove_checkpoint(out)
+    return Path(out)
 
 
 def read_manifest(path: Path) -> dict:
@@ -146,7 +158,9 @@ def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
         state = load_file(path / "model.safetensors", device=str(device))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         raise BundleError(f"{path}: the weights do not fit the model ({first_line})") from None
     model.to(device).eval()
     return Bundle(path, config, vocab, model, metrics)

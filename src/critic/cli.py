@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +24,7 @@ app = typer.Typer(
 SAGEMAKER_TRAINING_VARIABLES = ("SM_MODEL_DIR", "SM_CHANNEL_TRAINING", "SM_HPS")
 
 DataOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--data",
         help="embedded (IMDB, the default), rotten_tomatoes, or a path: an aclImdb folder or "
@@ -61,33 +61,49 @@ def _sagemaker_settings() -> dict | None:
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Architecture, by registry name.")] = "lstm",
-    out: Annotated[Optional[Path], typer.Option(help="Folder to write the bundle to.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder to write the bundle to.")] = None,
     data: DataOption = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs to train (early stopping may end sooner).")] = 10,
+    epochs: Annotated[
+        int, typer.Option(help="Most epochs to train (early stopping may end sooner).")
+    ] = 10,
     max_reviews: Annotated[
-        Optional[int], typer.Option(help="Train on a stratified sample of at most N reviews.")
+        int | None, typer.Option(help="Train on a stratified sample of at most N reviews.")
     ] = None,
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, with padding and unknown.")] = 5000,
+    vocab_size: Annotated[
+        int, typer.Option(help="Vocabulary size, with padding and unknown.")
+    ] = 5000,
     max_length: Annotated[int, typer.Option(help="Cut reviews to their first N tokens.")] = 500,
     embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 32,
     hidden_dim: Annotated[int, typer.Option(help="Hidden size of the recurrent layer.")] = 100,
     num_layers: Annotated[int, typer.Option(help="Recurrent layers.")] = 1,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings and output.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Reviews per batch.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    patience: Annotated[int, typer.Option(help="Stop after N epochs without a better validation loss.")] = 2,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    patience: Annotated[
+        int, typer.Option(help="Stop after N epochs without a better validation loss.")
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 1234,
+    split_seed: Annotated[
+        int, typer.Option(help="Seed of the train/validation/test split.")
+    ] = 1234,
     text_column: Annotated[str, typer.Option(help="CSV/JSONL column with the review.")] = "text",
-    label_column: Annotated[str, typer.Option(help="CSV/JSONL column with the 0/1 label.")] = "label",
-    rating_column: Annotated[Optional[str], typer.Option(help="CSV/JSONL column with a 1-10 rating.")] = None,
-    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when present), cpu or cuda.")] = "auto",
-    max_seconds: Annotated[
-        Optional[float], typer.Option(help="Stop after the epoch that crosses this many seconds.")
+    label_column: Annotated[
+        str, typer.Option(help="CSV/JSONL column with the 0/1 label.")
+    ] = "label",
+    rating_column: Annotated[
+        str | None, typer.Option(help="CSV/JSONL column with a 1-10 rating.")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
+    device: Annotated[
+        str, typer.Option(help="auto (a CUDA GPU when present), cpu or cuda.")
+    ] = "auto",
+    max_seconds: Annotated[
+        float | None, typer.Option(help="Stop after the epoch that crosses this many seconds.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from its last epoch.")
+    ] = False,
     cache_dir: Annotated[
-        Optional[Path], typer.Option(help="Where prepared data is cached (default ~/.cache/critic).")
+        Path | None, typer.Option(help="Where prepared data is cached (default ~/.cache/critic).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
 ) -> None:
@@ -97,9 +113,8 @@ def train(
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the
     bundle is written to SM_MODEL_DIR.
     """
-    from critic.artifact import save_bundle
+    from critic.artifact import save_training_result
     from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from critic.train import remove_checkpoint
     from critic.train import train as run_training
 
     options = dict(locals())
@@ -146,7 +161,9 @@ def train(
     from critic.models import model_names
 
     if config.model.name not in model_names():
-        raise CriticError(f"unknown model {config.model.name!r}; valid models: {', '.join(model_names())}")
+        raise CriticError(
+            f"unknown model {config.model.name!r}; valid models: {', '.join(model_names())}"
+        )
     try:
         result = run_training(
             config, out_path, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
@@ -158,8 +175,7 @@ def train(
             err=True,
         )
         raise typer.Exit(130) from None
-    save_bundle(out_path, result.config, result.vocab, result.model, result.metrics, result.history)
-    remove_checkpoint(out_path)
+    save_training_result(out_path, result)
     typer.echo(f"bundle: {out_path} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
 
@@ -168,9 +184,11 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
     data: DataOption = None,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
-    max_reviews: Annotated[Optional[int], typer.Option(help="Evaluate on a sample of N reviews.")] = None,
+    max_reviews: Annotated[
+        int | None, typer.Option(help="Evaluate on a sample of N reviews.")
+    ] = None,
     plots: Annotated[
-        Optional[Path], typer.Option(help="Write confusion_matrix.png and roc_curve.png here.")
+        Path | None, typer.Option(help="Write confusion_matrix.png and roc_curve.png here.")
     ] = None,
 ) -> None:
     """Print accuracy, precision, recall, F1, ROC-AUC, log loss and the confusion matrix as JSON.
@@ -192,10 +210,14 @@ def evaluate(
         data_config = data_config.replace(source=data, max_reviews=None)
     if split == "all":
         parts = load_source(
-            data_config.source, data_config.text_column, data_config.label_column, data_config.rating_column
+            data_config.source,
+            data_config.text_column,
+            data_config.label_column,
+            data_config.rating_column,
         )
-        from critic.data.sources import Reviews
         import numpy as np
+
+        from critic.data.sources import Reviews
 
         reviews = Reviews(
             [t for part in parts.values() for t in part.texts],
@@ -215,7 +237,9 @@ def evaluate(
         **classification_metrics(reviews.labels, probabilities),
     }
     if plots is not None:
-        written = plot_evaluation(reviews.labels, probabilities, plots, f"{predictor.name} on {result['data']}, {split}")
+        written = plot_evaluation(
+            reviews.labels, probabilities, plots, f"{predictor.name} on {result['data']}, {split}"
+        )
         result["plots"] = [str(path) for path in written]
     _echo_json(result)
 
@@ -224,14 +248,19 @@ def evaluate(
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
     reviews: Annotated[
-        Optional[list[str]], typer.Argument(help="Reviews to judge; without any, one per line on stdin.")
+        list[str] | None,
+        typer.Argument(help="Reviews to judge; without any, one per line on stdin."),
     ] = None,
 ) -> None:
     """Print one JSON object per review: label, probability of positive, rating, tokens."""
     from critic.predictor import Predictor
 
     predictor = Predictor.load(bundle)
-    texts = list(reviews) if reviews else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    texts = (
+        list(reviews)
+        if reviews
+        else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    )
     if not texts:
         raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
     for result in predictor.predict(texts):
@@ -246,7 +275,10 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"critic: error: {error}", err=True)
         sys.exit(1)
     except OSError as error:
-        typer.echo(f"critic: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), err=True)
+        typer.echo(
+            f"critic: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -41,7 +41,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     both_classes = len(np.unique(labels)) == 2
     matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
     return {
-        "reviews": int(len(labels)),
+        "reviews": len(labels),
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "precision": float(skm.precision_score(labels, predicted, zero_division=0)),
         "recall": float(skm.recall_score(labels, predicted, zero_division=0)),
@@ -53,7 +53,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     }
 
 
-def plot_evaluation(labels: np.ndarray, probabilities: np.ndarray, folder: Path, title: str) -> list[Path]:
+def plot_evaluation(
+    labels: np.ndarray, probabilities: np.ndarray, folder: Path, title: str
+) -> list[Path]:
     """Write confusion_matrix.png and roc_curve.png into ``folder``."""
     import matplotlib
 
@@ -102,8 +104,12 @@ def plot_curves(history: list[dict], path: Path) -> None:
     loss_axes.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
     loss_axes.set(xlabel="epoch", ylabel="loss (BCE)", title="Loss")
     loss_axes.legend()
-    accuracy_axes.plot(epochs, [row["train_accuracy"] for row in history], marker="o", label="train")
-    accuracy_axes.plot(epochs, [row["val_accuracy"] for row in history], marker="o", label="validation")
+    accuracy_axes.plot(
+        epochs, [row["train_accuracy"] for row in history], marker="o", label="train"
+    )
+    accuracy_axes.plot(
+        epochs, [row["val_accuracy"] for row in history], marker="o", label="validation"
+    )
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     accuracy_axes.legend()
     for axes in (loss_axes, accuracy_axes):

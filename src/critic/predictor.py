@@ -64,7 +64,9 @@ class Predictor:
             raise EmptyReviewError("the review is empty")
         tokens = tokenize(text)
         # A review of punctuation alone still gets an answer, from one unknown token.
-        ids = self.vocab.encode(tokens[: self.max_length]) if tokens else np.array([UNK_ID], np.int32)
+        ids = (
+            self.vocab.encode(tokens[: self.max_length]) if tokens else np.array([UNK_ID], np.int32)
+        )
         return ids, len(tokens)
 
     @torch.no_grad()

@@ -232,7 +232,9 @@ def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> 
         correct += int(((logits >= 0) == (batch.labels >= 0.5)).sum())
         seen += size
         elapsed = time.perf_counter() - started
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", reviews_s=f"{seen / elapsed:.0f}", refresh=False)
+        bar.set_postfix(
+            loss=f"{total_loss / seen:.4f}", reviews_s=f"{seen / elapsed:.0f}", refresh=False
+        )
     bar.close()
     seconds = time.perf_counter() - started
     return (
@@ -244,7 +246,9 @@ def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> 
 # --- checkpoints --------------------------------------------------------------------------
 
 
-def _save_checkpoint(folder: Path, model, best_state, optimizer, config: RunConfig, progress: dict) -> None:
+def _save_checkpoint(
+    folder: Path, model, best_state, optimizer, config: RunConfig, progress: dict
+) -> None:
     """Write the checkpoint to a temporary folder, then swap it in: never half-written."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=folder.parent))
@@ -292,7 +296,9 @@ def _load_optimizer(optimizer, folder: Path, state: dict, device: torch.device) 
     for key, value in tensors.items():
         index, name = key.split(".", 1)
         # Adam keeps "step" on the CPU; moments live with the parameters.
-        per_parameter.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+        per_parameter.setdefault(int(index), {})[name] = (
+            value if name == "step" else value.to(device)
+        )
     optimizer.load_state_dict({"state": per_parameter, "param_groups": state["optimizer_groups"]})
 
 

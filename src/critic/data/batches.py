@@ -28,7 +28,9 @@ class EncodedSplit:
     ratings: np.ndarray  # (reviews,) int8, 0 = unknown
 
     @classmethod
-    def from_lists(cls, encoded: list[np.ndarray], labels: np.ndarray, ratings: np.ndarray) -> EncodedSplit:
+    def from_lists(
+        cls, encoded: list[np.ndarray], labels: np.ndarray, ratings: np.ndarray
+    ) -> EncodedSplit:
         lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         tokens = np.concatenate(encoded).astype(np.int32) if encoded else np.zeros(0, np.int32)
@@ -109,7 +111,9 @@ class BucketedBatches:
         for start in range(0, len(order), pool_size):
             pool = order[start : start + pool_size]
             pool = pool[np.argsort(-self.cut_lengths[pool], kind="stable")]
-            batches.extend(pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size))
+            batches.extend(
+                pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)
+            )
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[Batch]:

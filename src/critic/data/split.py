@@ -31,7 +31,9 @@ def stratified_sample(reviews: Reviews, count: int, seed: int) -> Reviews:
     return reviews.take(np.sort(np.concatenate(chosen)))
 
 
-def _held_out(reviews: Reviews, fractions: list[float], seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _held_out(
+    reviews: Reviews, fractions: list[float], seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Pick held-out slices of the given fractions per label; the rest is returned as train."""
     rng = np.random.default_rng(seed)
     counts = Counter(reviews.texts)
@@ -65,7 +67,9 @@ def split_reviews(
         }
     else:
         everything = parts["all"]
-        (validation, test), train = _held_out(everything, [validation_fraction, test_fraction], seed)
+        (validation, test), train = _held_out(
+            everything, [validation_fraction, test_fraction], seed
+        )
         result = {
             "train": everything.take(train),
             "validation": everything.take(validation),

@@ -42,13 +42,17 @@ class Vocab:
 
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
         get = self.index.get
-        return np.fromiter((get(token, UNK_ID) for token in tokens), dtype=np.int32, count=len(tokens))
+        return np.fromiter(
+            (get(token, UNK_ID) for token in tokens), dtype=np.int32, count=len(tokens)
+        )
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.words[i] for i in ids]
 
     def to_json(self) -> str:
-        return json.dumps({"format": "critic-vocab", "version": 1, "words": self.words}, ensure_ascii=False)
+        return json.dumps(
+            {"format": "critic-vocab", "version": 1, "words": self.words}, ensure_ascii=False
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Vocab:

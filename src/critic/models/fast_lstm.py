@@ -60,7 +60,8 @@ class LSTMLayerFunction(torch.autograd.Function):
         #   dgates  = [dc * g * i(1-i), dc * c_{t-1} * f(1-f), dc * i * (1-g^2), dh * tanh(c) * o(1-o)]
         cell_from_h = o * (1 - tanh_c * tanh_c)
         factors = torch.cat(
-            [g * i * (1 - i), previous_c * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], dim=2
+            [g * i * (1 - i), previous_c * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)],
+            dim=2,
         )
         grad_gates = torch.empty_like(factors)
         grad_h = grad_outputs.contiguous().clone()  # accumulates dh from the step after

@@ -1,0 +1,91 @@
+"""Shared fixtures: small real data, and one small trained bundle reused by many tests."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from critic.artifact import save_training_result
+from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from critic.train import train
+
+POSITIVE = [
+    "A wonderful film. The acting is superb and the story moved me!",
+    "I loved every minute; the best movie I have seen this year.",
+    "Brilliant, funny and touching. Highly recommended.",
+    "Great performances and a beautiful score. A classic.",
+]
+NEGATIVE = [
+    "A boring, stupid mess. I don't recommend it at all.",
+    "The worst film I have ever seen; awful acting and no plot.",
+    "Terrible. I wanted my two hours back. Not good, not funny.",
+    "Dull and predictable; the script is bad and the ending is worse.",
+]
+
+
+def small_run_config(**train_changes) -> RunConfig:
+    """Embedded IMDB reviews, a few hundred of them, one quick epoch."""
+    return RunConfig(
+        data=DataConfig(max_reviews=300, vocab_size=2000, max_length=200),
+        model=ModelConfig(),
+        train=TrainConfig(**{"epochs": 1, "batch_size": 32, "device": "cpu", **train_changes}),
+    )
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory, cache_dir) -> Path:
+    """A reference LSTM trained for two epochs on 300 embedded reviews, saved as a bundle."""
+    out = tmp_path_factory.mktemp("bundle") / "lstm"
+    config = small_run_config(epochs=2)
+    result = train(config, out, cache_dir=cache_dir, progress=False, log=lambda _: None)
+    save_training_result(out, result)
+    return out
+
+
+def write_aclimdb(root: Path, per_class: int = 6) -> Path:
+    """A small folder shaped like the official aclImdb, ratings in the file names."""
+    folder = root / "aclImdb"
+    for part in ("train", "test"):
+        for polarity, texts, ratings in (
+            ("pos", POSITIVE, (7, 8, 9, 10)),
+            ("neg", NEGATIVE, (1, 2, 3, 4)),
+        ):
+            target = folder / part / polarity
+            target.mkdir(parents=True)
+            for i in range(per_class):
+                text = f"{texts[i % len(texts)]} ({part} review {i})"
+                (target / f"{i}_{ratings[i % len(ratings)]}.txt").write_text(text, encoding="utf-8")
+    (folder / "train" / "unsup").mkdir()
+    (folder / "train" / "unsup" / "0_0.txt").write_text("unlabelled", encoding="utf-8")
+    (folder / "README").write_text("Large Movie Review Dataset (test copy)")
+    return folder
+
+
+def write_aclimdb_tarball(root: Path, per_class: int = 6) -> Path:
+    folder = write_aclimdb(root / "src", per_class)
+    archive = root / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="aclImdb")
+    return archive
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,149 @@
+import json
+
+import pytest
+import torch
+
+from conftest import small_run_config
+from critic.artifact import save_training_result
+from critic.cli import main
+from critic.train import CHECKPOINT_DIR, resolve_device, train
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def test_training_writes_metrics_history_and_a_checkpoint(tmp_path, cache_dir):
+    result = train(small_run_config(epochs=2), tmp_path / "run", cache_dir=cache_dir, **QUIET)
+    metrics = result.metrics
+    for key in (
+        "val_accuracy",
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "train_seconds",
+        "train_reviews_per_second",
+    ):
+        assert metrics[key] is not None
+    assert metrics["epochs"] == 2 and len(result.history) == 2
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(result.history[0])
+    assert (tmp_path / "run" / CHECKPOINT_DIR / "state.json").is_file()
+
+
+def test_the_same_command_twice_gives_the_same_metrics(tmp_path, cache_dir):
+    first = train(small_run_config(epochs=2), tmp_path / "a", cache_dir=cache_dir, **QUIET)
+    second = train(small_run_config(epochs=2), tmp_path / "b", cache_dir=cache_dir, **QUIET)
+    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert strip(first.history) == strip(second.history)
+    assert first.metrics["test_loss"] == second.metrics["test_loss"]
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, cache_dir):
+    # A learning rate this large makes validation loss climb after the first epochs.
+    config = small_run_config(epochs=8, learning_rate=0.05, patience=1)
+    result = train(config, tmp_path / "run", cache_dir=cache_dir, **QUIET)
+    assert result.metrics["epochs"] < 8
+    assert result.metrics["stop_reason"].startswith("early stop")
+    best = min(result.history, key=lambda row: row["val_loss"])
+    assert result.metrics["best_epoch"] == best["epoch"]
+    assert result.metrics["val_loss"] == best["val_loss"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
+    config = small_run_config(epochs=3, patience=5)
+    straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
+
+    def interrupt_at_epoch_three(line):
+        # Epoch lines are logged before that epoch's checkpoint is written: stopping here is
+        # like a Ctrl-C during the checkpoint, so the run must resume after epoch 2.
+        if line.startswith("epoch 3:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            config,
+            tmp_path / "resumed",
+            cache_dir=cache_dir,
+            progress=False,
+            log=interrupt_at_epoch_three,
+        )
+    state = json.loads((tmp_path / "resumed" / CHECKPOINT_DIR / "state.json").read_text())
+    assert len(state["history"]) == 2
+    lines = []
+    resumed = train(
+        config,
+        tmp_path / "resumed",
+        resume=True,
+        cache_dir=cache_dir,
+        progress=False,
+        log=lines.append,
+    )
+    assert any("continuing after epoch 2" in line for line in lines)
+    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert strip(resumed.history) == strip(straight.history)
+    assert resumed.metrics["test_loss"] == straight.metrics["test_loss"]
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name])
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, cache_dir):
+    from critic.errors import CriticError
+
+    with pytest.raises(CriticError, match="nothing to resume"):
+        train(small_run_config(), tmp_path / "none", resume=True, cache_dir=cache_dir, **QUIET)
+
+
+def test_device_auto_is_the_cpu_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert resolve_device("auto").type == "cpu"
+    from critic.errors import CriticError
+
+    with pytest.raises(CriticError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_a_sagemaker_training_job_takes_hyperparameters_and_paths_from_the_environment(
+    tmp_path, monkeypatch, cache_dir
+):
+    from conftest import write_aclimdb
+
+    channel = tmp_path / "opt" / "ml" / "input" / "data" / "training"
+    write_aclimdb(channel, per_class=12)
+    model_dir = tmp_path / "opt" / "ml" / "model"
+    model_dir.mkdir(parents=True)
+    monkeypatch.setenv("SM_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", str(channel))
+    monkeypatch.setenv(
+        "SM_HPS",
+        json.dumps(
+            {"epochs": 1, "vocab-size": 100, "max_length": 40, "data": "aclImdb", "device": "cpu"}
+        ),
+    )
+    monkeypatch.setenv("CRITIC_CACHE", str(cache_dir))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--no-progress"])
+    assert exit_info.value.code in (0, None)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["data"]["vocab_size"] == 100 and config["data"]["max_length"] == 40
+    assert config["data"]["source"] == str(channel / "aclImdb")
+    assert (model_dir / "bundle.json").is_file()
+    assert not (model_dir / CHECKPOINT_DIR).exists()
+
+
+def test_an_unknown_sagemaker_hyperparameter_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tmp_path))
+    monkeypatch.setenv("SM_HPS", json.dumps({"epochz": 3}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 1
+    assert "unknown hyper-parameter(s) in SM_HPS: epochz" in capsys.readouterr().err
+
+
+def test_a_saved_result_is_a_bundle(tmp_path, cache_dir):
+    result = train(small_run_config(), tmp_path / "run", cache_dir=cache_dir, **QUIET)
+    save_training_result(tmp_path / "run", result)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
