@@ -51,6 +51,25 @@ def trained_bundle(tmp_path_factory, cache_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def second_bundle(tmp_path_factory, cache_dir) -> Path:
+    """Another small LSTM (other seed, one epoch): a challenger for variant tests."""
+    out = tmp_path_factory.mktemp("bundle2") / "lstm"
+    result = train(
+        small_run_config(seed=1), out, cache_dir=cache_dir, progress=False, log=lambda _: None
+    )
+    save_training_result(out, result)
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def write_aclimdb(root: Path, per_class: int = 6) -> Path:
     """A small folder shaped like the official aclImdb, ratings in the file names."""
     folder = root / "aclImdb"

@@ -16,9 +16,12 @@ since, fails with a clear error instead of loading something half-written.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -28,10 +31,11 @@ from critic import __version__
 from critic.config import RunConfig
 from critic.data.vocab import Vocab
 from critic.errors import BundleError, CriticError
-from critic.evaluate import plot_curves
 from critic.fileio import write_atomic, write_text_atomic
 from critic.models import build_model
-from critic.train import TrainingResult, remove_checkpoint
+
+if TYPE_CHECKING:
+    from critic.train import TrainingResult
 
 MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "critic-bundle"
@@ -73,6 +77,8 @@ def save_bundle(
     )
     files = list(FILES)
     if history:
+        from critic.evaluate import plot_curves  # matplotlib: only when a bundle is written
+
         write_atomic(out / "curves.png", lambda path: plot_curves(history, path))
         files.append("curves.png")
     manifest = {
@@ -88,6 +94,8 @@ def save_bundle(
 
 def save_training_result(out: Path, result: TrainingResult) -> Path:
     """Write a finished run's bundle, then drop its resume checkpoint (no longer needed)."""
+    from critic.train import remove_checkpoint
+
     save_bundle(out, result.config, result.vocab, result.model, result.metrics, result.history)
     remove_checkpoint(out)
     return Path(out)
@@ -172,3 +180,51 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --- the SageMaker model artifact -----------------------------------------------------------
+
+INFERENCE_SCRIPT = """\
+# SageMaker's PyTorch serving container imports this module (SAGEMAKER_PROGRAM=inference.py)
+# and calls model_fn, input_fn, predict_fn and output_fn. critic's own source sits beside it
+# in code/critic/, so the endpoint answers exactly as `critic serve` does.
+from critic.serving.handler import input_fn, model_fn, output_fn, predict_fn
+
+__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
+"""
+# The container brings torch; the predictor needs only these besides.
+INFERENCE_REQUIREMENTS = "numpy>=1.26\nsafetensors>=0.4\n"
+
+
+def package_bundle(bundle: Path, out: Path) -> Path:
+    """Write ``model.tar.gz`` in the layout SageMaker's PyTorch serving container loads.
+
+    The bundle's files at the top, ``code/inference.py`` and ``code/requirements.txt``, and
+    critic's own source in ``code/critic/`` (the container has no critic to pip-install).
+    """
+    bundle, out = Path(bundle), Path(out)
+    manifest = verify_bundle(bundle)
+    source = Path(__file__).resolve().parent
+
+    def write(temporary: Path) -> None:
+        with tarfile.open(temporary, "w:gz") as archive:
+            for name in [*manifest["files"], MANIFEST]:
+                archive.add(bundle / name, arcname=name)
+            for name, text in (
+                ("code/inference.py", INFERENCE_SCRIPT),
+                ("code/requirements.txt", INFERENCE_REQUIREMENTS),
+            ):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                archive.addfile(info, io.BytesIO(data))
+            for file in sorted(source.rglob("*")):
+                if (
+                    file.is_file()
+                    and "__pycache__" not in file.parts
+                    and file.suffix in (".py", ".typed", ".html", ".css", ".js")
+                ):
+                    archive.add(file, arcname=f"code/critic/{file.relative_to(source).as_posix()}")
+
+    write_atomic(out, write)
+    return out

@@ -267,6 +267,91 @@ def predict(
         _echo_json(result)
 
 
+@app.command()
+def serve(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="A bundle to serve as the single variant AllTraffic.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=BUNDLE[:WEIGHT], repeatable: production variants sharing traffic by weight."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8080, as SageMaker].")] = None,
+    endpoint_name: Annotated[
+        str | None,
+        typer.Option(help="Name answered on /endpoints/NAME/invocations [default: critic]."),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(help="Token for POST /admin/weights; without it weights are fixed."),
+    ] = None,
+    max_reviews: Annotated[
+        int | None, typer.Option(help="Most reviews per request [default: 1000].")
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="Most reviews per forward pass [default: 64].")
+    ] = None,
+    batch_wait_ms: Annotated[
+        float | None,
+        typer.Option(help="How long a request waits to share a forward pass [default: 5]."),
+    ] = None,
+) -> None:
+    """Serve bundles on SageMaker's hosting contract: GET /ping, POST /invocations, port 8080.
+
+    Settings may also come from the environment: CRITIC_PORT, CRITIC_ADMIN_TOKEN, ... (and
+    SAGEMAKER_BIND_TO_PORT).
+    """
+    import uvicorn
+
+    from critic.artifact import verify_bundle
+    from critic.serving.app import create_app
+    from critic.serving.settings import ServerSettings
+    from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
+
+    specs = [VariantSpec.parse(text) for text in variant or []]
+    if bundle is not None:
+        specs.insert(0, VariantSpec(DEFAULT_VARIANT, bundle, 1.0))
+    if not specs:
+        raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise CriticError(f"variant names must differ: {', '.join(names)}")
+    for spec in specs:
+        verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
+    settings = ServerSettings.from_env(
+        host=host, port=port, endpoint_name=endpoint_name, admin_token=admin_token,
+        max_reviews=max_reviews, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+    )  # fmt: skip
+    for spec in specs:
+        typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
+    typer.echo(
+        f"serve: http://{settings.host}:{settings.port}  (POST /invocations, GET /ping, GET /metrics)"
+    )
+    uvicorn.run(
+        create_app(specs, settings), host=settings.host, port=settings.port, log_level="warning"
+    )
+
+
+@app.command()
+def package(
+    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
+    out: Annotated[Path, typer.Option(help="The model.tar.gz to write.")] = Path("model.tar.gz"),
+) -> None:
+    """Write a SageMaker model artifact: the bundle, code/inference.py and code/requirements.txt.
+
+    The PyTorch serving container loads it as it is; critic's own source travels in code/.
+    """
+    from critic.artifact import package_bundle
+
+    written = package_bundle(bundle, out)
+    typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: a CriticError becomes one line on stderr and exit status 1."""
     try:

@@ -1,0 +1,1 @@
+"""Serving: SageMaker's hosting contract, locally (FastAPI) and inside SageMaker's container."""

@@ -1,0 +1,176 @@
+"""Request bodies in, response bodies out: the content types of the hosting contract.
+
+Shared by the local endpoint and by the handler that runs inside SageMaker's PyTorch
+container, so both accept and answer exactly the same things. Pure functions: bytes and
+header values in, reviews or bytes out, a :class:`ClientError` (with its HTTP status) for
+anything the client got wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from critic.errors import CriticError
+
+JSON = "application/json"
+JSON_LINES = "application/jsonlines"
+CSV = "text/csv"
+TEXT = "text/plain"
+
+REQUEST_TYPES = (TEXT, JSON, CSV, JSON_LINES)
+RESPONSE_TYPES = (JSON, TEXT, JSON_LINES)
+# Other spellings clients send for the same thing.
+_ALIASES = {
+    "application/x-jsonlines": JSON_LINES,
+    "application/jsonl": JSON_LINES,
+    "application/x-ndjson": JSON_LINES,
+    "text/x-csv": CSV,
+    "application/csv": CSV,
+}
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse larger payloads
+
+
+class ClientError(CriticError):
+    """A request the client got wrong; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def media_type(header: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
+    if not header:
+        return ""
+    base = header.split(";", 1)[0].strip().lower()
+    return _ALIASES.get(base, base)
+
+
+def negotiate(accept: str | None) -> str:
+    """The response type for an Accept header: the first supported one it lists."""
+    if not accept:
+        return JSON
+    for part in accept.split(","):
+        candidate = media_type(part)
+        if candidate in ("*/*", "application/*", ""):
+            return JSON
+        if candidate == "text/*":
+            return TEXT
+        if candidate in RESPONSE_TYPES:
+            return candidate
+    raise ClientError(
+        415, f"cannot answer in {accept!r}; supported Accept types: {', '.join(RESPONSE_TYPES)}"
+    )
+
+
+def _text(body: bytes | str) -> str:
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ClientError(400, f"the body is not valid UTF-8 (byte {error.start})") from None
+
+
+def _review(value: object, where: str) -> str:
+    if isinstance(value, dict):
+        for key in ("text", "review"):
+            if key in value:
+                value = value[key]
+                break
+        else:
+            raise ClientError(400, f"{where}: an object needs a 'text' field")
+    if not isinstance(value, str):
+        raise ClientError(400, f"{where}: a review must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ClientError(400, f"{where}: the review is empty")
+    return value
+
+
+def decode_reviews(
+    body: bytes | str, content_type: str | None, max_reviews: int = 1000
+) -> list[str]:
+    """The reviews in a request body.
+
+    * ``text/plain``: the whole body is one review;
+    * ``application/json``: ``{"instances": [...]}``, a list, or one JSON string; items are
+      strings or objects with a ``text`` field;
+    * ``text/csv``: one review per row, one column (quote reviews that contain commas);
+    * ``application/jsonlines``: one JSON string (or object with ``text``) per line.
+    """
+    kind = media_type(content_type)
+    if kind not in REQUEST_TYPES:
+        shown = content_type or "no Content-Type"
+        raise ClientError(
+            415, f"cannot read {shown!r}; supported Content-Types: {', '.join(REQUEST_TYPES)}"
+        )
+    if len(body) > MAX_BODY_BYTES:
+        raise ClientError(413, f"the body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
+    text = _text(body)
+    if kind == TEXT:
+        reviews = [_review(text, "the body")]
+    elif kind == JSON:
+        try:
+            payload = json.loads(text)
+        except ValueError as error:
+            raise ClientError(400, f"the body is not valid JSON ({error})") from None
+        if isinstance(payload, dict) and "instances" in payload:
+            payload = payload["instances"]
+        elif isinstance(payload, dict) and ("text" in payload or "review" in payload):
+            payload = [payload]
+        if isinstance(payload, str):
+            payload = [payload]
+        if not isinstance(payload, list):
+            raise ClientError(
+                400, 'JSON must be {"instances": [...]}, a list of reviews or one review string'
+            )
+        reviews = [_review(item, f"instance {i}") for i, item in enumerate(payload)]
+    elif kind == CSV:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+        except csv.Error as error:
+            raise ClientError(400, f"the body is not valid CSV ({error})") from None
+        for number, row in enumerate(rows, start=1):
+            if len(row) != 1:
+                raise ClientError(
+                    400, f"CSV row {number} has {len(row)} columns; send one quoted review per row"
+                )
+        reviews = [_review(row[0], f"CSV row {number}") for number, row in enumerate(rows, start=1)]
+    else:
+        reviews = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as error:
+                raise ClientError(400, f"JSON line {number} is not valid JSON ({error})") from None
+            reviews.append(_review(item, f"JSON line {number}"))
+    if not reviews:
+        raise ClientError(400, "the request holds no reviews")
+    if len(reviews) > max_reviews:
+        raise ClientError(413, f"{len(reviews)} reviews in one request; the most is {max_reviews}")
+    return reviews
+
+
+def encode_predictions(
+    predictions: Sequence[dict], accept: str, extra: dict | None = None
+) -> bytes:
+    """A response body: JSON ``{"predictions": [...]}``, JSON lines, or "1"/"0" per review."""
+    if accept == TEXT:
+        # What the reference project's Lambda and page expect: 1 = positive, one per line.
+        return "\n".join("1" if p["label"] == "positive" else "0" for p in predictions).encode()
+    if accept == JSON_LINES:
+        return "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions).encode()
+    return json.dumps(
+        {"predictions": list(predictions), **(extra or {})}, ensure_ascii=False
+    ).encode()
+
+
+def encode_error(status: int, message: str) -> bytes:
+    # "message" is the field AWS SDKs read from an error body.
+    return json.dumps({"status": status, "message": message}, ensure_ascii=False).encode()

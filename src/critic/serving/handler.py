@@ -1,0 +1,46 @@
+"""The four functions SageMaker's PyTorch serving container calls, backed by critic.
+
+``critic package`` copies critic's own source next to a two-line ``code/inference.py`` that
+re-exports these, so a model.tar.gz answers inside SageMaker exactly as ``critic serve`` does
+here: same content types, same predictions, same errors.
+"""
+
+from __future__ import annotations
+
+from critic.predictor import Predictor
+from critic.serving.codec import ClientError, decode_reviews, encode_predictions, negotiate
+
+
+def _toolkit_error(error: ClientError) -> Exception:
+    """Turn a client mistake into the toolkit's own error type, so it answers with a 4xx."""
+    try:
+        from sagemaker_inference.errors import GenericInferenceToolkitError
+    except ImportError:  # outside the container: the ClientError itself carries the status
+        return error
+    return GenericInferenceToolkitError(error.status, error.message)
+
+
+def model_fn(model_dir: str) -> Predictor:
+    """Load the bundle that SageMaker unpacked into ``model_dir`` (weights on the CPU or GPU)."""
+    import torch
+
+    return Predictor.load(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def input_fn(input_data: bytes | str, content_type: str) -> list[str]:
+    try:
+        return decode_reviews(input_data, content_type)
+    except ClientError as error:
+        raise _toolkit_error(error) from None
+
+
+def predict_fn(reviews: list[str], model: Predictor) -> list[dict]:
+    return model.predict(reviews)
+
+
+def output_fn(predictions: list[dict], accept: str) -> tuple[bytes, str]:
+    try:
+        response_type = negotiate(accept)
+    except ClientError as error:
+        raise _toolkit_error(error) from None
+    return encode_predictions(predictions, response_type), response_type

@@ -1,0 +1,195 @@
+"""The endpoint through FastAPI's TestClient: every route and every error path."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from critic.predictor import Predictor
+from critic.serving.app import create_app
+from critic.serving.settings import ServerSettings
+from critic.serving.variants import VariantSpec
+
+TOKEN = "s3cret-admin-token"
+REVIEWS = [
+    "A wonderful, moving film!",
+    "Not good. Boring and far too long.",
+    "It was fine, I guess?",
+]
+
+
+@pytest.fixture(scope="module")
+def client(trained_bundle, second_bundle):
+    specs = [
+        VariantSpec("champion", trained_bundle, 0.9),
+        VariantSpec("challenger", second_bundle, 0.1),
+    ]
+    app = create_app(
+        specs, ServerSettings(admin_token=TOKEN, max_reviews=50, seed=0, endpoint_name="reviews")
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_ping_is_200_once_the_models_are_loaded(client):
+    assert client.get("/ping").status_code == 200
+
+
+def test_a_plain_text_review_gets_a_json_prediction_and_names_its_variant(client, trained_bundle):
+    response = client.post(
+        "/invocations",
+        content=REVIEWS[0],
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "champion"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["variant"] == "champion"
+    assert response.headers["x-Amzn-Invoked-Production-Variant"] == "champion"
+    expected = Predictor.load(trained_bundle).predict(REVIEWS[0])
+    (served,) = body["predictions"]
+    assert served["label"] == expected["label"]
+    assert served["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+
+
+def test_json_csv_and_jsonlines_requests_answer_every_review_in_order(client):
+    for content_type, body in [
+        ("application/json", json.dumps({"instances": REVIEWS})),
+        ("text/csv", "\n".join(json.dumps(r) for r in REVIEWS)),
+        ("application/jsonlines", "\n".join(json.dumps(r) for r in REVIEWS)),
+    ]:
+        response = client.post(
+            "/invocations",
+            content=body,
+            headers={"Content-Type": content_type, "X-Amzn-SageMaker-Target-Variant": "champion"},
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 3
+
+
+def test_accept_text_plain_answers_one_or_zero_per_review(client):
+    response = client.post(
+        "/invocations",
+        content=json.dumps(REVIEWS[:2]),
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "text/plain",
+            "X-Amzn-SageMaker-Target-Variant": "champion",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert set(response.text.split("\n")) <= {"0", "1"} and len(response.text.split("\n")) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "message"),
+    [
+        ("x", {"Content-Type": "application/xml"}, 415, "supported Content-Types"),
+        ("x", {"Content-Type": "text/plain", "Accept": "image/png"}, 415, "supported Accept types"),
+        ("{oops", {"Content-Type": "application/json"}, 400, "not valid JSON"),
+        (b"\xff\xfe", {"Content-Type": "text/plain"}, 400, "not valid UTF-8"),
+        ("   ", {"Content-Type": "text/plain"}, 400, "empty"),
+        (json.dumps(["ok"] * 51), {"Content-Type": "application/json"}, 413, "the most is 50"),
+        (
+            "x",
+            {"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "nobody"},
+            400,
+            "no variant 'nobody'",
+        ),
+    ],
+)
+def test_client_mistakes_are_4xx_with_a_json_message(client, content, headers, status, message):
+    response = client.post("/invocations", content=content, headers=headers)
+    assert response.status_code == status
+    assert message in response.json()["message"]
+
+
+def test_a_body_over_six_megabytes_is_413(client):
+    response = client.post(
+        "/invocations",
+        content=b"a" * (6 * 1024 * 1024 + 10),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status_code == 413
+    assert "6 MB" in response.json()["message"]
+
+
+def test_the_runtime_api_path_answers_for_its_endpoint_name_only(client):
+    ok = client.post(
+        "/endpoints/reviews/invocations", content="Great!", headers={"Content-Type": "text/plain"}
+    )
+    assert ok.status_code == 200
+    wrong = client.post(
+        "/endpoints/other/invocations", content="Great!", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong.status_code == 400 and "Endpoint other not found" in wrong.json()["message"]
+
+
+def test_custom_attributes_are_echoed(client):
+    response = client.post(
+        "/invocations",
+        content="Great!",
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Custom-Attributes": "trace=abc"},
+    )
+    assert response.headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=abc"
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert client.get("/nowhere").json()["message"] == "Not Found"
+    assert client.get("/invocations").status_code == 405
+
+
+def test_weights_change_at_run_time_only_with_the_admin_token(client):
+    assert client.post("/admin/weights", json={"champion": 0.0}).status_code == 401
+    bad = client.post(
+        "/admin/weights", json={"champion": 0.0}, headers={"Authorization": "Bearer wrong-token"}
+    )
+    assert bad.status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/admin/weights", json={"ghost": 1.0}, headers=auth).status_code == 400
+    assert client.post("/admin/weights", content="{", headers=auth).status_code == 400
+    sagemaker_shape = {
+        "DesiredWeightsAndCapacities": [{"VariantName": "champion", "DesiredWeight": 0.0}]
+    }
+    changed = client.post("/admin/weights", json=sagemaker_shape, headers=auth)
+    assert changed.status_code == 200 and changed.json()["shares"]["challenger"] == 1.0
+    variants = {
+        r.headers["x-Amzn-Invoked-Production-Variant"]
+        for r in (
+            client.post("/invocations", content="Hi there", headers={"Content-Type": "text/plain"})
+            for _ in range(20)
+        )
+    }
+    assert variants == {"challenger"}
+    restored = client.post(
+        "/admin/weights", json={"champion": 0.9, "challenger": 0.1}, headers=auth
+    )
+    assert restored.json()["weights"] == {"champion": 0.9, "challenger": 0.1}
+    assert client.get("/variants").json()["variants"][0]["weight"] == 0.9
+
+
+def test_admin_is_off_without_a_token(trained_bundle):
+    app = create_app([VariantSpec("only", trained_bundle)], ServerSettings())
+    with TestClient(app) as plain:
+        response = plain.post(
+            "/admin/weights",
+            json={"only": 1.0},
+            headers={"Authorization": "Bearer anything-at-all"},
+        )
+    assert response.status_code == 403
+
+
+def test_metrics_count_requests_errors_latency_and_labels_per_variant(client):
+    client.post(
+        "/invocations",
+        content="Lovely!",
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "challenger"},
+    )
+    client.post("/invocations", content="x", headers={"Content-Type": "image/png"})
+    text = client.get("/metrics").text
+    assert 'critic_requests_total{status="200",variant="challenger"}' in text
+    assert 'critic_request_errors_total{status="415",variant="none"}' in text
+    assert 'critic_request_latency_seconds_bucket{le="0.005",variant="champion"}' in text
+    assert "critic_predictions_total{label=" in text and 'variant="challenger"' in text
+    assert 'critic_batch_reviews_count{variant="champion"}' in text
+    assert 'critic_variant_weight{variant="champion"}' in text
