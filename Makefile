@@ -22,11 +22,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-demo: install
+# The bundle is a file target: a second `make demo` serves the trained model straight away.
+$(RUN)/bundle.json: | $(VENV)/.installed
 	$(BIN)/critic train --model lstm --out $(RUN) --max-seconds 420
 	$(BIN)/critic evaluate $(RUN) --split test --plots $(RUN)/evaluation
-	$(BIN)/critic predict $(RUN) "One of the best films I have seen in years. Not a dull moment." \
-		"I wanted to like it, but the plot was a mess and the acting was not good at all."
+	$(BIN)/critic predict $(RUN) \
+		"One of the best films I have seen in years: a moving story, a superb cast and a score I still hum." \
+		"I wanted to like it, but the plot was a mess, the acting was wooden and the ending was not worth the wait."
+
+demo: install $(RUN)/bundle.json
+	$(BIN)/critic serve $(RUN) --host 127.0.0.1 --port 8080
 
 test: install-dev
 	$(BIN)/pytest -q

@@ -1,0 +1,39 @@
+"""Amazon SageMaker from critic: deploy endpoints, invoke them, shift traffic between their
+variants, delete them, and run ``critic train`` as a training job.
+
+    endpoints.py   deploy, update_weights, delete_endpoint
+    runtime.py     invoke
+    training.py    submit_training_job (and the sourcedir.tar.gz it uploads)
+    images.py      the SageMaker PyTorch image for a region and instance type
+    aws.py         boto3 sessions, clients, and AWS errors as one-line CriticErrors
+    checks.py      names, ARNs and instance types, checked before any AWS call
+
+boto3 is optional (``pip install 'critic[aws]'``): importing this package does not import it;
+calling a function without it installed is a CriticError that says how to install it.
+"""
+
+from critic.sagemaker.endpoints import (
+    DeletedEndpoint,
+    Deployment,
+    VariantSpec,
+    delete_endpoint,
+    deploy,
+    update_weights,
+)
+from critic.sagemaker.images import framework_image_uri
+from critic.sagemaker.runtime import InvokeResult, invoke
+from critic.sagemaker.training import TrainingJob, submit_training_job
+
+__all__ = [
+    "DeletedEndpoint",
+    "Deployment",
+    "InvokeResult",
+    "TrainingJob",
+    "VariantSpec",
+    "delete_endpoint",
+    "deploy",
+    "framework_image_uri",
+    "invoke",
+    "submit_training_job",
+    "update_weights",
+]

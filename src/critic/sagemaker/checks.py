@@ -1,0 +1,88 @@
+"""Checks of what the user gave, made before any AWS call: a mistake costs nothing here.
+
+Every check raises a :class:`CriticError` that names the value and the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from critic.errors import CriticError
+
+# SageMaker's pattern for endpoint, endpoint config, model, variant and training job names.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_NAME_LENGTH = 63
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def check_name(kind: str, name: object) -> str:
+    """A SageMaker resource name: 1-63 letters, digits and hyphens, no hyphen at either end."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise CriticError(
+            f"{kind} name {name!r} is not valid for SageMaker: use 1-{MAX_NAME_LENGTH} letters, "
+            "digits and hyphens, starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_role_arn(role_arn: object) -> str:
+    """The ARN of the IAM role SageMaker assumes to read S3 and pull the image."""
+    if not isinstance(role_arn, str) or not _ROLE_ARN.match(role_arn):
+        raise CriticError(
+            f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME): "
+            "SageMaker needs a role it may assume, with AmazonSageMakerFullAccess or equivalent"
+        )
+    return role_arn
+
+
+def check_instance_type(instance_type: object) -> str:
+    """A SageMaker instance type such as ``ml.m5.large``."""
+    if not isinstance(instance_type, str) or not _INSTANCE_TYPE.match(instance_type):
+        raise CriticError(
+            f"{instance_type!r} is not a SageMaker instance type (e.g. ml.m5.large, ml.g4dn.xlarge)"
+        )
+    return instance_type
+
+
+def check_positive_int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CriticError(f"{what} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def check_weight(variant: str, weight: object, allow_zero: bool = False) -> float:
+    """A variant's traffic weight: a finite number, positive (or zero where allowed)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise CriticError(f"the weight of variant {variant!r} must be a number, got {weight!r}")
+    if weight < 0 or (weight == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "positive"
+        raise CriticError(f"the weight of variant {variant!r} must be {bound}, got {weight!r}")
+    return float(weight)
+
+
+def bucket_name(bucket: object) -> str:
+    """``"s3://my-bucket/"`` or ``"my-bucket"`` -> ``"my-bucket"``, checked against S3's rules."""
+    if not isinstance(bucket, str):
+        raise CriticError(f"the S3 bucket must be a name, got {bucket!r}")
+    name = bucket.strip().removeprefix("s3://").rstrip("/")
+    if "/" in name:
+        raise CriticError(
+            f"{bucket!r}: give the bucket name alone; critic chooses the keys (under critic/)"
+        )
+    if not _BUCKET.match(name):
+        raise CriticError(
+            f"{bucket!r} is not a valid S3 bucket name: 3-63 lower-case letters, digits, dots "
+            "and hyphens"
+        )
+    return name
+
+
+def parse_s3_uri(uri: object) -> tuple[str, str]:
+    """``"s3://bucket/some/key"`` -> ``("bucket", "some/key")``."""
+    match = re.match(r"^s3://([^/]+)/?(.*)$", uri) if isinstance(uri, str) else None
+    if not match:
+        raise CriticError(f"{uri!r} is not an S3 URI (s3://bucket/key)")
+    return bucket_name(match.group(1)), match.group(2)

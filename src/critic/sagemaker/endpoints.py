@@ -1,0 +1,560 @@
+"""Deploy model.tar.gz files as one SageMaker endpoint, shift its traffic, and delete it.
+
+One endpoint serves one or more production variants that share its traffic by weight (A/B
+testing: a champion and a challenger). For an endpoint NAME, :func:`deploy` makes
+
+    s3://BUCKET/critic/NAME/VARIANT/model.tar.gz   each variant's model data
+    model NAME-VARIANT                             the PyTorch inference image and that data
+    endpoint config NAME                           the variants, instance type and weights
+    endpoint NAME                                  billed per instance-hour until deleted
+
+and :func:`delete_endpoint` removes the last three. The S3 objects stay: they cost little and
+are what a second deploy would upload again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shlex
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from critic.errors import CriticError
+from critic.sagemaker.aws import (
+    Aws,
+    aws_errors,
+    check_bucket,
+    connect,
+    describe_or_none,
+    is_not_found,
+    upload_file,
+)
+from critic.sagemaker.checks import (
+    MAX_NAME_LENGTH,
+    bucket_name,
+    check_instance_type,
+    check_name,
+    check_positive_int,
+    check_role_arn,
+    check_weight,
+)
+from critic.sagemaker.images import check_image_uri, framework_image_uri
+
+Log = Callable[[str], None]
+
+# What deploy prints so that the endpoint gets used, and deleted.
+CLI_INVOKE = 'critic invoke {name} "a review"'
+CLI_DELETE = "critic delete-endpoint {name}"
+
+# Where SageMaker's PyTorch inference container finds the handler inside model.tar.gz.
+INFERENCE_PROGRAM = "inference.py"
+INFERENCE_CODE_DIR = "/opt/ml/model/code"
+MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
+WAIT_DELAY_S = 15
+TAG_KEY = "critic:endpoint"
+
+
+class VariantSpec(NamedTuple):
+    """One production variant to deploy: its name, its local model.tar.gz, its traffic weight."""
+
+    name: str
+    model_path: Path
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What :func:`deploy` made."""
+
+    endpoint_name: str
+    endpoint_arn: str
+    endpoint_config_name: str
+    region: str
+    status: str
+    """``InService`` after waiting, ``Creating`` when deploy did not wait."""
+    image_uri: str
+    models: dict[str, str] = field(default_factory=dict)
+    """Variant name -> SageMaker model name."""
+    model_data: dict[str, str] = field(default_factory=dict)
+    """Variant name -> S3 URI of its model.tar.gz."""
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeletedEndpoint:
+    """What :func:`delete_endpoint` removed."""
+
+    endpoint_name: str
+    endpoint_config_name: str | None
+    models: list[str] = field(default_factory=list)
+
+
+def model_environment(region: str) -> dict[str, str]:
+    """The container environment of every critic model: run code/inference.py from the model."""
+    return {
+        "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+        "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
+        "SAGEMAKER_REGION": region,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",  # logging.INFO
+    }
+
+
+def invocation_hints(endpoint_name: str, region: str) -> list[str]:
+    """How to call the endpoint: with critic, the AWS CLI and boto3; and how to delete it."""
+    body = json.dumps({"instances": ["a review"]})
+    aws_cli = shlex.join(
+        [
+            "aws",
+            "sagemaker-runtime",
+            "invoke-endpoint",
+            "--region",
+            region,
+            "--endpoint-name",
+            endpoint_name,
+            "--content-type",
+            "application/json",
+            "--cli-binary-format",
+            "raw-in-base64-out",
+            "--body",
+            body,
+            "/dev/stdout",
+        ]
+    )
+    boto3_code = (
+        f'import boto3, json; print(boto3.client("sagemaker-runtime", region_name="{region}")'
+        f'.invoke_endpoint(EndpointName="{endpoint_name}", ContentType="application/json", '
+        f'Body=json.dumps({{"instances": ["a review"]}}))["Body"].read().decode())'
+    )
+    return [
+        "invoke it:",
+        f"  {CLI_INVOKE.format(name=endpoint_name)}",
+        f"  {aws_cli}",
+        f"  python -c {shlex.quote(boto3_code)}",
+        "it is billed per instance-hour until deleted; when done: "
+        + CLI_DELETE.format(name=endpoint_name),
+    ]
+
+
+def deploy(
+    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    endpoint_name: str,
+    role_arn: str,
+    bucket: str,
+    instance_type: str = "ml.m5.large",
+    instance_count: int = 1,
+    image_uri: str | None = None,
+    region: str | None = None,
+    wait: bool = True,
+    log: Log = print,
+    *,
+    wait_timeout_s: float = 1800.0,
+    session: Any = None,
+) -> Deployment:
+    """Upload each variant's model.tar.gz and serve them all from one endpoint.
+
+    ``variants`` holds ``(name, path to model.tar.gz, initial weight)`` triples; traffic is
+    shared in proportion to the weights. Every variant runs ``instance_count`` instances of
+    ``instance_type`` with the SageMaker PyTorch inference image (GPU or CPU as the instance
+    type needs; see :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
+    ``role_arn`` is the IAM role SageMaker assumes to read ``bucket`` and pull the image.
+
+    Every input is checked before anything is uploaded or created. If creating a model or the
+    endpoint config fails, what this call created is deleted again. With ``wait``, returns once
+    the endpoint is InService (at most ``wait_timeout_s``); a failed endpoint is a CriticError
+    with SageMaker's reason. ``session`` is an optional ``boto3.session.Session`` (a named
+    profile, assumed-role credentials); the default reads the environment.
+    """
+    check_name("endpoint", endpoint_name)
+    specs = _check_variants(variants, endpoint_name)
+    check_role_arn(role_arn)
+    bucket = bucket_name(bucket)
+    check_instance_type(instance_type)
+    check_positive_int("instance_count", instance_count)
+    if image_uri is not None:
+        check_image_uri(image_uri)
+    _check_timeout(wait_timeout_s)
+
+    aws = connect(region, session)
+    image = image_uri or framework_image_uri("inference", aws.region, instance_type)
+    s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
+    existing = describe_or_none(
+        sagemaker.describe_endpoint,
+        f"looking up endpoint {endpoint_name}",
+        EndpointName=endpoint_name,
+    )
+    if existing is not None:
+        raise CriticError(
+            f"endpoint {endpoint_name} already exists in {aws.region} "
+            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
+            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
+        )
+    check_bucket(aws, s3, bucket)
+
+    model_data: dict[str, str] = {}
+    for spec in specs:
+        key = f"critic/{endpoint_name}/{spec.name}/model.tar.gz"
+        log(f"uploading {spec.model_path} ({_megabytes(spec.model_path)}) to s3://{bucket}/{key}")
+        model_data[spec.name] = upload_file(s3, spec.model_path, bucket, key)
+
+    models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
+    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
+    created_models: list[str] = []
+    config_created = False
+    try:
+        for spec in specs:
+            with aws_errors(f"creating model {models[spec.name]}"):
+                sagemaker.create_model(
+                    ModelName=models[spec.name],
+                    ExecutionRoleArn=role_arn,
+                    PrimaryContainer={
+                        "Image": image,
+                        "ModelDataUrl": model_data[spec.name],
+                        "Environment": model_environment(aws.region),
+                    },
+                    Tags=tags,
+                )
+            created_models.append(models[spec.name])
+            log(f"created model {models[spec.name]} ({image})")
+        with aws_errors(f"creating endpoint config {endpoint_name}"):
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=endpoint_name,
+                ProductionVariants=[
+                    {
+                        "VariantName": spec.name,
+                        "ModelName": models[spec.name],
+                        "InitialInstanceCount": instance_count,
+                        "InstanceType": instance_type,
+                        "InitialVariantWeight": spec.weight,
+                    }
+                    for spec in specs
+                ],
+                Tags=tags,
+            )
+        config_created = True
+        log(f"created endpoint config {endpoint_name}")
+        with aws_errors(f"creating endpoint {endpoint_name}"):
+            created = sagemaker.create_endpoint(
+                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
+            )
+    except BaseException:
+        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
+        # to collide with the next attempt.
+        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
+        raise
+
+    weights = {spec.name: spec.weight for spec in specs}
+    log(
+        f"creating endpoint {endpoint_name} in {aws.region} ({_shares(weights)}; "
+        f"{instance_count} x {instance_type} per variant); this usually takes 5-10 minutes and "
+        "is billed from now until the endpoint is deleted"
+    )
+    status = "Creating"
+    if wait:
+        status = _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
+        log(f"endpoint {endpoint_name} is {status}")
+    else:
+        log(
+            "not waiting; to wait: aws sagemaker wait endpoint-in-service "
+            f"--endpoint-name {endpoint_name} --region {aws.region}"
+        )
+    for line in invocation_hints(endpoint_name, aws.region):
+        log(line)
+    return Deployment(
+        endpoint_name=endpoint_name,
+        endpoint_arn=created["EndpointArn"],
+        endpoint_config_name=endpoint_name,
+        region=aws.region,
+        status=status,
+        image_uri=image,
+        models=models,
+        model_data=model_data,
+        weights=weights,
+    )
+
+
+def update_weights(
+    endpoint_name: str,
+    weights: Mapping[str, float],
+    region: str | None = None,
+    *,
+    wait: bool = True,
+    wait_timeout_s: float = 1800.0,
+    log: Log = print,
+    session: Any = None,
+) -> dict[str, float]:
+    """Change how an endpoint's traffic is shared between its variants, without redeploying.
+
+    ``weights`` maps variant names to new weights (zero takes a variant out of rotation; the
+    variants not named keep theirs). Unknown variants are a CriticError that names the
+    endpoint's variants. With ``wait``, returns once the endpoint is InService again. Returns
+    every variant's weight as SageMaker then reports it (``CurrentWeight``).
+    """
+    check_name("endpoint", endpoint_name)
+    if not isinstance(weights, Mapping) or not weights:
+        raise CriticError("give at least one variant and its new weight")
+    checked = {
+        check_name("variant", name): check_weight(name, weight, allow_zero=True)
+        for name, weight in weights.items()
+    }
+    _check_timeout(wait_timeout_s)
+
+    aws = connect(region, session)
+    sagemaker = aws.client("sagemaker")
+    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
+    current = {
+        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
+        for variant in endpoint.get("ProductionVariants", [])
+    }
+    unknown = sorted(set(checked) - set(current))
+    if unknown:
+        raise CriticError(
+            f"endpoint {endpoint_name} has no variant {', '.join(unknown)}; "
+            f"its variants: {', '.join(sorted(current)) or 'none'}"
+        )
+    if not any({**current, **checked}.values()):
+        raise CriticError(
+            f"these weights would leave endpoint {endpoint_name} no variant to send traffic to; "
+            "keep at least one weight above zero"
+        )
+    status = endpoint.get("EndpointStatus")
+    if status != "InService":
+        raise CriticError(
+            f"endpoint {endpoint_name} is {status}; its weights can change once it is InService"
+        )
+    with aws_errors(f"updating the weights of endpoint {endpoint_name}"):
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=endpoint_name,
+            DesiredWeightsAndCapacities=[
+                {"VariantName": name, "DesiredWeight": weight} for name, weight in checked.items()
+            ],
+        )
+    if wait:
+        _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
+    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
+    result = {
+        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
+        for variant in endpoint.get("ProductionVariants", [])
+    }
+    log(f"endpoint {endpoint_name}: {_shares(result)}")
+    return result
+
+
+def delete_endpoint(
+    endpoint_name: str,
+    region: str | None = None,
+    log: Log = print,
+    *,
+    session: Any = None,
+) -> DeletedEndpoint:
+    """Delete an endpoint, its endpoint config and the models of its variants.
+
+    An endpoint bills per instance-hour until it is deleted; this stops that. An endpoint that
+    does not exist is a CriticError; a config or model already gone is noted and skipped.
+    """
+    check_name("endpoint", endpoint_name)
+    aws = connect(region, session)
+    sagemaker = aws.client("sagemaker")
+    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
+    config_name = endpoint.get("EndpointConfigName")
+    config = (
+        describe_or_none(
+            sagemaker.describe_endpoint_config,
+            f"looking up endpoint config {config_name}",
+            EndpointConfigName=config_name,
+        )
+        if config_name
+        else None
+    )
+    models: list[str] = []
+    if config is None:
+        log(f"endpoint config {config_name} is already gone; its models cannot be found from it")
+    else:
+        for variant in [
+            *config.get("ProductionVariants", []),
+            *config.get("ShadowProductionVariants", []),
+        ]:
+            name = variant.get("ModelName")
+            if name and name not in models:
+                models.append(name)
+
+    _delete(sagemaker.delete_endpoint, "endpoint", endpoint_name, log, EndpointName=endpoint_name)
+    if config is not None:
+        _delete(
+            sagemaker.delete_endpoint_config,
+            "endpoint config",
+            config_name,
+            log,
+            EndpointConfigName=config_name,
+        )
+    for model in models:
+        _delete(sagemaker.delete_model, "model", model, log, ModelName=model)
+    return DeletedEndpoint(endpoint_name, config_name if config is not None else None, models)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _check_variants(
+    variants: Sequence[VariantSpec | tuple[str, str | Path, float]], endpoint_name: str
+) -> list[VariantSpec]:
+    if isinstance(variants, str | bytes) or not isinstance(variants, Sequence) or not variants:
+        raise CriticError(
+            "give at least one variant to deploy: (name, path to model.tar.gz, weight)"
+        )
+    if len(variants) > MAX_VARIANTS:
+        raise CriticError(f"an endpoint holds at most {MAX_VARIANTS} variants, got {len(variants)}")
+    specs = []
+    for item in variants:
+        try:
+            name, path, weight = item
+        except (TypeError, ValueError):
+            raise CriticError(
+                f"each variant is (name, path to model.tar.gz, weight), got {item!r}"
+            ) from None
+        check_name("variant", name)
+        model_name = f"{endpoint_name}-{name}"
+        if len(model_name) > MAX_NAME_LENGTH:
+            raise CriticError(
+                f"the model of variant {name} would be named {model_name} (endpoint-variant), "
+                f"{len(model_name)} characters; SageMaker allows {MAX_NAME_LENGTH}: shorten the "
+                "endpoint or variant name"
+            )
+        specs.append(VariantSpec(name, Path(path), check_weight(name, weight)))
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CriticError(f"variant names must differ; repeated: {', '.join(repeated)}")
+    for spec in specs:
+        _check_model_archive(spec)
+    return specs
+
+
+def _check_model_archive(spec: VariantSpec) -> None:
+    """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run."""
+    if not spec.model_path.exists():
+        raise CriticError(f"variant {spec.name}: {spec.model_path} does not exist")
+    if not spec.model_path.is_file():
+        raise CriticError(f"variant {spec.name}: {spec.model_path} is not a file")
+    try:
+        with tarfile.open(spec.model_path, "r:gz") as archive:
+            names = {name.removeprefix("./") for name in archive.getnames()}
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise CriticError(
+            f"variant {spec.name}: {spec.model_path} is not a gzip-compressed tar file "
+            f"(model.tar.gz): {error}"
+        ) from None
+    program = f"code/{INFERENCE_PROGRAM}"
+    if program not in names:
+        raise CriticError(
+            f"variant {spec.name}: {spec.model_path} has no {program}, which SageMaker's "
+            "PyTorch container runs; make the archive with critic's packaging "
+            "(critic.artifact.package_bundle)"
+        )
+
+
+def _check_timeout(wait_timeout_s: float) -> None:
+    if not isinstance(wait_timeout_s, int | float) or not wait_timeout_s > 0:
+        raise CriticError(f"wait_timeout_s must be a positive number, got {wait_timeout_s!r}")
+
+
+def _model_name(endpoint_name: str, variant: str) -> str:
+    return f"{endpoint_name}-{variant}"
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
+
+
+def _shares(weights: Mapping[str, float]) -> str:
+    total = sum(weights.values())
+    return ", ".join(
+        f"{name} {100 * weight / total:.0f}%" if total else f"{name} 0%"
+        for name, weight in weights.items()
+    )
+
+
+def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
+    endpoint = describe_or_none(
+        sagemaker.describe_endpoint,
+        f"looking up endpoint {endpoint_name}",
+        EndpointName=endpoint_name,
+    )
+    if endpoint is None:
+        raise CriticError(f"there is no endpoint named {endpoint_name} in region {aws.region}")
+    return endpoint
+
+
+def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: Log) -> str:
+    """Wait with boto3's ``endpoint_in_service`` waiter, at most ``timeout_s``."""
+    from botocore.exceptions import WaiterError
+
+    attempts = max(1, math.ceil(timeout_s / WAIT_DELAY_S))
+    waiter = sagemaker.get_waiter("endpoint_in_service")
+    with aws_errors(f"waiting for endpoint {endpoint_name}"):
+        try:
+            waiter.wait(
+                EndpointName=endpoint_name,
+                WaiterConfig={"Delay": WAIT_DELAY_S, "MaxAttempts": attempts},
+            )
+        except WaiterError as error:
+            last = error.last_response or {}
+            status = last.get("EndpointStatus")
+            reason = last.get("FailureReason") or last.get("Error", {}).get("Message")
+            if status == "Failed":
+                raise CriticError(
+                    f"endpoint {endpoint_name} failed: {reason or 'no reason given'}; the "
+                    f"container's logs are in CloudWatch log group "
+                    f"/aws/sagemaker/Endpoints/{endpoint_name}; remove what is left with "
+                    f"{CLI_DELETE.format(name=endpoint_name)}"
+                ) from None
+            if status is None:
+                raise CriticError(
+                    f"waiting for endpoint {endpoint_name} failed: {reason or error}"
+                ) from None
+            raise CriticError(
+                f"endpoint {endpoint_name} is still {status} after {timeout_s / 60:.0f} minutes "
+                "and is billed while it runs: check it with `aws sagemaker describe-endpoint "
+                f"--endpoint-name {endpoint_name}`, or delete it with "
+                f"{CLI_DELETE.format(name=endpoint_name)}"
+            ) from None
+        except KeyboardInterrupt:
+            log(
+                f"stopped waiting; endpoint {endpoint_name} carries on starting and is billed "
+                f"until deleted: {CLI_DELETE.format(name=endpoint_name)}"
+            )
+            raise
+    return "InService"
+
+
+def _roll_back(sagemaker: Any, models: list[str], config_name: str | None, log: Log) -> None:
+    """Best effort: the error that brought us here is the one worth reporting."""
+    removed = []
+    if config_name is not None:
+        with contextlib.suppress(Exception):
+            sagemaker.delete_endpoint_config(EndpointConfigName=config_name)
+            removed.append(f"endpoint config {config_name}")
+    for model in models:
+        with contextlib.suppress(Exception):
+            sagemaker.delete_model(ModelName=model)
+            removed.append(f"model {model}")
+    if removed:
+        log(f"deploy failed; removed what it had created: {', '.join(removed)}")
+
+
+def _delete(call: Any, kind: str, name: str, log: Log, **params: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    with aws_errors(f"deleting {kind} {name}"):
+        try:
+            call(**params)
+        except ClientError as error:
+            if not is_not_found(error):
+                raise
+            log(f"{kind} {name} was already gone")
+            return
+    log(f"deleted {kind} {name}")

@@ -1,0 +1,200 @@
+"""Ask a deployed endpoint about reviews: SageMaker's runtime ``InvokeEndpoint`` call.
+
+The bodies follow critic's hosting contract, which the model's handler (and ``critic serve``)
+reads: ``text/plain`` is one review, ``application/json`` is ``{"instances": [...]}``,
+``text/csv`` one quoted review per row, ``application/jsonlines`` one JSON string per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from critic.errors import CriticError
+from critic.sagemaker.aws import aws_errors, connect, one_line
+from critic.sagemaker.checks import check_name
+
+JSON = "application/json"
+TEXT = "text/plain"
+CSV = "text/csv"
+JSON_LINES = "application/jsonlines"
+REQUEST_TYPES = (JSON, TEXT, CSV, JSON_LINES)
+_JSON_LINES_TYPES = (
+    JSON_LINES,
+    "application/x-jsonlines",
+    "application/jsonl",
+    "application/x-ndjson",
+)
+MAX_BODY_BYTES = 6 * 1024 * 1024  # real-time endpoints refuse larger payloads
+MAX_CUSTOM_ATTRIBUTES = 1024
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """An endpoint's answer and which variant gave it."""
+
+    answer: Any
+    """The parsed body: JSON as Python objects, JSON lines as a list, text as str, else bytes."""
+    variant: str | None
+    """``InvokedProductionVariant``: the variant SageMaker routed the request to."""
+    content_type: str | None
+    custom_attributes: str | None = None
+
+
+def encode_reviews(
+    reviews: str | Sequence[str], content_type: str | None = None
+) -> tuple[bytes, str]:
+    """The request body and its Content-Type for one review (a str) or several.
+
+    Without ``content_type``, one review goes as ``text/plain`` and a list as
+    ``application/json`` ``{"instances": [...]}``.
+    """
+    if isinstance(reviews, str):
+        texts, single = [reviews], True
+    elif isinstance(reviews, Sequence) and not isinstance(reviews, bytes):
+        texts, single = list(reviews), False
+    else:
+        raise CriticError(
+            f"reviews must be a string or a list of strings, not {type(reviews).__name__}"
+        )
+    if not texts:
+        raise CriticError("no reviews to send")
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str):
+            raise CriticError(f"review {number} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise CriticError(f"review {number} is empty")
+    kind = (content_type or (TEXT if single else JSON)).split(";", 1)[0].strip().lower()
+    if kind == JSON:
+        body = json.dumps({"instances": texts}, ensure_ascii=False)
+    elif kind == TEXT:
+        if len(texts) > 1:
+            raise CriticError(
+                f"text/plain carries one review and {len(texts)} were given: send them as "
+                "application/json (the default for a list)"
+            )
+        body = texts[0]
+    elif kind == CSV:
+        buffer = io.StringIO()
+        csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows([t] for t in texts)
+        body = buffer.getvalue()
+    elif kind == JSON_LINES:
+        body = "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
+    else:
+        raise CriticError(
+            f"cannot send reviews as {content_type!r}; supported: {', '.join(REQUEST_TYPES)}"
+        )
+    data = body.encode("utf-8")
+    if len(data) > MAX_BODY_BYTES:
+        raise CriticError(
+            f"the request is {len(data) / 1e6:.1f} MB; SageMaker endpoints take at most "
+            f"{MAX_BODY_BYTES // (1024 * 1024)} MB a request: send the reviews in smaller batches"
+        )
+    return data, kind
+
+
+def decode_answer(body: bytes, content_type: str | None) -> Any:
+    """An endpoint's answer, parsed as its Content-Type says."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    try:
+        if kind == JSON or kind.endswith("+json"):
+            return json.loads(body.decode("utf-8"))
+        if kind in _JSON_LINES_TYPES:
+            return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
+        if kind.startswith("text/"):
+            return body.decode("utf-8", errors="replace")
+    except (ValueError, UnicodeDecodeError) as error:
+        preview = body[:200].decode("utf-8", errors="replace")
+        raise CriticError(
+            one_line(
+                f"the endpoint answered {content_type} that does not parse ({error}): {preview}"
+            )
+        ) from None
+    return body
+
+
+def model_error_message(endpoint_name: str, error: Any) -> str:
+    """A ``ModelError`` (the container itself answered an error) as one line."""
+    response = error.response
+    status = response.get("OriginalStatusCode", "an error")
+    message = response.get("OriginalMessage") or response.get("Error", {}).get("Message", "")
+    # critic's handler answers {"status": ..., "message": ...}; show the message alone.
+    try:
+        parsed = json.loads(message)
+        if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    except (TypeError, ValueError):
+        pass
+    text = f"the model behind endpoint {endpoint_name} answered {status}: {message}"
+    if response.get("LogStreamArn"):
+        text += f" (container logs: {response['LogStreamArn']})"
+    return one_line(text)
+
+
+def invoke(
+    endpoint_name: str,
+    reviews: str | Sequence[str],
+    target_variant: str | None = None,
+    content_type: str | None = None,
+    accept: str = JSON,
+    custom_attributes: str | None = None,
+    region: str | None = None,
+    *,
+    session: Any = None,
+) -> InvokeResult:
+    """Send one review (a str) or several (a list) to an endpoint; return its parsed answer.
+
+    ``content_type`` defaults to ``text/plain`` for one review and ``application/json``
+    (``{"instances": [...]}``) for a list; ``text/csv`` and ``application/jsonlines`` work too.
+    ``target_variant`` skips the weighted routing and asks that variant;
+    ``custom_attributes`` travels to the container as ``X-Amzn-SageMaker-Custom-Attributes``.
+    An error answered by the model itself is a CriticError with its status and message.
+    """
+    check_name("endpoint", endpoint_name)
+    if target_variant is not None:
+        check_name("variant", target_variant)
+    body, kind = encode_reviews(reviews, content_type)
+    if not isinstance(accept, str) or not accept.strip():
+        raise CriticError(f"accept must be a media type such as {JSON}, got {accept!r}")
+    if custom_attributes is not None and (
+        not isinstance(custom_attributes, str)
+        or len(custom_attributes) > MAX_CUSTOM_ATTRIBUTES
+        or not all(32 <= ord(c) < 127 for c in custom_attributes)
+    ):
+        raise CriticError(
+            f"custom_attributes must be printable ASCII of at most {MAX_CUSTOM_ATTRIBUTES} characters"
+        )
+
+    aws = connect(region, session)  # first: it says how to install boto3 when it is missing
+    runtime = aws.client("sagemaker-runtime")
+    from botocore.exceptions import ClientError
+
+    params: dict[str, Any] = {
+        "EndpointName": endpoint_name,
+        "Body": body,
+        "ContentType": content_type or kind,
+        "Accept": accept,
+    }
+    if target_variant is not None:
+        params["TargetVariant"] = target_variant
+    if custom_attributes is not None:
+        params["CustomAttributes"] = custom_attributes
+    with aws_errors(f"invoking endpoint {endpoint_name}"):
+        try:
+            response = runtime.invoke_endpoint(**params)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ModelError":
+                raise CriticError(model_error_message(endpoint_name, error)) from error
+            raise
+        payload = response["Body"].read()
+    answer_type = response.get("ContentType")
+    return InvokeResult(
+        answer=decode_answer(payload, answer_type),
+        variant=response.get("InvokedProductionVariant"),
+        content_type=answer_type,
+        custom_attributes=response.get("CustomAttributes"),
+    )

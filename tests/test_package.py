@@ -1,0 +1,152 @@
+"""The SageMaker model artifact, driven through the real sagemaker-inference toolkit."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import pytest
+
+from critic.predictor import Predictor
+
+REVIEWS = [
+    "A wonderful, moving film!",
+    "Not good. Boring and far too long.",
+    "It was fine, I guess?",
+]
+
+# Runs in a fresh interpreter with only model_dir/code on PYTHONPATH, as in SageMaker's
+# PyTorch serving container: the toolkit's DefaultHandlerService loads code/inference.py and
+# calls model_fn, then input_fn -> predict_fn -> output_fn for each request.
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from sagemaker_inference.default_handler_service import DefaultHandlerService
+    from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
+    from sagemaker_inference.transformer import Transformer
+
+    class RequestProcessor:
+        def __init__(self, headers):
+            self.headers = headers
+        def get_request_properties(self):
+            return self.headers
+
+    class Context:
+        # The part of the model server's context object that the toolkit uses.
+        def __init__(self, model_dir, headers):
+            self.system_properties = {"model_dir": model_dir, "gpu_id": None}
+            self.request_processor = [RequestProcessor(headers)]
+            self.status = None
+            self.content_type = None
+        def set_response_content_type(self, index, value):
+            self.content_type = value
+        def set_response_status(self, code, phrase):
+            self.status = code
+
+    model_dir, requests = sys.argv[1], json.loads(sys.stdin.read())
+    service = DefaultHandlerService(Transformer(default_inference_handler=DefaultInferenceHandler()))
+    service.initialize(Context(model_dir, {}))
+    import critic
+    answers = {"critic_source": critic.__file__, "responses": []}
+    for request in requests:
+        context = Context(model_dir, request["headers"])
+        (body,) = service.handle([{"body": request["body"].encode()}], context)
+        if isinstance(body, bytes):
+            body = body.decode()
+        answers["responses"].append({"status": context.status, "content_type": context.content_type, "body": body})
+    print(json.dumps(answers))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_bundle, tmp_path_factory):
+    from critic.artifact import package_bundle
+
+    root = tmp_path_factory.mktemp("artifact")
+    archive = package_bundle(trained_bundle, root / "model.tar.gz")
+    target = root / "opt" / "ml" / "model"
+    target.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def test_the_artifact_has_the_layout_the_pytorch_container_loads(model_dir):
+    names = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
+    assert {
+        "config.json",
+        "vocab.json",
+        "model.safetensors",
+        "metrics.json",
+        "bundle.json",
+    } <= names
+    assert {"code/inference.py", "code/requirements.txt", "code/critic/serving/handler.py"} <= names
+    assert not any("__pycache__" in name for name in names)
+    script = (model_dir / "code" / "inference.py").read_text()
+    for function in ("model_fn", "input_fn", "predict_fn", "output_fn"):
+        assert function in script
+    assert (
+        "torch" not in (model_dir / "code" / "requirements.txt").read_text()
+    )  # the container has it
+
+
+def drive(model_dir, requests):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(model_dir / "code")
+    completed = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(model_dir)],
+        input=json.dumps(requests), capture_output=True, text=True, env=env, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
+    answers = drive(
+        model_dir,
+        [
+            {
+                "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"instances": REVIEWS}),
+            },
+            {"headers": {"Content-Type": "text/plain"}, "body": REVIEWS[1]},
+            {
+                "headers": {"Content-Type": "text/csv", "Accept": "text/plain"},
+                "body": "\n".join(json.dumps(r) for r in REVIEWS),
+            },
+        ],
+    )
+    # The vendored copy answered, not the critic installed in this environment.
+    assert answers["critic_source"].startswith(str(model_dir / "code"))
+    expected = Predictor.load(trained_bundle).predict(REVIEWS)
+    as_json, as_text, as_plain = answers["responses"]
+    assert as_json["content_type"] == "application/json"
+    served = json.loads(as_json["body"])["predictions"]
+    for got, want in zip(served, expected, strict=True):
+        assert got["label"] == want["label"]
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-6)
+        assert got["rating"] == want["rating"]
+    assert json.loads(as_text["body"])["predictions"][0]["probability"] == pytest.approx(
+        expected[1]["probability"], abs=1e-6
+    )
+    assert as_plain["content_type"] == "text/plain"
+    assert as_plain["body"].split("\n") == [
+        "1" if p["label"] == "positive" else "0" for p in expected
+    ]
+
+
+def test_client_mistakes_are_4xx_inside_the_toolkit_too(model_dir):
+    answers = drive(
+        model_dir,
+        [
+            {"headers": {"Content-Type": "text/plain"}, "body": "   "},
+            {"headers": {"Content-Type": "application/xml"}, "body": "<review/>"},
+            {"headers": {"Content-Type": "application/json"}, "body": "{broken"},
+        ],
+    )
+    statuses = [response["status"] for response in answers["responses"]]
+    assert statuses == [400, 415, 400]
+    assert "the review is empty" in answers["responses"][0]["body"]
