@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import tarfile
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 from critic.artifact import save_training_result
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from critic.train import train
+
+AWS_TEST_REGION = "us-east-1"
 
 POSITIVE = [
     "A wonderful film. The acting is superb and the story moved me!",
@@ -68,6 +72,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory):
+    """moto's server on a free loopback port, and an environment that sends boto3 there."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    hidden = tmp_path_factory.mktemp("no-aws-config")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                patch.delenv(name)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", AWS_TEST_REGION)
+        patch.setenv("AWS_ENDPOINT_URL", url)
+        patch.setenv("AWS_CONFIG_FILE", str(hidden / "config"))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(hidden / "credentials"))
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield url
+    server.stop()
 
 
 def write_aclimdb(root: Path, per_class: int = 6) -> Path:

@@ -156,7 +156,8 @@ def test_help_is_worth_reading():
         assert option in completed.stdout
 
 
-def test_ctrl_c_during_training_leaves_a_checkpoint_to_resume(tmp_path, cache_dir):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path, cache_dir, stop):
     import signal
     import time
 
@@ -171,12 +172,17 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_to_resume(tmp_path, cache_di
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, stop))
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    if stop == "SIGINT":
+        assert process.returncode == 130, stderr
+        assert "--resume" in stderr and "Traceback" not in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
     done = json.loads(state.read_text())["history"]
     assert 1 <= len(done) < 12
+    unfinished = run("predict", out, "hi", cache_dir=cache_dir, check=False)
+    assert unfinished.returncode == 1 and "--resume" in unfinished.stderr
     resumed = run(*args, "--resume", cache_dir=cache_dir)
     assert f"continuing after epoch {len(done)}" in resumed.stdout
     assert (out / "bundle.json").is_file()

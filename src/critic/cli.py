@@ -33,6 +33,11 @@ DataOption = Annotated[
 ]
 
 
+RegionOption = Annotated[
+    str | None, typer.Option(help="AWS region (default: from the environment).")
+]
+
+
 def _echo_json(payload) -> None:
     typer.echo(json.dumps(payload, ensure_ascii=False))
 
@@ -106,6 +111,28 @@ def train(
         Path | None, typer.Option(help="Where prepared data is cached (default ~/.cache/critic).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+    sagemaker: Annotated[
+        bool,
+        typer.Option(
+            "--sagemaker", help="Submit this training as a SageMaker training job instead."
+        ),
+    ] = False,
+    role: Annotated[
+        str | None, typer.Option(help="--sagemaker: the job's IAM execution role ARN.")
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="--sagemaker: S3 bucket for code and output.")
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="--sagemaker: training instance type.")
+    ] = "ml.m5.xlarge",
+    job_name: Annotated[
+        str | None, typer.Option(help="--sagemaker: job name (default: critic-<model>-<time>).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="--sagemaker: AWS region (default: from the environment).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="--sagemaker: wait for the job to end.")] = False,
 ) -> None:
     """Train a model and write its bundle (config, vocabulary, weights, metrics, curves).
 
@@ -113,17 +140,21 @@ def train(
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the
     bundle is written to SM_MODEL_DIR.
     """
+    # First, before any import adds a local name: exactly the command's options.
+    options = dict(locals())
     from critic.artifact import save_training_result
     from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from critic.train import train as run_training
 
-    options = dict(locals())
-    sagemaker = _sagemaker_settings()
-    if sagemaker is not None:
-        unknown = sorted(set(sagemaker) - set(options))
+    if sagemaker:
+        _submit_training_job(options)
+        return
+    in_job = _sagemaker_settings()
+    if in_job is not None:
+        unknown = sorted(set(in_job) - set(options) - set(_SUBMIT_ONLY))
         if unknown:
             raise CriticError(f"unknown hyper-parameter(s) in SM_HPS: {', '.join(unknown)}")
-        options.update(sagemaker)
+        options.update(in_job)
         typer.echo(f"sagemaker: training job, writing the model to {options['out']}")
     if options["out"] is None:
         raise CriticError("--out is required: the folder to write the bundle to")
@@ -177,6 +208,43 @@ def train(
         raise typer.Exit(130) from None
     save_training_result(out_path, result)
     typer.echo(f"bundle: {out_path} (test accuracy {result.metrics['test_accuracy']:.4f})")
+
+
+# Options that describe the submission, not the training: never sent as hyper-parameters.
+_SUBMIT_ONLY = ("out", "resume", "cache_dir", "progress", "sagemaker", "role", "bucket",
+                "instance_type", "job_name", "region", "wait", "device")  # fmt: skip
+
+
+def _submit_training_job(options: dict) -> None:
+    """``critic train --sagemaker``: the options that differ from their defaults become the job's
+    hyper-parameters; ``--data s3://...`` becomes its training channel."""
+    import inspect
+    import time
+
+    from critic.sagemaker import submit_training_job
+
+    for required in ("role", "bucket"):
+        if not options[required]:
+            raise CriticError(f"--sagemaker needs --{required}")
+    defaults = {name: p.default for name, p in inspect.signature(train).parameters.items()}
+    hyperparameters = {
+        name: value
+        for name, value in options.items()
+        if name not in _SUBMIT_ONLY and name != "data" and value != defaults[name]
+    }
+    data = options["data"]
+    data_s3_uri = None
+    if data and data.startswith("s3://"):
+        data_s3_uri = data
+    elif data:
+        hyperparameters["data"] = data
+    name = options["job_name"] or f"critic-{options['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    job = submit_training_job(
+        name, options["role"], options["bucket"], hyperparameters,
+        instance_type=options["instance_type"], data_s3_uri=data_s3_uri, region=options["region"],
+        wait=options["wait"], log=typer.echo,
+    )  # fmt: skip
+    _echo_json({"training_job": job.name, "status": job.status, "output": job.output_uri})
 
 
 @app.command()
@@ -275,30 +343,30 @@ def serve(
     variant: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=BUNDLE[:WEIGHT], repeatable: production variants sharing traffic by weight."
+            help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8080, as SageMaker].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: 8080, as SageMaker).")] = None,
     endpoint_name: Annotated[
         str | None,
-        typer.Option(help="Name answered on /endpoints/NAME/invocations [default: critic]."),
+        typer.Option(help="Name answered on /endpoints/NAME/invocations (default: critic)."),
     ] = None,
     admin_token: Annotated[
         str | None,
         typer.Option(help="Token for POST /admin/weights; without it weights are fixed."),
     ] = None,
     max_reviews: Annotated[
-        int | None, typer.Option(help="Most reviews per request [default: 1000].")
+        int | None, typer.Option(help="Most reviews per request (default: 1000).")
     ] = None,
     max_batch: Annotated[
-        int | None, typer.Option(help="Most reviews per forward pass [default: 64].")
+        int | None, typer.Option(help="Most reviews per forward pass (default: 64).")
     ] = None,
     batch_wait_ms: Annotated[
         float | None,
-        typer.Option(help="How long a request waits to share a forward pass [default: 5]."),
+        typer.Option(help="How long a request waits to share a forward pass (default: 5)."),
     ] = None,
 ) -> None:
     """Serve bundles on SageMaker's hosting contract: GET /ping, POST /invocations, port 8080.
@@ -350,6 +418,138 @@ def package(
 
     written = package_bundle(bundle, out)
     typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+def deploy(
+    artifact: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A model.tar.gz (or a bundle folder, packaged on the way) for one variant, AllTraffic."
+        ),
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="Endpoint name.")] = ...,  # type: ignore[assignment]
+    role: Annotated[str, typer.Option(help="IAM execution role ARN for the models.")] = ...,  # type: ignore[assignment]
+    bucket: Annotated[str, typer.Option(help="S3 bucket to upload the artifacts to.")] = ...,  # type: ignore[assignment]
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=ARTIFACT(:WEIGHT), repeatable: production variants."),
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="Instance type of every variant.")
+    ] = "ml.m5.large",
+    instance_count: Annotated[int, typer.Option(help="Instances per variant.")] = 1,
+    image: Annotated[
+        str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
+    ] = None,
+    region: RegionOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
+) -> None:
+    """Deploy to Amazon SageMaker: upload, create the models, an endpoint config with production
+    variants and weights, and the endpoint. Delete it with critic delete-endpoint when done:
+    a running endpoint is billed by the hour."""
+    import tempfile
+
+    from critic.artifact import package_bundle
+    from critic.sagemaker import VariantSpec as AwsVariant
+    from critic.sagemaker import deploy as deploy_endpoint
+    from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
+
+    specs = [VariantSpec.parse(text) for text in variant or []]
+    if artifact is not None:
+        specs.insert(0, VariantSpec(DEFAULT_VARIANT, artifact, 1.0))
+    if not specs:
+        raise CriticError(
+            "nothing to deploy: give a model.tar.gz, or --variant NAME=ARTIFACT[:WEIGHT]"
+        )
+    with tempfile.TemporaryDirectory(prefix="critic-deploy-") as scratch:
+        variants = []
+        for spec in specs:
+            path = spec.bundle
+            if path.is_dir():
+                path = package_bundle(path, Path(scratch) / f"{spec.name}.tar.gz")
+            variants.append(AwsVariant(spec.name, path, spec.weight))
+        deployment = deploy_endpoint(
+            variants, endpoint, role, bucket, instance_type=instance_type, instance_count=instance_count,
+            image_uri=image, region=region, wait=wait, log=typer.echo,
+        )  # fmt: skip
+    _echo_json({"endpoint": deployment.endpoint_name, "status": deployment.status})
+
+
+@app.command()
+def invoke(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    reviews: Annotated[
+        list[str] | None, typer.Argument(help="Reviews; without any, one per line on stdin.")
+    ] = None,
+    variant: Annotated[str | None, typer.Option(help="Send to this production variant.")] = None,
+    region: RegionOption = None,
+) -> None:
+    """Call a SageMaker endpoint (boto3's invoke_endpoint) and print its answer as JSON.
+
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:8080 sends the call to critic serve.
+    """
+    from critic.sagemaker import invoke as invoke_endpoint
+
+    texts = (
+        list(reviews)
+        if reviews
+        else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    )
+    if not texts:
+        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
+    result = invoke_endpoint(
+        endpoint, texts if len(texts) > 1 else texts[0], target_variant=variant, region=region
+    )
+    answer = result.answer if isinstance(result.answer, dict) else {"answer": result.answer}
+    _echo_json({**answer, "variant": result.variant})
+
+
+@app.command("update-weights")
+def update_weights(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT ...")],
+    region: RegionOption = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the endpoint has applied the weights.")
+    ] = True,
+) -> None:
+    """Shift traffic between a SageMaker endpoint's variants without redeploying."""
+    from critic.sagemaker import update_weights as update_endpoint_weights
+
+    parsed = {}
+    for item in weights:
+        name, separator, value = item.partition("=")
+        try:
+            parsed[name] = float(value)
+        except ValueError:
+            separator = ""
+        if not separator or not name:
+            raise CriticError(f"{item!r}: expected VARIANT=WEIGHT, e.g. champion=0.5")
+    _echo_json(
+        {
+            "endpoint": endpoint,
+            "weights": update_endpoint_weights(endpoint, parsed, region, wait=wait, log=typer.echo),
+        }
+    )
+
+
+@app.command("delete-endpoint")
+def delete_endpoint(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    region: RegionOption = None,
+) -> None:
+    """Delete a SageMaker endpoint, its endpoint config and its models (the S3 artifacts stay)."""
+    from critic.sagemaker import delete_endpoint as delete
+
+    deleted = delete(endpoint, region, log=typer.echo)
+    _echo_json(
+        {
+            "deleted_endpoint": deleted.endpoint_name,
+            "endpoint_config": deleted.endpoint_config_name,
+            "models": deleted.models,
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""boto3 sessions and clients, and AWS failures turned into one-line :class:`CriticError`\\ s.
+"""boto3 sessions and clients, and AWS failures turned into one-line CriticErrors.
 
 boto3 is optional (``pip install 'critic[aws]'``), so it is imported here, when a client is
 first needed, never when :mod:`critic.sagemaker` is imported.
@@ -114,11 +114,13 @@ def client_error_message(action: str, error: Any) -> str:
 def is_not_found(error: Any) -> bool:
     """Whether a SageMaker ClientError says the named resource does not exist."""
     details = error.response.get("Error", {})
-    # SageMaker answers a missing endpoint, config, model or job with a ValidationException
-    # "Could not find ..."; ResourceNotFound is what its newer APIs use.
-    return details.get("Code") in ("ValidationException", "ResourceNotFound") and (
-        "could not find" in str(details.get("Message", "")).lower()
-        or details.get("Code") == "ResourceNotFound"
+    code, message = details.get("Code"), str(details.get("Message", "")).lower()
+    if code in ("ResourceNotFound", "ResourceNotFoundException"):
+        return True
+    # A missing endpoint, config or model is a ValidationException "Could not find ...", a
+    # missing training job one that says "Requested resource not found."
+    return code == "ValidationException" and (
+        "could not find" in message or "resource not found" in message
     )
 
 

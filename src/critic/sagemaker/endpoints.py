@@ -470,6 +470,10 @@ def _megabytes(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
+
+
 def _shares(weights: Mapping[str, float]) -> str:
     total = sum(weights.values())
     return ", ".join(
@@ -517,7 +521,7 @@ def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: 
                     f"waiting for endpoint {endpoint_name} failed: {reason or error}"
                 ) from None
             raise CriticError(
-                f"endpoint {endpoint_name} is still {status} after {timeout_s / 60:.0f} minutes "
+                f"endpoint {endpoint_name} is still {status} after {_duration(timeout_s)} "
                 "and is billed while it runs: check it with `aws sagemaker describe-endpoint "
                 f"--endpoint-name {endpoint_name}`, or delete it with "
                 f"{CLI_DELETE.format(name=endpoint_name)}"
