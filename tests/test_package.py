@@ -47,11 +47,15 @@ DRIVER = textwrap.dedent(
 
     model_dir, requests = sys.argv[1], json.loads(sys.stdin.read())
     service = DefaultHandlerService(Transformer(default_inference_handler=DefaultInferenceHandler()))
-    service.initialize(Context(model_dir, {}))
+    # As in the model server: one context for the model's life, its request part renewed
+    # for every request (the toolkit keeps the context it was initialised with).
+    context = Context(model_dir, {})
+    service.initialize(context)
     import critic
     answers = {"critic_source": critic.__file__, "responses": []}
     for request in requests:
-        context = Context(model_dir, request["headers"])
+        context.request_processor = [RequestProcessor(request["headers"])]
+        context.status = context.content_type = None
         (body,) = service.handle([{"body": request["body"].encode()}], context)
         if isinstance(body, bytes):
             body = body.decode()
@@ -104,6 +108,10 @@ def drive(model_dir, requests):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def served_first(response):
+    return json.loads(response["body"])["predictions"][0]
+
+
 def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
     answers = drive(
         model_dir,
@@ -117,12 +125,22 @@ def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
                 "headers": {"Content-Type": "text/csv", "Accept": "text/plain"},
                 "body": "\n".join(json.dumps(r) for r in REVIEWS),
             },
+            {
+                "headers": {
+                    "Content-Type": "text/plain",
+                    "X-Amzn-SageMaker-Custom-Attributes": "explain=true",
+                },
+                "body": REVIEWS[0],
+            },
         ],
     )
     # The vendored copy answered, not the critic installed in this environment.
     assert answers["critic_source"].startswith(str(model_dir / "code"))
     expected = Predictor.load(trained_bundle).predict(REVIEWS)
-    as_json, as_text, as_plain = answers["responses"]
+    as_json, as_text, as_plain, explained = answers["responses"]
+    words = json.loads(explained["body"])["predictions"][0]["words"]
+    assert [w["word"] for w in words] == ["a", "wonderful", "moving", "film", "!"]
+    assert "words" not in served_first(as_json)
     assert as_json["content_type"] == "application/json"
     served = json.loads(as_json["body"])["predictions"]
     for got, want in zip(served, expected, strict=True):

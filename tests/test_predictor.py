@@ -52,3 +52,33 @@ def test_predictions_do_not_depend_on_the_other_reviews_in_the_request(predictor
     alone = predictor.predict("An honest, moving story.")["probability"]
     together = predictor.predict(["x " * 300, "An honest, moving story.", "ok"])[1]["probability"]
     assert alone == pytest.approx(together, abs=1e-6)
+
+
+def test_explain_gives_one_weight_per_token_read_scaled_to_one(predictor):
+    review = "I did not like it. The acting was terrible, but the music was wonderful!"
+    result = predictor.predict(review, explain=True)
+    from critic.data.text import tokenize
+
+    assert [w["word"] for w in result["words"]] == tokenize(review)
+    weights = [w["weight"] for w in result["words"]]
+    assert max(abs(w) for w in weights) == pytest.approx(1.0)
+    assert all(-1.0 <= w <= 1.0 for w in weights)
+    assert "words" not in predictor.predict(review)
+
+
+def test_word_weights_do_not_depend_on_the_other_reviews_and_leave_no_gradients(predictor):
+    review = "A clever, funny and warm film."
+    alone = predictor.predict(review, explain=True)["words"]
+    together = predictor.predict(["x " * 50, review, "Bad."], explain=True)[1]["words"]
+    assert [w["word"] for w in alone] == [w["word"] for w in together]
+    for a, b in zip(alone, together, strict=True):
+        assert a["weight"] == pytest.approx(b["weight"], abs=1e-3)
+    assert all(p.grad is None for p in predictor.model.parameters())
+    assert predictor.predict(review, explain=True)["probability"] == pytest.approx(
+        predictor.predict(review)["probability"]
+    )
+
+
+def test_a_review_of_punctuation_only_explains_with_no_words(predictor):
+    assert predictor.predict("?!", explain=False)["tokens"]["count"] == 2
+    assert predictor.predict("...", explain=True)["words"] == []

@@ -193,3 +193,22 @@ def test_metrics_count_requests_errors_latency_and_labels_per_variant(client):
     assert "critic_predictions_total{label=" in text and 'variant="challenger"' in text
     assert 'critic_batch_reviews_count{variant="champion"}' in text
     assert 'critic_variant_weight{variant="champion"}' in text
+
+
+def test_explain_adds_word_weights_by_query_or_custom_attribute(client):
+    headers = {"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "champion"}
+    plain = client.post("/invocations", content="A clever film.", headers=headers).json()
+    assert "words" not in plain["predictions"][0]
+    by_query = client.post(
+        "/invocations?explain=true", content="A clever film.", headers=headers
+    ).json()
+    assert [w["word"] for w in by_query["predictions"][0]["words"]] == ["a", "clever", "film"]
+    by_attribute = client.post(
+        "/invocations",
+        content="A clever film.",
+        headers={**headers, "X-Amzn-SageMaker-Custom-Attributes": "trace=1;explain=true"},
+    ).json()
+    assert by_attribute["predictions"][0]["words"] == by_query["predictions"][0]["words"]
+    assert by_query["predictions"][0]["probability"] == pytest.approx(
+        plain["predictions"][0]["probability"], abs=1e-6
+    )

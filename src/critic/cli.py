@@ -319,6 +319,10 @@ def predict(
         list[str] | None,
         typer.Argument(help="Reviews to judge; without any, one per line on stdin."),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(help="Add each word's weight: how much, and which way, it pushed the answer."),
+    ] = False,
 ) -> None:
     """Print one JSON object per review: label, probability of positive, rating, tokens."""
     from critic.predictor import Predictor
@@ -331,7 +335,7 @@ def predict(
     )
     if not texts:
         raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
-    for result in predictor.predict(texts):
+    for result in predictor.predict(texts, explain=explain):
         _echo_json(result)
 
 

@@ -1,7 +1,8 @@
 """The local endpoint: SageMaker's hosting contract on FastAPI.
 
     GET  /ping                              200 once every variant's model is loaded
-    POST /invocations                       the container contract (what SageMaker calls)
+    POST /invocations                       the container contract (what SageMaker calls);
+                                            ?explain=true adds each review's word weights
     POST /endpoints/{name}/invocations      the SageMaker Runtime API (what boto3 calls)
     GET  /metrics                           Prometheus text format
     GET  /variants                          variants, weights and traffic shares
@@ -35,6 +36,7 @@ from critic.serving.codec import (
     encode_error,
     encode_predictions,
     negotiate,
+    wants_explanation,
 )
 from critic.serving.metrics import NO_VARIANT, EndpointMetrics
 from critic.serving.settings import ServerSettings
@@ -100,6 +102,7 @@ async def invocations(
     accept: str | None,
     target_variant: str | None = None,
     custom_attributes: str | None = None,
+    explain: bool = False,
 ) -> Invocation:
     """Answer one invocation: decode, route, predict (micro-batched), encode."""
     started = time.perf_counter()
@@ -113,7 +116,7 @@ async def invocations(
         except CriticError as error:
             raise ClientError(400, str(error)) from None
         variant_name = variant.name
-        predictions = await state.batchers[variant.name].submit(reviews)
+        predictions = await state.batchers[variant.name].submit(reviews, explain=explain)
     except ClientError as error:
         state.metrics.observe(variant_name, error.status, time.perf_counter() - started)
         headers = {
@@ -154,6 +157,7 @@ async def _invoke(
         request.headers.get("accept"),
         target,
         attributes,
+        explain=wants_explanation(request.query_params.get("explain"), attributes),
     )
     if result.status >= 400:
         return error_response(result.status, json.loads(result.body)["message"], result.headers)

@@ -53,8 +53,16 @@ class MicroBatcher:
             self._worker = None
         self._executor.shutdown(wait=True)
 
-    async def submit(self, reviews: list[str]) -> list[dict]:
-        """Predict ``reviews``, sharing a forward pass with whatever else is waiting."""
+    async def submit(self, reviews: list[str], explain: bool = False) -> list[dict]:
+        """Predict ``reviews``, sharing a forward pass with whatever else is waiting.
+
+        With ``explain`` the request also needs a backward pass for its word weights, so it
+        runs on its own (in the same model thread) rather than slowing a shared batch.
+        """
+        if explain:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: self.predict(reviews, explain=True)
+            )
         if len(reviews) >= self.max_batch:
             # Already a full batch: no point waiting for company.
             return await asyncio.get_running_loop().run_in_executor(

@@ -157,6 +157,17 @@ def decode_reviews(
     return reviews
 
 
+def wants_explanation(query_value: str | None, custom_attributes: str | None) -> bool:
+    """``?explain=true``, or ``explain=true`` among the custom attributes (``a=1;explain=true``),
+    which is how a client asks through SageMaker, whose runtime API passes no query string."""
+    values = [query_value or ""]
+    for pair in (custom_attributes or "").split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() == "explain":
+            values.append(value)
+    return any(v.strip().lower() in ("1", "true", "yes") for v in values)
+
+
 def encode_predictions(
     predictions: Sequence[dict], accept: str, extra: dict | None = None
 ) -> bytes:

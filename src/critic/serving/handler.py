@@ -8,7 +8,13 @@ here: same content types, same predictions, same errors.
 from __future__ import annotations
 
 from critic.predictor import Predictor
-from critic.serving.codec import ClientError, decode_reviews, encode_predictions, negotiate
+from critic.serving.codec import (
+    ClientError,
+    decode_reviews,
+    encode_predictions,
+    negotiate,
+    wants_explanation,
+)
 
 
 def _toolkit_error(error: ClientError) -> Exception:
@@ -27,15 +33,31 @@ def model_fn(model_dir: str) -> Predictor:
     return Predictor.load(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def input_fn(input_data: bytes | str, content_type: str) -> list[str]:
+def _custom_attributes(context) -> str | None:
+    """The request's X-Amzn-SageMaker-Custom-Attributes header, from the model server's context."""
     try:
-        return decode_reviews(input_data, content_type)
+        headers = context.request_processor[0].get_request_properties()
+    except (AttributeError, IndexError, TypeError):
+        return None
+    for name, value in headers.items():
+        if name.lower() == "x-amzn-sagemaker-custom-attributes":
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+def input_fn(input_data: bytes | str, content_type: str, context=None) -> tuple[list[str], bool]:
+    """The reviews, and whether the client asked for word weights (``explain=true`` among
+    the custom attributes: SageMaker passes no query string to the container)."""
+    try:
+        reviews = decode_reviews(input_data, content_type)
     except ClientError as error:
         raise _toolkit_error(error) from None
+    return reviews, wants_explanation(None, _custom_attributes(context))
 
 
-def predict_fn(reviews: list[str], model: Predictor) -> list[dict]:
-    return model.predict(reviews)
+def predict_fn(request: tuple[list[str], bool], model: Predictor) -> list[dict]:
+    reviews, explain = request
+    return model.predict(reviews, explain=explain)
 
 
 def output_fn(predictions: list[dict], accept: str) -> tuple[bytes, str]:
