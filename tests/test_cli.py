@@ -179,7 +179,9 @@ def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path,
         assert "--resume" in stderr and "Traceback" not in stderr
     else:
         assert process.returncode == -signal.SIGKILL
-    done = json.loads(state.read_text())["history"]
+    from critic.train import recover_checkpoint
+
+    done = json.loads((recover_checkpoint(out) / "state.json").read_text())["history"]
     assert 1 <= len(done) < 12
     unfinished = run("predict", out, "hi", cache_dir=cache_dir, check=False)
     assert unfinished.returncode == 1 and "--resume" in unfinished.stderr

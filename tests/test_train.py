@@ -88,6 +88,35 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
         assert torch.equal(tensor, resumed.model.state_dict()[name])
 
 
+def test_a_run_killed_between_the_two_renames_of_a_checkpoint_still_resumes(tmp_path, cache_dir):
+    config = small_run_config(epochs=2, patience=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            config,
+            tmp_path / "run",
+            cache_dir=cache_dir,
+            progress=False,
+            log=interrupt_at("epoch 2:"),
+        )
+    # The state a kill leaves between "current -> .old" and "new -> current".
+    live = tmp_path / "run" / CHECKPOINT_DIR
+    live.rename(live.with_name(f".{live.name}.old"))
+    lines = []
+    result = train(
+        config, tmp_path / "run", resume=True, cache_dir=cache_dir, progress=False, log=lines.append
+    )
+    assert any("continuing after epoch 1" in line for line in lines)
+    assert result.metrics["epochs"] == 2
+
+
+def interrupt_at(prefix):
+    def log(line):
+        if line.startswith(prefix):
+            raise KeyboardInterrupt
+
+    return log
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, cache_dir):
     from critic.errors import CriticError
 

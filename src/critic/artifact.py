@@ -111,7 +111,7 @@ def read_manifest(path: Path) -> dict:
     if not manifest_path.is_file():
         hint = (
             " (training was interrupted? continue it with critic train --resume)"
-            if (path / "checkpoint").is_dir()
+            if (path / "checkpoint").is_dir() or (path / ".checkpoint.old").is_dir()
             else ""
         )
         raise BundleError(f"{path} is not a complete critic bundle: {MANIFEST} is missing{hint}")

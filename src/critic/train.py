@@ -76,15 +76,15 @@ def train(
     checkpoint = out / CHECKPOINT_DIR
     state = None
     if resume:
-        if not (checkpoint / "state.json").is_file():
+        if recover_checkpoint(out) is None:
             raise CriticError(f"nothing to resume: {checkpoint} holds no checkpoint")
         state = json.loads((checkpoint / "state.json").read_text())
         saved = RunConfig.from_dict(state["config"])
         if saved != config:
             log("resume: continuing with the settings the interrupted run was started with")
         config = saved
-    elif checkpoint.exists():
-        shutil.rmtree(checkpoint)
+    else:
+        remove_checkpoint(out)
 
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
@@ -265,7 +265,7 @@ def _save_checkpoint(
             **progress,
         }
         (temporary / "state.json").write_text(json.dumps(state, indent=1))
-        old = folder.with_name(f".{folder.name}.old")
+        old = _previous(folder)
         if old.exists():
             shutil.rmtree(old)
         if folder.exists():
@@ -302,5 +302,28 @@ def _load_optimizer(optimizer, folder: Path, state: dict, device: torch.device) 
     optimizer.load_state_dict({"state": per_parameter, "param_groups": state["optimizer_groups"]})
 
 
+def _previous(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def recover_checkpoint(out: Path) -> Path | None:
+    """The last complete checkpoint of the run in ``out``, or None when there is none.
+
+    A new checkpoint replaces the old by two renames (current -> .old, new -> current); a run
+    killed between the two leaves only the .old one, which is put back here.
+    """
+    folder = Path(out) / CHECKPOINT_DIR
+    if (folder / "state.json").is_file():
+        return folder
+    previous = _previous(folder)
+    if (previous / "state.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(previous, folder)
+        return folder
+    return None
+
+
 def remove_checkpoint(out: Path) -> None:
-    shutil.rmtree(Path(out) / CHECKPOINT_DIR, ignore_errors=True)
+    folder = Path(out) / CHECKPOINT_DIR
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(_previous(folder), ignore_errors=True)
