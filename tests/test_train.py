@@ -55,19 +55,15 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
     config = small_run_config(epochs=3, patience=5)
     straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
 
-    def interrupt_at_epoch_three(line):
-        # Epoch lines are logged before that epoch's checkpoint is written: stopping here is
-        # like a Ctrl-C during the checkpoint, so the run must resume after epoch 2.
-        if line.startswith("epoch 3:"):
-            raise KeyboardInterrupt
-
+    # Epoch lines are logged before that epoch's checkpoint is written: stopping at epoch 3's
+    # line is like a Ctrl-C during its checkpoint, so the run must resume after epoch 2.
     with pytest.raises(KeyboardInterrupt):
         train(
             config,
             tmp_path / "resumed",
             cache_dir=cache_dir,
             progress=False,
-            log=interrupt_at_epoch_three,
+            log=interrupt_at("epoch 3:"),
         )
     state = json.loads((tmp_path / "resumed" / CHECKPOINT_DIR / "state.json").read_text())
     assert len(state["history"]) == 2

@@ -188,13 +188,6 @@ def train(
             max_seconds=None if options["max_seconds"] is None else float(options["max_seconds"]),
         ),
     )
-    # Fail on an unknown model before any data is read.
-    from critic.models import model_names
-
-    if config.model.name not in model_names():
-        raise CriticError(
-            f"unknown model {config.model.name!r}; valid models: {', '.join(model_names())}"
-        )
     try:
         result = run_training(
             config, out_path, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo

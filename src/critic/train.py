@@ -32,7 +32,7 @@ from critic.data.prepare import PreparedData, prepare
 from critic.data.vocab import Vocab
 from critic.errors import CriticError
 from critic.evaluate import binary_log_loss, predict_split
-from critic.models import build_model
+from critic.models import build_model, check_model_name
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = 1
@@ -72,6 +72,7 @@ def train(
     prepared: PreparedData | None = None,
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics."""
+    check_model_name(config.model.name)  # before any data is read
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     state = None

@@ -36,10 +36,11 @@ def model_names() -> list[str]:
 
 def build_model(config: ModelConfig) -> nn.Module:
     """Instantiate the architecture that ``config.name`` names."""
-    try:
-        builder = _REGISTRY[config.name]
-    except KeyError:
-        raise CriticError(
-            f"unknown model {config.name!r}; valid models: {', '.join(model_names())}"
-        ) from None
-    return builder(config)
+    check_model_name(config.name)
+    return _REGISTRY[config.name](config)
+
+
+def check_model_name(name: str) -> None:
+    """A CriticError naming the valid models, unless ``name`` is one."""
+    if name not in _REGISTRY:
+        raise CriticError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
