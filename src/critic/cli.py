@@ -365,8 +365,17 @@ def serve(
         float | None,
         typer.Option(help="How long a request waits to share a forward pass (default: 5)."),
     ] = None,
+    feedback_db: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLite file for the page's feedback (default: feedback.sqlite beside the "
+            "first bundle; 'off' turns feedback off)."
+        ),
+    ] = None,
 ) -> None:
     """Serve bundles on SageMaker's hosting contract: GET /ping, POST /invocations, port 8080.
+
+    The same server answers the web page at / and the A/B view at /ab.
 
     Settings may also come from the environment: CRITIC_PORT, CRITIC_ADMIN_TOKEN, ... (and
     SAGEMAKER_BIND_TO_PORT).
@@ -374,9 +383,10 @@ def serve(
     import uvicorn
 
     from critic.artifact import verify_bundle
-    from critic.serving.app import create_app
+    from critic.serving.app import create_app, feedback_path
     from critic.serving.settings import ServerSettings
     from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
+    from critic.web.feedback import FeedbackStore
 
     specs = [VariantSpec.parse(text) for text in variant or []]
     if bundle is not None:
@@ -391,11 +401,17 @@ def serve(
     settings = ServerSettings.from_env(
         host=host, port=port, endpoint_name=endpoint_name, admin_token=admin_token,
         max_reviews=max_reviews, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+        feedback_db=feedback_db,
     )  # fmt: skip
+    feedback = feedback_path(specs, settings)
+    if feedback is not None:
+        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
     for spec in specs:
         typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
+    typer.echo(f"serve: feedback in {feedback if feedback is not None else '(off)'}")
     typer.echo(
-        f"serve: http://{settings.host}:{settings.port}  (POST /invocations, GET /ping, GET /metrics)"
+        f"serve: the page http://{settings.host}:{settings.port}/ and the A/B view /ab; "
+        "POST /invocations, GET /ping, GET /metrics"
     )
     uvicorn.run(
         create_app(specs, settings), host=settings.host, port=settings.port, log_level="warning"

@@ -7,6 +7,7 @@
     GET  /metrics                           Prometheus text format
     GET  /variants                          variants, weights and traffic shares
     POST /admin/weights                     change weights at run time (bearer token)
+    GET  /, /ab, /api/feedback...           the page, the A/B view, feedback (critic.web)
 
 Models are loaded once, at start-up (lifespan). Each request is decoded and checked on the
 event loop, then its reviews go to the chosen variant's micro-batcher, which runs the model in
@@ -20,6 +21,7 @@ import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -41,6 +43,8 @@ from critic.serving.codec import (
 from critic.serving.metrics import NO_VARIANT, EndpointMetrics
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
+from critic.web import routes as web
+from critic.web.feedback import FEEDBACK_FILE, FeedbackStore
 
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -55,6 +59,7 @@ class EndpointState:
     router: VariantRouter
     batchers: dict[str, MicroBatcher]
     metrics: EndpointMetrics
+    feedback: FeedbackStore | None = None
     ready: bool = False
     started: float = field(default_factory=time.time)
 
@@ -127,7 +132,8 @@ async def invocations(
             error.status, encode_error(error.status, error.message), "application/json", headers
         )
     state.metrics.observe(variant_name, 200, time.perf_counter() - started, predictions)
-    body_out = encode_predictions(predictions, response_type, {"variant": variant_name})
+    extra = {"variant": variant_name, "model": variant.predictor.name}
+    body_out = encode_predictions(predictions, response_type, extra)
     return Invocation(200, body_out, response_type, {INVOKED_VARIANT: variant_name, **echo})
 
 
@@ -263,6 +269,15 @@ async def update_weights(
 # --- the application ----------------------------------------------------------------------
 
 
+def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
+    """Where feedback is kept: the setting, else beside the first variant's bundle."""
+    if settings.feedback_db == "off":
+        return None
+    if settings.feedback_db:
+        return Path(settings.feedback_db)
+    return specs[0].bundle.resolve().parent / FEEDBACK_FILE
+
+
 def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None) -> FastAPI:
     """The endpoint for these variants; models load when the app starts (lifespan)."""
     settings = settings or ServerSettings()
@@ -282,7 +297,11 @@ def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None)
             )
             batchers[name].start()
             metrics_.weight.labels(name).set(variant.weight)
-        app.state.endpoint = EndpointState(settings, variant_router, batchers, metrics_, ready=True)
+        path = feedback_path(specs, settings)
+        feedback = FeedbackStore(path) if path is not None else None
+        app.state.endpoint = EndpointState(
+            settings, variant_router, batchers, metrics_, feedback=feedback, ready=True
+        )
         try:
             yield
         finally:
@@ -296,6 +315,7 @@ def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None)
         lifespan=lifespan,
     )
     app.include_router(router)
+    web.mount(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -1,11 +1,50 @@
-"""Prometheus metrics of the endpoint, per variant (prometheus-client, own registry)."""
+"""Metrics of the endpoint, per variant.
+
+Two views of the same events: Prometheus series (prometheus-client, own registry) for a
+monitoring system to scrape, and :class:`VariantWindow` -- counts since start-up and the
+latencies of the most recent requests -- for the A/B page, which wants percentiles now, not
+histogram buckets to be turned into them.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 NO_VARIANT = "none"  # requests refused before a variant was chosen
+LATENCY_WINDOW = 2000  # recent requests per variant behind the p50 / p95
+
+
+@dataclass
+class VariantWindow:
+    """One variant's counts since start-up, and its recent latencies."""
+
+    requests: int = 0
+    errors: int = 0
+    reviews: int = 0
+    positive: int = 0
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def snapshot(self) -> dict:
+        # Only answered requests count towards latency: a refused one says nothing of the model.
+        seconds = np.fromiter(self.latencies, dtype=np.float64)
+        p50, p95 = np.percentile(seconds, [50, 95]) * 1000 if len(seconds) else (None, None)
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "reviews": self.reviews,
+            "positive_share": self.positive / self.reviews if self.reviews else None,
+            "latency_ms": {
+                "p50": None if p50 is None else round(float(p50), 2),
+                "p95": None if p95 is None else round(float(p95), 2),
+                "window": len(seconds),
+            },
+        }
 
 
 class EndpointMetrics:
@@ -39,6 +78,8 @@ class EndpointMetrics:
             "critic_variant_weight", "Current traffic weight of each variant.",
             ["variant"], registry=self.registry,
         )  # fmt: skip
+        self._windows: dict[str, VariantWindow] = {}
+        self._lock = threading.Lock()
 
     def observe(
         self, variant: str, status: int, seconds: float, predictions: list[dict] | None = None
@@ -47,8 +88,25 @@ class EndpointMetrics:
         if status >= 400:
             self.errors.labels(variant, str(status)).inc()
         self.latency.labels(variant).observe(seconds)
+        positive = 0
         for prediction in predictions or ():
             self.predictions.labels(variant, prediction["label"]).inc()
+            positive += prediction["label"] == "positive"
+        with self._lock:
+            window = self._windows.setdefault(variant, VariantWindow())
+            window.requests += 1
+            if status >= 400:
+                window.errors += 1
+            else:
+                window.latencies.append(seconds)
+                window.reviews += len(predictions or ())
+                window.positive += positive
+
+    def snapshot(self, variant: str) -> dict:
+        """Counts and latency percentiles of one variant (zeros before its first request)."""
+        with self._lock:
+            window = self._windows.get(variant) or VariantWindow()
+            return window.snapshot()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

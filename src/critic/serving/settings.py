@@ -26,6 +26,9 @@ class ServerSettings:
     device: str = "cpu"
     seed: int | None = None
     """Seed of the traffic split (tests); None draws from the system."""
+    feedback_db: str | None = None
+    """SQLite file for the page's feedback; default: feedback.sqlite beside the first
+    variant's bundle; "off" turns feedback off."""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

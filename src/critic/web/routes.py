@@ -1,0 +1,176 @@
+"""The page, the A/B view and the feedback API, served by the endpoint itself.
+
+    GET  /                        the page: write a review, see what the model thinks
+    GET  /ab                      the A/B view: per variant traffic, latency, answers, feedback
+    GET  /static/...              the page's script and style (no build step)
+    POST /api/feedback            "right" / "wrong" on one answer, stored in SQLite
+    GET  /api/feedback/summary    per variant: feedback counts, accuracy, 95% interval
+    GET  /api/ab                  what the A/B view shows, as JSON
+
+The page asks ``POST /invocations?explain=true`` like any other client: it has no API of its
+own for predictions. The routes reach the endpoint's state through ``request.app.state``, so
+this module needs nothing from the serving layer but the state's shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from critic.errors import CriticError
+from critic.web.feedback import FeedbackError
+
+if TYPE_CHECKING:
+    from critic.serving.app import EndpointState
+
+STATIC = Path(__file__).with_name("static")
+MAX_FEEDBACK_BYTES = 256 * 1024
+MAX_REVIEW_CHARS = 100_000
+
+# The pages load only their own script and style and talk only to this server: even if a
+# review's text were ever put into the page as HTML, the browser would refuse to run it.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+class Feedback(BaseModel):
+    """One verdict on one answer, as the page (or any client) sends it."""
+
+    review: str = Field(min_length=1, max_length=MAX_REVIEW_CHARS)
+    variant: str = Field(min_length=1, max_length=63)
+    label: Literal["positive", "negative"]
+    feedback: Literal["right", "wrong"]
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    rating: int | None = Field(default=None, ge=1, le=10)
+
+    @field_validator("review")
+    @classmethod
+    def not_blank(cls, review: str) -> str:
+        if not review.strip():
+            raise ValueError("the review is empty")
+        return review
+
+
+def get_state(request: Request) -> EndpointState:
+    return request.app.state.endpoint
+
+
+State = Annotated["EndpointState", Depends(get_state)]
+router = APIRouter()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, media_type="text/html", headers=PAGE_HEADERS)
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return _page("index.html")
+
+
+@router.get("/ab", include_in_schema=False)
+async def ab_page() -> FileResponse:
+    return _page("ab.html")
+
+
+@router.post("/api/feedback", status_code=201)
+async def post_feedback(request: Request, state: State) -> Response:
+    if state.feedback is None:
+        return _error(503, "feedback is off on this endpoint")
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FEEDBACK_BYTES:
+            return _error(413, f"feedback is limited to {MAX_FEEDBACK_BYTES // 1024} KB")
+        chunks.append(chunk)
+    try:
+        feedback = Feedback.model_validate_json(b"".join(chunks) or b"null")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        return _error(422, f"invalid feedback: {where}: {first.get('msg', 'invalid')}")
+    try:
+        variant = state.router.get(feedback.variant)
+    except CriticError as error:
+        return _error(400, str(error))
+    try:
+        row = await _in_thread(
+            state.feedback.record,
+            review=feedback.review,
+            variant=variant.name,
+            model=variant.predictor.name,
+            label=feedback.label,
+            probability=feedback.probability,
+            rating=feedback.rating,
+            feedback=feedback.feedback,
+        )
+    except FeedbackError as error:
+        return _error(503, f"feedback could not be stored: {error}")
+    return JSONResponse({"id": row, "variant": variant.name}, status_code=201)
+
+
+@router.get("/api/feedback/summary")
+async def feedback_summary(state: State) -> Response:
+    if state.feedback is None:
+        return _error(503, "feedback is off on this endpoint")
+    summary = await _in_thread(state.feedback.summary, state.router.names)
+    return JSONResponse({"confidence": 0.95, "variants": summary})
+
+
+@router.get("/api/ab")
+async def ab_stats(state: State) -> Response:
+    shares = state.router.shares()
+    feedback = {}
+    if state.feedback is not None:
+        for entry in await _in_thread(state.feedback.summary, state.router.names):
+            feedback[entry["variant"]] = entry
+    variants = []
+    for name, variant in state.router.variants.items():
+        variants.append(
+            {
+                "name": name,
+                "model": variant.predictor.name,
+                "weight": variant.weight,
+                "share": shares[name],
+                **state.metrics.snapshot(name),
+                "feedback": feedback.get(name),
+            }
+        )
+    return JSONResponse(
+        {
+            "endpoint": state.settings.endpoint_name,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "feedback_enabled": state.feedback is not None,
+            "variants": variants,
+        }
+    )
+
+
+async def _in_thread(function, *args, **kwargs):
+    # SQLite calls block; keep them off the event loop that serves every other request.
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
+def mount(app) -> None:
+    """Add the page, the A/B view, their assets and the feedback API to an app."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
