@@ -39,7 +39,7 @@ def test_a_new_store_is_a_wal_sqlite_file_with_the_feedback_table(tmp_path):
 
 def test_records_keep_every_field_and_reviews_that_look_like_sql_stay_data(tmp_path):
     store = FeedbackStore(tmp_path / "feedback.sqlite")
-    nasty = "great'); DROP TABLE feedback; -- \"quoted\" and <b>html</b>"
+    nasty = 'great\'); DROP TABLE feedback; -- "quoted" and <b>html</b>'
     first = store.record(
         review=nasty, variant="champion", model="lstm", label="positive",
         probability=0.83, rating=8, feedback="right",
@@ -93,7 +93,7 @@ def test_a_bad_verdict_or_label_is_refused(tmp_path, changes, message):
 def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path):
     path = tmp_path / "feedback.sqlite"
     path.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(FeedbackError, match="feedback database .* not a database"):
+    with pytest.raises(FeedbackError, match=r"feedback database .* not a database"):
         FeedbackStore(path)
     assert path.read_bytes().startswith(b"this is not sqlite")  # nothing overwritten
 
