@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/lstm
 
-.PHONY: demo test lint format install install-dev bench clean
+.PHONY: demo test lint format install install-dev browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ $(RUN)/bundle.json: | $(VENV)/.installed
 demo: install $(RUN)/bundle.json
 	$(BIN)/critic serve $(RUN) --host 127.0.0.1 --port 8080
 
-test: install-dev
+# The browser tests drive Debian's chromium: Playwright's own browser download needs the internet.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "make: installing Debian's chromium for the browser tests"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install-dev browser
 	$(BIN)/pytest -q
 
 lint: install-dev

@@ -3,7 +3,9 @@
 "use strict";
 
 (() => {
-  const EVERY_MS = 5000;
+  // ?every=SECONDS changes the refresh period (at least 1 s).
+  const asked = Number(new URLSearchParams(location.search).get("every"));
+  const EVERY_MS = Number.isFinite(asked) && asked >= 1 ? asked * 1000 : 5000;
   const $ = (id) => document.getElementById(id);
 
   const percent = (value, digits = 0) =>
