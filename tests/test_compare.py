@@ -15,6 +15,7 @@ from critic.compare import (
     display_names,
     mcnemar_exact_p,
     paired_bootstrap_accuracies,
+    score_reviews,
     write_report,
 )
 from critic.data.prepare import load_splits
@@ -229,3 +230,13 @@ def test_fewer_than_two_bundles_or_a_missing_one_is_a_clear_error(trained_bundle
         compare_bundles([trained_bundle, tmp_path / "missing"], log=lambda _: None)
     with pytest.raises(CompareError, match="max_reviews"):
         compare_bundles([trained_bundle, trained_bundle], max_reviews=3, log=lambda _: None)
+
+
+def test_scores_are_the_predictors_probabilities_timed(trained_bundle):
+    predictor = Predictor.load(trained_bundle)
+    texts = ["A wonderful film.", "Dull and bad.", "Not good at all."] * 10
+    scores = score_reviews(predictor, texts, repeats=2)
+    assert np.array_equal(scores.probabilities, predictor.predict_proba(texts))
+    assert scores.seconds > 0 and scores.reviews_per_second == pytest.approx(30 / scores.seconds)
+    with pytest.raises(CompareError, match="repeats"):
+        score_reviews(predictor, texts, repeats=0)

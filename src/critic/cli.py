@@ -347,6 +347,9 @@ def compare(
     ] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (and of the sample).")] = 0,
+    repeats: Annotated[
+        int, typer.Option(help="Time N passes over the reviews per model and keep the fastest.")
+    ] = 1,
 ) -> None:
     """Offline A/B: judge the bundles on the same reviews and print a Markdown report.
 
@@ -359,7 +362,7 @@ def compare(
 
     comparison = compare_bundles(
         bundles, source, text_column=text_column, label_column=label_column,
-        max_reviews=max_reviews, resamples=resamples, seed=seed,
+        max_reviews=max_reviews, resamples=resamples, seed=seed, repeats=repeats,
         log=lambda line: typer.echo(line, err=True),
     )  # fmt: skip
     written = write_report(comparison, out)
