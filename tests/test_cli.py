@@ -75,6 +75,57 @@ def test_evaluate_on_another_source(cli_bundle, cache_dir):
     assert metrics["reviews"] == 100 and "rotten_tomatoes" in metrics["data"]
 
 
+def test_evaluate_on_every_review_of_a_source_with_its_own_columns(cli_bundle, cache_dir, tmp_path):
+    from conftest import csv_text
+    from critic.predictor import Predictor
+
+    out, _ = cli_bundle
+    rows = [["review", "sentiment"]] + [
+        [f"{text} ({i})", label]
+        for i in range(6)
+        for text, label in (
+            ("Superb, moving, a classic.", "positive"),
+            ("Awful and dull.", "negative"),
+        )
+    ]
+    (tmp_path / "mine.csv").write_text(csv_text(rows))
+    completed = run(
+        "evaluate", out, "--source", tmp_path / "mine.csv", "--text-column", "review",
+        "--label-column", "sentiment", cache_dir=cache_dir,
+    )  # fmt: skip
+    metrics = json.loads(completed.stdout)
+    assert metrics["split"] == "all" and metrics["reviews"] == 12
+    probabilities = Predictor.load(out).predict_proba([row[0] for row in rows[1:]])
+    labels = [row[1] == "positive" for row in rows[1:]]
+    assert metrics["accuracy"] == pytest.approx(((probabilities >= 0.5) == labels).mean())
+    rotten = json.loads(
+        run(
+            "evaluate", out, "--source", "rotten_tomatoes", "--max-reviews", 50, cache_dir=cache_dir
+        ).stdout
+    )
+    assert rotten["split"] == "all" and rotten["reviews"] == 50
+    assert "rotten_tomatoes" in rotten["data"]
+
+
+def test_compare_prints_the_markdown_report_and_writes_it(
+    cli_bundle, second_bundle, cache_dir, tmp_path
+):
+    out, _ = cli_bundle
+    completed = run(
+        "compare", out, second_bundle, "--out", tmp_path / "report", "--resamples", 500,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    assert "| model | bundle | accuracy | 95% interval |" in completed.stdout
+    assert "McNemar p" in completed.stdout
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [model["bundle"] for model in report["models"]] == [str(out), str(second_bundle)]
+    assert report["reviews"]["split"] == "test" and len(report["pairs"]) == 1
+    saved = json.loads((out / "metrics.json").read_text())
+    assert report["models"][0]["accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert (tmp_path / "report" / "report.md").read_text().strip() == completed.stdout.strip()
+    assert (tmp_path / "report" / "accuracy.png").is_file()
+
+
 def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bundle, cache_dir):
     out, _ = cli_bundle
     from_args = run(
@@ -108,6 +159,16 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         (["train", "--out", "{tmp}/x", "--vocab-size", "1"], "vocab_size must be at least 3"),
         (["train", "--out", "{tmp}/x", "--resume"], "nothing to resume"),
         (["evaluate", "{bundle}", "--split", "everything"], "--split must be"),
+        (
+            ["evaluate", "{bundle}", "--source", "rotten_tomatoes", "--data", "embedded"],
+            "not both",
+        ),
+        (["compare", "{bundle}", "--out", "{tmp}/report"], "give at least two bundles"),
+        (
+            ["compare", "{bundle}", "{bundle}", "--out", "{tmp}/r", "--source", "{tmp}/no.csv"],
+            "is neither a file nor a folder",
+        ),
+        (["compare", "{bundle}", "{tmp}/none", "--out", "{tmp}/report"], "no model bundle"),
         (["predict", "{bundle}", "   "], "the review is empty"),
         (["predict", "{bundle}/model.safetensors", "hi"], "is not a model bundle folder"),
     ],
@@ -154,6 +215,10 @@ def test_help_is_worth_reading():
         "--resume",
     ):
         assert option in completed.stdout
+    completed = subprocess.run([*CLI, "compare", "--help"], capture_output=True, text=True)
+    assert completed.returncode == 0
+    for words in ("--out", "--source", "--resamples", "McNemar", "bootstrap"):
+        assert words in completed.stdout
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])

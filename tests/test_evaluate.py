@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from critic.evaluate import classification_metrics, plot_curves, plot_evaluation
+from critic.evaluate import (
+    classification_metrics,
+    expected_calibration_error,
+    plot_curves,
+    plot_evaluation,
+)
 
 
 def test_metrics_on_a_known_example():
@@ -34,3 +39,22 @@ def test_plots_are_written_as_png(tmp_path):
     ]
     plot_curves(history, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibration_error_on_a_hand_computed_example():
+    # Confidences 0.9, 0.9 (one right: gap 0.4 on half the reviews), 0.78 (right: gap 0.22 on a
+    # quarter) and 0.62 (right: gap 0.38 on a quarter), each group in a bin of its own.
+    labels = np.array([1, 0, 0, 1])
+    probabilities = np.array([0.9, 0.9, 0.22, 0.62])
+    expected = 0.5 * 0.4 + 0.25 * 0.22 + 0.25 * 0.38
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(expected)
+
+
+def test_a_calibrated_model_has_no_calibration_error_and_bins_matter():
+    # Ten answers at 70% confidence, seven of them right: calibrated.
+    labels = np.array([1] * 7 + [0] * 3)
+    assert expected_calibration_error(labels, np.full(10, 0.7)) == pytest.approx(0.0)
+    # 0.95 right and 0.55 wrong: one bin over [0.5, 1] averages the gaps away, 15 bins do not.
+    labels, probabilities = np.array([1, 0]), np.array([0.95, 0.55])
+    assert expected_calibration_error(labels, probabilities, bins=1) == pytest.approx(0.25)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(0.3)

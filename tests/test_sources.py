@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import csv_text, write_aclimdb, write_aclimdb_tarball, write_jsonl
-from critic.data.sources import load_embedded, load_source, source_fingerprint
+from critic.data.sources import load_all_reviews, load_embedded, load_source, source_fingerprint
 from critic.errors import DataError
 
 
@@ -19,6 +19,16 @@ def test_rotten_tomatoes_is_a_separate_named_source():
     assert len(parts["all"]) == 8_530
     imdb = set(load_source("embedded")["all"].texts[:2000])
     assert not imdb & set(parts["all"].texts)
+
+
+def test_all_reviews_of_a_source_join_its_parts_in_order(tmp_path):
+    folder = write_aclimdb(tmp_path, per_class=3)
+    parts = load_source(str(folder))
+    everything = load_all_reviews(str(folder))
+    assert everything.texts == parts["train"].texts + parts["test"].texts
+    assert everything.labels.tolist() == [*parts["train"].labels, *parts["test"].labels]
+    assert everything.has_ratings
+    assert len(load_all_reviews("rotten_tomatoes")) == 8_530
 
 
 @pytest.mark.parametrize("form", ["folder", "parent", "tarball"])

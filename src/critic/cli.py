@@ -245,6 +245,20 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
     data: DataOption = None,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate on every review of this source, not a split of it: rotten_tomatoes, "
+            "or a path to an aclImdb folder or .tar.gz, a .csv or a .jsonl file."
+        ),
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="CSV/JSONL column with the review (default: the bundle's).")
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="CSV/JSONL column with the 0/1 label (default: the bundle's)."),
+    ] = None,
     max_reviews: Annotated[
         int | None, typer.Option(help="Evaluate on a sample of N reviews.")
     ] = None,
@@ -255,35 +269,37 @@ def evaluate(
     """Print accuracy, precision, recall, F1, ROC-AUC, log loss and the confusion matrix as JSON.
 
     Without --data, the bundle's own data and split are used, so --split test is the held-out
-    test set the model never saw.
+    test set the model never saw. --source rotten_tomatoes judges the model on a second domain:
+    every review of that source.
     """
     from critic.data.prepare import load_splits
-    from critic.data.sources import describe_source, load_source
+    from critic.data.sources import describe_source, load_all_reviews
     from critic.data.split import stratified_sample
     from critic.evaluate import classification_metrics, plot_evaluation
     from critic.predictor import Predictor
 
     if split not in ("train", "validation", "test", "all"):
         raise CriticError(f"--split must be train, validation, test or all, not {split!r}")
+    if source is not None and data is not None:
+        raise CriticError("give --source (every review of it) or --data (a split of it), not both")
     predictor = Predictor.load(bundle)
     data_config = predictor.bundle.config.data
-    if data is not None:
+    columns = {
+        key: value
+        for key, value in (("text_column", text_column), ("label_column", label_column))
+        if value is not None
+    }
+    data_config = data_config.replace(**columns)
+    if source is not None:
+        data_config, split = data_config.replace(source=source, max_reviews=None), "all"
+    elif data is not None:
         data_config = data_config.replace(source=data, max_reviews=None)
     if split == "all":
-        parts = load_source(
+        reviews = load_all_reviews(
             data_config.source,
             data_config.text_column,
             data_config.label_column,
             data_config.rating_column,
-        )
-        import numpy as np
-
-        from critic.data.sources import Reviews
-
-        reviews = Reviews(
-            [t for part in parts.values() for t in part.texts],
-            np.concatenate([part.labels for part in parts.values()]),
-            np.concatenate([part.ratings for part in parts.values()]),
         )
     else:
         reviews = load_splits(data_config)[split]
@@ -303,6 +319,55 @@ def evaluate(
         )
         result["plots"] = [str(path) for path in written]
     _echo_json(result)
+
+
+@app.command()
+def compare(
+    bundles: Annotated[
+        list[Path], typer.Argument(help="Two or more trained bundle folders.", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.md, report.json and accuracy.png.")
+    ] = ...,  # type: ignore[assignment]
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare on every review of this source instead of the bundles' common test "
+            "split: rotten_tomatoes, or a path to an aclImdb folder or .tar.gz, a .csv or .jsonl."
+        ),
+    ] = None,
+    text_column: Annotated[
+        str, typer.Option(help="--source CSV/JSONL: column with the review.")
+    ] = "text",
+    label_column: Annotated[
+        str, typer.Option(help="--source CSV/JSONL: column with the 0/1 label.")
+    ] = "label",
+    max_reviews: Annotated[
+        int | None, typer.Option(help="Compare on a stratified sample of N reviews.")
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (and of the sample).")] = 0,
+    repeats: Annotated[
+        int, typer.Option(help="Time N passes over the reviews per model and keep the fastest.")
+    ] = 1,
+) -> None:
+    """Offline A/B: judge the bundles on the same reviews and print a Markdown report.
+
+    Per model: accuracy with a 95% paired bootstrap interval, latency per review and reviews/s.
+    Per pair: the accuracy difference with its interval, the agreement rate and McNemar's exact
+    test p-value. Without --source the reviews are the held-out test split the bundles share
+    (they must have been trained on the same data and split).
+    """
+    from critic.compare import compare_bundles, write_report
+
+    comparison = compare_bundles(
+        bundles, source, text_column=text_column, label_column=label_column,
+        max_reviews=max_reviews, resamples=resamples, seed=seed, repeats=repeats,
+        log=lambda line: typer.echo(line, err=True),
+    )  # fmt: skip
+    written = write_report(comparison, out)
+    typer.echo(comparison.to_markdown())
+    typer.echo(f"compare: wrote {', '.join(str(path) for path in written)}", err=True)
 
 
 @app.command()

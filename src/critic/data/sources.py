@@ -99,6 +99,22 @@ def load_source(
     )
 
 
+def load_all_reviews(
+    source: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    rating_column: str | None = None,
+) -> Reviews:
+    """Every review of a source as one set, its parts (aclImdb's train and test) joined:
+    what a model is judged on in a domain it was not trained on."""
+    parts = list(load_source(source, text_column, label_column, rating_column).values())
+    return Reviews(
+        [text for part in parts for text in part.texts],
+        np.concatenate([part.labels for part in parts]),
+        np.concatenate([part.ratings for part in parts]),
+    )
+
+
 def source_fingerprint(source: str) -> str:
     """A cheap string that changes whenever the source's content may have changed."""
     if source in EMBEDDED_SOURCES:

@@ -1,0 +1,300 @@
+"""Benchmark: one table of every model recipe, written into docs/benchmarks.md.
+
+    python bench/models_table.py                                  # the default recipes below
+    python bench/models_table.py --recipe big='--model lstm --vocab-size 20000' --recipe lstm='--model lstm'
+    python bench/models_table.py --recipes recipes.json --reuse  # {"name": "critic train options", ...}
+    python bench/models_table.py --common '--max-reviews 2000 --epochs 1' --rt-max-reviews 1000 \\
+        --doc /tmp/benchmarks.md --json /tmp/models.json          # a quick try
+
+Each recipe is a name and the `critic train` options that make it. The script trains each one
+into RUNS/NAME (or, with --reuse, takes the bundle already there), then judges every bundle
+the same way, through the Predictor a server would use:
+
+* vocabulary size, embeddings (none, or the word vectors' file), parameters, training time
+  (the training loop's own clock, from metrics.json), validation accuracy (best epoch);
+* test accuracy on the bundle's own held-out test split (critic's 2,500 embedded reviews);
+* ECE (15 bins): metrics.json's ``test_ece`` when the bundle has it, else computed here from
+  the test predictions;
+* accuracy on every Rotten Tomatoes snippet (a second domain, never trained on);
+* reviews/s at inference: ``Predictor.predict_proba`` over the test split in its batches,
+  the fastest of three passes.
+
+The table goes into DOC between the marker comments below (a re-run replaces it; without the
+markers a section is appended) and, with every figure unrounded, into JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from critic.compare import score_reviews
+from critic.data.prepare import load_splits
+from critic.data.sources import load_all_reviews
+from critic.data.split import stratified_sample
+from critic.evaluate import expected_calibration_error
+from critic.fileio import write_text_atomic
+from critic.predictor import Predictor
+
+# name -> `critic train` options. The reference LSTM only, for now. Add the other models here
+# as they land, one line each, e.g.:
+#   "gru": "--model gru",
+#   "bilstm": "--model bilstm --vocab-size 20000 --num-layers 2 --dropout 0.3",
+#   "cnn-lstm": "--model cnn-lstm",
+#   "attention": "--model attention --embeddings runs/w2v.txt",
+#   "nbsvm": "--model nbsvm",
+#   "ensemble": "--model ensemble ...",
+DEFAULT_RECIPES: dict[str, str] = {
+    "lstm": "--model lstm",
+}
+
+START_MARKER = (
+    "<!-- models-table:start (written by bench/models_table.py; edits inside are replaced) -->"
+)
+END_MARKER = "<!-- models-table:end -->"
+SECTION_TITLE = "## Every model"
+# metrics.json keys that may already hold the test split's ECE (a calibrated bundle's own).
+ECE_KEYS = ("test_ece", "ece")
+
+
+def parse_recipes(recipe_options: list[str], recipes_file: Path | None) -> dict[str, list[str]]:
+    """Recipes from --recipes FILE and --recipe NAME=OPTIONS; the defaults when neither is given."""
+    recipes: dict[str, str | list[str]] = {}
+    if recipes_file is not None:
+        loaded = json.loads(recipes_file.read_text(encoding="utf-8"))
+        if isinstance(loaded, list):
+            loaded = {item["name"]: item["args"] for item in loaded}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{recipes_file}: expected an object of name -> critic train options")
+        recipes.update(loaded)
+    for option in recipe_options:
+        name, separator, arguments = option.partition("=")
+        if not separator or not name.strip():
+            raise SystemExit(f"--recipe {option!r}: expected NAME='critic train options'")
+        recipes[name.strip()] = arguments
+    if not recipes:
+        recipes = dict(DEFAULT_RECIPES)
+    return {
+        name: shlex.split(arguments) if isinstance(arguments, str) else [str(a) for a in arguments]
+        for name, arguments in recipes.items()
+    }
+
+
+def train_recipe(name: str, arguments: list[str], common: list[str], folder: Path) -> float:
+    """`critic train` for one recipe; the wall time in seconds."""
+    command = [sys.executable, "-m", "critic.cli", "train", "--out", str(folder), "--no-progress"]
+    command += [*arguments, *common]
+    print(f"models_table: training {name}: {shlex.join(command[3:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def embeddings_of(config: dict) -> str:
+    """ "none", or the name of the word-vector file a model's embedding was started from."""
+    for section in config.values():
+        if not isinstance(section, dict):
+            continue
+        for key, value in section.items():
+            if ("embeddings" in key or "pretrained" in key) and isinstance(value, str) and value:
+                return Path(value).name
+    return "none"
+
+
+def measure(name: str, arguments: list[str], folder: Path, rotten_tomatoes) -> dict:
+    """Every figure of the table for one trained bundle."""
+    predictor = Predictor.load(folder)
+    bundle = predictor.bundle
+    metrics = bundle.metrics
+    test = load_splits(bundle.config.data)["test"]
+    tested = score_reviews(predictor, test.texts, repeats=3)
+    test_accuracy = float(np.mean((tested.probabilities >= 0.5) == test.labels))
+    stored_ece = next((metrics[k] for k in ECE_KEYS if isinstance(metrics.get(k), float)), None)
+    on_rt = score_reviews(predictor, rotten_tomatoes.texts)
+    parameters = metrics.get("parameters")
+    if parameters is None and isinstance(bundle.model, torch.nn.Module):
+        parameters = sum(p.numel() for p in bundle.model.parameters())
+    vocab = getattr(bundle, "vocab", None)
+    return {
+        "name": name,
+        "recipe": shlex.join(arguments),
+        "model": predictor.name,
+        "vocab_size": len(vocab) if vocab is not None else bundle.config.data.vocab_size,
+        "embeddings": embeddings_of(bundle.config.to_dict()),
+        "parameters": parameters,
+        "train_seconds": metrics.get("train_seconds"),
+        "train_device": metrics.get("device"),
+        "epochs": metrics.get("epochs"),
+        "val_accuracy": metrics.get("val_accuracy"),
+        "test_accuracy": test_accuracy,
+        "test_reviews": len(test),
+        "ece": stored_ece
+        if stored_ece is not None
+        else expected_calibration_error(test.labels, tested.probabilities, bins=15),
+        "ece_from": "metrics.json" if stored_ece is not None else "test predictions",
+        "rotten_tomatoes_accuracy": float(
+            np.mean((on_rt.probabilities >= 0.5) == rotten_tomatoes.labels)
+        ),
+        "rotten_tomatoes_reviews": len(rotten_tomatoes),
+        "reviews_per_second": tested.reviews_per_second,
+        "bundle": str(folder),
+    }
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| model | vocabulary | embeddings | parameters | training time | validation accuracy "
+        "| test accuracy | ECE | Rotten Tomatoes accuracy | reviews/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        parameters = "–" if row["parameters"] is None else f"{row['parameters']:,}"
+        lines.append(
+            f"| {row['name']} | {row['vocab_size']:,} | {row['embeddings']} | {parameters} | "
+            f"{_duration(row['train_seconds'])} | {_percent(row['val_accuracy'])} | "
+            f"**{_percent(row['test_accuracy'])}** | {row['ece']:.4f} | "
+            f"{_percent(row['rotten_tomatoes_accuracy'])} | {row['reviews_per_second']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def section(rows: list[dict], command: str) -> str:
+    """The text between the markers: the table, the recipes, and how it was measured."""
+    recipes = "\n".join(f"* `{row['name']}`: `critic train {row['recipe']}`" for row in rows)
+    test_reviews = sorted({row["test_reviews"] for row in rows})
+    rt_reviews = sorted({row["rotten_tomatoes_reviews"] for row in rows})
+    return "\n".join(
+        [
+            START_MARKER,
+            "",
+            "```sh",
+            command,
+            "```",
+            "",
+            markdown_table(rows),
+            "",
+            f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU core(s), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s). "
+            f"Test accuracy: each bundle's held-out test split "
+            f"({', '.join(f'{n:,}' for n in test_reviews)} reviews); ECE: 15 bins of the "
+            f"predicted label's confidence; Rotten Tomatoes: "
+            f"{', '.join(f'{n:,}' for n in rt_reviews)} snippets, never trained on; reviews/s: "
+            "`Predictor.predict_proba` over the test split in batches, tokenising included, "
+            "fastest of 3 passes; "
+            "training time: the training loop's own clock on the device in metrics.json "
+            f"({', '.join(sorted({str(row['train_device']) for row in rows}))}).",
+            "",
+            "Recipes:",
+            "",
+            recipes,
+            "",
+            END_MARKER,
+        ]
+    )
+
+
+def write_into_doc(doc: Path, text: str) -> None:
+    """Replace the marked section of ``doc``; append one when it has no markers yet."""
+    current = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    start = current.find(START_MARKER.split(" (")[0])
+    end = current.find(END_MARKER)
+    if start != -1 and end > start:
+        updated = current[:start] + text + current[end + len(END_MARKER) :]
+    else:
+        updated = f"{current.rstrip()}\n\n{SECTION_TITLE}\n\n{text}\n"
+    write_text_atomic(doc, updated)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--recipe", action="append", default=[], metavar="NAME=OPTIONS",
+        help="a recipe: name and critic train options, e.g. lstm='--model lstm' (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--recipes", type=Path, help="JSON file of recipes: {name: options} or [{name, args}]"
+    )
+    parser.add_argument("--runs", type=Path, default=Path("bench/out/models"))
+    parser.add_argument(
+        "--reuse", action="store_true", help="take a bundle already in RUNS/NAME as it is"
+    )
+    parser.add_argument(
+        "--common", default="", help="critic train options added to every recipe (quick tries)"
+    )
+    parser.add_argument(
+        "--rt-max-reviews", type=int, help="a stratified sample of the Rotten Tomatoes snippets"
+    )
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--no-doc", action="store_true", help="write only the JSON")
+    parser.add_argument("--json", type=Path, default=Path("docs/models_table.json"))
+    args = parser.parse_args()
+
+    recipes = parse_recipes(args.recipe, args.recipes)
+    common = shlex.split(args.common)
+    rotten_tomatoes = load_all_reviews("rotten_tomatoes")
+    if args.rt_max_reviews is not None:
+        rotten_tomatoes = stratified_sample(rotten_tomatoes, args.rt_max_reviews, seed=0)
+
+    rows = []
+    for name, arguments in recipes.items():
+        folder = args.runs / name
+        wall = None
+        if args.reuse and (folder / "bundle.json").is_file():
+            print(f"models_table: reusing {folder}", flush=True)
+        else:
+            wall = train_recipe(name, arguments, common, folder)
+        row = measure(name, [*arguments, *common], folder, rotten_tomatoes)
+        row["train_wall_seconds"] = wall
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    command = shlex.join(["python", "bench/models_table.py", *sys.argv[1:]])
+    table = markdown_table(rows)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        args.json,
+        json.dumps(
+            {
+                "command": command,
+                "date": date.today().isoformat(),
+                "cpu_count": os.cpu_count(),
+                "machine": platform.machine(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "models": rows,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    if not args.no_doc:
+        write_into_doc(args.doc, section(rows, command))
+        print(f"models_table: wrote the table into {args.doc} and {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""bench/models_table.py: recipes, the figures of one bundle, and the section it keeps in a doc."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from critic.data.prepare import load_splits
+from critic.data.sources import load_all_reviews
+from critic.data.split import stratified_sample
+from critic.evaluate import expected_calibration_error
+from critic.predictor import Predictor
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "models_table.py"
+
+
+@pytest.fixture(scope="module")
+def models_table():
+    spec = importlib.util.spec_from_file_location("models_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipes_come_from_options_a_file_or_the_defaults(models_table, tmp_path):
+    assert models_table.parse_recipes([], None) == {
+        name: args.split() for name, args in models_table.DEFAULT_RECIPES.items()
+    }
+    (tmp_path / "recipes.json").write_text('{"gru": "--model gru", "big": ["--vocab-size", 20000]}')
+    recipes = models_table.parse_recipes(
+        ["lstm=--model lstm --dropout 0.2", "big=--vocab-size 30000"], tmp_path / "recipes.json"
+    )
+    assert recipes == {
+        "gru": ["--model", "gru"],
+        "big": ["--vocab-size", "30000"],  # an option given later wins
+        "lstm": ["--model", "lstm", "--dropout", "0.2"],
+    }
+    with pytest.raises(SystemExit, match="NAME="):
+        models_table.parse_recipes(["no-equals-sign"], None)
+
+
+def test_one_bundle_is_measured_through_its_predictor(models_table, trained_bundle):
+    rotten = stratified_sample(load_all_reviews("rotten_tomatoes"), 60, seed=0)
+    row = models_table.measure("lstm", ["--model", "lstm"], trained_bundle, rotten)
+    predictor = Predictor.load(trained_bundle)
+    test = load_splits(predictor.bundle.config.data)["test"]
+    probabilities = predictor.predict_proba(test.texts)
+    assert row["test_accuracy"] == pytest.approx(((probabilities >= 0.5) == test.labels).mean())
+    assert row["test_accuracy"] == pytest.approx(predictor.bundle.metrics["test_accuracy"])
+    assert row["ece"] == pytest.approx(expected_calibration_error(test.labels, probabilities))
+    assert row["ece_from"] == "test predictions"
+    on_rt = predictor.predict_proba(rotten.texts)
+    assert row["rotten_tomatoes_accuracy"] == pytest.approx(
+        np.mean((on_rt >= 0.5) == rotten.labels)
+    )
+    assert row["vocab_size"] == 2000 and row["embeddings"] == "none"
+    assert row["parameters"] == sum(p.numel() for p in predictor.model.parameters())
+    assert row["reviews_per_second"] > 0
+
+
+def test_the_table_replaces_its_own_section_and_nothing_else(models_table, tmp_path):
+    row = {
+        "name": "lstm", "recipe": "--model lstm", "vocab_size": 5000, "embeddings": "none",
+        "parameters": 213701, "train_seconds": 293.0, "train_device": "cpu",
+        "val_accuracy": 0.8644, "test_accuracy": 0.8628, "test_reviews": 2500, "ece": 0.0123,
+        "rotten_tomatoes_accuracy": 0.71, "rotten_tomatoes_reviews": 8530,
+        "reviews_per_second": 1090.4,
+    }  # fmt: skip
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nKept.\n")
+    models_table.write_into_doc(doc, models_table.section([row], "python bench/models_table.py"))
+    first = doc.read_text()
+    assert first.startswith("# Benchmarks\n\nKept.\n") and "## Every model" in first
+    assert (
+        "| lstm | 5,000 | none | 213,701 | 4.9 min | 86.44% | **86.28%** | 0.0123 | 71.00% | 1,090 |"
+        in first
+    )
+    doc.write_text(first + "\n## Later section\n\nAlso kept.\n")
+    models_table.write_into_doc(
+        doc, models_table.section([{**row, "name": "gru"}], "python bench/models_table.py")
+    )
+    second = doc.read_text()
+    assert second.count("models-table:start") == 1 and second.count("## Every model") == 1
+    assert "| gru |" in second and "| lstm |" not in second
+    assert second.endswith("## Later section\n\nAlso kept.\n")
