@@ -4,7 +4,7 @@ from torch.nn import functional as F
 
 from critic.config import ModelConfig
 from critic.errors import CriticError
-from critic.models import build_model, model_names
+from critic.models import NEURAL, build_model, model_names
 from critic.models.fast_lstm import lstm_layer
 
 
@@ -17,7 +17,7 @@ def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
     return token_ids, lengths
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_every_model_maps_a_batch_to_one_logit_per_review(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
     token_ids, lengths = random_batch()
@@ -28,7 +28,7 @@ def test_every_model_maps_a_batch_to_one_logit_per_review(name):
         assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_every_model_learns_from_one_batch(name):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
@@ -46,7 +46,7 @@ def test_every_model_learns_from_one_batch(name):
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_padding_after_a_review_does_not_change_its_logit(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6)).eval()
     token_ids, lengths = random_batch()
