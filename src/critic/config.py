@@ -92,9 +92,9 @@ class ModelConfig(_Config):
     bundle)."""
     c: float | None = None
     """nbsvm: inverse regularisation strength (scikit-learn's C); None picks it from a small
-    grid by validation accuracy. A trained bundle records the one it used."""
+    grid by validation log loss. A trained bundle records the one it used."""
     select_ngrams: bool = False
-    """nbsvm: also pick the n-gram length (1 to ngram_max) by validation accuracy."""
+    """nbsvm: also pick the n-gram length (1 to ngram_max) by validation log loss."""
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, f"embedding_dim must be positive, got {self.embedding_dim}")

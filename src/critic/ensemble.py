@@ -92,8 +92,8 @@ def build_ensemble(
     val_members = np.stack([member_logits(p, val_tokens) for p in predictors], axis=1)
     test_members = np.stack([member_logits(p, test_tokens) for p in predictors], axis=1)
     weights, bias = fit_weights(val_members, val.labels)
-    val_logits = bias + val_members @ weights
-    test_logits = bias + test_members @ weights
+    val_logits = bias + (val_members * weights).sum(axis=1)
+    test_logits = bias + (test_members * weights).sum(axis=1)
     names = [f"{index}-{p.name}" for index, p in enumerate(predictors)]
     described = []
     for index, (name, path, weight) in enumerate(zip(names, members, weights, strict=True)):

@@ -168,7 +168,9 @@ class EnsembleScorer:
         )
 
     def logits(self, tokenized: TokenLists) -> np.ndarray:
-        return self.bias + self.member_logits(tokenized) @ self.weights
+        # A row-wise sum rather than a matrix product: BLAS may add in another order for
+        # another number of rows, and a review's answer must not depend on its neighbours.
+        return self.bias + (self.member_logits(tokenized) * self.weights).sum(axis=1)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]

@@ -300,7 +300,7 @@ def train_nbsvm(config: RunConfig, *, log: Callable[[str], None] = print) -> Tra
     val_logits = model.decision_function(tokenized["validation"])
     test_logits = model.decision_function(tokenized["test"])
     val, test = raw["validation"], raw["test"]
-    chosen = max(tried, key=lambda t: (t.val_accuracy, -t.val_loss))
+    chosen = min(tried, key=lambda t: t.val_loss)
     metrics = {
         "model": config.model.name,
         "parameters": len(model) + 1,

@@ -26,7 +26,7 @@ from critic.errors import BundleError
 from critic.models.registry import register
 
 # Inverse regularisation strengths tried on the validation split when none is given; on the
-# embedded IMDB split the best lies inside this range.
+# embedded IMDB split the best (0.3) lies inside this range.
 C_GRID = (0.1, 0.3, 1.0, 3.0)
 NB_SMOOTHING = 1.0
 
@@ -92,8 +92,9 @@ class NBSVM:
         val_labels: np.ndarray,
         log: Callable[[str], None] = print,
     ) -> list[Selection]:
-        """Fit on the training reviews; pick ``ngram_max`` (up to the configured one) and C by
-        validation accuracy (then log loss). Returns every choice tried."""
+        """Fit on the training reviews; pick C (and, if asked, ``ngram_max``) by validation log
+        loss -- smoother than accuracy, which on 2,500 reviews moves in steps of 0.04% and
+        often ties. Returns every choice tried."""
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.linear_model import LogisticRegression
 
@@ -145,7 +146,7 @@ class NBSVM:
                     f"nbsvm: 1-{ngram_max}-grams, C={c:g}: validation accuracy {accuracy:.4f}, "
                     f"loss {loss:.4f} ({choice.seconds:.1f} s)"
                 )
-                if best is None or (accuracy, -loss) > (best[0].val_accuracy, -best[0].val_loss):
+                if best is None or loss < best[0].val_loss:
                     coefficients = classifier.coef_.ravel() * scale
                     best = (choice, coefficients, float(classifier.intercept_[0]))
         assert best is not None
