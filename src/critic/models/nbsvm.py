@@ -168,18 +168,17 @@ class NBSVM:
 
     # --- answering ----------------------------------------------------------------------
 
-    def _present(self, tokens: Sequence[str]) -> tuple[np.ndarray, Counter]:
-        """Indices of the known n-grams present in ``tokens`` (each once), and their counts."""
-        get = self.index.get
-        counts = Counter(gram for gram in ngrams(tokens, self.ngram_max) if gram in self.index)
-        return np.fromiter((get(gram) for gram in counts), np.int64, len(counts)), counts
-
     def decision_function(self, tokenized: Sequence[Sequence[str]]) -> np.ndarray:
         """The log-odds of positive for each token list."""
+        get = self.index.get
         logits = np.empty(len(tokenized), dtype=np.float64)
         for row, tokens in enumerate(tokenized):
-            present, _ = self._present(tokens)
-            logits[row] = self.bias + float(self.coefficients[present].sum(dtype=np.float64))
+            # A set: each n-gram counts once however often it occurs (binarised features).
+            present = {get(gram, -1) for gram in ngrams(tokens, self.ngram_max)}
+            present.discard(-1)
+            # Sorted, so that the sum is added in one order whatever the set's order.
+            chosen = np.fromiter(sorted(present), np.int64, len(present))
+            logits[row] = self.bias + float(self.coefficients[chosen].sum(dtype=np.float64))
         return logits
 
     def token_contributions(self, tokens: Sequence[str]) -> np.ndarray:
@@ -187,8 +186,8 @@ class NBSVM:
         split evenly over its occurrences (it counts once however often it occurs) and over
         the tokens it covers, so the shares add up to ``logit - bias``."""
         contributions = np.zeros(len(tokens), dtype=np.float64)
-        _, counts = self._present(tokens)
         index, coefficients = self.index, self.coefficients
+        counts = Counter(gram for gram in ngrams(tokens, self.ngram_max) if gram in index)
         for n in range(1, self.ngram_max + 1):
             for start in range(len(tokens) - n + 1):
                 gram = " ".join(tokens[start : start + n]) if n > 1 else tokens[start]
