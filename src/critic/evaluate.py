@@ -95,7 +95,9 @@ def rating_metrics(true_ratings: np.ndarray, predicted: np.ndarray) -> dict:
 
     true_ratings = np.asarray(true_ratings, dtype=np.float64)
     predicted = np.asarray(predicted, dtype=np.float64)
-    correlation = spearmanr(true_ratings, predicted).statistic if len(true_ratings) > 1 else None
+    # A constant side has no ranking to correlate (scipy would warn and answer nan).
+    varies = len(true_ratings) > 1 and np.ptp(true_ratings) > 0 and np.ptp(predicted) > 0
+    correlation = spearmanr(true_ratings, predicted).statistic if varies else None
     return {
         "rating_mae": float(np.abs(true_ratings - predicted).mean()),
         "rating_spearman": None
