@@ -40,6 +40,15 @@ def small_run_config(**train_changes) -> RunConfig:
     )
 
 
+def small_nbsvm_config(**model_changes) -> RunConfig:
+    """The n-gram model on the same few hundred reviews and split as small_run_config."""
+    config = small_run_config()
+    return config.replace(
+        data=config.data.replace(max_length=5000),
+        model=ModelConfig(name="nbsvm", **{"min_df": 2, **model_changes}),
+    )
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
@@ -63,6 +72,27 @@ def second_bundle(tmp_path_factory, cache_dir) -> Path:
         small_run_config(seed=1), out, cache_dir=cache_dir, progress=False, log=lambda _: None
     )
     save_training_result(out, result)
+    return out
+
+
+@pytest.fixture(scope="session")
+def nbsvm_bundle(tmp_path_factory, cache_dir) -> Path:
+    """The n-gram model fitted on the 300 reviews of trained_bundle's split (a few seconds)."""
+    out = tmp_path_factory.mktemp("nbsvm") / "nbsvm"
+    result = train(
+        small_nbsvm_config(), out, cache_dir=cache_dir, progress=False, log=lambda _: None
+    )
+    save_training_result(out, result)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ensemble_bundle(tmp_path_factory, trained_bundle, nbsvm_bundle) -> Path:
+    """An ensemble of the small LSTM and the small n-gram model."""
+    from critic.ensemble import build_ensemble
+
+    out = tmp_path_factory.mktemp("ensemble") / "ensemble"
+    build_ensemble([nbsvm_bundle, trained_bundle], out, log=lambda _: None)
     return out
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from critic.artifact import MANIFEST, load_bundle
 from critic.errors import BundleError
-from critic.predictor import Predictor
+from critic.predictor import Predictor, rating_from_probability
 
 REVIEWS = ["A wonderful film, I loved it!", "Not good. Boring and far too long.", "meh"]
 
@@ -26,13 +26,15 @@ def test_the_bundle_holds_json_safetensors_and_a_plot_and_no_pickle(trained_bund
     names = sorted(p.name for p in trained_bundle.iterdir())
     assert names == [
         "bundle.json",
+        "calibration.json",
         "config.json",
         "curves.png",
         "metrics.json",
         "model.safetensors",
+        "reliability.png",
         "vocab.json",
     ]
-    for name in ("bundle.json", "config.json", "metrics.json", "vocab.json"):
+    for name in ("bundle.json", "calibration.json", "config.json", "metrics.json", "vocab.json"):
         json.loads((trained_bundle / name).read_text())
     weights = (trained_bundle / "model.safetensors").read_bytes()
     assert b"\x80\x04" not in weights[:16]  # no pickle protocol header
@@ -110,4 +112,112 @@ def test_a_bundle_of_an_unknown_format_version_is_refused(trained_bundle, tmp_pa
     manifest["version"] = 99
     (bundle / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format version 99"):
+        load_bundle(bundle)
+
+
+def rewrite_manifest(bundle, change):
+    from critic.artifact import _sha256
+
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    change(manifest)
+    manifest["files"] = {name: _sha256(bundle / name) for name in manifest["files"]}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_the_manifest_names_the_kind_and_lists_the_calibration(trained_bundle, nbsvm_bundle):
+    for bundle, kind in ((trained_bundle, "neural"), (nbsvm_bundle, "nbsvm")):
+        manifest = json.loads((bundle / MANIFEST).read_text())
+        assert manifest["version"] == 2 and manifest["kind"] == kind
+        assert "calibration.json" in manifest["files"]
+        assert load_bundle(bundle).kind == kind
+
+
+def test_an_nbsvm_bundle_is_json_and_safetensors_and_loads_the_same(nbsvm_bundle, tmp_path):
+    names = sorted(p.name for p in nbsvm_bundle.iterdir())
+    assert names == [
+        "bundle.json",
+        "calibration.json",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "ngrams.json",
+        "reliability.png",
+    ]
+    ngrams = json.loads((nbsvm_bundle / "ngrams.json").read_text())["ngrams"]
+    bundle = load_bundle(nbsvm_bundle)
+    assert ngrams == bundle.model.vocabulary and len(ngrams) == bundle.config.model.vocab_size
+    assert b"\x80\x04" not in (nbsvm_bundle / "model.safetensors").read_bytes()[:16]
+    first = Predictor.load(nbsvm_bundle).predict(REVIEWS, explain=True)
+    assert (
+        Predictor.load(copy_bundle(nbsvm_bundle, tmp_path)).predict(REVIEWS, explain=True) == first
+    )
+
+
+def test_an_nbsvm_bundle_whose_arrays_do_not_fit_its_n_grams_is_refused(nbsvm_bundle, tmp_path):
+    bundle = copy_bundle(nbsvm_bundle, tmp_path)
+    payload = json.loads((bundle / "ngrams.json").read_text())
+    payload["ngrams"] = payload["ngrams"][:-1]
+    (bundle / "ngrams.json").write_text(json.dumps(payload))
+    rewrite_manifest(bundle, lambda manifest: None)
+    with pytest.raises(BundleError, match="n-grams but"):
+        load_bundle(bundle)
+
+
+def test_a_version_1_bundle_still_loads_and_scores_its_raw_probability(trained_bundle, tmp_path):
+    bundle = copy_bundle(trained_bundle, tmp_path)
+    (bundle / "calibration.json").unlink()
+
+    def as_version_1(manifest):
+        manifest["version"] = 1
+        del manifest["kind"]
+        del manifest["files"]["calibration.json"]
+
+    rewrite_manifest(bundle, as_version_1)
+    old = Predictor.load(bundle)
+    assert old.kind == "neural" and old.calibration.temperature == 1.0
+    for result in old.predict(REVIEWS):
+        assert result["score"] == pytest.approx(result["probability"])
+        assert result["rating"] == rating_from_probability(result["probability"])
+    new = Predictor.load(trained_bundle).predict(REVIEWS)
+    assert [r["probability"] for r in old.predict(REVIEWS)] == [r["probability"] for r in new]
+
+
+def test_a_version_2_bundle_without_its_calibration_is_incomplete(trained_bundle, tmp_path):
+    bundle = copy_bundle(trained_bundle, tmp_path)
+    rewrite_manifest(bundle, lambda manifest: manifest["files"].pop("calibration.json"))
+    with pytest.raises(BundleError, match="does not list the bundle's files"):
+        load_bundle(bundle)
+
+
+def test_an_ensemble_bundle_holds_a_checked_copy_of_every_member(ensemble_bundle, tmp_path):
+    manifest = json.loads((ensemble_bundle / MANIFEST).read_text())
+    assert manifest["kind"] == "ensemble"
+    members = sorted(p.name for p in (ensemble_bundle / "members").iterdir())
+    assert members == ["0-nbsvm", "1-lstm"]
+    assert "members/1-lstm/model.safetensors" in manifest["files"]
+    loaded = load_bundle(ensemble_bundle)
+    assert [m.kind for m in loaded.model.members] == ["nbsvm", "neural"]
+    bundle = copy_bundle(ensemble_bundle, tmp_path)
+    weights = bundle / "members" / "1-lstm" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BundleError, match=r"corrupt: members/1-lstm/model\.safetensors"):
+        load_bundle(bundle)
+
+
+def test_an_ensemble_member_outside_the_bundle_is_refused(ensemble_bundle, tmp_path):
+    bundle = copy_bundle(ensemble_bundle, tmp_path)
+    payload = json.loads((bundle / "ensemble.json").read_text())
+    payload["members"][0]["path"] = "../elsewhere"
+    (bundle / "ensemble.json").write_text(json.dumps(payload))
+    rewrite_manifest(bundle, lambda manifest: None)
+    with pytest.raises(BundleError, match="outside members/"):
+        load_bundle(bundle)
+
+
+def test_a_manifest_naming_a_file_outside_the_bundle_is_refused(trained_bundle, tmp_path):
+    bundle = copy_bundle(trained_bundle, tmp_path)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"]["../secret"] = "0" * 64
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="outside the bundle"):
         load_bundle(bundle)

@@ -52,10 +52,15 @@ def test_evaluate_prints_the_metrics_as_json(cli_bundle, cache_dir, tmp_path):
         assert key in metrics
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "confusion_matrix.png",
+        "reliability.png",
         "roc_curve.png",
     ]
     saved = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert metrics["ece_before"] == pytest.approx(saved["test_ece_before"])
+    assert metrics["ece_after"] == pytest.approx(saved["test_ece_after"])
+    assert metrics["kind"] == "neural" and metrics["rating_source"] == "probability"
+    assert "rating_mae" not in metrics  # the embedded reviews have no stars
 
 
 def test_evaluate_on_another_source(cli_bundle, cache_dir):
@@ -158,6 +163,10 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         ),
         (["train", "--out", "{tmp}/x", "--vocab-size", "1"], "vocab_size must be at least 3"),
         (["train", "--out", "{tmp}/x", "--resume"], "nothing to resume"),
+        (["train", "--model", "ensemble", "--out", "{tmp}/x"], "critic ensemble runs/a"),
+        (["train", "--model", "nbsvm", "--out", "{tmp}/x", "--c", "0"], "c must be positive"),
+        (["ensemble", "{bundle}", "--out", "{tmp}/e"], "at least two member bundles"),
+        (["ensemble", "{bundle}", "no/such/bundle", "--out", "{tmp}/e"], "no model bundle"),
         (["evaluate", "{bundle}", "--split", "everything"], "--split must be"),
         (
             ["evaluate", "{bundle}", "--source", "rotten_tomatoes", "--data", "embedded"],
@@ -253,3 +262,45 @@ def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path,
     resumed = run(*args, "--resume", cache_dir=cache_dir)
     assert f"continuing after epoch {len(done)}" in resumed.stdout
     assert (out / "bundle.json").is_file()
+
+
+def test_nbsvm_ensemble_evaluate_and_predict_from_the_command_line(cli_bundle, cache_dir, tmp_path):
+    nbsvm = tmp_path / "nbsvm"
+    trained = run(
+        "train", "--model", "nbsvm", "--out", nbsvm, "--max-reviews", "300", "--min-df", "2",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    assert (
+        "nbsvm: chose 1-3-grams" in trained.stdout and "calibration: temperature" in trained.stdout
+    )
+    config = json.loads((nbsvm / "config.json").read_text())
+    assert config["data"]["max_length"] == 5000  # the n-gram model reads whole reviews
+    assert config["model"]["c"] is not None
+    ensemble = tmp_path / "ensemble"
+    built = run("ensemble", nbsvm, cli_bundle[0], "--out", ensemble, cache_dir=cache_dir)
+    assert "0-nbsvm" in built.stdout and "1-lstm" in built.stdout
+    evaluated = json.loads(run("evaluate", ensemble, cache_dir=cache_dir).stdout)
+    saved = json.loads((ensemble / "metrics.json").read_text())
+    assert evaluated["kind"] == "ensemble" and evaluated["reviews"] == 30
+    assert evaluated["accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert evaluated["ece_after"] == pytest.approx(saved["test_ece_after"])
+    answer = json.loads(
+        run("predict", ensemble, "Loved it!", "--explain", cache_dir=cache_dir).stdout
+    )
+    assert {"label", "probability", "score", "rating", "tokens", "words"} <= set(answer)
+    assert [w["word"] for w in answer["words"]] == ["loved", "it", "!"]
+
+
+def test_evaluate_on_star_rated_reviews_reports_the_rating_error(cli_bundle, cache_dir, tmp_path):
+    from conftest import write_aclimdb
+
+    folder = write_aclimdb(tmp_path, per_class=10)
+    metrics = json.loads(
+        run(
+            "evaluate", cli_bundle[0], "--data", folder, "--split", "test", cache_dir=cache_dir
+        ).stdout
+    )
+    assert metrics["reviews"] == 20
+    assert 0 <= metrics["rating_mae"] <= 9
+    # None when the small model gives every review the same rating (no ranking to correlate).
+    assert metrics["rating_spearman"] is None or -1 <= metrics["rating_spearman"] <= 1

@@ -58,3 +58,50 @@ def test_a_calibrated_model_has_no_calibration_error_and_bins_matter():
     labels, probabilities = np.array([1, 0]), np.array([0.95, 0.55])
     assert expected_calibration_error(labels, probabilities, bins=1) == pytest.approx(0.25)
     assert expected_calibration_error(labels, probabilities) == pytest.approx(0.3)
+
+
+def test_a_calibrated_model_has_an_ece_near_zero_and_an_overconfident_one_does_not():
+    from critic.evaluate import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.random(50000)
+    labels = (rng.random(50000) < probabilities).astype(int)
+    assert expected_calibration_error(labels, probabilities) < 0.01
+    # Always 99% sure, right 70% of the time: the gap is 0.29.
+    sure = np.where(rng.random(10000) < 0.5, 0.99, 0.01)
+    right = rng.random(10000) < 0.7
+    labels = np.where(right, sure > 0.5, sure < 0.5).astype(int)
+    assert expected_calibration_error(labels, sure) == pytest.approx(0.29, abs=0.02)
+
+
+def test_reliability_bins_count_every_review_once():
+    from critic.evaluate import ECE_BINS, reliability_bins
+
+    probabilities = np.array([0.0, 0.2, 0.5, 0.51, 0.8, 0.97, 1.0])
+    labels = np.array([0, 1, 1, 1, 0, 1, 1])
+    table = reliability_bins(labels, probabilities)
+    assert sum(table["count"]) == len(labels)
+    assert len(table["count"]) <= ECE_BINS
+    assert all(0.5 <= c <= 1 for c in table["confidence"])
+    assert table["lower"] == sorted(table["lower"])
+
+
+def test_rating_metrics_on_a_known_example():
+    from critic.evaluate import rating_metrics
+
+    metrics = rating_metrics(np.array([1, 2, 9, 10]), np.array([1, 3, 8, 10]))
+    assert metrics["rating_mae"] == pytest.approx(0.5)
+    assert metrics["rating_spearman"] == pytest.approx(1.0)
+
+
+def test_the_reliability_diagram_is_a_png(tmp_path):
+    from critic.calibration import Calibration
+    from critic.evaluate import calibration_metrics, plot_reliability
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, 500)
+    labels = (rng.random(500) < 1 / (1 + np.exp(-logits / 2))).astype(int)
+    metrics = calibration_metrics(Calibration(2.0), {"test": (labels, logits, None)})
+    assert metrics["test_ece_after"] < metrics["test_ece_before"]
+    plot_reliability(metrics["reliability"], tmp_path / "reliability.png", "a title")
+    assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,11 +1,13 @@
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
 from critic.config import ModelConfig
 from critic.errors import CriticError
-from critic.models import build_model, model_names
+from critic.models import NEURAL, build_model, model_names
 from critic.models.fast_lstm import lstm_layer
+from critic.models.nbsvm import NBSVM, ngrams
 
 
 def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
@@ -17,7 +19,7 @@ def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
     return token_ids, lengths
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_every_model_maps_a_batch_to_one_logit_per_review(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
     token_ids, lengths = random_batch()
@@ -28,7 +30,7 @@ def test_every_model_maps_a_batch_to_one_logit_per_review(name):
         assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_every_model_learns_from_one_batch(name):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
@@ -46,7 +48,7 @@ def test_every_model_learns_from_one_batch(name):
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", model_names(NEURAL))
 def test_padding_after_a_review_does_not_change_its_logit(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6)).eval()
     token_ids, lengths = random_batch()
@@ -104,3 +106,73 @@ def test_training_mode_on_cpu_gives_the_same_logits_as_torch_lstm():
     with torch.no_grad():
         reference = model(token_ids, lengths)  # no grad: nn.LSTM's own path
     assert torch.allclose(fast, reference, atol=1e-5)
+
+
+# --- nbsvm ---------------------------------------------------------------------------------
+
+GOOD = ["a", "great", "film", "truly", "great", "acting"]
+BAD = ["not", "good", "a", "dull", "film"]
+
+
+def test_ngrams_lists_every_one_to_n_gram_shortest_first():
+    assert ngrams(["not", "so", "good"], 3) == [
+        "not", "so", "good", "not so", "so good", "not so good",
+    ]  # fmt: skip
+    assert ngrams(["one"], 3) == ["one"]
+    assert ngrams([], 2) == []
+
+
+def fitted_nbsvm(**changes) -> NBSVM:
+    positives = [["a", "great", "film"], ["great", "acting"], ["truly", "great"], ["a", "joy"]]
+    negatives = [["not", "good"], ["a", "dull", "film"], ["dull", "and", "not", "good"], ["bad"]]
+    tokens = positives * 5 + negatives * 5
+    labels = np.array([1] * 20 + [0] * 20)
+    model = build_model(ModelConfig(name="nbsvm", min_df=2, **changes))
+    model.fit(
+        tokens, labels, positives + negatives, np.array([1] * 4 + [0] * 4), log=lambda _: None
+    )
+    return model
+
+
+def test_nbsvm_is_registered_as_its_own_kind():
+    from critic.models import model_kind
+
+    assert model_kind("nbsvm") == "nbsvm" and model_kind("lstm") == NEURAL
+    assert "nbsvm" in model_names() and "nbsvm" not in model_names(NEURAL)
+
+
+def test_nbsvm_learns_which_n_grams_are_positive():
+    model = fitted_nbsvm()
+    assert model.coefficients[model.index["great"]] > 0
+    assert model.coefficients[model.index["dull"]] < 0
+    assert model.coefficients[model.index["not good"]] < 0
+    logits = model.decision_function([GOOD, BAD])
+    assert logits[0] > 0 > logits[1]
+    assert model.config.c is not None  # the chosen C is recorded
+
+
+def test_an_nbsvm_logit_is_the_bias_plus_each_present_n_gram_once():
+    model = fitted_nbsvm()
+    expected = model.bias + sum(
+        float(model.coefficients[model.index[gram]])
+        for gram in set(ngrams(GOOD, 3))
+        if gram in model.index
+    )
+    assert model.decision_function([GOOD])[0] == pytest.approx(expected, abs=1e-5)
+    assert model.decision_function([["zebra", "quokka"]])[0] == pytest.approx(model.bias)
+
+
+def test_nbsvm_token_contributions_add_up_to_the_logit_less_the_bias():
+    model = fitted_nbsvm()
+    for tokens in (GOOD, BAD, ["great", "great", "great"], []):
+        shares = model.token_contributions(tokens)
+        assert len(shares) == len(tokens)
+        assert shares.sum() == pytest.approx(
+            model.decision_function([tokens])[0] - model.bias, abs=1e-5
+        )
+
+
+def test_nbsvm_can_pick_the_n_gram_length_on_validation():
+    model = fitted_nbsvm(select_ngrams=True, c=1.0)
+    assert model.config.ngram_max in (1, 2, 3) and model.config.c == 1.0
+    assert all(gram.count(" ") < model.ngram_max for gram in model.vocabulary)

@@ -46,6 +46,7 @@ DRIVER = textwrap.dedent(
             self.status = code
 
     model_dir, requests = sys.argv[1], json.loads(sys.stdin.read())
+    before = set(sys.modules)
     service = DefaultHandlerService(Transformer(default_inference_handler=DefaultInferenceHandler()))
     # As in the model server: one context for the model's life, its request part renewed
     # for every request (the toolkit keeps the context it was initialised with).
@@ -60,17 +61,27 @@ DRIVER = textwrap.dedent(
         if isinstance(body, bytes):
             body = body.decode()
         answers["responses"].append({"status": context.status, "content_type": context.content_type, "body": body})
+    # What answering needed: the container brings torch, requirements.txt numpy and safetensors.
+    answers["fitting_libraries"] = sorted(
+        {name.split(".")[0] for name in set(sys.modules) - before} & {"sklearn", "scipy", "matplotlib"}
+    )
     print(json.dumps(answers))
     """
 )
 
 
+@pytest.fixture(scope="module", params=["trained_bundle", "nbsvm_bundle", "ensemble_bundle"])
+def bundle(request):
+    """Every kind of bundle: a neural model, nbsvm, an ensemble."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="module")
-def model_dir(trained_bundle, tmp_path_factory):
+def model_dir(bundle, tmp_path_factory):
     from critic.artifact import package_bundle
 
     root = tmp_path_factory.mktemp("artifact")
-    archive = package_bundle(trained_bundle, root / "model.tar.gz")
+    archive = package_bundle(bundle, root / "model.tar.gz")
     target = root / "opt" / "ml" / "model"
     target.mkdir(parents=True)
     with tarfile.open(archive) as tar:
@@ -78,15 +89,11 @@ def model_dir(trained_bundle, tmp_path_factory):
     return target
 
 
-def test_the_artifact_has_the_layout_the_pytorch_container_loads(model_dir):
+def test_the_artifact_has_the_layout_the_pytorch_container_loads(model_dir, bundle):
     names = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
-    assert {
-        "config.json",
-        "vocab.json",
-        "model.safetensors",
-        "metrics.json",
-        "bundle.json",
-    } <= names
+    assert {"config.json", "metrics.json", "calibration.json", "bundle.json"} <= names
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert set(manifest["files"]) <= names  # members of an ensemble included
     assert {"code/inference.py", "code/requirements.txt", "code/critic/serving/handler.py"} <= names
     assert not any("__pycache__" in name for name in names)
     script = (model_dir / "code" / "inference.py").read_text()
@@ -112,7 +119,7 @@ def served_first(response):
     return json.loads(response["body"])["predictions"][0]
 
 
-def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
+def test_the_toolkit_answers_as_the_predictor_does(model_dir, bundle):
     answers = drive(
         model_dir,
         [
@@ -136,7 +143,8 @@ def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
     )
     # The vendored copy answered, not the critic installed in this environment.
     assert answers["critic_source"].startswith(str(model_dir / "code"))
-    expected = Predictor.load(trained_bundle).predict(REVIEWS)
+    expected = Predictor.load(bundle).predict(REVIEWS)
+    assert answers["fitting_libraries"] == []
     as_json, as_text, as_plain, explained = answers["responses"]
     words = json.loads(explained["body"])["predictions"][0]["words"]
     assert [w["word"] for w in words] == ["a", "wonderful", "moving", "film", "!"]
@@ -146,6 +154,7 @@ def test_the_toolkit_answers_as_the_predictor_does(model_dir, trained_bundle):
     for got, want in zip(served, expected, strict=True):
         assert got["label"] == want["label"]
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-6)
+        assert got["score"] == pytest.approx(want["score"], abs=1e-6)
         assert got["rating"] == want["rating"]
     assert json.loads(as_text["body"])["predictions"][0]["probability"] == pytest.approx(
         expected[1]["probability"], abs=1e-6

@@ -1,11 +1,14 @@
+import numpy as np
 import pytest
 
+from critic.data.text import tokenize
 from critic.predictor import EmptyReviewError, Predictor, rating_from_probability
 
 
-@pytest.fixture(scope="module")
-def predictor(trained_bundle):
-    return Predictor.load(trained_bundle)
+@pytest.fixture(scope="module", params=["trained_bundle", "nbsvm_bundle", "ensemble_bundle"])
+def predictor(request):
+    """Every kind of bundle answers the same way: a neural model, nbsvm, an ensemble."""
+    return Predictor.load(request.getfixturevalue(request.param))
 
 
 def test_one_review_gives_one_answer_and_a_list_gives_a_list(predictor):
@@ -13,14 +16,31 @@ def test_one_review_gives_one_answer_and_a_list_gives_a_list(predictor):
     many = predictor.predict(["What a great film!", "Dreadful."])
     assert isinstance(one, dict) and isinstance(many, list) and len(many) == 2
     assert one == many[0]
-    assert set(one) == {"label", "probability", "rating", "tokens"}
+    assert set(one) == {"label", "probability", "score", "rating", "tokens"}
 
 
-def test_the_label_follows_the_probability_and_the_rating_agrees(predictor):
+def test_the_label_follows_the_probability_and_the_score_and_rating_agree(predictor):
     for result in predictor.predict(["Great!", "Awful!", "It was a film.", "I did not hate it"]):
-        assert 0.0 <= result["probability"] <= 1.0
+        assert 0.0 <= result["probability"] <= 1.0 and 0.0 <= result["score"] <= 1.0
         assert result["label"] == ("positive" if result["probability"] >= 0.5 else "negative")
+        assert (result["score"] >= 0.5) == (result["label"] == "positive")
         assert (result["rating"] >= 6) == (result["label"] == "positive")
+        assert result["rating"] == rating_from_probability(result["score"])
+
+
+def test_the_score_is_the_probability_at_the_bundle_temperature(predictor):
+    from critic.calibration import sigmoid
+
+    reviews = ["A triumph.", "Boring and long.", "fine"]
+    logits = predictor.predict_logits(reviews)
+    temperature = predictor.calibration.temperature
+    assert temperature != 1.0  # fitted, not the identity
+    for result, logit in zip(predictor.predict(reviews), logits, strict=True):
+        assert result["probability"] == pytest.approx(float(sigmoid(logit)))
+        assert result["score"] == pytest.approx(float(sigmoid(logit / temperature)))
+    assert predictor.predict_scores(reviews) == pytest.approx(
+        [r["score"] for r in predictor.predict(reviews)]
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,8 +77,6 @@ def test_predictions_do_not_depend_on_the_other_reviews_in_the_request(predictor
 def test_explain_gives_one_weight_per_token_read_scaled_to_one(predictor):
     review = "I did not like it. The acting was terrible, but the music was wonderful!"
     result = predictor.predict(review, explain=True)
-    from critic.data.text import tokenize
-
     assert [w["word"] for w in result["words"]] == tokenize(review)
     weights = [w["weight"] for w in result["words"]]
     assert max(abs(w) for w in weights) == pytest.approx(1.0)
@@ -73,7 +91,8 @@ def test_word_weights_do_not_depend_on_the_other_reviews_and_leave_no_gradients(
     assert [w["word"] for w in alone] == [w["word"] for w in together]
     for a, b in zip(alone, together, strict=True):
         assert a["weight"] == pytest.approx(b["weight"], abs=1e-3)
-    assert all(p.grad is None for p in predictor.model.parameters())
+    if predictor.kind == "neural":
+        assert all(p.grad is None for p in predictor.model.parameters())
     assert predictor.predict(review, explain=True)["probability"] == pytest.approx(
         predictor.predict(review)["probability"]
     )
@@ -82,3 +101,35 @@ def test_word_weights_do_not_depend_on_the_other_reviews_and_leave_no_gradients(
 def test_a_review_of_punctuation_only_explains_with_no_words(predictor):
     assert predictor.predict("?!", explain=False)["tokens"]["count"] == 2
     assert predictor.predict("...", explain=True)["words"] == []
+
+
+def test_nbsvm_word_weights_are_the_coefficients_shares(nbsvm_bundle):
+    predictor = Predictor.load(nbsvm_bundle)
+    review = "A wonderful film, but the ending was awful and dull."
+    words = predictor.predict(review, explain=True)["words"]
+    shares = predictor.model.token_contributions([w["word"] for w in words])
+    peak = np.abs(shares).max()
+    assert [w["weight"] for w in words] == pytest.approx(list(shares / peak), abs=1e-4)
+
+
+def test_an_ensemble_answers_with_its_members_weighted_log_odds(ensemble_bundle):
+    ensemble = Predictor.load(ensemble_bundle)
+    reviews = ["A wonderful, moving film!", "Not good. Boring and far too long.", "meh"]
+    members = ensemble.model.members
+    expected = ensemble.model.bias + sum(
+        weight * Predictor(member).predict_logits(reviews) / member.calibration.temperature
+        for member, weight in zip(members, ensemble.model.weights, strict=True)
+    )
+    assert ensemble.predict_logits(reviews) == pytest.approx(expected)
+    assert ensemble.max_length == max(Predictor(m).max_length for m in members)
+
+
+def test_ensemble_word_weights_are_the_members_weighted(ensemble_bundle):
+    ensemble = Predictor.load(ensemble_bundle)
+    review = "A clever, funny and warm film."
+    combined = np.zeros(len(tokenize(review)))
+    for member, weight in zip(ensemble.model.members, ensemble.model.weights, strict=True):
+        words = Predictor(member).predict(review, explain=True)["words"]
+        combined[: len(words)] += weight * np.array([w["weight"] for w in words])
+    got = [w["weight"] for w in ensemble.predict(review, explain=True)["words"]]
+    assert got == pytest.approx(list(combined / np.abs(combined).max()), abs=2e-3)

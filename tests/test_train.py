@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from conftest import small_run_config
+from conftest import small_nbsvm_config, small_run_config, write_aclimdb
 from critic.artifact import save_training_result
 from critic.cli import main
+from critic.errors import CriticError
 from critic.train import CHECKPOINT_DIR, resolve_device, train
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -172,3 +173,47 @@ def test_a_saved_result_is_a_bundle(tmp_path, cache_dir):
     result = train(small_run_config(), tmp_path / "run", cache_dir=cache_dir, **QUIET)
     save_training_result(tmp_path / "run", result)
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_every_trained_model_is_calibrated_on_validation(tmp_path, cache_dir):
+    result = train(small_run_config(), tmp_path / "run", cache_dir=cache_dir, **QUIET)
+    metrics = result.metrics
+    assert metrics["temperature"] == pytest.approx(result.calibration.temperature, rel=1e-5)
+    for key in ("val_ece_before", "val_ece_after", "test_ece_before", "test_ece_after"):
+        assert 0.0 <= metrics[key] <= 1.0
+    # Fitted on validation: there it can only help (up to the binning of the ECE).
+    assert metrics["val_loss_calibrated"] <= metrics["val_loss"] + 1e-9
+    assert metrics["rating_source"] == "probability"
+    assert metrics["reliability"]["split"] == "test"
+
+
+def test_nbsvm_fits_in_one_go_and_records_what_it_chose(tmp_path, cache_dir):
+
+    result = train(small_nbsvm_config(), tmp_path / "nbsvm", cache_dir=cache_dir, **QUIET)
+    metrics = result.metrics
+    assert result.vocab is None and result.history == []
+    assert result.config.model.vocab_size == len(result.model) == metrics["ngrams"]
+    assert result.config.model.c in [s["c"] for s in metrics["selection"]]
+    assert metrics["test_accuracy"] > 0.6  # 300 reviews; the full split gives about 0.92
+    assert metrics["val_loss_calibrated"] <= metrics["val_loss"] + 1e-9
+    assert {"test_ece_before", "test_ece_after", "temperature"} <= set(metrics)
+    with pytest.raises(CriticError, match="nothing to resume"):
+        train(small_nbsvm_config(), tmp_path / "nbsvm", resume=True, **QUIET)
+
+
+def test_with_star_ratings_the_rating_is_learned_and_measured(tmp_path, cache_dir):
+
+    folder = write_aclimdb(tmp_path, per_class=20)
+    config = small_nbsvm_config()
+    config = config.replace(data=config.data.replace(source=str(folder), max_reviews=None))
+    result = train(config, tmp_path / "acl", cache_dir=cache_dir, **QUIET)
+    assert result.calibration.rating_source == "stars"
+    assert result.metrics["rating_source"] == "stars"
+    assert 0 <= result.metrics["test_rating_mae"] <= 9
+    assert -1 <= result.metrics["test_rating_spearman"] <= 1
+
+
+def test_an_ensemble_cannot_be_trained_only_assembled(tmp_path):
+    config = small_run_config()
+    with pytest.raises(CriticError, match="critic ensemble"):
+        train(config.replace(model=config.model.replace(name="ensemble")), tmp_path, **QUIET)

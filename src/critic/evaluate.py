@@ -8,10 +8,27 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
+from critic.calibration import Calibration, sigmoid
 from critic.data.batches import BucketedBatches, EncodedSplit
 
 
 @torch.no_grad()
+def predict_split_logits(
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    max_length: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Log-odds of positive for every review of an encoded split, in the split's order."""
+    model.eval()
+    logits = np.zeros(len(split), dtype=np.float64)
+    for batch in BucketedBatches(split, batch_size, max_length, shuffle=False):
+        batch = batch.to(device)
+        logits[batch.indices] = model(batch.token_ids, batch.lengths).double().cpu().numpy()
+    return logits
+
+
 def predict_split(
     model: torch.nn.Module,
     split: EncodedSplit,
@@ -20,17 +37,106 @@ def predict_split(
     batch_size: int = 256,
 ) -> np.ndarray:
     """Probability of positive for every review of an encoded split, in the split's order."""
-    model.eval()
-    logits = np.zeros(len(split), dtype=np.float64)
-    for batch in BucketedBatches(split, batch_size, max_length, shuffle=False):
-        batch = batch.to(device)
-        logits[batch.indices] = model(batch.token_ids, batch.lengths).double().cpu().numpy()
-    return 1.0 / (1.0 + np.exp(-logits))
+    return sigmoid(predict_split_logits(model, split, max_length, device, batch_size))
 
 
 def binary_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
     return float(skm.log_loss(labels, clipped, labels=[0, 1]))
+
+
+ECE_BINS = 15
+
+
+def reliability_bins(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
+) -> dict[str, list]:
+    """Per confidence bin: mean confidence, accuracy and review count (Guo et al. 2017).
+
+    The confidence of an answer is the probability of the label it gives, max(p, 1 - p);
+    ``bins`` equal-width bins cover [0, 1] (for two classes only the upper half is used).
+    Empty bins are left out.
+    """
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = (probabilities >= 0.5).astype(int)
+    confidence = np.maximum(probabilities, 1.0 - probabilities)
+    correct = (predicted == labels).astype(np.float64)
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; exactly 0 joins the first bin.
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    used = counts > 0
+    mean_confidence = np.bincount(which, confidence, bins)[used] / counts[used]
+    accuracy = np.bincount(which, correct, bins)[used] / counts[used]
+    edges = np.arange(bins) / bins
+    return {
+        "lower": edges[used].round(4).tolist(),
+        "confidence": mean_confidence.round(6).tolist(),
+        "accuracy": accuracy.round(6).tolist(),
+        "count": counts[used].tolist(),
+    }
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over the bins."""
+    table = reliability_bins(labels, probabilities, bins)
+    counts = np.asarray(table["count"], dtype=np.float64)
+    if counts.sum() == 0:
+        return 0.0
+    gaps = np.abs(np.asarray(table["confidence"]) - np.asarray(table["accuracy"]))
+    return float((gaps * counts).sum() / counts.sum())
+
+
+def rating_metrics(true_ratings: np.ndarray, predicted: np.ndarray) -> dict:
+    """Mean absolute error and Spearman's rank correlation of 1-10 ratings."""
+    from scipy.stats import spearmanr
+
+    true_ratings = np.asarray(true_ratings, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    # A constant side has no ranking to correlate (scipy would warn and answer nan).
+    varies = len(true_ratings) > 1 and np.ptp(true_ratings) > 0 and np.ptp(predicted) > 0
+    correlation = spearmanr(true_ratings, predicted).statistic if varies else None
+    return {
+        "rating_mae": float(np.abs(true_ratings - predicted).mean()),
+        "rating_spearman": None
+        if correlation is None or not np.isfinite(correlation)
+        else float(correlation),
+    }
+
+
+def calibration_metrics(
+    calibration: Calibration,
+    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    diagram_split: str = "test",
+) -> dict:
+    """ECE before and after calibration per split (``name: (labels, logits, ratings)``), the
+    rating's MAE and Spearman correlation where the reviews have stars, and the reliability
+    bins of ``diagram_split`` (for the bundle's reliability diagram)."""
+    metrics: dict = {
+        "temperature": round(calibration.temperature, 6),
+        "rating_source": calibration.rating_source,
+    }
+    for name, (labels, logits, ratings) in splits.items():
+        prefix = f"{name}_" if name else ""  # "" gives plain keys: ece_before, rating_mae
+        raw, calibrated = sigmoid(logits), calibration.scores(logits)
+        before = expected_calibration_error(labels, raw)
+        after = expected_calibration_error(labels, calibrated)
+        metrics[f"{prefix}ece_before"] = before
+        metrics[f"{prefix}ece_after"] = after
+        metrics[f"{prefix}loss_calibrated"] = binary_log_loss(labels, calibrated)
+        if ratings is not None and len(ratings) and (np.asarray(ratings) > 0).all():
+            for key, value in rating_metrics(ratings, calibration.ratings(logits)).items():
+                metrics[f"{prefix}{key}"] = value
+        if name == diagram_split:
+            metrics["reliability"] = {
+                "bins": ECE_BINS,
+                "split": name,
+                "before": {**reliability_bins(labels, raw), "ece": before},
+                "after": {**reliability_bins(labels, calibrated), "ece": after},
+            }
+    return metrics
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -51,35 +157,6 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         # Rows are the true label, columns the prediction: [[TN, FP], [FN, TP]].
         "confusion_matrix": matrix.tolist(),
     }
-
-
-def expected_calibration_error(
-    labels: np.ndarray, probabilities: np.ndarray, bins: int = 15
-) -> float:
-    """Expected calibration error of the predicted label's confidence (Guo et al. 2017).
-
-    Each review's confidence is the probability given to the label predicted, max(p, 1 - p);
-    the reviews are grouped into ``bins`` equal-width bins of confidence over [0, 1], and the
-    ECE is the review-weighted mean gap between a bin's accuracy and its mean confidence.
-    0 is perfectly calibrated: of the reviews answered with 80% confidence, 80% are right.
-    """
-    labels = np.asarray(labels).astype(int)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if len(labels) == 0:
-        raise ValueError("no reviews to measure the calibration on")
-    predicted = (probabilities >= 0.5).astype(int)
-    confidence = np.where(predicted == 1, probabilities, 1.0 - probabilities)
-    correct = (predicted == labels).astype(np.float64)
-    # Bins are closed on the right, (k/bins, (k+1)/bins], as in Guo et al.'s code.
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    gaps = np.abs(
-        np.bincount(which, weights=correct, minlength=bins)
-        - np.bincount(which, weights=confidence, minlength=bins)
-    )
-    # Per bin, |sum(correct) - sum(confidence)| / n equals the bin's share times its gap.
-    return float(gaps[counts > 0].sum() / len(labels))
 
 
 def plot_evaluation(
@@ -118,6 +195,42 @@ def plot_evaluation(
         plt.close(figure)
         written.append(folder / "roc_curve.png")
     return written
+
+
+def plot_reliability(reliability: dict, path: Path, title: str = "") -> None:
+    """A reliability diagram (accuracy against confidence per bin), before and after
+    calibration, from the bins that :func:`reliability_bins` gives: ``{"before": ...,
+    "after": ...}``, each with its ``ece``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes_row = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for axes, (name, label) in zip(
+        axes_row, (("before", "raw probability"), ("after", "calibrated score")), strict=True
+    ):
+        table = reliability[name]
+        width = 1.0 / reliability.get("bins", ECE_BINS)
+        axes.bar(
+            table["lower"], table["accuracy"], width=width, align="edge", alpha=0.75,
+            edgecolor="black", label="accuracy",
+        )  # fmt: skip
+        axes.plot(table["confidence"], table["accuracy"], "o", color="darkred", markersize=3,
+                  label="(mean confidence, accuracy)")  # fmt: skip
+        axes.plot([0.5, 1], [0.5, 1], linestyle=":", color="grey", label="perfect calibration")
+        axes.set(
+            xlim=(0.5, 1.0), ylim=(0.0, 1.0), xlabel="confidence",
+            title=f"{label}: ECE {table['ece']:.3f}",
+        )  # fmt: skip
+        axes.grid(alpha=0.3)
+    axes_row[0].set_ylabel("accuracy")
+    axes_row[0].legend(loc="upper left", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, format="png")
+    plt.close(figure)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

@@ -1,46 +1,52 @@
 """Text in, predictions out: one review or many, answered in the same shape.
 
-Each prediction holds:
+Every kind of bundle (a neural model, the n-gram ``nbsvm`` model, an ensemble) answers the
+same way; a :class:`~critic.scoring.Scorer` computes its log-odds. Each prediction holds:
 
-* ``label`` -- "positive" or "negative" (positive when ``probability >= 0.5``);
-* ``probability`` -- the model's probability that the review is positive;
-* ``rating`` -- a 1-10 rating. Until a model is trained on star ratings it is mapped from the
-  probability: ``rating = floor(1.5 + 9 * probability)``, i.e. 1 + 9p rounded half up. That
-  spreads 0..1 evenly over 1..10 and keeps the rating consistent with the label: a
-  positive review always rates 6 or more, a negative one 5 or less;
+* ``label`` -- "positive" or "negative": the sign of the model's log-odds (positive when
+  ``probability >= 0.5``);
+* ``probability`` -- the model's own (raw) probability that the review is positive;
+* ``score`` -- the calibrated probability that the review is positive: the log-odds divided
+  by the bundle's temperature, fitted on the validation split (temperature scaling). Of the
+  reviews scored about 0.8, about 80% are positive; the raw probability of a model that
+  learned its training reviews by heart is often more sure than it is right. The label is
+  the same either way. A bundle from before calibration (format version 1) scores its raw
+  probability;
+* ``rating`` -- a 1-10 rating. When the bundle was trained on reviews with star ratings
+  (aclImdb), it is learned from them: an isotonic regression of the stars on the calibrated
+  log-odds. Otherwise it is mapped from the score: ``rating = floor(1.5 + 9 * score)``, i.e.
+  1 + 9p rounded half up, which spreads 0..1 evenly over 1..10. Either way the rating agrees
+  with the label: a positive review rates 6 or more, a negative one 5 or less.
+  ``Predictor.rating_source`` says which (``stars`` or ``probability``);
 * ``tokens`` -- how many tokens the model read, and whether the review was cut at the bundle's
   maximum length;
 * with ``explain=True``, ``words`` -- every token read with its weight in [-1, 1]: how much,
-  and which way, it pushed the answer (positive = towards "positive"). A model may compute
-  them itself (``model.word_weights``, e.g. attention); otherwise they are gradient x input
-  on the embeddings, scaled so the strongest word of each review weighs 1.
+  and which way, it pushed the answer (positive = towards "positive"), scaled so the
+  strongest word of each review weighs 1. A neural model computes them itself (e.g.
+  attention) or by gradient x input on the embeddings; the n-gram model from its
+  coefficients (each token gets its share of every n-gram that covers it); an ensemble
+  weights its members' word weights as it weights their log-odds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import overload
 
 import numpy as np
-import torch
 
 from critic.artifact import Bundle, load_bundle
-from critic.data.batches import pad_batch
+from critic.calibration import rating_from_probability, sigmoid
 from critic.data.text import tokenize
-from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
+from critic.scoring import make_scorer
+
+__all__ = ["EmptyReviewError", "Predictor", "rating_from_probability"]
 
 
 class EmptyReviewError(CriticError):
     """A review with nothing in it to judge."""
-
-
-def rating_from_probability(probability: float) -> int:
-    return min(10, max(1, math.floor(1.5 + 9.0 * probability)))
 
 
 class Predictor:
@@ -48,11 +54,10 @@ class Predictor:
 
     def __init__(self, bundle: Bundle, batch_size: int = 64):
         self.bundle = bundle
-        self.model = bundle.model.eval()
-        self.vocab = bundle.vocab
-        self.max_length = bundle.config.data.max_length
+        self.scorer = make_scorer(bundle, batch_size)
+        self.calibration = bundle.calibration
+        self.max_length = self.scorer.max_length
         self.batch_size = batch_size
-        self.device = next(self.model.parameters()).device
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu") -> Predictor:
@@ -62,111 +67,73 @@ class Predictor:
     def name(self) -> str:
         return self.bundle.config.model.name
 
-    def read(self, text: str) -> tuple[np.ndarray, list[str], int]:
-        """Token ids and tokens (cut to the maximum length), and the uncut token count."""
+    @property
+    def kind(self) -> str:
+        return self.bundle.kind
+
+    @property
+    def rating_source(self) -> str:
+        return self.calibration.rating_source
+
+    @property
+    def model(self):
+        return self.bundle.model
+
+    def read(self, text: str) -> list[str]:
+        """Every token of a review (the scorer reads the first ``max_length``)."""
         if not isinstance(text, str):
             raise CriticError(f"a review must be a string, got {type(text).__name__}")
         if not text.strip():
             raise EmptyReviewError("the review is empty")
-        tokens = tokenize(text)
-        kept = tokens[: self.max_length]
-        # A review of punctuation alone still gets an answer, from one unknown token.
-        ids = self.vocab.encode(kept) if kept else np.array([UNK_ID], np.int32)
-        return ids, kept, len(tokens)
+        return tokenize(text)
 
-    @torch.no_grad()
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's raw log-odds of positive for each text."""
+        return self.scorer.logits([self.read(text) for text in texts])
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of positive for each text."""
-        return self._probabilities([self.read(text)[0] for text in texts])
+        """The model's raw probability of positive for each text."""
+        return sigmoid(self.predict_logits(texts))
 
-    def _batches(self, encoded: list[np.ndarray]):
-        # Longest first, in batches of similar length: the least padding to step through.
-        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            token_ids, lengths = pad_batch([encoded[i] for i in chosen], self.max_length)
-            yield chosen, token_ids.to(self.device), lengths.to(self.device)
-
-    def _probabilities(self, encoded: list[np.ndarray]) -> np.ndarray:
-        probabilities = np.zeros(len(encoded), dtype=np.float64)
-        for chosen, token_ids, lengths in self._batches(encoded):
-            logits = self.model(token_ids, lengths)
-            probabilities[chosen] = torch.sigmoid(logits.double()).cpu().numpy()
-        return probabilities
-
-    def _word_weights(self, encoded: list[np.ndarray]) -> list[np.ndarray]:
-        """Per review, one weight per token read, scaled to [-1, 1]."""
-        weights: list[np.ndarray] = [np.zeros(0)] * len(encoded)
-        own = getattr(self.model, "word_weights", None)
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep_embeddings(module, inputs, output):
-            output.retain_grad()
-            captured["embedded"] = output
-
-        hook = None if own else self.model.embedding.register_forward_hook(keep_embeddings)
-        stack = contextlib.ExitStack()
-        try:
-            # oneDNN's and cuDNN's RNN kernels refuse a backward pass in eval mode; PyTorch's
-            # native kernels give the same forward values and do allow it.
-            with (
-                warnings.catch_warnings(),
-                torch.enable_grad(),
-            ):
-                # mkldnn.flags() also re-sets oneDNN's TF32 switch, which warns on every call
-                # that this build has no Intel GPU support: noise, not news.
-                warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-                stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
-                for chosen, token_ids, lengths in self._batches(encoded):
-                    if own:
-                        scores = own(token_ids, lengths)  # (batch, time)
-                    else:
-                        # Each review's logit depends on its own row only, so one backward
-                        # pass of the sum gives every review's gradient at once.
-                        self.model(token_ids, lengths).sum().backward()
-                        embedded = captured["embedded"]  # (batch, time, embedding)
-                        scores = (embedded.grad * embedded).sum(-1)  # (batch, time)
-                    scores = scores.detach().double().cpu().numpy()
-                    for row, index in enumerate(chosen):
-                        values = scores[row, : len(encoded[index])]
-                        peak = np.abs(values).max() if len(values) else 0.0
-                        weights[index] = values / peak if peak > 0 else values
-        finally:
-            stack.close()
-            if hook is not None:
-                hook.remove()
-            self.model.zero_grad(set_to_none=True)
-        return weights
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """The calibrated probability of positive for each text."""
+        return self.calibration.scores(self.predict_logits(texts))
 
     @overload
     def predict(self, texts: str, explain: bool = False) -> dict: ...
     @overload
     def predict(self, texts: Sequence[str], explain: bool = False) -> list[dict]: ...
 
-    @torch.no_grad()
     def predict(self, texts, explain: bool = False):
         """Predict one review (a string) or many (a list of strings)."""
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
-        read = [self.read(text) for text in batch]
-        encoded = [ids for ids, _, _ in read]
-        probabilities = self._probabilities(encoded)
+        tokenized = [self.read(text) for text in batch]
+        logits = self.scorer.logits(tokenized)
+        probabilities = sigmoid(logits)
+        scores = self.calibration.scores(logits)
+        ratings = self.calibration.ratings(logits)
         results = [
             {
-                "label": "positive" if probability >= 0.5 else "negative",
+                "label": "positive" if logit >= 0 else "negative",
                 "probability": float(probability),
-                "rating": rating_from_probability(float(probability)),
-                "tokens": {"count": len(kept), "cut": count > self.max_length},
+                "score": float(score),
+                "rating": int(rating),
+                "tokens": {
+                    "count": min(len(tokens), self.max_length),
+                    "cut": len(tokens) > self.max_length,
+                },
             }
-            for (_, kept, count), probability in zip(read, probabilities, strict=True)
+            for tokens, logit, probability, score, rating in zip(
+                tokenized, logits, probabilities, scores, ratings, strict=True
+            )
         ]
         if explain:
-            for result, (_, kept, _), weights in zip(
-                results, read, self._word_weights(encoded), strict=True
+            for result, tokens, weights in zip(
+                results, tokenized, self.scorer.word_weights(tokenized), strict=True
             ):
                 result["words"] = [
                     {"word": word, "weight": round(float(weight), 4)}
-                    for word, weight in zip(kept, weights, strict=False)
+                    for word, weight in zip(tokens, weights, strict=False)
                 ]
         return results[0] if single else results

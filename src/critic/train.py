@@ -1,9 +1,18 @@
-"""The training loop: Adam, BCE-with-logits, gradient clipping, early stopping, resume.
+"""Training: the loop for neural models, the fit of the n-gram model, and calibration.
+
+Neural models: Adam, BCE-with-logits, gradient clipping, early stopping, resume.
 
 After every epoch the loop evaluates on the validation split and writes a checkpoint (weights,
 the best weights so far, the optimizer state, the random state and the history) to
 ``<out>/checkpoint/``, atomically. ``resume=True`` continues from the last completed epoch and
 gives the same result as a run that was never interrupted.
+
+``nbsvm`` is fitted by scikit-learn in one go (no epochs, nothing to resume), on the same
+train / validation / test split.
+
+Every kind ends the same way: the temperature (and, when the reviews have star ratings, the
+rating map) is fitted on the validation split, and the metrics gain ECE before and after
+calibration (see :mod:`critic.calibration`).
 """
 
 from __future__ import annotations
@@ -26,13 +35,20 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from critic.calibration import Calibration, fit_calibration, sigmoid
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
-from critic.data.prepare import PreparedData, prepare
+from critic.data.prepare import PreparedData, load_splits, prepare
+from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
-from critic.errors import CriticError
-from critic.evaluate import binary_log_loss, predict_split
-from critic.models import build_model, check_model_name
+from critic.errors import CriticError, DataError
+from critic.evaluate import (
+    binary_log_loss,
+    calibration_metrics,
+    predict_split,
+    predict_split_logits,
+)
+from critic.models import NEURAL, build_model, model_kind
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = 1
@@ -41,10 +57,36 @@ CHECKPOINT_FORMAT = 1
 @dataclass
 class TrainingResult:
     config: RunConfig
-    vocab: Vocab
-    model: torch.nn.Module
+    vocab: Vocab | None
+    """None for models without a word vocabulary (nbsvm keeps its n-grams itself)."""
+    model: object
+    """An ``nn.Module``, or a fitted :class:`~critic.models.nbsvm.NBSVM`."""
     metrics: dict
     history: list[dict] = field(default_factory=list)
+    calibration: Calibration = field(default_factory=Calibration)
+
+
+def calibrate(
+    val: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    log: Callable[[str], None] = print,
+) -> tuple[Calibration, dict]:
+    """Fit the calibration on the validation split's ``(labels, logits, ratings)``; measure it
+    on both splits."""
+    labels, logits, ratings = val
+    calibration = fit_calibration(logits, labels, ratings)
+    metrics = calibration_metrics(calibration, {"val": val, "test": test})
+    rating = (
+        f"; rating from stars, test MAE {metrics['test_rating_mae']:.2f}, "
+        f"Spearman {metrics['test_rating_spearman']:.3f}"
+        if "test_rating_mae" in metrics
+        else f"; rating from the {calibration.rating_source}"
+    )
+    log(
+        f"calibration: temperature {calibration.temperature:.3f}, test ECE "
+        f"{metrics['test_ece_before']:.4f} -> {metrics['test_ece_after']:.4f}{rating}"
+    )
+    return calibration, metrics
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,8 +113,13 @@ def train(
     log: Callable[[str], None] = print,
     prepared: PreparedData | None = None,
 ) -> TrainingResult:
-    """Train ``config`` and return the best epoch's model with its metrics."""
-    check_model_name(config.model.name)  # before any data is read
+    """Train ``config`` and return the best epoch's model with its metrics and calibration."""
+    kind = model_kind(config.model.name)  # before any data is read: an unknown name fails here
+    if kind != NEURAL:
+        if resume:
+            raise CriticError(f"{config.model.name} trains in one go: there is nothing to resume")
+        remove_checkpoint(Path(out))
+        return train_nbsvm(config, log=log)
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     state = None
@@ -180,7 +227,10 @@ def train(
 
     model.load_state_dict(best_state)
     test = prepared.splits["test"]
-    test_probabilities = predict_split(model, test, config.data.max_length, device)
+    validation = prepared.splits["validation"]
+    test_logits = predict_split_logits(model, test, config.data.max_length, device)
+    val_logits = predict_split_logits(model, validation, config.data.max_length, device)
+    test_probabilities = sigmoid(test_logits)
     best_row = history[best_epoch - 1] if best_epoch else {}
     metrics = {
         "model": config.model.name,
@@ -202,12 +252,85 @@ def train(
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+    calibration, calibrated = calibrate(
+        (validation.labels, val_logits, validation.ratings),
+        (test.labels, test_logits, test.ratings),
+        log,
+    )
+    metrics.update(calibrated)
     log(
         f"done: {stop_reason}; best epoch {best_epoch} of {len(history)}, "
         f"val accuracy {metrics['val_accuracy']:.4f}, test accuracy {metrics['test_accuracy']:.4f}, "
         f"{train_seconds:.0f} s training ({metrics['train_reviews_per_second']} reviews/s)"
     )
-    return TrainingResult(config, prepared.vocab, model, metrics, history)
+    return TrainingResult(config, prepared.vocab, model, metrics, history, calibration)
+
+
+def train_nbsvm(config: RunConfig, *, log: Callable[[str], None] = print) -> TrainingResult:
+    """Fit the n-gram model on the training split, choosing C on the validation split.
+
+    It reads the reviews and tokenises them itself (about 5 s for the embedded reviews): the
+    prepared data's word ids would lose the n-grams.
+    """
+    started = time.perf_counter()
+    raw = load_splits(config.data)
+    cut = config.data.max_length
+    tokenized = {
+        name: [tokens[:cut] for tokens in tokenize_many(reviews.texts)]
+        for name, reviews in raw.items()
+    }
+    prepare_seconds = time.perf_counter() - started
+    log(
+        f"data: {', '.join(f'{len(r):,} {name}' for name, r in raw.items())} reviews, "
+        f"read and tokenised in {prepare_seconds:.1f} s"
+    )
+    fit_started = time.perf_counter()
+    model = build_model(config.model)
+    tried = model.fit(
+        tokenized["train"], raw["train"].labels, tokenized["validation"],
+        raw["validation"].labels, log=log,
+    )  # fmt: skip
+    train_seconds = time.perf_counter() - fit_started
+    if len(model) < 3:
+        raise DataError(
+            f"nbsvm: only {len(model)} n-grams occur in at least {config.model.min_df} training "
+            "reviews; give more reviews or a lower --min-df"
+        )
+    config = config.replace(model=model.config.replace(vocab_size=len(model)))
+    val_logits = model.decision_function(tokenized["validation"])
+    test_logits = model.decision_function(tokenized["test"])
+    val, test = raw["validation"], raw["test"]
+    chosen = min(tried, key=lambda t: t.val_loss)
+    metrics = {
+        "model": config.model.name,
+        "parameters": len(model) + 1,
+        "ngrams": len(model),
+        "val_accuracy": float(((val_logits >= 0) == val.labels).mean()),
+        "val_loss": binary_log_loss(val.labels, sigmoid(val_logits)),
+        "test_accuracy": float(((test_logits >= 0) == test.labels).mean()),
+        "test_loss": binary_log_loss(test.labels, sigmoid(test_logits)),
+        "test_reviews": len(test),
+        "train_reviews": len(raw["train"]),
+        "epochs": None,
+        "best_epoch": None,
+        "stop_reason": f"fitted; chose 1-{chosen.ngram_max}-grams, C={chosen.c:g}",
+        "selection": [vars(t) for t in tried],
+        "train_seconds": round(train_seconds, 2),
+        "train_reviews_per_second": round(len(raw["train"]) / train_seconds, 1),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "device": "cpu",
+        "threads": 1,
+        "python": platform.python_version(),
+    }
+    calibration, calibrated = calibrate(
+        (val.labels, val_logits, val.ratings), (test.labels, test_logits, test.ratings), log
+    )
+    metrics.update(calibrated)
+    log(
+        f"done: nbsvm, val accuracy {metrics['val_accuracy']:.4f}, test accuracy "
+        f"{metrics['test_accuracy']:.4f}, {train_seconds:.0f} s fitting"
+    )
+    return TrainingResult(config, None, model, metrics, [], calibration)
 
 
 def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> tuple[dict, float]:

@@ -1,0 +1,137 @@
+"""Trustworthy scores: temperature scaling and the 1-10 rating, fitted on the validation split.
+
+A model's raw probability is often over-confident (an n-gram model that fits its training
+reviews perfectly says 0.999 where it is right 93% of the time). Temperature scaling (Guo et
+al. 2017) divides the model's log-odds by one number ``T`` fitted on the validation split:
+``score = sigmoid(logit / T)``. The sign of the log-odds, and so the label, never changes.
+
+The rating is learned from real star ratings when the validation reviews have them (aclImdb):
+an isotonic (monotone) regression of the stars on the calibrated log-odds, stored as the two
+arrays of its breakpoints and applied with linear interpolation. Otherwise it is mapped from
+the calibrated probability: ``floor(1.5 + 9 * score)``. Either way a positive answer rates 6
+or more and a negative one 5 or less.
+
+Applying a calibration needs numpy only; fitting one uses scipy and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from critic.errors import BundleError
+
+RATING_FROM_STARS = "stars"
+RATING_FROM_PROBABILITY = "probability"
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    # Written with exp of a non-positive number only: no overflow warnings for large |logit|.
+    exp = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp))
+
+
+def rating_from_probability(probability: float) -> int:
+    """1 + 9p rounded half up: 0..1 spread evenly over 1..10, 0.5 and above rating 6+."""
+    return min(10, max(1, math.floor(1.5 + 9.0 * probability)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a bundle turns its model's log-odds into a score and a rating."""
+
+    temperature: float = 1.0
+    rating_source: str = RATING_FROM_PROBABILITY
+    """``stars`` (learned from star ratings) or ``probability`` (mapped from the score)."""
+    rating_logits: list[float] = field(default_factory=list)
+    """With stars: the isotonic regression's breakpoints, increasing calibrated log-odds..."""
+    rating_values: list[float] = field(default_factory=list)
+    """...and the (non-decreasing) rating at each."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise BundleError(f"calibration: temperature must be positive, got {self.temperature}")
+        if self.rating_source not in (RATING_FROM_STARS, RATING_FROM_PROBABILITY):
+            raise BundleError(f"calibration: unknown rating source {self.rating_source!r}")
+        if self.rating_source == RATING_FROM_STARS and (
+            not self.rating_logits or len(self.rating_logits) != len(self.rating_values)
+        ):
+            raise BundleError("calibration: a rating from stars needs breakpoints and values")
+
+    def calibrated_logits(self, logits: np.ndarray) -> np.ndarray:
+        return np.asarray(logits, dtype=np.float64) / self.temperature
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The calibrated probability of positive."""
+        return sigmoid(self.calibrated_logits(logits))
+
+    def ratings(self, logits: np.ndarray) -> np.ndarray:
+        """A 1-10 rating per review, consistent with its label (the sign of the log-odds)."""
+        calibrated = self.calibrated_logits(logits)
+        if self.rating_source == RATING_FROM_PROBABILITY:
+            return np.array([rating_from_probability(p) for p in sigmoid(calibrated)], dtype=int)
+        # np.interp holds the end values beyond the breakpoints: scikit-learn's
+        # IsotonicRegression(out_of_bounds="clip") predicts exactly this.
+        stars = np.interp(calibrated, self.rating_logits, self.rating_values)
+        ratings = np.clip(np.floor(stars + 0.5), 1, 10).astype(int)
+        positive = calibrated >= 0
+        # Near the boundary the mean star rating is about 5.5 on both sides; the label wins.
+        return np.where(positive, np.maximum(ratings, 6), np.minimum(ratings, 5))
+
+    def to_dict(self) -> dict:
+        rating: dict = {"source": self.rating_source}
+        if self.rating_source == RATING_FROM_STARS:
+            rating |= {"logits": self.rating_logits, "values": self.rating_values}
+        return {"format": "critic-calibration", "temperature": self.temperature, "rating": rating}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Calibration:
+        try:
+            rating = values.get("rating", {})
+            return cls(
+                temperature=float(values["temperature"]),
+                rating_source=rating.get("source", RATING_FROM_PROBABILITY),
+                rating_logits=[float(x) for x in rating.get("logits", [])],
+                rating_values=[float(y) for y in rating.get("values", [])],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise BundleError(f"calibration is not valid ({error!r})") from None
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The ``T`` that minimises the log loss of ``sigmoid(logits / T)``."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    signs = np.where(np.asarray(labels) == 1, 1.0, -1.0)
+
+    def log_loss(log_temperature: float) -> float:
+        # -log sigmoid(s * z / T) = logaddexp(0, -s * z / T), exact for any magnitude.
+        return float(np.logaddexp(0.0, -signs * logits / math.exp(log_temperature)).mean())
+
+    # log T searched in [-4, 6]: T from 0.02 to 400, far beyond what any model here needs.
+    found = minimize_scalar(log_loss, bounds=(-4.0, 6.0), method="bounded")
+    return float(math.exp(found.x))
+
+
+def fit_calibration(
+    logits: np.ndarray, labels: np.ndarray, ratings: np.ndarray | None = None
+) -> Calibration:
+    """Fit the temperature, and the rating when every review has stars (1-10; 0 = unknown)."""
+    temperature = fit_temperature(logits, labels)
+    if ratings is None or len(ratings) == 0 or not (np.asarray(ratings) > 0).all():
+        return Calibration(temperature)
+    from sklearn.isotonic import IsotonicRegression
+
+    calibrated = np.asarray(logits, dtype=np.float64) / temperature
+    isotonic = IsotonicRegression(y_min=1, y_max=10, out_of_bounds="clip")
+    isotonic.fit(calibrated, np.asarray(ratings, dtype=np.float64))
+    return Calibration(
+        temperature,
+        RATING_FROM_STARS,
+        [float(x) for x in isotonic.X_thresholds_],
+        [float(y) for y in isotonic.y_thresholds_],
+    )

@@ -1,0 +1,67 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from critic.calibration import sigmoid
+from critic.ensemble import build_ensemble, fit_weights
+from critic.errors import CriticError
+
+
+def test_stacking_weights_are_never_negative_and_favour_the_informative_member():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 3, 4000)
+    labels = (rng.random(4000) < sigmoid(truth)).astype(int)
+    informative = truth + rng.normal(0, 0.5, 4000)
+    noise = rng.normal(0, 3, 4000)
+    contrary = -truth  # would get a negative weight in plain logistic regression
+    weights, bias = fit_weights(np.stack([informative, noise, contrary], axis=1), labels)
+    assert (weights >= 0).all()
+    assert weights[0] > 0.5 and weights[1] < 0.05 and weights[2] == pytest.approx(0, abs=1e-6)
+    assert abs(bias) < 0.2
+
+
+def test_the_ensemble_is_calibrated_and_reports_its_members(ensemble_bundle):
+    metrics = json.loads((ensemble_bundle / "metrics.json").read_text())
+    assert [m["name"] for m in metrics["members"]] == ["0-nbsvm", "1-lstm"]
+    assert all(m["weight"] >= 0 for m in metrics["members"])
+    for key in (
+        "val_accuracy",
+        "test_accuracy",
+        "test_ece_before",
+        "test_ece_after",
+        "temperature",
+    ):
+        assert metrics[key] is not None
+    assert (ensemble_bundle / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    description = json.loads((ensemble_bundle / "ensemble.json").read_text())
+    assert [m["weight"] for m in description["members"]] == pytest.approx(
+        [m["weight"] for m in metrics["members"]], abs=1e-6
+    )
+
+
+def test_members_trained_on_different_splits_are_refused(trained_bundle, nbsvm_bundle, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(nbsvm_bundle, other)
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["split_seed"] = 99
+    (other / "config.json").write_text(json.dumps(config))
+    from critic.artifact import MANIFEST, _sha256
+
+    manifest = json.loads((other / MANIFEST).read_text())
+    manifest["files"]["config.json"] = _sha256(other / "config.json")
+    (other / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CriticError, match=r"different data: split_seed is 1234 .* but 99"):
+        build_ensemble([trained_bundle, other], tmp_path / "ensemble", log=lambda _: None)
+    assert not (tmp_path / "ensemble").exists()
+
+
+def test_an_ensemble_needs_two_members_and_never_overwrites_one(trained_bundle, tmp_path):
+    with pytest.raises(CriticError, match="at least two"):
+        build_ensemble([trained_bundle], tmp_path / "e", log=lambda _: None)
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_bundle, copy)
+    with pytest.raises(CriticError, match="would overwrite the member"):
+        build_ensemble([trained_bundle, copy], copy, log=lambda _: None)
+    assert (copy / "bundle.json").is_file()
