@@ -22,16 +22,28 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The bundle is a file target: a second `make demo` serves the trained model straight away.
-$(RUN)/bundle.json: | $(VENV)/.installed
-	$(BIN)/critic train --model lstm --out $(RUN) --max-seconds 420
-	$(BIN)/critic evaluate $(RUN) --split test --plots $(RUN)/evaluation
-	$(BIN)/critic predict $(RUN) \
-		"One of the best films I have seen in years: a moving story, a superb cast and a score I still hum." \
-		"I wanted to like it, but the plot was a mess, the acting was wooden and the ending was not worth the wait."
+# The demo serves two production variants side by side: a strong model that fits in about a
+# minute (nbsvm) as the champion, and the reference LSTM as the challenger. The bundles are
+# file targets: a second `make demo` serves straight away.
+CHAMPION ?= runs/nbsvm
+CHALLENGER ?= runs/lstm
+SAMPLES := "One of the best films I have seen in years: a moving story, a superb cast and a score I still hum." \
+	"I wanted to like it, but the plot was a mess, the acting was wooden and the ending was not worth the wait."
 
-demo: install $(RUN)/bundle.json
-	$(BIN)/critic serve $(RUN) --host 127.0.0.1 --port 8080
+$(CHAMPION)/bundle.json: | $(VENV)/.installed
+	$(BIN)/critic train --model nbsvm --out $(CHAMPION)
+
+$(CHALLENGER)/bundle.json: | $(VENV)/.installed
+	$(BIN)/critic train --model lstm --out $(CHALLENGER) --max-seconds 300
+	$(BIN)/critic evaluate $(CHALLENGER) --split test --plots $(CHALLENGER)/evaluation
+
+runs/compare/report.md: $(CHAMPION)/bundle.json $(CHALLENGER)/bundle.json
+	$(BIN)/critic compare $(CHAMPION) $(CHALLENGER) --out runs/compare --repeats 1
+	$(BIN)/critic predict $(CHAMPION) $(SAMPLES)
+
+demo: install runs/compare/report.md
+	$(BIN)/critic serve --variant champion=$(CHAMPION):0.7 --variant challenger=$(CHALLENGER):0.3 \
+		--host 127.0.0.1 --port 8080
 
 # The browser tests drive Debian's chromium: Playwright's own browser download needs the internet.
 CHROMIUM ?= /usr/bin/chromium

@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("url", help="the endpoint, e.g. http://127.0.0.1:8080")
     parser.add_argument("out", help="the PNG to write")
     parser.add_argument("--review", default=REVIEW)
+    parser.add_argument("--variant", help="ask this variant (the page's ?variant=NAME)")
     parser.add_argument("--width", type=int, default=900)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
@@ -34,7 +35,7 @@ def main() -> None:
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )  # fmt: skip
         page = browser.new_page(viewport={"width": args.width, "height": 800})
-        page.goto(args.url)
+        page.goto(args.url + (f"/?variant={args.variant}" if args.variant else ""))
         page.get_by_label("Your movie review").fill(args.review)
         page.get_by_role("button", name="Submit").click()
         expect(page.locator("#result")).to_be_visible(timeout=30_000)

@@ -118,7 +118,8 @@ def test_a_review_gets_the_verdict_rating_confidence_variant_and_highlighted_wor
     truth = ask(url, REVIEW, variant)
     expect(page.locator("#verdict")).to_have_text(truth["label"].upper())
     expect(page.locator("#rating")).to_have_text(str(truth["rating"]))
-    sure = round(100 * max(truth["probability"], 1 - truth["probability"]))
+    score = truth["score"]  # the calibrated probability: what the page shows
+    sure = round(100 * max(score, 1 - score))
     expect(page.locator("#confidence")).to_have_text(f"{sure}% sure it is {truth['label']}")
     expect(page.locator("#confidence-bar")).to_have_attribute("aria-valuenow", str(sure))
     expect(page.locator("#model")).to_have_text("lstm")
@@ -137,6 +138,15 @@ def test_a_review_gets_the_verdict_rating_confidence_variant_and_highlighted_wor
     strongest = max(weights, key=lambda word: abs(weights[word]))
     side = "#top-positive" if weights[strongest] > 0 else "#top-negative"
     expect(page.locator(f"{side} li").first).to_contain_text(strongest)
+
+
+def test_the_page_can_ask_one_variant_by_name(server, page):
+    url, _ = server
+    for name in ("challenger", "champion"):
+        page.goto(f"{url}/?variant={name}")
+        page.get_by_label("Your movie review").fill(REVIEW)
+        page.get_by_role("button", name="Submit").click()
+        expect(page.locator("#variant")).to_have_text(name)
 
 
 def test_ctrl_enter_submits_from_the_keyboard_alone(server, page):
@@ -267,6 +277,7 @@ def test_feedback_is_stored_and_shows_in_the_summary_and_on_the_ab_page(server, 
 
     page.goto(f"{url}/ab?every=1")
     row = page.locator(f'tr[data-variant="{variant}"]')
+    expect(row.get_by_role("link", name=variant)).to_have_attribute("href", f"/?variant={variant}")
     expect(row.locator("td.feedback")).to_have_text(str(mine["feedback"]))
     expect(row.locator("td.accuracy")).to_contain_text(f"{100 * mine['accuracy']:.1f}%")
     expect(row.locator("td.requests")).not_to_have_text("0")

@@ -35,7 +35,11 @@
       row.dataset.variant = variant.name;
       const name = document.createElement("th");
       name.scope = "row";
-      name.textContent = variant.name;
+      const link = document.createElement("a");
+      link.href = `/?variant=${encodeURIComponent(variant.name)}`;
+      link.textContent = variant.name;
+      link.title = `Ask ${variant.name} only`;
+      name.append(link);
       row.append(name);
       cell(row, variant.model);
       cell(row, `${percent(variant.share, 1)} (weight ${variant.weight})`, "share");

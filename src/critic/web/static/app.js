@@ -27,6 +27,9 @@
   ];
 
   const $ = (id) => document.getElementById(id);
+  // /?variant=NAME asks that variant every time (as X-Amzn-SageMaker-Target-Variant does);
+  // without it the endpoint draws one by traffic weight.
+  const TARGET = new URLSearchParams(location.search).get("variant");
   let busy = false;
   let answer = null; // what the feedback buttons report on
 
@@ -64,7 +67,11 @@
       try {
         response = await fetch("/invocations?explain=true", {
           method: "POST",
-          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          headers: {
+            "Content-Type": "application/json",
+            Accept: "application/json",
+            ...(TARGET ? { "X-Amzn-SageMaker-Target-Variant": TARGET } : {}),
+          },
           body: JSON.stringify({ instances: [review] }),
           signal: controller.signal,
         });
