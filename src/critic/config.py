@@ -84,6 +84,20 @@ class ModelConfig(_Config):
     dropout: float = 0.0
     vocab_size: int = 5000
     """Filled in from the data's vocabulary when training starts."""
+    bidirectional: bool = False
+    """Recurrent models: read each review both ways (``bilstm`` and ``attention`` always do)."""
+    cell: str = "lstm"
+    """Recurrent cell of ``attention``: ``lstm`` or ``gru``."""
+    conv_channels: int = 64
+    """``cnn-lstm``: filters of the convolution before the LSTM."""
+    kernel_size: int = 5
+    """``cnn-lstm``: width of the convolution, in tokens."""
+    pool_size: int = 4
+    """``cnn-lstm``: max-pooling window (and stride) after the convolution."""
+    ngram_order: int = 2
+    """``ngrams``: longest n-gram in the bag (1 = words only)."""
+    ngram_buckets: int = 1 << 18
+    """``ngrams``: hash buckets shared by the n-grams of two or more words."""
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, f"embedding_dim must be positive, got {self.embedding_dim}")
@@ -91,6 +105,12 @@ class ModelConfig(_Config):
         _check(self.num_layers >= 1, f"num_layers must be at least 1, got {self.num_layers}")
         _check(0.0 <= self.dropout < 1.0, f"dropout must lie in [0, 1), got {self.dropout}")
         _check(self.vocab_size >= 3, f"vocab_size must be at least 3, got {self.vocab_size}")
+        _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, got {self.cell!r}")
+        _check(self.conv_channels >= 1, f"conv_channels must be positive, got {self.conv_channels}")
+        _check(self.kernel_size >= 1, f"kernel_size must be positive, got {self.kernel_size}")
+        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}")
+        _check(1 <= self.ngram_order <= 5, f"ngram_order must lie in 1..5, got {self.ngram_order}")
+        _check(self.ngram_buckets >= 1, f"ngram_buckets must be positive, got {self.ngram_buckets}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,9 @@ class TrainConfig(_Config):
     holds reviews of similar length and almost no padding is computed."""
     max_seconds: float | None = None
     """Stop after the epoch that crosses this wall-clock budget."""
+    embeddings: str | None = None
+    """A word2vec or GloVe text file to start the model's word embeddings from (see
+    :mod:`critic.data.embeddings`); the embedding size then follows the file."""
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -132,6 +155,7 @@ class TrainConfig(_Config):
             self.max_seconds is None or self.max_seconds > 0,
             f"max_seconds must be positive, got {self.max_seconds}",
         )
+        _check(self.embeddings is None or bool(self.embeddings), "embeddings must not be empty")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,13 @@ from tqdm import tqdm
 
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
+from critic.data.embeddings import (
+    EmbeddingInit,
+    EmbeddingsError,
+    initialise_embedding,
+    load_vectors,
+    vectors_for_vocabulary,
+)
 from critic.data.prepare import PreparedData, prepare
 from critic.data.vocab import Vocab
 from critic.errors import CriticError
@@ -92,7 +99,12 @@ def train(
     if prepared is None:
         prepared = prepare(config.data, cache_dir, log=log)
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
+    embedding_init = None
+    if config.train.embeddings is not None and state is None:
+        embedding_init, config = _load_embeddings(config, prepared.vocab, log)
     model = build_model(config.model).to(device)
+    if embedding_init is not None:
+        initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
     )
@@ -197,6 +209,9 @@ def train(
         "train_seconds": round(train_seconds, 2),
         "train_reviews_per_second": round(reviews_seen / step_seconds, 1) if step_seconds else None,
         "prepare_seconds": prepared.stats.get("prepare_seconds"),
+        "embeddings_coverage": None
+        if embedding_init is None
+        else round(embedding_init.coverage, 4),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -208,6 +223,25 @@ def train(
         f"{train_seconds:.0f} s training ({metrics['train_reviews_per_second']} reviews/s)"
     )
     return TrainingResult(config, prepared.vocab, model, metrics, history)
+
+
+def _load_embeddings(
+    config: RunConfig, vocab: Vocab, log: Callable[[str], None]
+) -> tuple[EmbeddingInit, RunConfig]:
+    """The vocabulary's rows of the embeddings file; the model's embedding size follows it."""
+    path = config.train.embeddings
+    vectors = load_vectors(Path(path), keep=vocab.words)
+    init = vectors_for_vocabulary(vocab.words, vectors)
+    if init.matrix.shape[1] != config.model.embedding_dim:
+        log(f"embeddings: embedding size {init.matrix.shape[1]}, as in {path}")
+        config = config.replace(model=config.model.replace(embedding_dim=init.matrix.shape[1]))
+    log(
+        f"embeddings: {int(init.found.sum()):,} of {len(vocab) - 2:,} words found in {path} "
+        f"({init.coverage:.1%} coverage); the others start at random"
+    )
+    if not init.found.any():
+        raise EmbeddingsError(f"{path} has a vector for none of the vocabulary's words")
+    return init, config
 
 
 def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> tuple[dict, float]:
