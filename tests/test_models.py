@@ -190,7 +190,7 @@ def test_ngrams_get_the_same_row_wherever_they_occur_and_orders_differ():
 def test_model_settings_are_checked_and_old_configs_still_load():
     with pytest.raises(CriticError, match="cell must be lstm or gru"):
         ModelConfig(cell="rnn")
-    with pytest.raises(CriticError, match="ngram_order must lie in 1..5"):
+    with pytest.raises(CriticError, match=r"ngram_order must lie in 1\.\.5"):
         ModelConfig(ngram_order=0)
     with pytest.raises(CriticError, match="pool_size must be positive"):
         ModelConfig(pool_size=0)

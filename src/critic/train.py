@@ -80,6 +80,8 @@ def train(
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics."""
     check_model_name(config.model.name)  # before any data is read
+    if config.train.embeddings is not None and not Path(config.train.embeddings).is_file():
+        raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     state = None

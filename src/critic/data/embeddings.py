@@ -80,23 +80,24 @@ def train_word2vec(
     if not any(len(tokens) for tokens in sentences):
         raise EmbeddingsError("no text to train word vectors on")
     started = time.perf_counter()
+    corpus = [list(tokens) for tokens in sentences]
     model = Word2Vec(
-        sentences=[list(tokens) for tokens in sentences],
         vector_size=settings.dimension,
         window=settings.window,
         negative=settings.negative,
         hs=0,
         sg=0 if settings.cbow else 1,
         min_count=settings.min_count,
-        epochs=settings.epochs,
         seed=settings.seed,
         workers=settings.workers,
     )
+    model.build_vocab(corpus)
     keyed = model.wv
     if len(keyed.index_to_key) == 0:
         raise EmbeddingsError(
             f"no word occurs {settings.min_count} times or more: nothing to train vectors for"
         )
+    model.train(corpus, total_examples=model.corpus_count, epochs=settings.epochs)
     log(
         f"word2vec: {'CBOW' if settings.cbow else 'skip-gram'}, {len(keyed.index_to_key):,} "
         f"words x {settings.dimension} from {len(sentences):,} reviews "
