@@ -98,6 +98,9 @@ class ModelConfig(_Config):
     """``ngrams``: longest n-gram in the bag (1 = words only)."""
     ngram_buckets: int = 1 << 18
     """``ngrams``: hash buckets shared by the n-grams of two or more words."""
+    ngram_dim: int = 16
+    """``attention-ngrams``: vector size of the n-gram branch (``embedding_dim`` is the
+    recurrent branch's)."""
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, f"embedding_dim must be positive, got {self.embedding_dim}")
@@ -111,6 +114,7 @@ class ModelConfig(_Config):
         _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}")
         _check(1 <= self.ngram_order <= 5, f"ngram_order must lie in 1..5, got {self.ngram_order}")
         _check(self.ngram_buckets >= 1, f"ngram_buckets must be positive, got {self.ngram_buckets}")
+        _check(self.ngram_dim >= 1, f"ngram_dim must be positive, got {self.ngram_dim}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Models: one registry; every model maps (token_ids, lengths) to (batch,) logits."""
 
-from critic.models import ngrams, rnn  # noqa: F401  (register their architectures)
+from critic.models import hybrid, ngrams, rnn  # noqa: F401  (register their architectures)
 from critic.models.registry import (
     build_model,
     check_model_name,
