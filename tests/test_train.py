@@ -227,3 +227,16 @@ def test_a_word_vector_file_that_fits_no_word_is_a_clear_error(tmp_path, cache_d
     config = config.replace(train=config.train.replace(embeddings=str(glove)))
     with pytest.raises(CriticError, match="has a vector for none of the vocabulary's words"):
         train(config, tmp_path / "run", cache_dir=cache_dir, **QUIET)
+
+
+def test_embeddings_word2vec_trains_vectors_on_the_training_split_first(tmp_path, cache_dir):
+    config = small_run_config().replace(
+        model=ModelConfig(name="attention", embedding_dim=12, hidden_dim=8)
+    )
+    config = config.replace(train=config.train.replace(embeddings="word2vec"))
+    lines = []
+    result = train(config, tmp_path / "run", cache_dir=cache_dir, progress=False, log=lines.append)
+    assert any(line.startswith("word2vec: skip-gram") for line in lines)
+    assert result.config.model.embedding_dim == 12
+    # word2vec keeps the words seen twice or more (min_count): most of the vocabulary.
+    assert result.metrics["embeddings_coverage"] > 0.5

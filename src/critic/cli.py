@@ -89,7 +89,7 @@ def train(
         float | None, typer.Option(help="Dropout on embeddings, between layers and on output.")
     ] = None,
     bidirectional: Annotated[
-        bool | None, typer.Option(help="gru: read reviews both ways.", show_default=False)
+        bool | None, typer.Option(help="gru, cnn-lstm: read reviews both ways.", show_default=False)
     ] = None,
     cell: Annotated[str | None, typer.Option(help="attention: lstm or gru cells.")] = None,
     conv_channels: Annotated[
@@ -106,10 +106,11 @@ def train(
         int | None, typer.Option(help="ngrams: hash buckets for n-grams of 2+ words.")
     ] = None,
     embeddings: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             help="word2vec or GloVe text file to start the word embeddings from "
-            "(see critic embeddings train)."
+            "(see critic embeddings train), or word2vec: train word2vec on the training "
+            "split first."
         ),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Reviews per batch.")] = None,
@@ -167,8 +168,7 @@ def train(
 ) -> None:
     """Train a model and write its bundle (config, vocabulary, weights, metrics, curves).
 
-    Settings left out take the model's recipe (critic models lists them), then critic's
-    defaults.
+    Settings left out come from the model's recipe (see critic models), then critic's defaults.
 
     Inside a SageMaker training job (SM_MODEL_DIR, SM_CHANNEL_TRAINING and SM_HPS set) the
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the

@@ -139,7 +139,8 @@ class TrainConfig(_Config):
     """Stop after the epoch that crosses this wall-clock budget."""
     embeddings: str | None = None
     """A word2vec or GloVe text file to start the model's word embeddings from (see
-    :mod:`critic.data.embeddings`); the embedding size then follows the file."""
+    :mod:`critic.data.embeddings`); the embedding size then follows the file. ``word2vec``:
+    train word2vec (skip-gram) on the training split first and start from that."""
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")

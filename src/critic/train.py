@@ -29,10 +29,13 @@ from tqdm import tqdm
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
 from critic.data.embeddings import (
+    WORD2VEC,
     EmbeddingInit,
     EmbeddingsError,
+    Word2VecSettings,
     initialise_embedding,
     load_vectors,
+    train_word2vec,
     vectors_for_vocabulary,
 )
 from critic.data.prepare import PreparedData, prepare
@@ -80,7 +83,10 @@ def train(
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics."""
     check_model_name(config.model.name)  # before any data is read
-    if config.train.embeddings is not None and not Path(config.train.embeddings).is_file():
+    if (
+        config.train.embeddings not in (None, WORD2VEC)
+        and not Path(config.train.embeddings).is_file()
+    ):
         raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
@@ -103,7 +109,7 @@ def train(
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
     embedding_init = None
     if config.train.embeddings is not None and state is None:
-        embedding_init, config = _load_embeddings(config, prepared.vocab, log)
+        embedding_init, config = _load_embeddings(config, prepared, log)
     model = build_model(config.model).to(device)
     if embedding_init is not None:
         initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
@@ -228,11 +234,23 @@ def train(
 
 
 def _load_embeddings(
-    config: RunConfig, vocab: Vocab, log: Callable[[str], None]
+    config: RunConfig, prepared: PreparedData, log: Callable[[str], None]
 ) -> tuple[EmbeddingInit, RunConfig]:
-    """The vocabulary's rows of the embeddings file; the model's embedding size follows it."""
+    """The vocabulary's rows of the embeddings file; the model's embedding size follows it.
+
+    ``word2vec`` instead of a file trains word2vec here, on the training split as the model
+    reads it (cut to ``max_length``, words outside the vocabulary as ``<unk>``), with vectors
+    of the model's embedding size.
+    """
+    vocab = prepared.vocab
     path = config.train.embeddings
-    vectors = load_vectors(Path(path), keep=vocab.words)
+    if path == WORD2VEC:
+        train_split = prepared.splits["train"]
+        sentences = [vocab.decode(train_split.review(i)) for i in range(len(train_split))]
+        settings = Word2VecSettings(dimension=config.model.embedding_dim, seed=config.train.seed)
+        vectors = train_word2vec(sentences, settings, log=log)
+    else:
+        vectors = load_vectors(Path(path), keep=vocab.words)
     init = vectors_for_vocabulary(vocab.words, vectors)
     if init.matrix.shape[1] != config.model.embedding_dim:
         log(f"embeddings: embedding size {init.matrix.shape[1]}, as in {path}")

@@ -25,6 +25,10 @@ import numpy as np
 from critic.errors import CriticError
 from critic.fileio import write_atomic
 
+WORD2VEC = "word2vec"
+"""Said instead of a file (``--embeddings word2vec``): train word2vec on the training split
+first, as part of ``critic train``."""
+
 
 class EmbeddingsError(CriticError):
     """A word-vector file is missing, corrupt, or does not fit the model."""
