@@ -135,3 +135,17 @@ def test_word2vec_refuses_settings_and_text_it_cannot_use():
         train_word2vec([[], []], log=lambda _: None)
     with pytest.raises(EmbeddingsError, match="no word occurs 50 times"):
         train_word2vec(CORPUS[:4], Word2VecSettings(min_count=50), log=lambda _: None)
+
+
+def test_a_word2vec_binary_file_loads_through_gensim(tmp_path):
+    from gensim.models import KeyedVectors
+
+    keyed = KeyedVectors(vector_size=3)
+    keyed.add_vectors(["good", "bad"], np.array([[1, 2, 3], [-1, -2, -3]], np.float32))
+    path = tmp_path / "vectors.bin"
+    keyed.save_word2vec_format(str(path), binary=True)
+    loaded = load_vectors(path, keep=["bad"])
+    assert loaded.words == ["bad"] and np.allclose(loaded.vectors, [[-1, -2, -3]])
+    path.write_bytes(b"2 3\ngood \x00\x01")
+    with pytest.raises(EmbeddingsError, match="is not a word2vec binary file"):
+        load_vectors(path)

@@ -4,8 +4,7 @@ The two see different things: the n-gram bag (:mod:`critic.models.ngrams`) weigh
 phrase of up to ``ngram_order`` words wherever it occurs, and learns in an epoch or two; the
 attention network (:mod:`critic.models.rnn`) reads words in context -- "not" ten words before
 "good", a review that turns in its last sentence -- and learns more slowly. Trained together,
-each corrects the other's mistakes: more accurate than either alone (measured in the report
-of issue 5 and docs/benchmarks.md).
+each can correct the other's mistakes.
 """
 
 from __future__ import annotations
@@ -22,9 +21,10 @@ from critic.models.rnn import AttentionClassifier
 @register(
     "attention-ngrams",
     recipe={
+        # attention's recipe: the n-gram branch learns at the recurrent branch's pace.
         "data": {"vocab_size": 30000, "max_length": 400},
         "model": {"embedding_dim": 100, "hidden_dim": 64, "dropout": 0.3, "cell": "gru"},
-        "train": {"epochs": 4},
+        "train": {"embeddings": "word2vec", "epochs": 4, "patience": 1},
     },
 )
 class AttentionNgramClassifier(nn.Module):
