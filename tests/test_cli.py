@@ -167,6 +167,12 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         (["train", "--model", "nbsvm", "--out", "{tmp}/x", "--c", "0"], "c must be positive"),
         (["ensemble", "{bundle}", "--out", "{tmp}/e"], "at least two member bundles"),
         (["ensemble", "{bundle}", "no/such/bundle", "--out", "{tmp}/e"], "no model bundle"),
+        (
+            ["train", "--out", "{tmp}/x", "--embeddings", "{tmp}/none.txt"],
+            "no word-vector file at",
+        ),
+        (["train", "--out", "{tmp}/x", "--model", "attention", "--cell", "rnn"], "cell must be"),
+        (["embeddings", "train", "--out", "{tmp}/v.txt", "--dimension", "0"], "dimension must"),
         (["evaluate", "{bundle}", "--split", "everything"], "--split must be"),
         (
             ["evaluate", "{bundle}", "--source", "rotten_tomatoes", "--data", "embedded"],
@@ -304,3 +310,33 @@ def test_evaluate_on_star_rated_reviews_reports_the_rating_error(cli_bundle, cac
     assert 0 <= metrics["rating_mae"] <= 9
     # None when the small model gives every review the same rating (no ranking to correlate).
     assert metrics["rating_spearman"] is None or -1 <= metrics["rating_spearman"] <= 1
+
+
+def test_word2vec_trained_by_one_command_starts_the_model_of_the_next(tmp_path, cache_dir):
+    vectors = tmp_path / "w2v.txt"
+    small = ["--max-reviews", "300"]
+    trained = run(
+        "embeddings", "train", "--out", vectors, *small, "--dimension", "12", "--epochs", "1",
+        "--cbow", cache_dir=cache_dir,
+    )  # fmt: skip
+    assert "word2vec: CBOW" in trained.stdout
+    assert vectors.read_text().splitlines()[0].endswith(" 12")
+    out = tmp_path / "attention"
+    completed = run(
+        "train", "--model", "attention", "--out", out, "--embeddings", vectors, *small,
+        "--vocab-size", "2000", "--max-length", "200", "--epochs", "1", "--hidden-dim", "8",
+        "--device", "cpu", "--no-progress", cache_dir=cache_dir,
+    )  # fmt: skip
+    assert "embeddings: embedding size 12" in completed.stdout
+    assert "coverage" in completed.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 12 and config["model"]["name"] == "attention"
+    assert config["train"]["embeddings"] == str(vectors)
+
+
+def test_models_lists_every_architecture_with_its_recipe(cache_dir):
+    from critic.models import model_names, recipe
+
+    listed = [json.loads(line) for line in run("models", cache_dir=cache_dir).stdout.splitlines()]
+    assert [row["model"] for row in listed] == model_names()
+    assert all(row["recipe"] == recipe(row["model"]) for row in listed)

@@ -3,11 +3,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from critic.config import ModelConfig
+from critic.config import ModelConfig, RunConfig
 from critic.errors import CriticError
-from critic.models import NEURAL, build_model, model_names
+from critic.models import NEURAL, build_model, model_names, recipe, register, run_config
 from critic.models.fast_lstm import lstm_layer
 from critic.models.nbsvm import NBSVM, ngrams
+from critic.models.ngrams import ngram_ids
+from critic.models.rnn import reverse_padded
 
 
 def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
@@ -97,9 +99,19 @@ def test_the_reference_lstm_has_the_reference_shape():
     assert sum(p.numel() for p in model.parameters()) == 213_701
 
 
-def test_training_mode_on_cpu_gives_the_same_logits_as_torch_lstm():
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(),
+        ModelConfig(name="bilstm", num_layers=2),
+        ModelConfig(name="cnn-lstm", kernel_size=3, pool_size=2),
+        ModelConfig(name="attention", cell="lstm"),
+    ],
+    ids=lambda config: config.name,
+)
+def test_training_mode_on_cpu_gives_the_same_logits_as_torch_lstm(config):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(vocab_size=50, embedding_dim=8, hidden_dim=6))
+    model = build_model(config.replace(vocab_size=50, embedding_dim=8, hidden_dim=6))
     token_ids, lengths = random_batch()
     model.train()
     fast = model(token_ids, lengths)
@@ -176,3 +188,104 @@ def test_nbsvm_can_pick_the_n_gram_length_on_validation():
     model = fitted_nbsvm(select_ngrams=True, c=1.0)
     assert model.config.ngram_max in (1, 2, 3) and model.config.c == 1.0
     assert all(gram.count(" ") < model.ngram_max for gram in model.vocabulary)
+
+
+# The architectures' own settings: each variant builds, answers, and ignores padding.
+VARIANTS = [
+    ModelConfig(name="gru", bidirectional=True, num_layers=2, dropout=0.2),
+    ModelConfig(name="bilstm", num_layers=3, dropout=0.3),
+    ModelConfig(name="cnn-lstm", conv_channels=5, kernel_size=4, pool_size=3),
+    ModelConfig(name="cnn-lstm", kernel_size=1, pool_size=1, bidirectional=True),
+    ModelConfig(name="attention", cell="gru", num_layers=2),
+    ModelConfig(name="ngrams", ngram_order=1),
+    ModelConfig(name="ngrams", ngram_order=3, ngram_buckets=7),
+]
+
+
+@pytest.mark.parametrize(
+    "config", VARIANTS, ids=lambda c: f"{c.name}-{c.num_layers}-{c.ngram_order}"
+)
+def test_every_variant_answers_and_ignores_padding(config):
+    torch.manual_seed(0)
+    model = build_model(config.replace(vocab_size=50, embedding_dim=8, hidden_dim=6)).eval()
+    token_ids, lengths = random_batch()
+    logits = model(token_ids, lengths)
+    assert logits.shape == (6,) and torch.isfinite(logits).all()
+    for row in range(6):
+        alone = model(token_ids[row : row + 1, : lengths[row]], lengths[row : row + 1])
+        assert torch.allclose(alone[0], logits[row], atol=1e-6)
+
+
+def test_bidirectional_and_deeper_models_have_more_parameters():
+    def size(**settings):
+        model = build_model(ModelConfig(vocab_size=50, embedding_dim=8, hidden_dim=6, **settings))
+        return sum(p.numel() for p in model.parameters())
+
+    assert size(name="gru", bidirectional=True) > size(name="gru")
+    assert size(name="bilstm", num_layers=2) > size(name="bilstm") > size(name="lstm")
+
+
+def test_reversing_each_review_within_its_length_leaves_padding_and_undoes_itself():
+    sequences = torch.arange(8.0).view(4, 2, 1)  # (time, batch, 1)
+    lengths = torch.tensor([4, 2])
+    reversed_ = reverse_padded(sequences, lengths)
+    assert reversed_[:, 0, 0].tolist() == [6.0, 4.0, 2.0, 0.0]
+    assert reversed_[:, 1, 0].tolist() == [3.0, 1.0, 5.0, 7.0]  # padding (5, 7) stays put
+    assert torch.equal(reverse_padded(reversed_, lengths), sequences)
+
+
+@pytest.mark.parametrize("name", ["attention", "ngrams", "attention-ngrams"])
+def test_word_weights_split_the_logit_exactly_and_are_zero_on_padding(name):
+    torch.manual_seed(0)
+    config = ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6, ngram_order=3)
+    model = build_model(config).eval()
+    token_ids, lengths = random_batch()
+    weights = model.word_weights(token_ids, lengths)
+    assert weights.shape == token_ids.shape
+    assert (weights[token_ids == 0] == 0).all()
+    logits = model(token_ids, lengths)
+    # logit = bias + the sum of the word weights: the difference is one constant, the bias.
+    bias = logits - weights.sum(1)
+    assert torch.allclose(bias, bias[0].expand_as(bias), atol=1e-5)
+    assert (weights > 0).any() and (weights < 0).any()  # signed: towards either label
+
+
+def test_ngrams_get_the_same_row_wherever_they_occur_and_orders_differ():
+    token_ids = torch.tensor([[5, 6, 7, 5, 6, 0, 0]])
+    rows = ngram_ids(token_ids, torch.tensor([5]), order=3, vocab_size=10, buckets=1000)
+    unigrams, bigrams, trigrams = rows.view(3, 7)
+    assert unigrams.tolist() == [5, 6, 7, 5, 6, 0, 0]
+    assert bigrams[0] == bigrams[3] and bigrams[0] != bigrams[1]  # "5 6" twice, "6 7" once
+    assert (bigrams[:4] >= 10).all() and (bigrams[4:] == 0).all()  # "6 <pad>" is no bigram
+    assert (trigrams[:3] >= 10).all() and (trigrams[3:] == 0).all()
+    assert trigrams[0] not in bigrams.tolist()
+
+
+def test_model_settings_are_checked_and_old_configs_still_load():
+    with pytest.raises(CriticError, match="cell must be lstm or gru"):
+        ModelConfig(cell="rnn")
+    with pytest.raises(CriticError, match=r"ngram_order must lie in 1\.\.5"):
+        ModelConfig(ngram_order=0)
+    with pytest.raises(CriticError, match="pool_size must be positive"):
+        ModelConfig(pool_size=0)
+    # A bundle written before these settings existed names none of them.
+    old = {"name": "lstm", "embedding_dim": 32, "hidden_dim": 100, "num_layers": 1,
+           "dropout": 0.0, "vocab_size": 5000}  # fmt: skip
+    assert RunConfig.from_dict({"model": old}).model == ModelConfig()
+
+
+def test_the_settings_given_beat_the_recipe_which_beats_the_defaults():
+    chosen = recipe("ngrams")
+    assert chosen, "ngrams trains with settings of its own"
+    config = run_config("ngrams", data={"max_length": 123})
+    assert config.model.name == "ngrams"
+    assert config.data.max_length == 123
+    for section, values in chosen.items():
+        for name, value in values.items():
+            if (section, name) != ("data", "max_length"):
+                assert getattr(getattr(config, section), name) == value
+    assert run_config("lstm") == RunConfig()
+    with pytest.raises(CriticError, match="unknown setting"):
+        run_config("lstm", model={"layers": 2})
+    with pytest.raises(ValueError, match="unknown recipe section"):
+        register("broken", recipe={"optimizer": {}})

@@ -1,12 +1,15 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import small_nbsvm_config, small_run_config, write_aclimdb
 from critic.artifact import save_training_result
 from critic.cli import main
+from critic.config import ModelConfig
 from critic.errors import CriticError
+from critic.models import NEURAL, model_names
 from critic.train import CHECKPOINT_DIR, resolve_device, train
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -217,3 +220,68 @@ def test_an_ensemble_cannot_be_trained_only_assembled(tmp_path):
     config = small_run_config()
     with pytest.raises(CriticError, match="critic ensemble"):
         train(config.replace(model=config.model.replace(name="ensemble")), tmp_path, **QUIET)
+
+
+@pytest.mark.parametrize("name", model_names(NEURAL))
+def test_every_model_trains_one_batch_into_a_bundle_that_answers(tmp_path, cache_dir, name):
+    # 240 training reviews in one batch of 256: one optimiser step per architecture.
+    config = small_run_config(batch_size=256)
+    config = config.replace(
+        model=ModelConfig(name=name, embedding_dim=8, hidden_dim=8, ngram_buckets=1000)
+    )
+    result = train(config, tmp_path / name, cache_dir=cache_dir, **QUIET)
+    assert result.metrics["model"] == name and result.metrics["epochs"] == 1
+    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+    save_training_result(tmp_path / name, result)
+    from critic.predictor import Predictor
+
+    answer = Predictor.load(tmp_path / name).predict("A fine film.", explain=True)
+    assert [w["word"] for w in answer["words"]] == ["a", "fine", "film"]
+    assert max(abs(w["weight"]) for w in answer["words"]) == pytest.approx(1.0)
+
+
+def test_training_starts_from_a_glove_file_and_takes_its_dimension(tmp_path, cache_dir):
+    words = ["the", "film", "good", "bad", "movie", "not-in-any-review"]
+    rng = np.random.default_rng(0)
+    glove = tmp_path / "glove.6d.txt"
+    glove.write_text(
+        "".join(f"{w} {' '.join(f'{v:.3f}' for v in rng.normal(size=6))}\n" for w in words)
+    )
+    config = small_run_config().replace(
+        model=ModelConfig(name="gru", embedding_dim=32, hidden_dim=8)
+    )
+    config = config.replace(train=config.train.replace(embeddings=str(glove)))
+    lines = []
+    result = train(config, tmp_path / "run", cache_dir=cache_dir, progress=False, log=lines.append)
+    assert result.config.model.embedding_dim == 6
+    assert any(line.startswith("embeddings: 5 of 1,998 words found") for line in lines)
+    assert result.metrics["embeddings_coverage"] == pytest.approx(5 / 1998, abs=1e-4)
+    # One epoch moves the vectors only a little from where the file started them.
+    row = result.vocab.index["film"]
+    start = np.array(glove.read_text().splitlines()[1].split()[1:], dtype=np.float32)
+    trained = result.model.embedding.weight[row].detach().numpy()
+    assert np.abs(trained - start).max() < 0.1
+
+
+def test_a_word_vector_file_that_fits_no_word_is_a_clear_error(tmp_path, cache_dir):
+    from critic.errors import CriticError
+
+    glove = tmp_path / "glove.txt"
+    glove.write_text("zzzzqqq 1.0 2.0\n")
+    config = small_run_config()
+    config = config.replace(train=config.train.replace(embeddings=str(glove)))
+    with pytest.raises(CriticError, match="has a vector for none of the vocabulary's words"):
+        train(config, tmp_path / "run", cache_dir=cache_dir, **QUIET)
+
+
+def test_embeddings_word2vec_trains_vectors_on_the_training_split_first(tmp_path, cache_dir):
+    config = small_run_config().replace(
+        model=ModelConfig(name="attention", embedding_dim=12, hidden_dim=8)
+    )
+    config = config.replace(train=config.train.replace(embeddings="word2vec"))
+    lines = []
+    result = train(config, tmp_path / "run", cache_dir=cache_dir, progress=False, log=lines.append)
+    assert any(line.startswith("word2vec: skip-gram") for line in lines)
+    assert result.config.model.embedding_dim == 12
+    # word2vec keeps the words seen twice or more (min_count): most of the vocabulary.
+    assert result.metrics["embeddings_coverage"] > 0.5

@@ -69,26 +69,47 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Folder to write the bundle to.")] = None,
     data: DataOption = None,
     epochs: Annotated[
-        int, typer.Option(help="Most epochs to train (early stopping may end sooner).")
-    ] = 10,
+        int | None, typer.Option(help="Most epochs to train (early stopping may end sooner).")
+    ] = None,
     max_reviews: Annotated[
         int | None, typer.Option(help="Train on a stratified sample of at most N reviews.")
     ] = None,
     vocab_size: Annotated[
-        int, typer.Option(help="Vocabulary size, with padding and unknown.")
-    ] = 5000,
+        int | None, typer.Option(help="Vocabulary size, with padding and unknown.")
+    ] = None,
     max_length: Annotated[
         int | None,
         typer.Option(help="Cut reviews to their first N tokens (default: 500; nbsvm: 5000)."),
     ] = None,
-    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 32,
-    hidden_dim: Annotated[int, typer.Option(help="Hidden size of the recurrent layer.")] = 100,
-    num_layers: Annotated[int, typer.Option(help="Recurrent layers.")] = 1,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and output.")] = 0.0,
-    ngram_max: Annotated[int, typer.Option(help="nbsvm: n-grams of 1 to N words.")] = 3,
+    embedding_dim: Annotated[
+        int | None, typer.Option(help="Embedding size (with --embeddings: the file's).")
+    ] = None,
+    hidden_dim: Annotated[int | None, typer.Option(help="Hidden size of recurrent layers.")] = None,
+    num_layers: Annotated[int | None, typer.Option(help="Recurrent layers.")] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help="Dropout on embeddings, between layers and on output.")
+    ] = None,
+    bidirectional: Annotated[
+        bool | None, typer.Option(help="gru, cnn-lstm: read reviews both ways.", show_default=False)
+    ] = None,
+    cell: Annotated[str | None, typer.Option(help="attention: lstm or gru cells.")] = None,
+    conv_channels: Annotated[
+        int | None, typer.Option(help="cnn-lstm: convolution filters.")
+    ] = None,
+    kernel_size: Annotated[
+        int | None, typer.Option(help="cnn-lstm: convolution width in tokens.")
+    ] = None,
+    pool_size: Annotated[int | None, typer.Option(help="cnn-lstm: max-pooling window.")] = None,
+    ngram_order: Annotated[
+        int | None, typer.Option(help="ngrams: longest n-gram (1 = words only).")
+    ] = None,
+    ngram_buckets: Annotated[
+        int | None, typer.Option(help="ngrams: hash buckets for n-grams of 2+ words.")
+    ] = None,
+    ngram_max: Annotated[int | None, typer.Option(help="nbsvm: n-grams of 1 to N words.")] = None,
     min_df: Annotated[
-        int, typer.Option(help="nbsvm: keep n-grams found in at least N training reviews.")
-    ] = 3,
+        int | None, typer.Option(help="nbsvm: keep n-grams found in at least N training reviews.")
+    ] = None,
     c: Annotated[
         float | None,
         typer.Option(
@@ -96,13 +117,23 @@ def train(
         ),
     ] = None,
     select_ngrams: Annotated[
-        bool, typer.Option(help="nbsvm: also pick the n-gram length on validation.")
-    ] = False,
-    batch_size: Annotated[int, typer.Option(help="Reviews per batch.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+        bool | None,
+        typer.Option(help="nbsvm: also pick the n-gram length on validation.", show_default=False),
+    ] = None,
+    embeddings: Annotated[
+        str | None,
+        typer.Option(
+            help="word2vec or GloVe text file to start the word embeddings from "
+            "(see critic embeddings train), or word2vec: train word2vec on the training "
+            "split first."
+        ),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Reviews per batch.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
     patience: Annotated[
-        int, typer.Option(help="Stop after N epochs without a better validation loss.")
-    ] = 2,
+        int | None, typer.Option(help="Stop after N epochs without a better validation loss.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
     split_seed: Annotated[
         int, typer.Option(help="Seed of the train/validation/test split.")
@@ -156,6 +187,8 @@ def train(
     the other models are neural and train for epochs. Every model is then calibrated on
     the validation split. An ensemble is made with critic ensemble.
 
+    Settings left out come from the model's recipe (see critic models), then critic's defaults.
+
     Inside a SageMaker training job (SM_MODEL_DIR, SM_CHANNEL_TRAINING and SM_HPS set) the
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the
     bundle is written to SM_MODEL_DIR.
@@ -163,8 +196,6 @@ def train(
     # First, before any import adds a local name: exactly the command's options.
     options = dict(locals())
     from critic.artifact import save_training_result
-    from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from critic.models import NEURAL, model_kind
     from critic.train import train as run_training
 
     if sagemaker:
@@ -180,43 +211,7 @@ def train(
     if options["out"] is None:
         raise CriticError("--out is required: the folder to write the bundle to")
     out_path = Path(options["out"])
-    max_length = options["max_length"]
-    if max_length is None:
-        # The n-gram model reads whole reviews: cutting at 500 tokens cost it 0.6 points.
-        max_length = 500 if model_kind(options["model"]) == NEURAL else 5000
-    config = RunConfig(
-        data=DataConfig(
-            source=str(options["data"] or "embedded"),
-            text_column=options["text_column"],
-            label_column=options["label_column"],
-            rating_column=options["rating_column"],
-            vocab_size=int(options["vocab_size"]),
-            max_length=int(max_length),
-            max_reviews=None if options["max_reviews"] is None else int(options["max_reviews"]),
-            split_seed=int(options["split_seed"]),
-        ),
-        model=ModelConfig(
-            name=options["model"],
-            embedding_dim=int(options["embedding_dim"]),
-            hidden_dim=int(options["hidden_dim"]),
-            num_layers=int(options["num_layers"]),
-            dropout=float(options["dropout"]),
-            vocab_size=int(options["vocab_size"]),
-            ngram_max=int(options["ngram_max"]),
-            min_df=int(options["min_df"]),
-            c=None if options["c"] is None else float(options["c"]),
-            select_ngrams=_flag(options["select_ngrams"]),
-        ),
-        train=TrainConfig(
-            epochs=int(options["epochs"]),
-            batch_size=int(options["batch_size"]),
-            learning_rate=float(options["learning_rate"]),
-            patience=int(options["patience"]),
-            seed=int(options["seed"]),
-            device=options["device"],
-            max_seconds=None if options["max_seconds"] is None else float(options["max_seconds"]),
-        ),
-    )
+    config = _run_config(options)
     try:
         result = run_training(
             config, out_path, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
@@ -232,11 +227,41 @@ def train(
     typer.echo(f"bundle: {out_path} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
 
-def _flag(value) -> bool:
-    """A boolean option, also when SM_HPS gives it as a string ("true", "False", "1")."""
+# Where each training option goes, and its type (SageMaker passes hyper-parameters as strings).
+_TRAIN_SETTINGS = {
+    "data": {"text_column": str, "label_column": str, "rating_column": str, "vocab_size": int,
+             "max_length": int, "max_reviews": int, "split_seed": int},
+    "model": {"embedding_dim": int, "hidden_dim": int, "num_layers": int, "dropout": float,
+              "bidirectional": "bool", "cell": str, "conv_channels": int, "kernel_size": int,
+              "pool_size": int, "ngram_order": int, "ngram_buckets": int, "ngram_max": int,
+              "min_df": int, "c": float, "select_ngrams": "bool"},
+    "train": {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float,
+              "patience": int, "seed": int, "device": str, "max_seconds": float,
+              "embeddings": str},
+}  # fmt: skip
+
+
+def _as_bool(value) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise CriticError(f"expected true or false, got {value!r}")
+        return value.lower() in ("true", "1")
     return bool(value)
+
+
+def _run_config(options: dict):
+    """The run's settings: the options given, over the model's recipe, over the defaults."""
+    from critic.models import run_config
+
+    sections: dict[str, dict] = {}
+    for section, settings in _TRAIN_SETTINGS.items():
+        sections[section] = {}
+        for name, kind in settings.items():
+            value = options.get(name)
+            if value is not None:
+                sections[section][name] = _as_bool(value) if kind == "bool" else kind(value)
+    sections["data"]["source"] = str(options["data"] or "embedded")
+    return run_config(str(options["model"]), **sections)
 
 
 # Options that describe the submission, not the training: never sent as hyper-parameters.
@@ -274,6 +299,69 @@ def _submit_training_job(options: dict) -> None:
         wait=options["wait"], log=typer.echo,
     )  # fmt: skip
     _echo_json({"training_job": job.name, "status": job.status, "output": job.output_uri})
+
+
+@app.command()
+def models() -> None:
+    """List the architectures, each with the settings it trains with by default (JSON lines)."""
+    from critic.models import model_names, recipe
+
+    for name in model_names():
+        _echo_json({"model": name, "recipe": recipe(name)})
+
+
+embeddings_app = typer.Typer(
+    help="Word vectors (word2vec) for initialising a model's embeddings.", no_args_is_help=True
+)
+app.add_typer(embeddings_app, name="embeddings")
+
+
+@embeddings_app.command("train")
+def embeddings_train(
+    out: Annotated[Path, typer.Option(help="The word2vec text file to write.")] = ...,  # type: ignore[assignment]
+    data: DataOption = None,
+    max_reviews: Annotated[
+        int | None, typer.Option(help="Use a stratified sample of at most N reviews.")
+    ] = None,
+    split_seed: Annotated[
+        int,
+        typer.Option(help="Seed of the split: use the model's, so its test reviews stay unseen."),
+    ] = 1234,
+    text_column: Annotated[str, typer.Option(help="CSV/JSONL column with the review.")] = "text",
+    label_column: Annotated[
+        str, typer.Option(help="CSV/JSONL column with the 0/1 label.")
+    ] = "label",
+    dimension: Annotated[int, typer.Option(help="Vector size.")] = 100,
+    window: Annotated[int, typer.Option(help="Context words on each side.")] = 5,
+    negative: Annotated[int, typer.Option(help="Negative samples per word.")] = 5,
+    min_count: Annotated[int, typer.Option(help="Ignore words seen fewer times.")] = 2,
+    epochs: Annotated[int, typer.Option(help="Passes over the reviews.")] = 5,
+    cbow: Annotated[
+        bool, typer.Option("--cbow/--skip-gram", help="CBOW instead of skip-gram.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: Annotated[int, typer.Option(help="Training threads.")] = 2,
+) -> None:
+    """Train word2vec (skip-gram with negative sampling by default) on the training split's
+    reviews, tokenised as critic does, and write the word2vec text format. Use it with
+    critic train --embeddings FILE."""
+    from critic.config import DataConfig
+    from critic.data.embeddings import Word2VecSettings, save_word2vec_text, train_word2vec
+    from critic.data.prepare import load_splits
+    from critic.data.text import tokenize_many
+
+    settings = Word2VecSettings(
+        dimension=dimension, window=window, negative=negative, min_count=min_count,
+        epochs=epochs, cbow=cbow, seed=seed, workers=workers,
+    )  # fmt: skip
+    config = DataConfig(
+        source=data or "embedded", text_column=text_column, label_column=label_column,
+        max_reviews=max_reviews, split_seed=split_seed,
+    )  # fmt: skip
+    reviews = load_splits(config)["train"]
+    vectors = train_word2vec(tokenize_many(reviews.texts), settings, log=typer.echo)
+    save_word2vec_text(vectors, out)
+    typer.echo(f"embeddings: {out} ({len(vectors):,} words x {vectors.dimension})")
 
 
 @app.command()

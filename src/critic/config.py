@@ -95,6 +95,23 @@ class ModelConfig(_Config):
     grid by validation log loss. A trained bundle records the one it used."""
     select_ngrams: bool = False
     """nbsvm: also pick the n-gram length (1 to ngram_max) by validation log loss."""
+    bidirectional: bool = False
+    """Recurrent models: read each review both ways (``bilstm`` and ``attention`` always do)."""
+    cell: str = "lstm"
+    """Recurrent cell of ``attention``: ``lstm`` or ``gru``."""
+    conv_channels: int = 64
+    """``cnn-lstm``: filters of the convolution before the LSTM."""
+    kernel_size: int = 5
+    """``cnn-lstm``: width of the convolution, in tokens."""
+    pool_size: int = 4
+    """``cnn-lstm``: max-pooling window (and stride) after the convolution."""
+    ngram_order: int = 2
+    """``ngrams``: longest n-gram in the bag (1 = words only)."""
+    ngram_buckets: int = 1 << 18
+    """``ngrams``: hash buckets shared by the n-grams of two or more words."""
+    ngram_dim: int = 16
+    """``attention-ngrams``: vector size of the n-gram branch (``embedding_dim`` is the
+    recurrent branch's)."""
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, f"embedding_dim must be positive, got {self.embedding_dim}")
@@ -105,6 +122,13 @@ class ModelConfig(_Config):
         _check(1 <= self.ngram_max <= 5, f"ngram_max must lie in 1..5, got {self.ngram_max}")
         _check(self.min_df >= 1, f"min_df must be at least 1, got {self.min_df}")
         _check(self.c is None or self.c > 0, f"c must be positive, got {self.c}")
+        _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, got {self.cell!r}")
+        _check(self.conv_channels >= 1, f"conv_channels must be positive, got {self.conv_channels}")
+        _check(self.kernel_size >= 1, f"kernel_size must be positive, got {self.kernel_size}")
+        _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}")
+        _check(1 <= self.ngram_order <= 5, f"ngram_order must lie in 1..5, got {self.ngram_order}")
+        _check(self.ngram_buckets >= 1, f"ngram_buckets must be positive, got {self.ngram_buckets}")
+        _check(self.ngram_dim >= 1, f"ngram_dim must be positive, got {self.ngram_dim}")
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,10 @@ class TrainConfig(_Config):
     holds reviews of similar length and almost no padding is computed."""
     max_seconds: float | None = None
     """Stop after the epoch that crosses this wall-clock budget."""
+    embeddings: str | None = None
+    """A word2vec or GloVe text file to start the model's word embeddings from (see
+    :mod:`critic.data.embeddings`); the embedding size then follows the file. ``word2vec``:
+    train word2vec (skip-gram) on the training split first and start from that."""
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -146,6 +174,7 @@ class TrainConfig(_Config):
             self.max_seconds is None or self.max_seconds > 0,
             f"max_seconds must be positive, got {self.max_seconds}",
         )
+        _check(self.embeddings is None or bool(self.embeddings), "embeddings must not be empty")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,16 @@ from tqdm import tqdm
 from critic.calibration import Calibration, fit_calibration, sigmoid
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
+from critic.data.embeddings import (
+    WORD2VEC,
+    EmbeddingInit,
+    EmbeddingsError,
+    Word2VecSettings,
+    initialise_embedding,
+    load_vectors,
+    train_word2vec,
+    vectors_for_vocabulary,
+)
 from critic.data.prepare import PreparedData, load_splits, prepare
 from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
@@ -120,6 +130,11 @@ def train(
             raise CriticError(f"{config.model.name} trains in one go: there is nothing to resume")
         remove_checkpoint(Path(out))
         return train_nbsvm(config, log=log)
+    if (
+        config.train.embeddings not in (None, WORD2VEC)
+        and not Path(config.train.embeddings).is_file()
+    ):
+        raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     state = None
@@ -139,7 +154,12 @@ def train(
     if prepared is None:
         prepared = prepare(config.data, cache_dir, log=log)
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
+    embedding_init = None
+    if config.train.embeddings is not None and state is None:
+        embedding_init, config = _load_embeddings(config, prepared, log)
     model = build_model(config.model).to(device)
+    if embedding_init is not None:
+        initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
     )
@@ -247,6 +267,9 @@ def train(
         "train_seconds": round(train_seconds, 2),
         "train_reviews_per_second": round(reviews_seen / step_seconds, 1) if step_seconds else None,
         "prepare_seconds": prepared.stats.get("prepare_seconds"),
+        "embeddings_coverage": None
+        if embedding_init is None
+        else round(embedding_init.coverage, 4),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -331,6 +354,37 @@ def train_nbsvm(config: RunConfig, *, log: Callable[[str], None] = print) -> Tra
         f"{metrics['test_accuracy']:.4f}, {train_seconds:.0f} s fitting"
     )
     return TrainingResult(config, None, model, metrics, [], calibration)
+
+
+def _load_embeddings(
+    config: RunConfig, prepared: PreparedData, log: Callable[[str], None]
+) -> tuple[EmbeddingInit, RunConfig]:
+    """The vocabulary's rows of the embeddings file; the model's embedding size follows it.
+
+    ``word2vec`` instead of a file trains word2vec here, on the training split as the model
+    reads it (cut to ``max_length``, words outside the vocabulary as ``<unk>``), with vectors
+    of the model's embedding size.
+    """
+    vocab = prepared.vocab
+    path = config.train.embeddings
+    if path == WORD2VEC:
+        train_split = prepared.splits["train"]
+        sentences = [vocab.decode(train_split.review(i)) for i in range(len(train_split))]
+        settings = Word2VecSettings(dimension=config.model.embedding_dim, seed=config.train.seed)
+        vectors = train_word2vec(sentences, settings, log=log)
+    else:
+        vectors = load_vectors(Path(path), keep=vocab.words)
+    init = vectors_for_vocabulary(vocab.words, vectors)
+    if init.matrix.shape[1] != config.model.embedding_dim:
+        log(f"embeddings: embedding size {init.matrix.shape[1]}, as in {path}")
+        config = config.replace(model=config.model.replace(embedding_dim=init.matrix.shape[1]))
+    log(
+        f"embeddings: {int(init.found.sum()):,} of {len(vocab) - 2:,} words found in {path} "
+        f"({init.coverage:.1%} coverage); the others start at random"
+    )
+    if not init.found.any():
+        raise EmbeddingsError(f"{path} has a vector for none of the vocabulary's words")
+    return init, config
 
 
 def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> tuple[dict, float]:

@@ -1,13 +1,24 @@
 """Models: one registry; every model maps (token_ids, lengths) to (batch,) logits."""
 
-from critic.models import nbsvm, rnn  # noqa: F401  (register their architectures)
+from critic.models import hybrid, nbsvm, ngrams, rnn  # noqa: F401  (register their architectures)
 from critic.models.registry import (
     NEURAL,
     build_model,
     check_model_name,
     model_kind,
     model_names,
+    recipe,
     register,
+    run_config,
 )
 
-__all__ = ["NEURAL", "build_model", "check_model_name", "model_kind", "model_names", "register"]
+__all__ = [
+    "NEURAL",
+    "build_model",
+    "check_model_name",
+    "model_kind",
+    "model_names",
+    "recipe",
+    "register",
+    "run_config",
+]

@@ -50,7 +50,8 @@ class Selection:
     seconds: float
 
 
-@register("nbsvm", kind="nbsvm")
+# It reads whole reviews: cutting them at 500 tokens cost it 0.6 points of accuracy.
+@register("nbsvm", kind="nbsvm", recipe={"data": {"max_length": 5000}})
 class NBSVM:
     """A fitted (or, fresh from the registry, empty) NB-weighted n-gram logistic model."""
 

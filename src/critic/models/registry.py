@@ -1,14 +1,18 @@
-"""Architectures by name, each of a kind.
+"""Architectures by name, each of a kind, each with the settings it trains best with.
 
-* ``neural`` (the default kind): an ``nn.Module`` trained by the loop in ``critic.train``.
-  Every one is an ``nn.Module`` built from a :class:`~critic.config.ModelConfig` whose
-``forward(token_ids, lengths)`` takes (batch, time) int64 ids padded with 0 and (batch,)
-lengths, and returns (batch,) logits of the positive class. The sigmoid belongs to the loss
-and to prediction, not to the module.
+* ``neural`` (the default kind): an ``nn.Module`` built from a
+  :class:`~critic.config.ModelConfig` whose ``forward(token_ids, lengths)`` takes (batch,
+  time) int64 ids padded with 0 and (batch,) lengths, and returns (batch,) logits of the
+  positive class. The sigmoid belongs to the loss and to prediction, not to the module. The
+  loop in ``critic.train`` trains it.
 * ``nbsvm``: an n-gram linear model fitted by scikit-learn (``critic.models.nbsvm``).
 
 A bundle records its kind; a third kind, ``ensemble``, is made from trained bundles by
 ``critic ensemble`` rather than trained, and has no registry entry.
+
+A model's *recipe* holds the settings, by section (``data``, ``model``, ``train``), where
+they differ from critic's defaults: what ``critic train --model NAME`` uses unless told
+otherwise (see :func:`run_config`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from critic.config import ModelConfig
+from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from critic.errors import CriticError
 
 NEURAL = "neural"
@@ -24,18 +28,25 @@ KINDS = (NEURAL, "nbsvm")
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Any]] = {}
 _KINDS: dict[str, str] = {}
+_RECIPES: dict[str, dict[str, dict[str, Any]]] = {}
+_SECTIONS = ("data", "model", "train")
 
 
-def register(name: str, kind: str = NEURAL):
+def register(name: str, kind: str = NEURAL, recipe: dict[str, dict[str, Any]] | None = None):
     """Class decorator: make an architecture buildable by ``name``."""
     if kind not in KINDS:
         raise ValueError(f"model {name!r}: unknown kind {kind!r}")
+    recipe = recipe or {}
+    unknown = sorted(set(recipe) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown recipe section(s) {', '.join(unknown)}")
 
     def add(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = builder
         _KINDS[name] = kind
+        _RECIPES[name] = recipe
         return builder
 
     return add
@@ -45,6 +56,29 @@ def model_kind(name: str) -> str:
     """``neural`` or ``nbsvm``: which training and which bundle layout the model needs."""
     check_model_name(name)
     return _KINDS[name]
+
+
+def recipe(name: str) -> dict[str, dict[str, Any]]:
+    """The settings that model ``name`` trains with by default, by section."""
+    check_model_name(name)
+    return {section: dict(values) for section, values in _RECIPES[name].items()}
+
+
+def run_config(
+    name: str,
+    data: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Settings for training model ``name``: critic's defaults, its recipe, then those given."""
+    chosen = recipe(name)
+    given = {"data": data or {}, "model": model or {}, "train": train or {}}
+    sections = {s: {**chosen.get(s, {}), **given[s]} for s in _SECTIONS}
+    return RunConfig(
+        data=DataConfig.from_dict(sections["data"]),
+        model=ModelConfig.from_dict({**sections["model"], "name": name}),
+        train=TrainConfig.from_dict(sections["train"]),
+    )
 
 
 def model_names(kind: str | None = None) -> list[str]:

@@ -1,0 +1,52 @@
+"""A recurrent network and an n-gram bag side by side, their logits added ("wide and deep").
+
+The two see different things: the n-gram bag (:mod:`critic.models.ngrams`) weighs every
+phrase of up to ``ngram_order`` words wherever it occurs, and learns in an epoch or two; the
+attention network (:mod:`critic.models.rnn`) reads words in context -- "not" ten words before
+"good", a review that turns in its last sentence -- and learns more slowly. Trained together,
+each can correct the other's mistakes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from critic.config import ModelConfig
+from critic.models.ngrams import NgramBagClassifier
+from critic.models.registry import register
+from critic.models.rnn import AttentionClassifier
+
+
+@register(
+    "attention-ngrams",
+    recipe={
+        # attention's recipe: the n-gram branch learns at the recurrent branch's pace.
+        "data": {"vocab_size": 30000, "max_length": 400},
+        "model": {"embedding_dim": 100, "hidden_dim": 64, "dropout": 0.3, "cell": "gru"},
+        "train": {"embeddings": "word2vec", "epochs": 4, "patience": 1},
+    },
+)
+class AttentionNgramClassifier(nn.Module):
+    """:class:`AttentionClassifier` + :class:`NgramBagClassifier` (its vectors of ``ngram_dim``)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.sequence = AttentionClassifier(config)
+        self.ngrams = NgramBagClassifier(config.replace(embedding_dim=config.ngram_dim))
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The word embedding of the recurrent branch: what ``--embeddings`` starts."""
+        return self.sequence.embedding
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.sequence(token_ids, lengths) + self.ngrams(token_ids, lengths)
+
+    @torch.no_grad()
+    def word_weights(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each word's exact share of the logit: the sum of its shares in the two branches."""
+        return self.sequence.word_weights(token_ids, lengths) + self.ngrams.word_weights(
+            token_ids, lengths
+        )

@@ -1,0 +1,151 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from critic.data.embeddings import (
+    EmbeddingsError,
+    Word2VecSettings,
+    WordVectors,
+    initialise_embedding,
+    load_vectors,
+    save_word2vec_text,
+    train_word2vec,
+    vectors_for_vocabulary,
+)
+
+# What a GloVe file looks like: no header, a word and its numbers per line.
+GLOVE = """the 0.1 0.2 -0.3
+good 1.0 0.5 0.25
+bad -1.0 -0.5 -0.25
+Movie 0.3 0.3 0.3
+movies 0.4 0.4 0.4
+"""
+
+
+@pytest.fixture
+def glove(tmp_path):
+    path = tmp_path / "glove.3d.txt"
+    path.write_text(GLOVE, encoding="utf-8")
+    return path
+
+
+def test_a_glove_file_without_a_header_loads(glove):
+    vectors = load_vectors(glove)
+    assert vectors.words == ["the", "good", "bad", "Movie", "movies"]
+    assert vectors.dimension == 3
+    assert np.allclose(vectors.vectors[1], [1.0, 0.5, 0.25])
+
+
+def test_only_the_words_asked_for_are_kept_and_case_variants_stand_in(glove):
+    vectors = load_vectors(glove, keep=["good", "movie", "unseen"])
+    assert sorted(vectors.words) == ["good", "movie"]
+    assert np.allclose(vectors.vectors[vectors.words.index("movie")], 0.3)
+
+
+def test_the_word2vec_text_format_round_trips_gzipped_or_not(tmp_path):
+    original = WordVectors(["a", "b\u00e9"], np.array([[0.5, -1.25], [3.0, 1e-3]], np.float32))
+    path = save_word2vec_text(original, tmp_path / "vectors.txt")
+    assert path.read_text(encoding="utf-8").splitlines()[0] == "2 2"
+    zipped = tmp_path / "vectors.txt.gz"
+    zipped.write_bytes(gzip.compress(path.read_bytes()))
+    for source in (path, zipped):
+        loaded = load_vectors(source)
+        assert loaded.words == original.words
+        assert np.allclose(loaded.vectors, original.vectors)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("good 1 2 3\nbad 1 2\n", r"line 2: expected a word and 3 numbers"),
+        ("good 1 2 x\n", r"line 1: a value is not a number"),
+        ("good 1 nan 2\n", r"line 1: a value is not finite"),
+        ("3 2\ngood 1 2\nbad 3 4\n", r"declares 3 words but the file holds 2"),
+        ("", "holds no word vectors"),
+        ("good\n", "a word with no numbers"),
+    ],
+)
+def test_a_corrupt_file_is_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "broken.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(EmbeddingsError, match=message):
+        load_vectors(path)
+
+
+def test_a_binary_or_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(EmbeddingsError, match="no word-vector file"):
+        load_vectors(tmp_path / "missing.txt")
+    binary = tmp_path / "model.txt"
+    binary.write_bytes(b"\x80\x81\xfe\x00 1 2\n")
+    with pytest.raises(EmbeddingsError, match="not a UTF-8 text word-vector file"):
+        load_vectors(binary)
+    not_gzip = tmp_path / "vectors.txt.gz"
+    not_gzip.write_text("good 1 2\n")
+    with pytest.raises(EmbeddingsError, match="cannot read word vectors"):
+        load_vectors(not_gzip)
+
+
+def test_vectors_line_up_with_a_vocabulary_and_coverage_leaves_out_the_specials(glove):
+    words = ["<pad>", "<unk>", "good", "bad", "plot", "movie"]
+    init = vectors_for_vocabulary(words, load_vectors(glove, keep=words))
+    assert init.found.tolist() == [False, False, True, True, False, True]
+    assert init.coverage == pytest.approx(3 / 4)
+    assert np.allclose(init.matrix[3], [-1.0, -0.5, -0.25])
+
+
+def test_an_embedding_starts_from_the_found_vectors_and_the_rest_at_their_scale(glove):
+    words = ["<pad>", "<unk>", "good", "bad", "plot"]
+    init = vectors_for_vocabulary(words, load_vectors(glove))
+    embedding = torch.nn.Embedding(7, 3, padding_idx=0)  # rows past the vocabulary stay
+    extra = embedding.weight[5:].detach().clone()
+    initialise_embedding(embedding.weight, init)
+    weight = embedding.weight.detach()
+    assert torch.equal(weight[0], torch.zeros(3))
+    assert torch.allclose(weight[2], torch.tensor([1.0, 0.5, 0.25]))
+    assert weight[4].abs().max() < 5 * float(init.matrix[init.found].std())
+    assert torch.equal(weight[5:], extra)
+    with pytest.raises(EmbeddingsError, match="dimension 3, the model's embedding 4"):
+        initialise_embedding(torch.nn.Embedding(5, 4).weight, init)
+
+
+SENTENCES = [
+    "the film was good and the acting was good",
+    "the film was bad and the plot was bad",
+    "a good film with a good plot",
+    "a bad film with a bad ending",
+]
+CORPUS = [sentence.split() for sentence in SENTENCES] * 30
+
+
+@pytest.mark.parametrize("cbow", [False, True])
+def test_word2vec_trains_a_vector_for_every_frequent_word(cbow):
+    settings = Word2VecSettings(dimension=8, epochs=2, min_count=5, cbow=cbow, workers=1)
+    vectors = train_word2vec(CORPUS, settings, log=lambda _: None)
+    assert vectors.dimension == 8
+    assert set(vectors.words) == {w for sentence in CORPUS[:4] for w in sentence}
+    assert np.isfinite(vectors.vectors).all()
+
+
+def test_word2vec_refuses_settings_and_text_it_cannot_use():
+    with pytest.raises(EmbeddingsError, match="dimension must be at least 1"):
+        Word2VecSettings(dimension=0)
+    with pytest.raises(EmbeddingsError, match="no text"):
+        train_word2vec([[], []], log=lambda _: None)
+    with pytest.raises(EmbeddingsError, match="no word occurs 50 times"):
+        train_word2vec(CORPUS[:4], Word2VecSettings(min_count=50), log=lambda _: None)
+
+
+def test_a_word2vec_binary_file_loads_through_gensim(tmp_path):
+    from gensim.models import KeyedVectors
+
+    keyed = KeyedVectors(vector_size=3)
+    keyed.add_vectors(["good", "bad"], np.array([[1, 2, 3], [-1, -2, -3]], np.float32))
+    path = tmp_path / "vectors.bin"
+    keyed.save_word2vec_format(str(path), binary=True)
+    loaded = load_vectors(path, keep=["bad"])
+    assert loaded.words == ["bad"] and np.allclose(loaded.vectors, [[-1, -2, -3]])
+    path.write_bytes(b"2 3\ngood \x00\x01")
+    with pytest.raises(EmbeddingsError, match="is not a word2vec binary file"):
+        load_vectors(path)
