@@ -55,8 +55,16 @@ from critic.predictor import Predictor
 #   "attention": "--model attention --embeddings runs/w2v.txt",
 #   "nbsvm": "--model nbsvm",
 #   "ensemble": "--model ensemble ...",
+# Each model with its own recipe (critic models); "ensemble A B ..." assembles the runs named.
 DEFAULT_RECIPES: dict[str, str] = {
     "lstm": "--model lstm",
+    "gru": "--model gru",
+    "bilstm": "--model bilstm",
+    "cnn-lstm": "--model cnn-lstm",
+    "attention": "--model attention",
+    "ngrams": "--model ngrams",
+    "nbsvm": "--model nbsvm",
+    "ensemble": "ensemble nbsvm attention ngrams",
 }
 
 START_MARKER = (
@@ -65,7 +73,7 @@ START_MARKER = (
 END_MARKER = "<!-- models-table:end -->"
 SECTION_TITLE = "## Every model"
 # metrics.json keys that may already hold the test split's ECE (a calibrated bundle's own).
-ECE_KEYS = ("test_ece", "ece")
+ECE_KEYS = ("test_ece_after", "test_ece", "ece")
 
 
 def parse_recipes(recipe_options: list[str], recipes_file: Path | None) -> dict[str, list[str]]:
@@ -92,9 +100,14 @@ def parse_recipes(recipe_options: list[str], recipes_file: Path | None) -> dict[
 
 
 def train_recipe(name: str, arguments: list[str], common: list[str], folder: Path) -> float:
-    """`critic train` for one recipe; the wall time in seconds."""
-    command = [sys.executable, "-m", "critic.cli", "train", "--out", str(folder), "--no-progress"]
-    command += [*arguments, *common]
+    """`critic train` for one recipe (`critic ensemble` for "ensemble A B ..."); the wall time in
+    seconds."""
+    if arguments[:1] == ["ensemble"]:
+        members = [str(folder.parent / member) for member in arguments[1:]]
+        command = [sys.executable, "-m", "critic.cli", "ensemble", *members, "--out", str(folder)]
+    else:
+        command = [sys.executable, "-m", "critic.cli", "train", "--out", str(folder)]
+        command += ["--no-progress", *arguments, *common]
     print(f"models_table: training {name}: {shlex.join(command[3:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -126,14 +139,27 @@ def measure(name: str, arguments: list[str], folder: Path, rotten_tomatoes) -> d
     if parameters is None and isinstance(bundle.model, torch.nn.Module):
         parameters = sum(p.numel() for p in bundle.model.parameters())
     vocab = getattr(bundle, "vocab", None)
+    kind = predictor.kind
+    if kind == "nbsvm":
+        vocabulary = f"{bundle.config.model.vocab_size:,} n-grams"
+    elif kind == "ensemble":
+        vocabulary = "its members'"
+    else:
+        vocabulary = f"{len(vocab) if vocab is not None else bundle.config.data.vocab_size:,}"
+    # Everything it took to make the bundle: word2vec before the epochs, the members of an
+    # ensemble before its own fitting.
+    seconds = [
+        metrics.get(k) for k in ("train_seconds", "embeddings_seconds", "member_train_seconds")
+    ]
+    train_seconds = sum(v for v in seconds if v is not None) if seconds[0] is not None else None
     return {
         "name": name,
         "recipe": shlex.join(arguments),
         "model": predictor.name,
-        "vocab_size": len(vocab) if vocab is not None else bundle.config.data.vocab_size,
+        "vocabulary": vocabulary,
         "embeddings": embeddings_of(bundle.config.to_dict()),
         "parameters": parameters,
-        "train_seconds": metrics.get("train_seconds"),
+        "train_seconds": train_seconds,
         "train_device": metrics.get("device"),
         "epochs": metrics.get("epochs"),
         "val_accuracy": metrics.get("val_accuracy"),
@@ -171,7 +197,7 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         parameters = "–" if row["parameters"] is None else f"{row['parameters']:,}"
         lines.append(
-            f"| {row['name']} | {row['vocab_size']:,} | {row['embeddings']} | {parameters} | "
+            f"| {row['name']} | {row['vocabulary']} | {row['embeddings']} | {parameters} | "
             f"{_duration(row['train_seconds'])} | {_percent(row['val_accuracy'])} | "
             f"**{_percent(row['test_accuracy'])}** | {row['ece']:.4f} | "
             f"{_percent(row['rotten_tomatoes_accuracy'])} | {row['reviews_per_second']:,.0f} |"

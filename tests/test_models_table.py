@@ -48,20 +48,23 @@ def test_one_bundle_is_measured_through_its_predictor(models_table, trained_bund
     probabilities = predictor.predict_proba(test.texts)
     assert row["test_accuracy"] == pytest.approx(((probabilities >= 0.5) == test.labels).mean())
     assert row["test_accuracy"] == pytest.approx(predictor.bundle.metrics["test_accuracy"])
-    assert row["ece"] == pytest.approx(expected_calibration_error(test.labels, probabilities))
-    assert row["ece_from"] == "test predictions"
+    # A calibrated bundle: the ECE of its calibrated scores, as training measured it.
+    scores = predictor.predict_scores(test.texts)
+    assert row["ece"] == pytest.approx(expected_calibration_error(test.labels, scores), abs=1e-6)
+    assert row["ece_from"] == "metrics.json"
+    assert row["train_seconds"] == pytest.approx(predictor.bundle.metrics["train_seconds"])
     on_rt = predictor.predict_proba(rotten.texts)
     assert row["rotten_tomatoes_accuracy"] == pytest.approx(
         np.mean((on_rt >= 0.5) == rotten.labels)
     )
-    assert row["vocab_size"] == 2000 and row["embeddings"] == "none"
+    assert row["vocabulary"] == "2,000" and row["embeddings"] == "none"
     assert row["parameters"] == sum(p.numel() for p in predictor.model.parameters())
     assert row["reviews_per_second"] > 0
 
 
 def test_the_table_replaces_its_own_section_and_nothing_else(models_table, tmp_path):
     row = {
-        "name": "lstm", "recipe": "--model lstm", "vocab_size": 5000, "embeddings": "none",
+        "name": "lstm", "recipe": "--model lstm", "vocabulary": "5,000", "embeddings": "none",
         "parameters": 213701, "train_seconds": 293.0, "train_device": "cpu",
         "val_accuracy": 0.8644, "test_accuracy": 0.8628, "test_reviews": 2500, "ece": 0.0123,
         "rotten_tomatoes_accuracy": 0.71, "rotten_tomatoes_reviews": 8530,

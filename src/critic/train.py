@@ -155,8 +155,11 @@ def train(
         prepared = prepare(config.data, cache_dir, log=log)
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
     embedding_init = None
+    embeddings_seconds = None
     if config.train.embeddings is not None and state is None:
+        started = time.perf_counter()
         embedding_init, config = _load_embeddings(config, prepared, log)
+        embeddings_seconds = round(time.perf_counter() - started, 2)  # word2vec: part of the cost
     model = build_model(config.model).to(device)
     if embedding_init is not None:
         initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
@@ -270,6 +273,7 @@ def train(
         "embeddings_coverage": None
         if embedding_init is None
         else round(embedding_init.coverage, 4),
+        "embeddings_seconds": embeddings_seconds,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
