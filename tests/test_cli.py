@@ -340,3 +340,20 @@ def test_models_lists_every_architecture_with_its_recipe(cache_dir):
     listed = [json.loads(line) for line in run("models", cache_dir=cache_dir).stdout.splitlines()]
     assert [row["model"] for row in listed] == model_names()
     assert all(row["recipe"] == recipe(row["model"]) for row in listed)
+
+
+def test_embeddings_none_trains_the_attention_model_from_random_vectors(tmp_path, cache_dir):
+    from critic.models import recipe
+
+    assert recipe("attention")["train"]["embeddings"] == "word2vec"  # what "none" overrides
+    out = tmp_path / "attention"
+    completed = run(
+        "train", "--model", "attention", "--out", out, "--embeddings", "none",
+        "--max-reviews", "300", "--vocab-size", "2000", "--max-length", "100", "--epochs", "1",
+        "--embedding-dim", "8", "--hidden-dim", "8", "--device", "cpu", "--no-progress",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    assert "word2vec" not in completed.stdout and "embeddings:" not in completed.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["embeddings"] is None
+    assert json.loads((out / "metrics.json").read_text())["embeddings_coverage"] is None

@@ -125,7 +125,7 @@ def train(
         typer.Option(
             help="word2vec or GloVe text file to start the word embeddings from "
             "(see critic embeddings train), or word2vec: train word2vec on the training "
-            "split first."
+            "split first; none: start from random vectors (overrides the model's recipe)."
         ),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Reviews per batch.")] = None,
@@ -260,6 +260,8 @@ def _run_config(options: dict):
             value = options.get(name)
             if value is not None:
                 sections[section][name] = _as_bool(value) if kind == "bool" else kind(value)
+    if str(sections["train"].get("embeddings", "")).lower() == "none":
+        sections["train"]["embeddings"] = None  # random embeddings, whatever the recipe says
     sections["data"]["source"] = str(options["data"] or "embedded")
     return run_config(str(options["model"]), **sections)
 
