@@ -207,7 +207,14 @@ def markdown_table(rows: list[dict]) -> str:
 
 def section(rows: list[dict], command: str) -> str:
     """The text between the markers: the table, the recipes, and how it was measured."""
-    recipes = "\n".join(f"* `{row['name']}`: `critic train {row['recipe']}`" for row in rows)
+
+    def command_of(recipe: str) -> str:
+        words = recipe.split()
+        if words[:1] == ["ensemble"]:
+            return f"critic ensemble {' '.join(f'RUNS/{m}' for m in words[1:])} --out RUNS/NAME"
+        return f"critic train {recipe} --out RUNS/NAME"
+
+    recipes = "\n".join(f"* `{row['name']}`: `{command_of(row['recipe'])}`" for row in rows)
     test_reviews = sorted({row["test_reviews"] for row in rows})
     rt_reviews = sorted({row["rotten_tomatoes_reviews"] for row in rows})
     return "\n".join(
@@ -228,8 +235,9 @@ def section(rows: list[dict], command: str) -> str:
             f"{', '.join(f'{n:,}' for n in rt_reviews)} snippets, never trained on; reviews/s: "
             "`Predictor.predict_proba` over the test split in batches, tokenising included, "
             "fastest of 3 passes; "
-            "training time: the training loop's own clock on the device in metrics.json "
-            f"({', '.join(sorted({str(row['train_device']) for row in rows}))}).",
+            "training time: the training loops' own clocks in metrics.json (word2vec before the "
+            "epochs and an ensemble's members included), on "
+            f"{', '.join(sorted({str(row['train_device']) for row in rows if row['train_device']}))}.",
             "",
             "Recipes:",
             "",
