@@ -32,7 +32,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from critic.errors import CriticError
 from critic.serving.batching import MicroBatcher
 from critic.serving.codec import (
-    MAX_BODY_BYTES,
     ClientError,
     decode_reviews,
     encode_error,
@@ -40,6 +39,7 @@ from critic.serving.codec import (
     negotiate,
     wants_explanation,
 )
+from critic.serving.http import error_response, read_body
 from critic.serving.metrics import NO_VARIANT, EndpointMetrics
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
@@ -70,34 +70,6 @@ class Invocation:
     body: bytes
     content_type: str
     headers: dict[str, str]
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        encode_error(status, message),
-        status_code=status,
-        media_type="application/json",
-        # AWS SDKs read the error's type from this header: boto3 then raises a ClientError
-        # with our message, as it would for SageMaker's own ValidationError.
-        headers={
-            "x-amzn-ErrorType": "ValidationError" if status < 500 else "ModelError",
-            **(headers or {}),
-        },
-    )
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing (413) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError(413, f"the body is over {limit // (1024 * 1024)} MB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(413, f"the body is over {limit // (1024 * 1024)} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def invocations(

@@ -25,6 +25,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from critic.errors import CriticError
+from critic.serving.codec import ClientError
+from critic.serving.http import error_response, read_body
 from critic.web.feedback import FeedbackError
 
 if TYPE_CHECKING:
@@ -73,10 +75,6 @@ State = Annotated["EndpointState", Depends(get_state)]
 router = APIRouter()
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"status": status, "message": message}, status_code=status)
-
-
 def _page(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type="text/html", headers=PAGE_HEADERS)
 
@@ -94,26 +92,23 @@ async def ab_page() -> FileResponse:
 @router.post("/api/feedback", status_code=201)
 async def post_feedback(request: Request, state: State) -> Response:
     if state.feedback is None:
-        return _error(503, "feedback is off on this endpoint")
-    size = 0
-    chunks = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FEEDBACK_BYTES:
-            return _error(413, f"feedback is limited to {MAX_FEEDBACK_BYTES // 1024} KB")
-        chunks.append(chunk)
+        return error_response(503, "feedback is off on this endpoint")
     try:
-        feedback = Feedback.model_validate_json(b"".join(chunks) or b"null")
+        body = await read_body(request, MAX_FEEDBACK_BYTES)
+    except ClientError as error:
+        return error_response(error.status, error.message)
+    try:
+        feedback = Feedback.model_validate_json(body or b"null")
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-        return _error(422, f"invalid feedback: {where}: {first.get('msg', 'invalid')}")
+        return error_response(422, f"invalid feedback: {where}: {first.get('msg', 'invalid')}")
     try:
         variant = state.router.get(feedback.variant)
     except CriticError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     try:
-        row = await _in_thread(
+        row = await run_in_threadpool(
             state.feedback.record,
             review=feedback.review,
             variant=variant.name,
@@ -124,15 +119,15 @@ async def post_feedback(request: Request, state: State) -> Response:
             feedback=feedback.feedback,
         )
     except FeedbackError as error:
-        return _error(503, f"feedback could not be stored: {error}")
+        return error_response(503, f"feedback could not be stored: {error}")
     return JSONResponse({"id": row, "variant": variant.name}, status_code=201)
 
 
 @router.get("/api/feedback/summary")
 async def feedback_summary(state: State) -> Response:
     if state.feedback is None:
-        return _error(503, "feedback is off on this endpoint")
-    summary = await _in_thread(state.feedback.summary, state.router.names)
+        return error_response(503, "feedback is off on this endpoint")
+    summary = await run_in_threadpool(state.feedback.summary, state.router.names)
     return JSONResponse({"confidence": 0.95, "variants": summary})
 
 
@@ -141,7 +136,7 @@ async def ab_stats(state: State) -> Response:
     shares = state.router.shares()
     feedback = {}
     if state.feedback is not None:
-        for entry in await _in_thread(state.feedback.summary, state.router.names):
+        for entry in await run_in_threadpool(state.feedback.summary, state.router.names):
             feedback[entry["variant"]] = entry
     variants = []
     for name, variant in state.router.variants.items():
@@ -163,11 +158,6 @@ async def ab_stats(state: State) -> Response:
             "variants": variants,
         }
     )
-
-
-async def _in_thread(function, *args, **kwargs):
-    # SQLite calls block; keep them off the event loop that serves every other request.
-    return await run_in_threadpool(function, *args, **kwargs)
 
 
 def mount(app) -> None:

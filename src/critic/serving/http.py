@@ -1,0 +1,41 @@
+"""HTTP helpers shared by the endpoint's routes and the page's: one error shape, one bounded
+body reader."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from critic.serving.codec import MAX_BODY_BYTES, ClientError, encode_error
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        encode_error(status, message),
+        status_code=status,
+        media_type="application/json",
+        # AWS SDKs read the error's type from this header: boto3 then raises a ClientError
+        # with our message, as it would for SageMaker's own ValidationError.
+        headers={
+            "x-amzn-ErrorType": "ValidationError" if status < 500 else "ModelError",
+            **(headers or {}),
+        },
+    )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(413, f"the body is over {_size(limit)}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(413, f"the body is over {_size(limit)}")
+        chunks.append(chunk)
+    return b"".join(chunks)
