@@ -15,18 +15,11 @@ from torch import nn
 from critic.config import ModelConfig
 from critic.models.ngrams import NgramBagClassifier
 from critic.models.registry import register
-from critic.models.rnn import AttentionClassifier
+from critic.models.rnn import ATTENTION_RECIPE, AttentionClassifier
 
 
-@register(
-    "attention-ngrams",
-    recipe={
-        # attention's recipe: the n-gram branch learns at the recurrent branch's pace.
-        "data": {"vocab_size": 30000, "max_length": 400},
-        "model": {"embedding_dim": 100, "hidden_dim": 64, "dropout": 0.3, "cell": "gru"},
-        "train": {"embeddings": "word2vec", "epochs": 4, "patience": 1},
-    },
-)
+# attention's recipe: the n-gram branch learns at the recurrent branch's pace.
+@register("attention-ngrams", recipe=ATTENTION_RECIPE)
 class AttentionNgramClassifier(nn.Module):
     """:class:`AttentionClassifier` + :class:`NgramBagClassifier` (its vectors of ``ngram_dim``)."""
 
