@@ -62,6 +62,7 @@ DEFAULT_RECIPES: dict[str, str] = {
     "bilstm": "--model bilstm",
     "cnn-lstm": "--model cnn-lstm",
     "attention": "--model attention",
+    "attention-random": "--model attention --embeddings none",
     "ngrams": "--model ngrams",
     "nbsvm": "--model nbsvm",
     "ensemble": "ensemble nbsvm attention ngrams",

@@ -172,6 +172,7 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
             "no word-vector file at",
         ),
         (["train", "--out", "{tmp}/x", "--model", "attention", "--cell", "rnn"], "cell must be"),
+        (["train", "--out", "{tmp}/x", "--model", "bilstm", "--pooling", "sum"], "pooling must"),
         (["embeddings", "train", "--out", "{tmp}/v.txt", "--dimension", "0"], "dimension must"),
         (["evaluate", "{bundle}", "--split", "everything"], "--split must be"),
         (
@@ -357,3 +358,20 @@ def test_embeddings_none_trains_the_attention_model_from_random_vectors(tmp_path
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["embeddings"] is None
     assert json.loads((out / "metrics.json").read_text())["embeddings_coverage"] is None
+
+
+def test_a_pooling_given_beats_the_bilstm_recipes_and_its_bundle_answers(tmp_path, cache_dir):
+    from critic.models import recipe
+
+    assert recipe("bilstm")["model"]["pooling"] == "max"
+    out = tmp_path / "bilstm"
+    run(
+        "train", "--model", "bilstm", "--pooling", "mean", "--embeddings", "none", "--out", out,
+        "--max-reviews", "300", "--vocab-size", "2000", "--max-length", "100", "--epochs", "1",
+        "--embedding-dim", "8", "--hidden-dim", "8", "--device", "cpu", "--no-progress",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["pooling"] == "mean" and config["model"]["dropout"] == 0.3
+    answer = json.loads(run("predict", out, "A fine film.", cache_dir=cache_dir).stdout)
+    assert answer["label"] in ("positive", "negative") and 0 <= answer["probability"] <= 1

@@ -196,6 +196,9 @@ VARIANTS = [
     ModelConfig(name="bilstm", num_layers=3, dropout=0.3),
     ModelConfig(name="cnn-lstm", conv_channels=5, kernel_size=4, pool_size=3),
     ModelConfig(name="cnn-lstm", kernel_size=1, pool_size=1, bidirectional=True),
+    ModelConfig(name="bilstm", pooling="max"),
+    ModelConfig(name="gru", pooling="mean", bidirectional=True),
+    ModelConfig(name="cnn-lstm", pooling="max", pool_size=2, bidirectional=True),
     ModelConfig(name="attention", cell="gru", num_layers=2),
     ModelConfig(name="ngrams", ngram_order=1),
     ModelConfig(name="ngrams", ngram_order=3, ngram_buckets=7),
@@ -223,6 +226,21 @@ def test_bidirectional_and_deeper_models_have_more_parameters():
 
     assert size(name="gru", bidirectional=True) > size(name="gru")
     assert size(name="bilstm", num_layers=2) > size(name="bilstm") > size(name="lstm")
+
+
+def test_pooling_reads_only_each_reviews_real_steps():
+    config = ModelConfig(name="bilstm", vocab_size=50, embedding_dim=8, hidden_dim=1)
+    encoder = build_model(config).encoder  # two directions of one unit each
+    outputs = torch.tensor([[[1.0, -4.0], [3.0, -2.0], [99.0, 99.0]],
+                            [[-5.0, 2.0], [-9.0, 9.0], [-7.0, 0.0]]])  # fmt: skip
+    lengths = torch.tensor([2, 3])  # the first review's third step is padding
+    assert encoder.pool(outputs, lengths, "max").tolist() == [[3.0, -2.0], [-5.0, 9.0]]
+    mean = encoder.pool(outputs, lengths, "mean")
+    assert torch.allclose(mean, torch.tensor([[2.0, -3.0], [-7.0, 11.0 / 3]]))
+    # last: the forward half at the last real step, the backward half at the first step.
+    assert encoder.pool(outputs, lengths, "last").tolist() == [[3.0, -4.0], [-7.0, 2.0]]
+    with pytest.raises(CriticError, match="pooling must be one of last, max, mean"):
+        ModelConfig(pooling="attention")
 
 
 def test_reversing_each_review_within_its_length_leaves_padding_and_undoes_itself():

@@ -73,6 +73,9 @@ class DataConfig(_Config):
         )
 
 
+POOLINGS = ("last", "max", "mean")
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     """Which architecture, and its hyper-parameters."""
@@ -99,6 +102,10 @@ class ModelConfig(_Config):
     """Recurrent models: read each review both ways (``bilstm`` and ``attention`` always do)."""
     cell: str = "lstm"
     """Recurrent cell of ``attention``: ``lstm`` or ``gru``."""
+    pooling: str = "last"
+    """``gru``, ``bilstm``, ``cnn-lstm``: how the recurrent outputs become one vector per
+    review: ``last`` (the state each direction ended in, as the reference model does),
+    ``max`` or ``mean`` over the review's real steps."""
     conv_channels: int = 64
     """``cnn-lstm``: filters of the convolution before the LSTM."""
     kernel_size: int = 5
@@ -123,6 +130,10 @@ class ModelConfig(_Config):
         _check(self.min_df >= 1, f"min_df must be at least 1, got {self.min_df}")
         _check(self.c is None or self.c > 0, f"c must be positive, got {self.c}")
         _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, got {self.cell!r}")
+        _check(
+            self.pooling in POOLINGS,
+            f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}",
+        )
         _check(self.conv_channels >= 1, f"conv_channels must be positive, got {self.conv_channels}")
         _check(self.kernel_size >= 1, f"kernel_size must be positive, got {self.kernel_size}")
         _check(self.pool_size >= 1, f"pool_size must be positive, got {self.pool_size}")
