@@ -63,6 +63,7 @@ DEFAULT_RECIPES: dict[str, str] = {
     "cnn-lstm": "--model cnn-lstm",
     "attention": "--model attention",
     "attention-random": "--model attention --embeddings none",
+    "attention-ngrams": "--model attention-ngrams",
     "ngrams": "--model ngrams",
     "nbsvm": "--model nbsvm",
     "ensemble": "ensemble nbsvm attention ngrams",
