@@ -173,6 +173,10 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         ),
         (["train", "--out", "{tmp}/x", "--model", "attention", "--cell", "rnn"], "cell must be"),
         (["train", "--out", "{tmp}/x", "--model", "bilstm", "--pooling", "sum"], "pooling must"),
+        (
+            ["train", "--out", "{tmp}/x", "--model", "attention", "--pooling", "max"],
+            "attention pools a review's words by attention",
+        ),
         (["embeddings", "train", "--out", "{tmp}/v.txt", "--dimension", "0"], "dimension must"),
         (["evaluate", "{bundle}", "--split", "everything"], "--split must be"),
         (

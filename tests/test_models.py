@@ -196,6 +196,7 @@ VARIANTS = [
     ModelConfig(name="bilstm", num_layers=3, dropout=0.3),
     ModelConfig(name="cnn-lstm", conv_channels=5, kernel_size=4, pool_size=3),
     ModelConfig(name="cnn-lstm", kernel_size=1, pool_size=1, bidirectional=True),
+    ModelConfig(name="lstm", pooling="max"),
     ModelConfig(name="bilstm", pooling="max"),
     ModelConfig(name="gru", pooling="mean", bidirectional=True),
     ModelConfig(name="cnn-lstm", pooling="max", pool_size=2, bidirectional=True),
@@ -241,6 +242,13 @@ def test_pooling_reads_only_each_reviews_real_steps():
     assert encoder.pool(outputs, lengths, "last").tolist() == [[3.0, -4.0], [-7.0, 2.0]]
     with pytest.raises(CriticError, match="pooling must be one of last, max, mean"):
         ModelConfig(pooling="attention")
+
+
+@pytest.mark.parametrize("name", ["attention", "ngrams", "attention-ngrams"])
+def test_a_model_that_pools_its_own_way_refuses_a_pooling(name):
+    with pytest.raises(CriticError, match="--pooling applies to lstm, gru, bilstm and cnn-lstm"):
+        build_model(ModelConfig(name=name, vocab_size=50, pooling="max"))
+    build_model(ModelConfig(name=name, vocab_size=50))  # the default is no pooling of ours
 
 
 def test_reversing_each_review_within_its_length_leaves_padding_and_undoes_itself():

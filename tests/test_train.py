@@ -285,3 +285,15 @@ def test_embeddings_word2vec_trains_vectors_on_the_training_split_first(tmp_path
     assert result.config.model.embedding_dim == 12
     # word2vec keeps the words seen twice or more (min_count): most of the vocabulary.
     assert result.metrics["embeddings_coverage"] > 0.5
+
+
+def test_a_setting_the_model_refuses_fails_before_any_data_is_read(tmp_path):
+    config = small_run_config()
+    config = config.replace(
+        data=config.data.replace(source=str(tmp_path / "not-there.csv")),
+        model=ModelConfig(name="attention", pooling="max"),
+    )
+    # The data source does not exist either: the model's refusal must come first.
+    with pytest.raises(CriticError, match="attention pools a review's words by attention"):
+        train(config, tmp_path / "out", cache_dir=tmp_path / "cache", log=lambda _: None)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()

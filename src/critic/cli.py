@@ -95,7 +95,9 @@ def train(
     cell: Annotated[str | None, typer.Option(help="attention: lstm or gru cells.")] = None,
     pooling: Annotated[
         str | None,
-        typer.Option(help="gru, bilstm, cnn-lstm: last (final states), max or mean over time."),
+        typer.Option(
+            help="lstm, gru, bilstm, cnn-lstm: last (final states), max or mean over time."
+        ),
     ] = None,
     conv_channels: Annotated[
         int | None, typer.Option(help="cnn-lstm: convolution filters.")
@@ -236,8 +238,9 @@ _TRAIN_SETTINGS = {
     "data": {"text_column": str, "label_column": str, "rating_column": str, "vocab_size": int,
              "max_length": int, "max_reviews": int, "split_seed": int},
     "model": {"embedding_dim": int, "hidden_dim": int, "num_layers": int, "dropout": float,
-              "bidirectional": "bool", "cell": str, "pooling": str, "conv_channels": int, "kernel_size": int,
-              "pool_size": int, "ngram_order": int, "ngram_buckets": int, "ngram_max": int,
+              "bidirectional": "bool", "cell": str, "pooling": str, "conv_channels": int,
+              "kernel_size": int, "pool_size": int, "ngram_order": int, "ngram_buckets": int,
+              "ngram_max": int,
               "min_df": int, "c": float, "select_ngrams": "bool"},
     "train": {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float,
               "patience": int, "seed": int, "device": str, "max_seconds": float,

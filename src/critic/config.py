@@ -103,9 +103,10 @@ class ModelConfig(_Config):
     cell: str = "lstm"
     """Recurrent cell of ``attention``: ``lstm`` or ``gru``."""
     pooling: str = "last"
-    """``gru``, ``bilstm``, ``cnn-lstm``: how the recurrent outputs become one vector per
-    review: ``last`` (the state each direction ended in, as the reference model does),
-    ``max`` or ``mean`` over the review's real steps."""
+    """``lstm``, ``gru``, ``bilstm``, ``cnn-lstm``: how the recurrent outputs become one vector
+    per review: ``last`` (the state each direction ended in, as the reference model does),
+    ``max`` or ``mean`` over the review's real steps. The models that make that vector their
+    own way (attention, n-grams) refuse anything but ``last``."""
     conv_channels: int = 64
     """``cnn-lstm``: filters of the convolution before the LSTM."""
     kernel_size: int = 5

@@ -58,7 +58,7 @@ from critic.evaluate import (
     predict_split,
     predict_split_logits,
 )
-from critic.models import NEURAL, build_model, model_kind
+from critic.models import NEURAL, build_model, check_model_config, model_kind
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = 1
@@ -135,6 +135,7 @@ def train(
         and not Path(config.train.embeddings).is_file()
     ):
         raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
+    check_model_config(config.model)
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     state = None

@@ -4,6 +4,7 @@ from critic.models import hybrid, nbsvm, ngrams, rnn  # noqa: F401  (register th
 from critic.models.registry import (
     NEURAL,
     build_model,
+    check_model_config,
     check_model_name,
     model_kind,
     model_names,
@@ -15,6 +16,7 @@ from critic.models.registry import (
 __all__ = [
     "NEURAL",
     "build_model",
+    "check_model_config",
     "check_model_name",
     "model_kind",
     "model_names",

@@ -17,6 +17,7 @@ from torch import nn
 from critic.config import ModelConfig
 from critic.data.vocab import PAD_ID
 from critic.models.registry import register
+from critic.models.rnn import refuse_pooling
 
 # Odd 61-bit multipliers for a polynomial hash of an n-gram's ids (fits in int64 arithmetic
 # with wrap-around, which is what torch does).
@@ -63,6 +64,7 @@ class NgramBagClassifier(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        refuse_pooling(config, "averages a review's word and n-gram vectors")
         self.config = config
         self.order = config.ngram_order
         self.buckets = config.ngram_buckets

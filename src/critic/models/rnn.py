@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from critic.config import ModelConfig
 from critic.data.vocab import PAD_ID
+from critic.errors import CriticError
 from critic.models.fast_lstm import lstm_layer
 from critic.models.registry import register
 
@@ -20,6 +21,30 @@ def last_real_step(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
     """
     index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, outputs.size(2))
     return outputs.gather(1, index).squeeze(1)
+
+
+def pool_over_time(outputs: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(batch, time, size) -> (batch, size): the max or the mean over each review's real steps.
+
+    Padding steps are left out, so padding never changes an answer. (``last`` needs to know
+    the directions: :meth:`RecurrentEncoder.pool`.)
+    """
+    real = padding_mask(lengths, outputs.size(1)).unsqueeze(2)  # (batch, time, 1)
+    if pooling == "max":
+        return outputs.masked_fill(~real, float("-inf")).amax(dim=1)
+    if pooling == "mean":
+        total = (outputs * real).sum(dim=1)
+        return total / lengths.clamp(min=1).unsqueeze(1).to(outputs.dtype)
+    raise ValueError(f"no pooling over time called {pooling!r}")
+
+
+def refuse_pooling(config: ModelConfig, how: str) -> None:
+    """A model that makes one vector of a review its own way says so, rather than ignore
+    ``--pooling`` and record a setting it never used."""
+    if config.pooling != "last":
+        raise CriticError(
+            f"{config.name} {how}; --pooling applies to lstm, gru, bilstm and cnn-lstm"
+        )
 
 
 def init_forget_bias(lstm: nn.LSTM, value: float = 1.0) -> None:
@@ -68,8 +93,11 @@ class LSTMClassifier(nn.Module):
             outputs = self._fast_cpu_lstm(embedded)
         else:
             outputs, _ = self.lstm(embedded)  # (batch, time, hidden)
-        final = last_real_step(outputs, lengths)  # (batch, hidden)
-        return self.output(self.dropout(final)).squeeze(1)  # (batch,)
+        if self.config.pooling == "last":
+            review = last_real_step(outputs, lengths)  # (batch, hidden)
+        else:
+            review = pool_over_time(outputs, lengths, self.config.pooling)
+        return self.output(self.dropout(review)).squeeze(1)  # (batch,)
 
     def _fast_cpu_lstm(self, embedded: torch.Tensor) -> torch.Tensor:
         layer_input = embedded.transpose(0, 1)  # (time, batch, features)
@@ -177,18 +205,10 @@ class RecurrentEncoder(nn.Module):
         return torch.cat([forward[:, :hidden], outputs[:, 0, hidden:]], dim=1)
 
     def pool(self, outputs: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
-        """(batch, time, output_size) -> (batch, output_size) by ``last``, ``max`` or ``mean``.
-
-        ``max`` and ``mean`` read only each review's real steps, so padding never changes an
-        answer.
-        """
+        """(batch, time, output_size) -> (batch, output_size) by ``last``, ``max`` or ``mean``."""
         if pooling == "last":
             return self.final_states(outputs, lengths)
-        real = padding_mask(lengths, outputs.size(1)).unsqueeze(2)  # (batch, time, 1)
-        if pooling == "max":
-            return outputs.masked_fill(~real, float("-inf")).amax(dim=1)
-        total = (outputs * real).sum(dim=1)
-        return total / lengths.clamp(min=1).unsqueeze(1).to(outputs.dtype)
+        return pool_over_time(outputs, lengths, pooling)
 
 
 class _RecurrentClassifier(nn.Module):
@@ -327,6 +347,7 @@ class AttentionClassifier(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        refuse_pooling(config, "pools a review's words by attention")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.encoder = RecurrentEncoder(
