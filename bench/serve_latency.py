@@ -1,6 +1,6 @@
 """Benchmark: latency and throughput of `critic serve` on this machine.
 
-    python bench/serve_latency.py runs/lstm [--requests 600] [--seconds 60]
+    python bench/serve_latency.py runs/lstm [--requests 600] [--seconds 60] [--batch-wait-ms 0]
 
 Starts `critic serve BUNDLE` on a free loopback port, then sends single-review text/plain
 requests at concurrency 1, 8 and 64 (keep-alive connections, one per client thread), and
@@ -98,14 +98,22 @@ def main() -> None:
     )
     parser.add_argument("--batch-requests", type=int, default=30, help="100-review requests")
     parser.add_argument("--seconds", type=float, default=60, help="time limit of each run")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=None,
+        help="passed to critic serve (its default, 5 ms, when left out)",
+    )
     args = parser.parse_args()
 
     reviews = load_splits(DataConfig())["test"].texts
     port = free_port()
+    command = [sys.executable, "-m", "critic.cli", "serve", str(args.bundle), "--port", str(port)]
+    if args.batch_wait_ms is not None:
+        command += ["--batch-wait-ms", str(args.batch_wait_ms)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "serve", str(args.bundle), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ},
-    )  # fmt: skip
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
