@@ -22,9 +22,7 @@ Prints a Markdown table; the figures in docs/benchmarks.md came from the first c
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from critic.artifact import load_bundle
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.data.vocab import PAD_ID
-from critic.scoring import NeuralScorer, make_scorer, scale_to_unit
+from critic.scoring import NeuralScorer, gradients_in_eval_mode, make_scorer
 
 RANDOM = "random words"
 GRADIENT_X_INPUT = "gradient x input"
@@ -67,14 +65,8 @@ def integrated_gradients(model, token_ids, lengths, steps=IG_STEPS, alphas=None)
 
     hook = model.embedding.register_forward_hook(scaled)
     total = torch.zeros((), device=token_ids.device)
-    stack = contextlib.ExitStack()
     try:
-        # As critic.scoring does: oneDNN's and cuDNN's RNN kernels refuse a backward pass in
-        # eval mode, PyTorch's native ones allow it.
-        with warnings.catch_warnings(), torch.enable_grad():
-            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-            stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+        with gradients_in_eval_mode():
             for start in range(0, len(alphas), group):
                 chunk = torch.tensor(alphas[start : start + group], device=token_ids.device)
                 captured["alpha"] = chunk.repeat_interleave(batch).view(-1, 1, 1)
@@ -83,7 +75,6 @@ def integrated_gradients(model, token_ids, lengths, steps=IG_STEPS, alphas=None)
                 grad = captured["scaled"].grad  # (chunk * batch, time, embedding)
                 total = total + grad.view(len(chunk), batch, *grad.shape[1:]).sum(0)
     finally:
-        stack.close()
         hook.remove()
         model.zero_grad(set_to_none=True)
     shares = (captured["input"] * total / len(alphas)).sum(-1)  # (batch, time)
@@ -93,15 +84,8 @@ def integrated_gradients(model, token_ids, lengths, steps=IG_STEPS, alphas=None)
 class IntegratedGradientsScorer(NeuralScorer):
     """critic's neural scorer with its word weights by :func:`integrated_gradients`."""
 
-    def word_weights(self, tokenized):
-        encoded = self._encode(tokenized)
-        read = [min(len(tokens), self.max_length) for tokens in tokenized]
-        weights = [np.zeros(0)] * len(encoded)
-        for chosen, token_ids, lengths in self._batches(encoded):
-            scores = integrated_gradients(self.model, token_ids, lengths).double().cpu().numpy()
-            for row, index in enumerate(chosen):
-                weights[index] = scale_to_unit(scores[row, : read[index]])
-        return weights
+    def token_scores(self, token_ids, lengths):
+        return integrated_gradients(self.model, token_ids, lengths)
 
 
 def ways_to_explain(bundle) -> dict[str, object]:

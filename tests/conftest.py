@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -16,6 +17,16 @@ from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from critic.train import train
 
 AWS_TEST_REGION = "us-east-1"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench_script(name: str):
+    """bench/NAME.py as a module: the benchmarks are scripts, not part of the package."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 POSITIVE = [
     "A wonderful film. The acting is superb and the story moved me!",

@@ -1,32 +1,28 @@
 """bench/explain_faithfulness.py: the deletion test behind the word-weights benchmark."""
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import BENCH, load_bench_script
 from critic.artifact import load_bundle
 from critic.config import ModelConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.models import build_model
-from critic.scoring import make_scorer
+from critic.scoring import make_scorer, scale_to_unit
 from test_models import random_batch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "explain_faithfulness.py"
+SCRIPT = BENCH / "explain_faithfulness.py"
 
 
 @pytest.fixture(scope="module")
 def faithfulness():
-    spec = importlib.util.spec_from_file_location("explain_faithfulness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("explain_faithfulness")
 
 
 def logit_at_zero_embeddings(model, token_ids, lengths) -> torch.Tensor:
@@ -83,7 +79,7 @@ def test_gradient_x_input_here_is_the_served_word_weights(faithfulness, trained_
     for chosen, token_ids, lengths in scorer._batches(encoded):
         plain = faithfulness.integrated_gradients(scorer.model, token_ids, lengths, alphas=[1.0])
         for row, index in enumerate(chosen):
-            expected = faithfulness.scale_to_unit(plain[row, : len(served[index])].double().numpy())
+            expected = scale_to_unit(plain[row, : len(served[index])].double().numpy())
             assert np.allclose(served[index], expected, atol=1e-6)
     by_ig = scorer.word_weights(tokenized)
     assert [len(w) for w in by_ig] == [len(w) for w in served]

@@ -1,26 +1,19 @@
 """bench/models_table.py: recipes, the figures of one bundle, and the section it keeps in a doc."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import load_bench_script
 from critic.data.prepare import load_splits
 from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
 from critic.evaluate import expected_calibration_error
 from critic.predictor import Predictor
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "models_table.py"
-
 
 @pytest.fixture(scope="module")
 def models_table():
-    spec = importlib.util.spec_from_file_location("models_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("models_table")
 
 
 def test_recipes_come_from_options_a_file_or_the_defaults(models_table, tmp_path):

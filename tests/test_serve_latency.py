@@ -4,9 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "serve_latency.py"
+from conftest import BENCH
+
+SCRIPT = BENCH / "serve_latency.py"
 
 
 def test_the_latency_benchmark_measures_a_real_server_without_errors(trained_bundle, cache_dir):

@@ -59,6 +59,21 @@ def scale_to_unit(values: np.ndarray) -> np.ndarray:
     return values / peak if peak > 0 else values
 
 
+@contextlib.contextmanager
+def gradients_in_eval_mode():
+    """Gradients through a model in eval mode (for word weights), whatever its kernels.
+
+    oneDNN's and cuDNN's RNN kernels refuse a backward pass in eval mode; PyTorch's native
+    kernels give the same forward values and do allow it.
+    """
+    with warnings.catch_warnings(), torch.enable_grad():
+        # mkldnn.flags() also re-sets oneDNN's TF32 switch, which warns on every call that this
+        # build has no Intel GPU support: noise, not news.
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
+            yield
+
+
 class NeuralScorer:
     def __init__(self, bundle: Bundle, batch_size: int = 64):
         assert bundle.vocab is not None
@@ -95,42 +110,35 @@ class NeuralScorer:
         encoded = self._encode(tokenized)
         read = [min(len(tokens), self.max_length) for tokens in tokenized]
         weights: list[np.ndarray] = [np.zeros(0)] * len(encoded)
+        for chosen, token_ids, lengths in self._batches(encoded):
+            scores = self.token_scores(token_ids, lengths).detach().double().cpu().numpy()
+            for row, index in enumerate(chosen):
+                weights[index] = scale_to_unit(scores[row, : read[index]])
+        return weights
+
+    def token_scores(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch, time) each token's signed push on its review's logit, before scaling: the
+        model's own ``word_weights`` when it has them, otherwise gradient x input."""
         own = getattr(self.model, "word_weights", None)
+        if own is not None:
+            return own(token_ids, lengths)
         captured: dict[str, torch.Tensor] = {}
 
         def keep_embeddings(module, inputs, output):
             output.retain_grad()
             captured["embedded"] = output
 
-        hook = None if own else self.model.embedding.register_forward_hook(keep_embeddings)
-        stack = contextlib.ExitStack()
+        hook = self.model.embedding.register_forward_hook(keep_embeddings)
         try:
-            # oneDNN's and cuDNN's RNN kernels refuse a backward pass in eval mode; PyTorch's
-            # native kernels give the same forward values and do allow it.
-            with warnings.catch_warnings(), torch.enable_grad():
-                # mkldnn.flags() also re-sets oneDNN's TF32 switch, which warns on every call
-                # that this build has no Intel GPU support: noise, not news.
-                warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-                stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
-                for chosen, token_ids, lengths in self._batches(encoded):
-                    if own:
-                        scores = own(token_ids, lengths)  # (batch, time)
-                    else:
-                        # Each review's logit depends on its own row only, so one backward
-                        # pass of the sum gives every review's gradient at once.
-                        self.model(token_ids, lengths).sum().backward()
-                        embedded = captured["embedded"]  # (batch, time, embedding)
-                        scores = (embedded.grad * embedded).sum(-1)  # (batch, time)
-                    scores = scores.detach().double().cpu().numpy()
-                    for row, index in enumerate(chosen):
-                        weights[index] = scale_to_unit(scores[row, : read[index]])
+            with gradients_in_eval_mode():
+                # Each review's logit depends on its own row only, so one backward pass of the
+                # sum gives every review's gradient at once.
+                self.model(token_ids, lengths).sum().backward()
         finally:
-            stack.close()
-            if hook is not None:
-                hook.remove()
+            hook.remove()
             self.model.zero_grad(set_to_none=True)
-        return weights
+        embedded = captured["embedded"]  # (batch, time, embedding)
+        return (embedded.grad * embedded).sum(-1)
 
 
 class NBSVMScorer:
