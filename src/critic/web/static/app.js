@@ -49,6 +49,20 @@
     $("status").textContent = "No verdict: see the message below.";
   }
 
+  // An answer's body as JSON, or null when it is not JSON (a proxy's HTML error page, say).
+  async function readJson(response) {
+    try {
+      return await response.json();
+    } catch {
+      return null;
+    }
+  }
+
+  // The server's own words for a refused request when it gave them, else the HTTP reason.
+  function errorMessage(response, body) {
+    return body && typeof body.message === "string" ? body.message : response.statusText;
+  }
+
   async function judge() {
     if (busy) return;
     const review = $("review").value;
@@ -84,15 +98,9 @@
         return;
       }
       const elapsed = performance.now() - started;
-      let body = null;
-      try {
-        body = await response.json();
-      } catch {
-        body = null;
-      }
+      const body = await readJson(response);
       if (!response.ok) {
-        const message =
-          body && typeof body.message === "string" ? body.message : response.statusText || "no message";
+        const message = errorMessage(response, body) || "no message";
         showError(`The endpoint answered ${response.status}: ${message}`);
         return;
       }
@@ -247,14 +255,9 @@
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify({ ...answer, feedback: verdict }),
       });
-      let body = null;
-      try {
-        body = await response.json();
-      } catch {
-        body = null;
-      }
+      const body = await readJson(response);
       if (!response.ok) {
-        const message = body && typeof body.message === "string" ? body.message : response.statusText;
+        const message = errorMessage(response, body);
         throw new Error(`the endpoint answered ${response.status}: ${message}`);
       }
       $("feedback-status").textContent = `Thank you: recorded as ${verdict}.`;
