@@ -91,17 +91,9 @@ def test_a_corrupt_manifest_is_a_clear_error(trained_bundle, tmp_path):
 
 
 def test_weights_that_do_not_fit_the_config_are_a_clear_error(trained_bundle, tmp_path):
-    from critic.artifact import _sha256
-
     bundle = copy_bundle(trained_bundle, tmp_path)
-    config = json.loads((bundle / "config.json").read_text())
-    config["model"]["hidden_dim"] = 7
-    (bundle / "config.json").write_text(json.dumps(config))
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    manifest["files"]["config.json"] = _sha256(
-        bundle / "config.json"
-    )  # a consistent, but wrong, bundle
-    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    # A consistent, but wrong, bundle.
+    edit_signed_json(bundle, "config.json", lambda config: config["model"].update(hidden_dim=7))
     with pytest.raises(BundleError, match="weights do not fit the model"):
         load_bundle(bundle)
 
@@ -122,6 +114,15 @@ def rewrite_manifest(bundle, change):
     change(manifest)
     manifest["files"] = {name: _sha256(bundle / name) for name in manifest["files"]}
     (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def edit_signed_json(bundle, name, change):
+    """Change one JSON file of a bundle and re-sign the manifest: what only the loader's own
+    checks, not the checksums, can catch."""
+    payload = json.loads((bundle / name).read_text())
+    change(payload)
+    (bundle / name).write_text(json.dumps(payload))
+    rewrite_manifest(bundle, lambda manifest: None)
 
 
 def test_the_manifest_names_the_kind_and_lists_the_calibration(trained_bundle, nbsvm_bundle):
@@ -155,10 +156,7 @@ def test_an_nbsvm_bundle_is_json_and_safetensors_and_loads_the_same(nbsvm_bundle
 
 def test_an_nbsvm_bundle_whose_arrays_do_not_fit_its_n_grams_is_refused(nbsvm_bundle, tmp_path):
     bundle = copy_bundle(nbsvm_bundle, tmp_path)
-    payload = json.loads((bundle / "ngrams.json").read_text())
-    payload["ngrams"] = payload["ngrams"][:-1]
-    (bundle / "ngrams.json").write_text(json.dumps(payload))
-    rewrite_manifest(bundle, lambda manifest: None)
+    edit_signed_json(bundle, "ngrams.json", lambda payload: payload["ngrams"].pop())
     with pytest.raises(BundleError, match="n-grams but"):
         load_bundle(bundle)
 
@@ -206,10 +204,9 @@ def test_an_ensemble_bundle_holds_a_checked_copy_of_every_member(ensemble_bundle
 
 def test_an_ensemble_member_outside_the_bundle_is_refused(ensemble_bundle, tmp_path):
     bundle = copy_bundle(ensemble_bundle, tmp_path)
-    payload = json.loads((bundle / "ensemble.json").read_text())
-    payload["members"][0]["path"] = "../elsewhere"
-    (bundle / "ensemble.json").write_text(json.dumps(payload))
-    rewrite_manifest(bundle, lambda manifest: None)
+    edit_signed_json(
+        bundle, "ensemble.json", lambda payload: payload["members"][0].update(path="../elsewhere")
+    )
     with pytest.raises(BundleError, match="outside members/"):
         load_bundle(bundle)
 
