@@ -27,7 +27,7 @@ from critic.config import DataConfig, ModelConfig, RunConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.errors import CriticError
-from critic.evaluate import binary_log_loss
+from critic.evaluate import split_metrics
 from critic.predictor import Predictor
 from critic.train import calibrate
 
@@ -115,10 +115,8 @@ def build_ensemble(
         "members": described,
         "bias": bias,
         "parameters": sum(p.bundle.metrics.get("parameters") or 0 for p in predictors),
-        "val_accuracy": float(((val_logits >= 0) == val.labels).mean()),
-        "val_loss": binary_log_loss(val.labels, sigmoid(val_logits)),
-        "test_accuracy": float(((test_logits >= 0) == test.labels).mean()),
-        "test_loss": binary_log_loss(test.labels, sigmoid(test_logits)),
+        **split_metrics("val", val.labels, val_logits),
+        **split_metrics("test", test.labels, test_logits),
         "test_reviews": len(test),
         "train_reviews": len(splits["train"]),
         "train_seconds": round(time.perf_counter() - started, 2),

@@ -48,6 +48,14 @@ def binary_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
 ECE_BINS = 15
 
 
+def split_metrics(split: str, labels: np.ndarray, logits: np.ndarray) -> dict:
+    """``{split}_accuracy`` and ``{split}_loss`` (log loss) of log-odds against the labels."""
+    return {
+        f"{split}_accuracy": float(((logits >= 0) == labels).mean()),
+        f"{split}_loss": binary_log_loss(labels, sigmoid(logits)),
+    }
+
+
 def reliability_bins(
     labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
 ) -> dict[str, list]:

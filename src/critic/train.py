@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from critic.calibration import Calibration, fit_calibration, sigmoid
+from critic.calibration import Calibration, fit_calibration
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
 from critic.data.embeddings import (
@@ -57,6 +57,7 @@ from critic.evaluate import (
     calibration_metrics,
     predict_split,
     predict_split_logits,
+    split_metrics,
 )
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 
@@ -254,15 +255,13 @@ def train(
     validation = prepared.splits["validation"]
     test_logits = predict_split_logits(model, test, config.data.max_length, device)
     val_logits = predict_split_logits(model, validation, config.data.max_length, device)
-    test_probabilities = sigmoid(test_logits)
     best_row = history[best_epoch - 1] if best_epoch else {}
     metrics = {
         "model": config.model.name,
         "parameters": parameters,
         "val_accuracy": best_row.get("val_accuracy"),
         "val_loss": best_row.get("val_loss"),
-        "test_accuracy": float(((test_probabilities >= 0.5) == test.labels).mean()),
-        "test_loss": binary_log_loss(test.labels, test_probabilities),
+        **split_metrics("test", test.labels, test_logits),
         "test_reviews": len(test),
         "train_reviews": len(prepared.splits["train"]),
         "epochs": len(history),
@@ -333,10 +332,8 @@ def train_nbsvm(config: RunConfig, *, log: Callable[[str], None] = print) -> Tra
         "model": config.model.name,
         "parameters": len(model) + 1,
         "ngrams": len(model),
-        "val_accuracy": float(((val_logits >= 0) == val.labels).mean()),
-        "val_loss": binary_log_loss(val.labels, sigmoid(val_logits)),
-        "test_accuracy": float(((test_logits >= 0) == test.labels).mean()),
-        "test_loss": binary_log_loss(test.labels, sigmoid(test_logits)),
+        **split_metrics("val", val.labels, val_logits),
+        **split_metrics("test", test.labels, test_logits),
         "test_reviews": len(test),
         "train_reviews": len(raw["train"]),
         "epochs": None,
