@@ -26,4 +26,7 @@ def test_the_latency_benchmark_measures_a_real_server_without_errors(trained_bun
     ]
     assert all(run["errors"] == 0 and run["p50_ms"] > 0 for run in runs)
     assert [run["requests"] for run in runs] == [12, 12, 12, 2]
-    assert runs[-1]["reviews_per_second"] == runs[-1]["requests_per_second"] * 100
+    assert all(run["reviews_per_second"] == run["requests_per_second"] for run in runs[:3])
+    # Both rates are rounded to 0.1 on their own, so they agree to within that rounding × 100.
+    batched = runs[-1]
+    assert abs(batched["reviews_per_second"] - batched["requests_per_second"] * 100) <= 5.1
