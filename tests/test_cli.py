@@ -241,6 +241,27 @@ def test_help_is_worth_reading():
         assert words in completed.stdout
 
 
+def test_the_command_list_gives_each_commands_summary_whole():
+    # The summaries are wrapped docstrings: the help must join their lines, not keep each break.
+    import typer
+
+    from critic.cli import app
+
+    group = typer.main.get_command(app)
+    env = {**os.environ, "COLUMNS": "400"}
+    completed = subprocess.run([*CLI, "--help"], capture_output=True, text=True, env=env)
+    listed = {
+        line.strip("│ ").split(None, 1)[0]: line.strip("│ ").split(None, 1)[1].strip()
+        for line in completed.stdout.splitlines()
+        if line.startswith("│ ") and not line.startswith("│ --")
+    }
+    for name, command in group.commands.items():
+        summary = " ".join((command.help or "").split("\n\n")[0].split())
+        assert listed[name] == summary
+    completed = subprocess.run([*CLI, "train", "--help"], capture_output=True, text=True, env=env)
+    assert "(default: critic-MODEL-TIME)" in completed.stdout
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])
 def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path, cache_dir, stop):
     import signal

@@ -18,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Markdown joins the lines of a wrapped docstring; rich mode would keep every break.
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -180,7 +182,7 @@ def train(
         str, typer.Option(help="--sagemaker: training instance type.")
     ] = "ml.m5.xlarge",
     job_name: Annotated[
-        str | None, typer.Option(help="--sagemaker: job name (default: critic-<model>-<time>).")
+        str | None, typer.Option(help="--sagemaker: job name (default: critic-MODEL-TIME).")
     ] = None,
     region: Annotated[
         str | None, typer.Option(help="--sagemaker: AWS region (default: from the environment).")
