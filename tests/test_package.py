@@ -172,8 +172,16 @@ def test_client_mistakes_are_4xx_inside_the_toolkit_too(model_dir):
             {"headers": {"Content-Type": "text/plain"}, "body": "   "},
             {"headers": {"Content-Type": "application/xml"}, "body": "<review/>"},
             {"headers": {"Content-Type": "application/json"}, "body": "{broken"},
+            {
+                "headers": {
+                    "Content-Type": "text/plain",
+                    "X-Amzn-SageMaker-Custom-Attributes": "explain=ture",
+                },
+                "body": "A fine film.",
+            },
         ],
     )
     statuses = [response["status"] for response in answers["responses"]]
-    assert statuses == [400, 415, 400]
+    assert statuses == [400, 415, 400, 400]
     assert "the review is empty" in answers["responses"][0]["body"]
+    assert "explain must be true or false, got 'ture'" in answers["responses"][3]["body"]

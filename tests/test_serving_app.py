@@ -212,3 +212,15 @@ def test_explain_adds_word_weights_by_query_or_custom_attribute(client):
     assert by_query["predictions"][0]["probability"] == pytest.approx(
         plain["predictions"][0]["probability"], abs=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "attributes"), [("?explain=ture", None), ("", "trace=1;explain=maybe")]
+)
+def test_an_explain_that_is_neither_true_nor_false_is_refused(client, query, attributes):
+    headers = {"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "champion"}
+    if attributes:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
+    response = client.post(f"/invocations{query}", content="A clever film.", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("explain must be true or false, got ")

@@ -125,6 +125,7 @@ async def _invoke(
 ) -> Response:
     try:
         body = await read_body(request)
+        explain = wants_explanation(request.query_params.get("explain"), attributes)
     except ClientError as error:
         state.metrics.observe(NO_VARIANT, error.status, 0.0)
         return error_response(error.status, error.message)
@@ -135,7 +136,7 @@ async def _invoke(
         request.headers.get("accept"),
         target,
         attributes,
-        explain=wants_explanation(request.query_params.get("explain"), attributes),
+        explain=explain,
     )
     if result.status >= 400:
         return error_response(result.status, json.loads(result.body)["message"], result.headers)

@@ -157,15 +157,25 @@ def decode_reviews(
     return reviews
 
 
+_YES = ("1", "true", "yes")
+_NO = ("", "0", "false", "no")
+
+
 def wants_explanation(query_value: str | None, custom_attributes: str | None) -> bool:
     """``?explain=true``, or ``explain=true`` among the custom attributes (``a=1;explain=true``),
-    which is how a client asks through SageMaker, whose runtime API passes no query string."""
+    which is how a client asks through SageMaker, whose runtime API passes no query string.
+
+    Any other value is refused: a typo such as ``explain=ture`` silently answering without
+    word weights would look like a model that found no words worth naming."""
     values = [query_value or ""]
     for pair in (custom_attributes or "").split(";"):
         key, _, value = pair.partition("=")
         if key.strip().lower() == "explain":
             values.append(value)
-    return any(v.strip().lower() in ("1", "true", "yes") for v in values)
+    for value in values:
+        if value.strip().lower() not in _YES + _NO:
+            raise ClientError(400, f"explain must be true or false, got {value.strip()!r}")
+    return any(v.strip().lower() in _YES for v in values)
 
 
 def encode_predictions(

@@ -50,9 +50,10 @@ def input_fn(input_data: bytes | str, content_type: str, context=None) -> tuple[
     the custom attributes: SageMaker passes no query string to the container)."""
     try:
         reviews = decode_reviews(input_data, content_type)
+        explain = wants_explanation(None, _custom_attributes(context))
     except ClientError as error:
         raise _toolkit_error(error) from None
-    return reviews, wants_explanation(None, _custom_attributes(context))
+    return reviews, explain
 
 
 def predict_fn(request: tuple[list[str], bool], model: Predictor) -> list[dict]:
