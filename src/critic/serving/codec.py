@@ -172,10 +172,13 @@ def wants_explanation(query_value: str | None, custom_attributes: str | None) ->
         key, _, value = pair.partition("=")
         if key.strip().lower() == "explain":
             values.append(value)
+    asked = False
     for value in values:
-        if value.strip().lower() not in _YES + _NO:
-            raise ClientError(400, f"explain must be true or false, got {value.strip()!r}")
-    return any(v.strip().lower() in _YES for v in values)
+        value = value.strip()
+        if value.lower() not in _YES + _NO:
+            raise ClientError(400, f"explain must be true or false, got {value!r}")
+        asked = asked or value.lower() in _YES
+    return asked
 
 
 def encode_predictions(
