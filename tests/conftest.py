@@ -8,9 +8,13 @@ import json
 import logging
 import os
 import tarfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from critic.artifact import save_training_result
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -179,3 +183,26 @@ def csv_text(rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     return buffer.getvalue()
+
+
+def wait_for_ping(url, process, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError("server did not answer /ping")
+
+
+def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, steps + 1, (batch,), generator=generator)
+    lengths[0] = steps
+    token_ids = torch.randint(2, vocab_size, (batch, steps), generator=generator)
+    token_ids[torch.arange(steps).expand(batch, -1) >= lengths.unsqueeze(1)] = 0
+    return token_ids, lengths

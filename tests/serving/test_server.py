@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import free_port
+from conftest import free_port, wait_for_ping
 
 CLI = [sys.executable, "-m", "critic.cli"]
 TOKEN = "admin-token-for-tests"
@@ -24,20 +23,6 @@ REVIEWS = [
     "It was fine, I guess? Some good scenes, some bad.",
     "I don't think I have ever laughed so much.",
 ]
-
-
-def wait_for_ping(url, process, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise AssertionError("server did not answer /ping")
 
 
 @pytest.fixture(scope="module")

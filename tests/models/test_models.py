@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import random_batch
 from critic.config import ModelConfig, RunConfig
 from critic.errors import CriticError
 from critic.models import NEURAL, build_model, model_names, recipe, register, run_config
@@ -10,15 +11,6 @@ from critic.models.fast_lstm import lstm_layer
 from critic.models.nbsvm import NBSVM, ngrams
 from critic.models.ngrams import ngram_ids
 from critic.models.rnn import reverse_padded
-
-
-def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, steps + 1, (batch,), generator=generator)
-    lengths[0] = steps
-    token_ids = torch.randint(2, vocab_size, (batch, steps), generator=generator)
-    token_ids[torch.arange(steps).expand(batch, -1) >= lengths.unsqueeze(1)] = 0
-    return token_ids, lengths
 
 
 @pytest.mark.parametrize("name", model_names(NEURAL))

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BENCH, load_bench_script
+from conftest import BENCH, load_bench_script, random_batch
 from critic.artifact import load_bundle
 from critic.config import ModelConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.models import build_model
 from critic.scoring import make_scorer, scale_to_unit
-from test_models import random_batch
 
 SCRIPT = BENCH / "explain_faithfulness.py"
 
