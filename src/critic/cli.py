@@ -618,10 +618,10 @@ def serve(
     import uvicorn
 
     from critic.artifact import verify_bundle
-    from critic.serving.app import create_app, feedback_path
+    from critic.endpoint import create_app, feedback_path
+    from critic.serving.feedback import FeedbackStore
     from critic.serving.settings import ServerSettings
     from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
-    from critic.web.feedback import FeedbackStore
 
     specs = [VariantSpec.parse(text) for text in variant or []]
     if bundle is not None:

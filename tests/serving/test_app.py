@@ -5,8 +5,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from critic.endpoint import create_app
 from critic.predictor import Predictor
-from critic.serving.app import create_app
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
 

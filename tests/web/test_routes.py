@@ -5,10 +5,10 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from critic.serving.app import create_app
+from critic.endpoint import create_app
+from critic.serving.feedback import FEEDBACK_FILE
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
-from critic.web.feedback import FEEDBACK_FILE
 
 GOOD = {"review": "A fine film.", "variant": "champion", "label": "positive", "feedback": "right"}
 

@@ -8,17 +8,18 @@
     GET  /api/ab                  what the A/B view shows, as JSON
 
 The page asks ``POST /invocations?explain=true`` like any other client: it has no API of its
-own for predictions. The routes reach the endpoint's state through ``request.app.state``, so
-this module needs nothing from the serving layer but the state's shape.
+own for predictions. The page sits above the endpoint: it reads the endpoint's state (its
+variants, metrics and feedback store) through the same ``State`` dependency as the endpoint's
+routes; nothing in critic.serving imports this package, and critic.endpoint composes both.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -26,11 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from critic.errors import CriticError
 from critic.serving.codec import ClientError
+from critic.serving.feedback import FeedbackError
 from critic.serving.http import error_response, read_body
-from critic.web.feedback import FeedbackError
-
-if TYPE_CHECKING:
-    from critic.serving.app import EndpointState
+from critic.serving.state import State
 
 STATIC = Path(__file__).with_name("static")
 MAX_FEEDBACK_BYTES = 256 * 1024
@@ -67,11 +66,6 @@ class Feedback(BaseModel):
         return review
 
 
-def get_state(request: Request) -> EndpointState:
-    return request.app.state.endpoint
-
-
-State = Annotated["EndpointState", Depends(get_state)]
 router = APIRouter()
 
 

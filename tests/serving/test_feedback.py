@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from critic.web.feedback import FeedbackError, FeedbackStore, accuracy_interval
+from critic.serving.feedback import FeedbackError, FeedbackStore, accuracy_interval
 
 
 def wilson(right, total, z=1.959963984540054):

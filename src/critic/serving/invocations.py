@@ -1,0 +1,75 @@
+"""One invocation, without HTTP: body and headers in, a response (or an error) out.
+
+The seam STYLE.md asks for: the routes only read the request and write what this returns,
+so everything an invocation can answer -- predictions, every client mistake -- is decided
+here and tested without a server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from critic.errors import CriticError
+from critic.serving.codec import (
+    JSON,
+    ClientError,
+    decode_reviews,
+    encode_error,
+    encode_predictions,
+    negotiate,
+)
+from critic.serving.metrics import NO_VARIANT
+from critic.serving.state import EndpointState
+
+TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
+
+
+@dataclass
+class Invocation:
+    """An answer to one invocation; ``message`` is set exactly when it is an error."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str | None = None
+
+    @classmethod
+    def error(cls, status: int, message: str, headers: dict[str, str]) -> Invocation:
+        return cls(status, encode_error(status, message), JSON, headers, message)
+
+
+async def invocations(
+    state: EndpointState,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    target_variant: str | None = None,
+    custom_attributes: str | None = None,
+    explain: bool = False,
+) -> Invocation:
+    """Answer one invocation: decode, route, predict (micro-batched), encode."""
+    started = time.perf_counter()
+    variant_name = NO_VARIANT
+    echo = {CUSTOM_ATTRIBUTES: custom_attributes} if custom_attributes else {}
+    try:
+        response_type = negotiate(accept)
+        reviews = decode_reviews(body, content_type, state.settings.max_reviews)
+        try:
+            variant = state.router.choose(target_variant)
+        except CriticError as error:
+            raise ClientError(400, str(error)) from None
+        variant_name = variant.name
+        predictions = await state.batchers[variant.name].submit(reviews, explain=explain)
+    except ClientError as error:
+        state.metrics.observe(variant_name, error.status, time.perf_counter() - started)
+        if variant_name != NO_VARIANT:
+            echo = {**echo, INVOKED_VARIANT: variant_name}
+        return Invocation.error(error.status, error.message, echo)
+    state.metrics.observe(variant_name, 200, time.perf_counter() - started, predictions)
+    extra = {"variant": variant_name, "model": variant.predictor.name}
+    body_out = encode_predictions(predictions, response_type, extra)
+    return Invocation(200, body_out, response_type, {INVOKED_VARIANT: variant_name, **echo})

@@ -1,0 +1,152 @@
+"""The local endpoint: SageMaker's hosting contract on FastAPI.
+
+    GET  /ping                              200 once every variant's model is loaded
+    POST /invocations                       the container contract (what SageMaker calls);
+                                            ?explain=true adds each review's word weights
+    POST /endpoints/{name}/invocations      the SageMaker Runtime API (what boto3 calls)
+    GET  /metrics                           Prometheus text format
+    GET  /variants                          variants, weights and traffic shares
+    POST /admin/weights                     change weights at run time (bearer token)
+
+The page and the A/B view (critic.web) are served beside these; critic.endpoint composes
+both into one app. Each request is decoded and checked on the event loop (critic.serving.
+invocations), then its reviews go to the chosen variant's micro-batcher, which runs the model
+in a thread of its own. Every client mistake is a 4xx with a JSON ``message``; never a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from critic.errors import CriticError
+from critic.serving.codec import ClientError, wants_explanation
+from critic.serving.http import error_response, read_body
+from critic.serving.invocations import CUSTOM_ATTRIBUTES, TARGET_VARIANT, invocations
+from critic.serving.metrics import NO_VARIANT
+from critic.serving.state import EndpointState, State
+
+router = APIRouter()
+
+
+async def _invoke(
+    request: Request, state: EndpointState, target: str | None, attributes: str | None
+) -> Response:
+    try:
+        body = await read_body(request)
+        explain = wants_explanation(request.query_params.get("explain"), attributes)
+    except ClientError as error:
+        state.metrics.observe(NO_VARIANT, error.status, 0.0)
+        return error_response(error.status, error.message)
+    result = await invocations(
+        state,
+        body,
+        request.headers.get("content-type"),
+        request.headers.get("accept"),
+        target,
+        attributes,
+        explain=explain,
+    )
+    if result.message is not None:
+        return error_response(result.status, result.message, result.headers)
+    return Response(
+        result.body,
+        status_code=result.status,
+        media_type=result.content_type,
+        headers=result.headers,
+    )
+
+
+@router.get("/ping")
+async def ping(state: State) -> Response:
+    if not state.ready:
+        return error_response(503, "models are still loading")
+    return Response(status_code=200)
+
+
+@router.post("/invocations")
+async def invoke_container(
+    request: Request,
+    state: State,
+    target: Annotated[str | None, Header(alias=TARGET_VARIANT)] = None,
+    attributes: Annotated[str | None, Header(alias=CUSTOM_ATTRIBUTES)] = None,
+) -> Response:
+    return await _invoke(request, state, target, attributes)
+
+
+@router.post("/endpoints/{endpoint_name}/invocations")
+async def invoke_runtime(
+    endpoint_name: str,
+    request: Request,
+    state: State,
+    target: Annotated[str | None, Header(alias=TARGET_VARIANT)] = None,
+    attributes: Annotated[str | None, Header(alias=CUSTOM_ATTRIBUTES)] = None,
+) -> Response:
+    if endpoint_name != state.settings.endpoint_name:
+        return error_response(
+            400,
+            f"Endpoint {endpoint_name} not found; this server is endpoint {state.settings.endpoint_name}",
+        )
+    return await _invoke(request, state, target, attributes)
+
+
+@router.get("/metrics")
+async def metrics(state: State) -> Response:
+    for name, variant in state.router.variants.items():
+        state.metrics.weight.labels(name).set(variant.weight)
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+@router.get("/variants")
+async def variants(state: State) -> dict:
+    shares = state.router.shares()
+    return {
+        "endpoint": state.settings.endpoint_name,
+        "variants": [
+            {**v.describe(), "share": shares[v.name]} for v in state.router.variants.values()
+        ],
+    }
+
+
+@router.post("/admin/weights")
+async def update_weights(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    token = state.settings.admin_token
+    if token is None:
+        return error_response(
+            403, "weights cannot change: the endpoint was started without --admin-token"
+        )
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return error_response(
+            401, "a valid 'Authorization: Bearer <admin token>' header is required"
+        )
+    try:
+        payload = json.loads(await read_body(request, 64 * 1024) or b"null")
+    except ClientError as error:
+        return error_response(error.status, error.message)
+    except ValueError as error:
+        return error_response(400, f"the body is not valid JSON ({error})")
+    # Either {"champion": 0.5, ...} or SageMaker's UpdateEndpointWeightsAndCapacities shape.
+    if isinstance(payload, dict) and "DesiredWeightsAndCapacities" in payload:
+        entries = payload["DesiredWeightsAndCapacities"]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return error_response(400, "DesiredWeightsAndCapacities must be a list of objects")
+        payload = {e.get("VariantName"): e.get("DesiredWeight") for e in entries}
+    if not isinstance(payload, dict) or not payload:
+        return error_response(400, 'send {"variant name": weight, ...}')
+    try:
+        state.router.set_weights(payload)
+    except CriticError as error:
+        return error_response(400, str(error))
+    return JSONResponse(
+        {
+            "weights": {n: v.weight for n, v in state.router.variants.items()},
+            "shares": state.router.shares(),
+        }
+    )
