@@ -649,7 +649,11 @@ def serve(
         "POST /invocations, GET /ping, GET /metrics"
     )
     uvicorn.run(
-        create_app(specs, settings), host=settings.host, port=settings.port, log_level="warning"
+        create_app(specs, settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
     )
 
 

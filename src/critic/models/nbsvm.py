@@ -33,9 +33,12 @@ NB_SMOOTHING = 1.0
 
 def ngrams(tokens: Sequence[str], ngram_max: int) -> list[str]:
     """Every 1..ngram_max-gram of ``tokens``, words joined by one space, shortest first."""
+    tokens = list(tokens)
     found = list(tokens)
     for n in range(2, ngram_max + 1):
-        found.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        # zip of the shifted lists walks every window once, in C: about twice as fast as
+        # slicing tokens[i : i + n] for each i, and this runs for every review answered.
+        found.extend(map(" ".join, zip(*(tokens[shift:] for shift in range(n)))))
     return found
 
 
@@ -175,8 +178,8 @@ class NBSVM:
         logits = np.empty(len(tokenized), dtype=np.float64)
         for row, tokens in enumerate(tokenized):
             # A set: each n-gram counts once however often it occurs (binarised features).
-            present = {get(gram, -1) for gram in ngrams(tokens, self.ngram_max)}
-            present.discard(-1)
+            present = set(map(get, ngrams(tokens, self.ngram_max)))
+            present.discard(None)
             # Sorted, so that the sum is added in one order whatever the set's order.
             chosen = np.fromiter(sorted(present), np.int64, len(present))
             logits[row] = self.bias + float(self.coefficients[chosen].sum(dtype=np.float64))

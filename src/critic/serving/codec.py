@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+
+import orjson
 from collections.abc import Sequence
 
 from critic.errors import CriticError
@@ -188,11 +190,11 @@ def encode_predictions(
     if accept == TEXT:
         # What the reference project's Lambda and page expect: 1 = positive, one per line.
         return "\n".join("1" if p["label"] == "positive" else "0" for p in predictions).encode()
+    # orjson writes the same JSON as json.dumps(ensure_ascii=False) about ten times faster:
+    # for a 100-review answer with word weights that is milliseconds on the event loop.
     if accept == JSON_LINES:
-        return "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions).encode()
-    return json.dumps(
-        {"predictions": list(predictions), **(extra or {})}, ensure_ascii=False
-    ).encode()
+        return b"".join(orjson.dumps(p) + b"\n" for p in predictions)
+    return orjson.dumps({"predictions": list(predictions), **(extra or {})})
 
 
 def encode_error(status: int, message: str) -> bytes:

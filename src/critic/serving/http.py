@@ -30,8 +30,11 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError(413, f"the body is over {_size(limit)}")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise ClientError(413, f"the body is over {_size(limit)}")
+        # The server stops reading at the declared length, so the body cannot outgrow it.
+        return await request.body()
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)

@@ -8,9 +8,11 @@ here and tested without a server.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from critic.errors import CriticError
+from critic.serving.batching import ClientGone, DeadlineExceeded, Overloaded, Stopping
 from critic.serving.codec import (
     JSON,
     ClientError,
@@ -50,6 +52,7 @@ async def invocations(
     target_variant: str | None = None,
     custom_attributes: str | None = None,
     explain: bool = False,
+    is_disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> Invocation:
     """Answer one invocation: decode, route, predict (micro-batched), encode."""
     started = time.perf_counter()
@@ -63,7 +66,20 @@ async def invocations(
         except CriticError as error:
             raise ClientError(400, str(error)) from None
         variant_name = variant.name
-        predictions = await state.batchers[variant.name].submit(reviews, explain=explain)
+        batcher = state.batchers[variant.name]
+        try:
+            predictions = await batcher.submit(reviews, explain, is_disconnected)
+        except Overloaded as error:
+            echo = {**echo, "Retry-After": str(error.retry_after)}
+            raise ClientError(503, str(error)) from None
+        except Stopping as error:
+            echo = {**echo, "Retry-After": "1"}
+            raise ClientError(503, str(error)) from None
+        except DeadlineExceeded as error:
+            raise ClientError(504, f"{error}; the model is slower than the traffic") from None
+        except ClientGone as error:
+            # Nobody reads this answer; the status is nginx's "client closed request".
+            raise ClientError(499, str(error)) from None
     except ClientError as error:
         state.metrics.observe(variant_name, error.status, time.perf_counter() - started)
         if variant_name != NO_VARIANT:

@@ -88,10 +88,12 @@ class EndpointMetrics:
         if status >= 400:
             self.errors.labels(variant, str(status)).inc()
         self.latency.labels(variant).observe(seconds)
-        positive = 0
-        for prediction in predictions or ():
-            self.predictions.labels(variant, prediction["label"]).inc()
-            positive += prediction["label"] == "positive"
+        positive = sum(prediction["label"] == "positive" for prediction in predictions or ())
+        # One increment per label, not per review: a 1,000-review request stays cheap.
+        if positive:
+            self.predictions.labels(variant, "positive").inc(positive)
+        if predictions and len(predictions) > positive:
+            self.predictions.labels(variant, "negative").inc(len(predictions) - positive)
         with self._lock:
             window = self._windows.setdefault(variant, VariantWindow())
             window.requests += 1

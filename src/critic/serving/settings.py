@@ -18,8 +18,19 @@ class ServerSettings:
     """Most reviews in one request; more is a 413."""
     max_batch: int = 64
     """Most reviews in one forward pass of the micro-batcher."""
-    batch_wait_ms: float = 5.0
-    """How long a request waits for others to share its forward pass."""
+    batch_wait_ms: float = 0.0
+    """How long the first request waits for others to share its forward pass. 0 (the
+    default): never wait; requests that arrive while the model is busy share the next pass."""
+    max_queue: int | None = None
+    """Most reviews queued per variant before new requests get 503 + Retry-After; default:
+    what the variant answers in ``queue_seconds`` at the pace measured at start-up."""
+    queue_seconds: float = 1.0
+    """How much work, in seconds of the model's measured pace, a variant's queue holds."""
+    timeout_s: float = 60.0
+    """A request not answered within this many seconds gets a 504 (SageMaker's limit is 60)."""
+    graceful_timeout_s: float = 25.0
+    """On SIGTERM, how long in-flight requests may take to finish before the server exits
+    (SageMaker sends SIGKILL 30 s after SIGTERM)."""
     admin_token: str | None = None
     """Bearer token for changing weights at run time; without one the admin route is off."""
     endpoint_name: str = "critic"
@@ -37,6 +48,16 @@ class ServerSettings:
             raise CriticError("max_reviews and max_batch must be at least 1")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise CriticError(f"batch_wait_ms must lie in 0-1000, got {self.batch_wait_ms}")
+        if self.max_queue is not None and self.max_queue < 1:
+            raise CriticError(f"max_queue must be at least 1, got {self.max_queue}")
+        if not 0 < self.queue_seconds <= 600:
+            raise CriticError(f"queue_seconds must lie in (0, 600], got {self.queue_seconds}")
+        if not 0 < self.timeout_s <= 3600:
+            raise CriticError(f"timeout_s must lie in (0, 3600], got {self.timeout_s}")
+        if not 0 <= self.graceful_timeout_s <= 3600:
+            raise CriticError(
+                f"graceful_timeout_s must lie in [0, 3600], got {self.graceful_timeout_s}"
+            )
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise CriticError("the admin token must be at least 8 characters")
 

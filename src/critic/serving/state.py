@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from critic.artifact import NBSVM_KIND
 from critic.serving.batching import MicroBatcher
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
@@ -47,19 +48,52 @@ def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | 
     return specs[0].bundle.resolve().parent / FEEDBACK_FILE
 
 
+# A made-up review of typical length (about 230 words, the IMDB median) for timing a model at
+# start-up: the queue's default size is what the model answers in queue_seconds at that pace.
+_TIMING_REVIEW = " ".join(
+    ["The film opens well and the cast is strong, but the story loses its way in the middle,"
+     " the jokes fall flat and the ending is far too long; still, the music is lovely, the"
+     " camera work is often beautiful and two of the actors give performances worth seeing."]
+    * 5
+)  # fmt: skip
+
+
+def measure_pace(predict, max_batch: int) -> float:
+    """Reviews per second of one full batch of typical reviews (after a warm-up pass, which
+    also loads whatever the first call loads)."""
+    batch = [_TIMING_REVIEW] * max_batch
+    predict(batch[:1])
+    started = time.perf_counter()
+    predict(batch)
+    return max_batch / max(time.perf_counter() - started, 1e-6)
+
+
+def _batcher(name: str, variant, settings: ServerSettings, metrics: EndpointMetrics):
+    pace = measure_pace(variant.predictor.predict, settings.max_batch)
+    max_queue = settings.max_queue or max(settings.max_batch, round(pace * settings.queue_seconds))
+    batcher = MicroBatcher(
+        variant.predictor.predict,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.batch_wait_ms,
+        max_queue=max_queue,
+        timeout_s=settings.timeout_s,
+        # torch releases the GIL while it computes, so the event loop serves meanwhile; the
+        # n-gram model is Python through and through and would only contend for the GIL.
+        threaded=variant.predictor.kind != NBSVM_KIND,
+        name=name,
+        on_batch=metrics.batch_size.labels(name).observe,
+    )
+    batcher.reviews_per_second = pace
+    return batcher
+
+
 def start_state(specs: list[VariantSpec], settings: ServerSettings) -> EndpointState:
-    """Load every variant's model and start its batcher (inside the running event loop)."""
+    """Load every variant's model, time it, and start its batcher (inside the event loop)."""
     variant_router = load_variants(specs, device=settings.device, seed=settings.seed)
     metrics = EndpointMetrics()
     batchers = {}
     for name, variant in variant_router.variants.items():
-        batchers[name] = MicroBatcher(
-            variant.predictor.predict,
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.batch_wait_ms,
-            name=name,
-            on_batch=metrics.batch_size.labels(name).observe,
-        )
+        batchers[name] = _batcher(name, variant, settings, metrics)
         batchers[name].start()
         metrics.weight.labels(name).set(variant.weight)
     path = feedback_path(specs, settings)
@@ -67,7 +101,9 @@ def start_state(specs: list[VariantSpec], settings: ServerSettings) -> EndpointS
     return EndpointState(settings, variant_router, batchers, metrics, feedback, ready=True)
 
 
-def get_state(request: Request) -> EndpointState:
+async def get_state(request: Request) -> EndpointState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    # hand-off on every request that cost more than a lone review's whole forward pass.
     return request.app.state.endpoint
 
 
