@@ -38,7 +38,7 @@ def ngrams(tokens: Sequence[str], ngram_max: int) -> list[str]:
     for n in range(2, ngram_max + 1):
         # zip of the shifted lists walks every window once, in C: about twice as fast as
         # slicing tokens[i : i + n] for each i, and this runs for every review answered.
-        found.extend(map(" ".join, zip(*(tokens[shift:] for shift in range(n)))))
+        found.extend(map(" ".join, zip(*(tokens[shift:] for shift in range(n)), strict=False)))
     return found
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 
 import orjson
-from collections.abc import Sequence
 
 from critic.errors import CriticError
 
