@@ -5,7 +5,12 @@ import sqlite3
 
 import pytest
 
-from critic.serving.feedback import FeedbackError, FeedbackStore, accuracy_interval
+from critic.serving.feedback import (
+    DuplicateFeedback,
+    FeedbackError,
+    FeedbackStore,
+    accuracy_interval,
+)
 
 
 def wilson(right, total, z=1.959963984540054):
@@ -33,7 +38,7 @@ def test_a_new_store_is_a_wal_sqlite_file_with_the_feedback_table(tmp_path):
         columns = [row[1] for row in connection.execute("PRAGMA table_info(feedback)")]
     assert columns == [
         "id", "created_at", "variant", "model", "review", "label", "probability", "rating",
-        "feedback",
+        "feedback", "answer_id",
     ]  # fmt: skip
 
 
@@ -104,3 +109,57 @@ def test_a_newer_schema_is_refused_rather_than_guessed_at(tmp_path):
         connection.execute("PRAGMA user_version = 99")
     with pytest.raises(FeedbackError, match="schema 99"):
         FeedbackStore(path)
+
+
+def test_a_version_1_file_gains_answer_ids_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL,"
+            " variant TEXT NOT NULL, model TEXT, review TEXT NOT NULL, label TEXT NOT NULL,"
+            " probability REAL, rating INTEGER, feedback TEXT NOT NULL);"
+            "INSERT INTO feedback VALUES (1, '2026-01-01', 'a', 'lstm', 'Good.', 'positive',"
+            " NULL, NULL, 'right');"
+            "PRAGMA user_version = 1;"
+        )
+    store = FeedbackStore(path)
+    store.record(review="Bad.", variant="a", label="negative", feedback="right", answer_id="x.y")
+    rows = store.rows()
+    assert [(row["review"], row["answer_id"]) for row in rows] == [("Bad.", "x.y"), ("Good.", None)]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_an_answer_id_takes_one_verdict_and_the_key_survives_reopening(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    vote = {"review": "Fine.", "variant": "a", "label": "positive", "answer_id": "n.m"}
+    store.record(**vote, feedback="right")
+    with pytest.raises(DuplicateFeedback, match="already"):
+        store.record(**vote, feedback="wrong")
+    assert FeedbackStore(tmp_path / "f.sqlite").answer_key == store.answer_key
+    assert FeedbackStore(tmp_path / "g.sqlite").answer_key != store.answer_key
+
+
+def test_every_write_is_synchronous_full(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    with store._connect() as connection:
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_concurrent_writers_never_see_a_locked_database(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "f.sqlite"
+    FeedbackStore(path)
+
+    def write(number: int) -> int:
+        # A store per thread, as the server's worker processes each have their own.
+        return FeedbackStore(path).record(
+            review=f"review {number}", variant="a", label="positive", feedback="right",
+            answer_id=f"id.{number}",
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = list(pool.map(write, range(200)))
+    assert len(set(rows)) == 200
+    assert len(FeedbackStore(path).rows(limit=1000)) == 200

@@ -282,12 +282,20 @@ def test_feedback_is_stored_and_shows_in_the_summary_and_on_the_ab_page(server, 
     expect(row.locator("td.requests")).not_to_have_text("0")
     expect(row.locator("td.p50")).to_contain_text(" ms")
 
-    # The view refreshes itself: feedback given elsewhere shows without a reload.
+    # The view refreshes itself: feedback given elsewhere (on an answer asked elsewhere) shows
+    # without a reload.
+    asked = urllib.request.Request(
+        f"{url}/invocations",
+        data=b"ok",
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": variant},
+    )
+    with urllib.request.urlopen(asked, timeout=30) as response:
+        (prediction,) = json.load(response)["predictions"]
+    vote = {"review": "ok", "variant": variant, "label": prediction["label"], "feedback": "right",
+            "answer_id": prediction["id"]}  # fmt: skip
     request = urllib.request.Request(
         f"{url}/api/feedback",
-        data=json.dumps(
-            {"review": "ok", "variant": variant, "label": label, "feedback": "right"}
-        ).encode(),
+        data=json.dumps(vote).encode(),
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=30).close()

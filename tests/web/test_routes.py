@@ -10,7 +10,24 @@ from critic.serving.feedback import FEEDBACK_FILE
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
 
-GOOD = {"review": "A fine film.", "variant": "champion", "label": "positive", "feedback": "right"}
+REVIEW = "A fine film."
+
+
+def answer(client, variant: str = "champion", review: str = REVIEW) -> dict:
+    """Feedback on a real answer of ``variant``: what the page sends after asking it."""
+    response = client.post(
+        "/invocations",
+        content=review,
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": variant},
+    )
+    assert response.status_code == 200
+    (prediction,) = response.json()["predictions"]
+    return {"review": review, "variant": variant, "label": prediction["label"],
+            "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
+
+
+def other(label: str) -> str:
+    return "negative" if label == "positive" else "positive"
 
 
 @pytest.fixture
@@ -77,30 +94,94 @@ def test_the_invocation_answer_names_the_variant_and_its_model(client):
 
 
 def test_feedback_is_stored_with_the_model_of_its_variant(client, feedback_db):
-    response = client.post("/api/feedback", json={**GOOD, "probability": 0.9, "rating": 9})
+    vote = answer(client)
+    response = client.post("/api/feedback", json={**vote, "probability": 0.9, "rating": 9})
     assert response.status_code == 201
     assert response.json()["variant"] == "champion"
-    assert stored(feedback_db) == [("champion", "lstm", "positive", "right")]
+    assert stored(feedback_db) == [("champion", "lstm", vote["label"], "right")]
+
+
+def test_every_answer_carries_its_own_id_in_the_body_and_for_one_review_in_a_header(client):
+    response = client.post("/invocations", content=REVIEW, headers={"Content-Type": "text/plain"})
+    (prediction,) = response.json()["predictions"]
+    assert response.headers["X-Critic-Answer-Id"] == prediction["id"]
+    many = client.post("/invocations", json={"instances": [REVIEW, REVIEW, "Awful."]})
+    ids = [p["id"] for p in many.json()["predictions"]]
+    assert len({*ids, prediction["id"]}) == 4
+    assert "X-Critic-Answer-Id" not in many.headers  # one id per review: they are in the body
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "message"),
+    ("change", "status", "message"),
     [
-        ({**GOOD, "feedback": "maybe"}, 422, "feedback"),
-        ({**GOOD, "label": "neutral"}, 422, "label"),
-        ({**GOOD, "review": "   "}, 422, "the review is empty"),
-        ({**GOOD, "probability": 1.5}, 422, "probability"),
-        ({**GOOD, "rating": 11}, 422, "rating"),
-        ({k: v for k, v in GOOD.items() if k != "variant"}, 422, "variant"),
-        ({**GOOD, "variant": "nobody"}, 400, "no variant 'nobody'"),
+        ({"feedback": "maybe"}, 422, "feedback"),
+        ({"label": "neutral"}, 422, "label"),
+        ({"review": "   "}, 422, "the review is empty"),
+        ({"probability": 1.5}, 422, "probability"),
+        ({"rating": 11}, 422, "rating"),
+        ({"variant": None}, 422, "variant"),
+        ({"answer_id": None}, 422, "answer_id"),
+        ({"variant": "nobody"}, 400, "no variant 'nobody'"),
+        ({"answer_id": "made.up"}, 403, "not an answer this endpoint gave"),
+        ({"variant": "challenger"}, 403, "not an answer this endpoint gave"),
+        ({"label": "flip"}, 403, "not an answer this endpoint gave"),
     ],
 )
 def test_bad_feedback_is_a_4xx_with_a_message_and_nothing_is_stored(
-    client, feedback_db, body, status, message
+    client, feedback_db, change, status, message
 ):
+    vote = answer(client)
+    if change.get("label") == "flip":
+        change = {"label": other(vote["label"])}
+    body = {key: value for key, value in {**vote, **change}.items() if value is not None}
     response = client.post("/api/feedback", json=body)
     assert response.status_code == status
     assert message in response.json()["message"]
+    assert stored(feedback_db) == []
+
+
+def test_an_answer_gets_one_verdict_only(client, feedback_db):
+    vote = answer(client)
+    assert client.post("/api/feedback", json=vote).status_code == 201
+    again = client.post("/api/feedback", json={**vote, "feedback": "wrong"})
+    assert again.status_code == 409
+    assert "already" in again.json()["message"]
+    assert len(stored(feedback_db)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"Origin": "http://evil.example"}, "Origin 'http://evil.example'"),
+        ({"Origin": "null"}, "Origin 'null'"),
+        ({"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site is 'cross-site'"),
+        ({"Sec-Fetch-Site": "same-site", "Origin": "http://testserver"}, "same-site"),
+    ],
+)
+def test_feedback_from_another_site_is_refused(client, feedback_db, headers, why):
+    response = client.post("/api/feedback", json=answer(client), headers=headers)
+    assert response.status_code == 403
+    assert why in response.json()["message"]
+    assert stored(feedback_db) == []
+
+
+def test_feedback_from_the_page_itself_or_from_no_browser_is_taken(client, feedback_db):
+    same_origin = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/api/feedback", json=answer(client), headers=same_origin).status_code == 201
+    assert client.post("/api/feedback", json=answer(client)).status_code == 201
+    assert len(stored(feedback_db)) == 2
+
+
+def test_feedback_must_be_json_so_that_a_browser_must_ask_first(client, feedback_db):
+    import json
+
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post(
+            "/api/feedback", content=json.dumps(answer(client)).encode(), headers=headers
+        )
+        assert response.status_code == 415
+        assert "application/json" in response.json()["message"]
     assert stored(feedback_db) == []
 
 
@@ -108,16 +189,16 @@ def test_feedback_that_is_not_json_or_too_large_is_refused(client, feedback_db):
     response = client.post(
         "/api/feedback", content=b"{not json", headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 422
-    assert "invalid feedback" in response.json()["message"]
-    response = client.post("/api/feedback", json={**GOOD, "review": "x" * 300_000})
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["message"]
+    response = client.post("/api/feedback", json={**answer(client), "review": "x" * 300_000})
     assert response.status_code == 413
     assert stored(feedback_db) == []
 
 
 def test_the_summary_gives_per_variant_accuracy_with_an_interval(client):
     for verdict in ("right", "right", "right", "wrong"):
-        client.post("/api/feedback", json={**GOOD, "feedback": verdict})
+        client.post("/api/feedback", json={**answer(client), "feedback": verdict})
     summary = client.get("/api/feedback/summary").json()
     assert summary["confidence"] == 0.95
     by_variant = {entry["variant"]: entry for entry in summary["variants"]}
@@ -135,15 +216,15 @@ def test_the_ab_figures_follow_the_traffic(client):
         client.post("/invocations", content="Loved it", headers=champion_only)
     # Refused before any variant is chosen: counted apart, not against a model.
     assert client.post("/invocations", content="", headers=champion_only).status_code == 400
-    client.post("/api/feedback", json={**GOOD, "feedback": "wrong"})
+    client.post("/api/feedback", json={**answer(client, review="Loved it"), "feedback": "wrong"})
     figures = client.get("/api/ab").json()
     assert figures["feedback_enabled"] is True
     by_name = {variant["name"]: variant for variant in figures["variants"]}
     champion, challenger = by_name["champion"], by_name["challenger"]
     assert champion["share"] == pytest.approx(0.75) and challenger["share"] == pytest.approx(0.25)
-    assert (champion["requests"], champion["errors"], champion["reviews"]) == (3, 0, 3)
-    assert champion["positive_share"] in (0.0, 1.0)  # the same review three times
-    assert champion["latency_ms"]["window"] == 3
+    assert (champion["requests"], champion["errors"], champion["reviews"]) == (4, 0, 4)
+    assert champion["positive_share"] in (0.0, 1.0)  # the same review four times
+    assert champion["latency_ms"]["window"] == 4
     assert 0 < champion["latency_ms"]["p50"] <= champion["latency_ms"]["p95"]
     assert champion["feedback"]["wrong"] == 1
     assert challenger["requests"] == 0 and challenger["latency_ms"]["p50"] is None
@@ -156,7 +237,7 @@ def test_feedback_lives_beside_the_first_bundle_by_default(trained_bundle, secon
     shutil.copytree(trained_bundle, bundle)
     app = create_app([VariantSpec("only", bundle)], ServerSettings())
     with TestClient(app) as client:
-        assert client.post("/api/feedback", json={**GOOD, "variant": "only"}).status_code == 201
+        assert client.post("/api/feedback", json=answer(client, "only")).status_code == 201
     assert (tmp_path / "runs" / FEEDBACK_FILE).exists()
 
 
@@ -164,6 +245,6 @@ def test_with_feedback_off_the_page_still_works_and_feedback_says_so(trained_bun
     app = create_app([VariantSpec("only", trained_bundle)], ServerSettings(feedback_db="off"))
     with TestClient(app) as client:
         assert client.get("/").status_code == 200
-        response = client.post("/api/feedback", json={**GOOD, "variant": "only"})
+        response = client.post("/api/feedback", json=answer(client, "only"))
         assert response.status_code == 503 and "off" in response.json()["message"]
         assert client.get("/api/ab").json()["feedback_enabled"] is False

@@ -20,8 +20,9 @@ from pathlib import Path
 from scipy.stats import binomtest
 
 from critic.errors import CriticError
+from critic.serving.answers import new_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FEEDBACK_FILE = "feedback.sqlite"
 VERDICTS = ("right", "wrong")
 LABELS = ("positive", "negative")
@@ -39,11 +40,23 @@ CREATE TABLE IF NOT EXISTS feedback (
     feedback    TEXT    NOT NULL CHECK (feedback IN ('right', 'wrong'))
 );
 CREATE INDEX IF NOT EXISTS feedback_variant ON feedback (variant);
+-- The key of the answer ids (critic.serving.answers): one per file, shared by every worker.
+CREATE TABLE IF NOT EXISTS answer_key (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL);
 """
+# Version 2: each verdict names the answer it judges, at most once. Rows from version 1 have
+# no answer id (NULL), which the unique index allows any number of.
+_MIGRATIONS = {
+    1: "ALTER TABLE feedback ADD COLUMN answer_id TEXT;",
+}
+_AFTER_MIGRATIONS = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);"
 
 
 class FeedbackError(CriticError):
     """The feedback database cannot be opened or written."""
+
+
+class DuplicateFeedback(FeedbackError):
+    """The answer named already has its verdict."""
 
 
 def accuracy_interval(right: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -69,16 +82,34 @@ class FeedbackStore:
                     )
                 # WAL is a property of the file: set once, it holds for every later connection.
                 connection.execute("PRAGMA journal_mode=WAL")
+                fresh = not connection.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'feedback'"
+                ).fetchone()
                 connection.executescript(_SCHEMA)
+                if fresh:
+                    connection.executescript(_MIGRATIONS[1])
+                else:
+                    for step in range(max(version, 1), SCHEMA_VERSION):
+                        connection.executescript(_MIGRATIONS[step])
+                connection.executescript(_AFTER_MIGRATIONS)
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                connection.execute(
+                    "INSERT OR IGNORE INTO answer_key (id, key) VALUES (1, ?)", (new_key(),)
+                )
+                self.answer_key = bytes(
+                    connection.execute("SELECT key FROM answer_key WHERE id = 1").fetchone()[0]
+                )
         except (sqlite3.Error, OSError) as error:
             raise FeedbackError(f"feedback database {self.path}: {error}") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # closing() closes; the inner "with connection" commits, or rolls back on an error.
-        with closing(sqlite3.connect(self.path, timeout=10)) as connection, connection:
-            yield connection
+        with closing(sqlite3.connect(self.path, timeout=10)) as connection:
+            # FULL: a verdict answered 201 is on disk, even if the machine loses power next.
+            connection.execute("PRAGMA synchronous=FULL")
+            with connection:
+                yield connection
 
     def record(
         self,
@@ -90,8 +121,10 @@ class FeedbackStore:
         model: str | None = None,
         probability: float | None = None,
         rating: int | None = None,
+        answer_id: str | None = None,
     ) -> int:
-        """Store one verdict on one answer; its row id."""
+        """Store one verdict on one answer; its row id. A second verdict on the same answer
+        id is refused (:class:`DuplicateFeedback`)."""
         if feedback not in VERDICTS:
             raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
         if label not in LABELS:
@@ -101,10 +134,16 @@ class FeedbackStore:
             with self._connect() as connection:
                 cursor = connection.execute(
                     "INSERT INTO feedback (created_at, variant, model, review, label,"
-                    " probability, rating, feedback) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (created, variant, model, review, label, probability, rating, feedback),
-                )
+                    " probability, rating, feedback, answer_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (created, variant, model, review, label, probability, rating, feedback,
+                     answer_id),
+                )  # fmt: skip
                 return int(cursor.lastrowid)
+        except sqlite3.IntegrityError as error:
+            if "answer_id" in str(error):
+                raise DuplicateFeedback("this answer already has its feedback") from None
+            raise FeedbackError(f"feedback database {self.path}: {error}") from None
         except sqlite3.Error as error:
             raise FeedbackError(f"feedback database {self.path}: {error}") from None
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from critic.errors import CriticError
+from critic.serving.answers import ID_HEADER
 from critic.serving.batching import ClientGone, DeadlineExceeded, Overloaded, Stopping
 from critic.serving.codec import (
     JSON,
@@ -86,6 +87,11 @@ async def invocations(
             echo = {**echo, INVOKED_VARIANT: variant_name}
         return Invocation.error(error.status, error.message, echo)
     state.metrics.observe(variant_name, 200, time.perf_counter() - started, predictions)
+    for prediction in predictions:
+        prediction["id"] = state.answers.issue(variant_name, prediction["label"])
+    headers = {INVOKED_VARIANT: variant_name, **echo}
+    if len(predictions) == 1:  # a text/plain answer ("1" or "0") has no room for it
+        headers[ID_HEADER] = predictions[0]["id"]
     extra = {"variant": variant_name, "model": variant.predictor.name}
     body_out = encode_predictions(predictions, response_type, extra)
-    return Invocation(200, body_out, response_type, {INVOKED_VARIANT: variant_name, **echo})
+    return Invocation(200, body_out, response_type, headers)

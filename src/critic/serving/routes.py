@@ -17,14 +17,13 @@ in a thread of its own. Every client mistake is a 4xx with a JSON ``message``; n
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from critic.errors import CriticError
-from critic.serving.codec import ClientError, wants_explanation
+from critic.serving.codec import ClientError, parse_json, wants_explanation
 from critic.serving.http import error_response, read_body
 from critic.serving.invocations import CUSTOM_ATTRIBUTES, TARGET_VARIANT, invocations
 from critic.serving.metrics import NO_VARIANT
@@ -129,11 +128,9 @@ async def update_weights(
             401, "a valid 'Authorization: Bearer <admin token>' header is required"
         )
     try:
-        payload = json.loads(await read_body(request, 64 * 1024) or b"null")
+        payload = parse_json(await read_body(request, 64 * 1024) or b"null")
     except ClientError as error:
         return error_response(error.status, error.message)
-    except ValueError as error:
-        return error_response(400, f"the body is not valid JSON ({error})")
     # Either {"champion": 0.5, ...} or SageMaker's UpdateEndpointWeightsAndCapacities shape.
     if isinstance(payload, dict) and "DesiredWeightsAndCapacities" in payload:
         entries = payload["DesiredWeightsAndCapacities"]

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from critic.artifact import NBSVM_KIND
+from critic.serving.answers import AnswerIds, new_key
 from critic.serving.batching import MicroBatcher
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
@@ -29,6 +30,7 @@ class EndpointState:
     batchers: dict[str, MicroBatcher]
     metrics: EndpointMetrics
     feedback: FeedbackStore | None = None
+    answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
     ready: bool = False
     started: float = field(default_factory=time.time)
 
@@ -98,7 +100,12 @@ def start_state(specs: list[VariantSpec], settings: ServerSettings) -> EndpointS
         metrics.weight.labels(name).set(variant.weight)
     path = feedback_path(specs, settings)
     feedback = FeedbackStore(path) if path is not None else None
-    return EndpointState(settings, variant_router, batchers, metrics, feedback, ready=True)
+    # The ids' key lives in the feedback file, so that every worker and a restarted endpoint
+    # recognise the answers given; without feedback nothing needs to recognise them later.
+    answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
+    return EndpointState(
+        settings, variant_router, batchers, metrics, feedback, answers=answers, ready=True
+    )
 
 
 async def get_state(request: Request) -> EndpointState:

@@ -3,7 +3,8 @@
     GET  /                        the page: write a review, see what the model thinks
     GET  /ab                      the A/B view: per variant traffic, latency, answers, feedback
     GET  /static/...              the page's script and style (no build step)
-    POST /api/feedback            "right" / "wrong" on one answer, stored in SQLite
+    POST /api/feedback            "right" / "wrong" on one answer the endpoint gave (its id),
+                                  once, from this site only; stored in SQLite
     GET  /api/feedback/summary    per variant: feedback counts, accuracy, 95% interval
     GET  /api/ab                  what the A/B view shows, as JSON
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -26,8 +28,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from critic.errors import CriticError
-from critic.serving.codec import ClientError
-from critic.serving.feedback import FeedbackError
+from critic.serving.codec import JSON, ClientError, media_type, parse_json
+from critic.serving.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.http import error_response, read_body
 from critic.serving.state import State
 
@@ -55,6 +57,8 @@ class Feedback(BaseModel):
     variant: str = Field(min_length=1, max_length=63)
     label: Literal["positive", "negative"]
     feedback: Literal["right", "wrong"]
+    answer_id: str = Field(min_length=1, max_length=64)
+    """The ``id`` of the answer judged, as the endpoint gave it."""
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     rating: int | None = Field(default=None, ge=1, le=10)
 
@@ -83,24 +87,59 @@ async def ab_page() -> FileResponse:
     return _page("ab.html")
 
 
+def _cross_site(request: Request) -> str | None:
+    """Why a request comes from another site, if it does.
+
+    A browser names the requesting site in Sec-Fetch-Site (and Origin on every POST): any
+    page a user visits could otherwise post feedback through the user's browser. A client
+    that is not a browser (curl, a script) sends neither and is let through; only the page's
+    own origin, or no browser at all, may vote.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site is {site!r}"
+    origin = request.headers.get("origin")
+    if origin is not None:
+        host = request.headers.get("host", "")
+        if origin in ("null", "") or urlsplit(origin).netloc != host:
+            return f"Origin {origin!r} is not this endpoint ({host})"
+    return None
+
+
+async def _read_feedback(request: Request) -> Feedback:
+    """The feedback in the body, or a ClientError: JSON only, so that a browser on another
+    site must ask first (a CORS preflight this server never grants)."""
+    if media_type(request.headers.get("content-type")) != JSON:
+        raise ClientError(415, "feedback must be sent as application/json")
+    payload = parse_json(await read_body(request, MAX_FEEDBACK_BYTES) or b"null")
+    try:
+        return Feedback.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        raise ClientError(
+            422, f"invalid feedback: {where}: {first.get('msg', 'invalid')}"
+        ) from None
+
+
 @router.post("/api/feedback", status_code=201)
 async def post_feedback(request: Request, state: State) -> Response:
     if state.feedback is None:
         return error_response(503, "feedback is off on this endpoint")
+    refused = _cross_site(request)
+    if refused is not None:
+        return error_response(403, f"feedback from another site is refused: {refused}")
     try:
-        body = await read_body(request, MAX_FEEDBACK_BYTES)
+        feedback = await _read_feedback(request)
+        variant = state.router.get(feedback.variant)
     except ClientError as error:
         return error_response(error.status, error.message)
-    try:
-        feedback = Feedback.model_validate_json(body or b"null")
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-        return error_response(422, f"invalid feedback: {where}: {first.get('msg', 'invalid')}")
-    try:
-        variant = state.router.get(feedback.variant)
     except CriticError as error:
         return error_response(400, str(error))
+    if not state.answers.check(feedback.answer_id, variant.name, feedback.label):
+        return error_response(
+            403, "answer_id is not an answer this endpoint gave for that variant and label"
+        )
     try:
         row = await run_in_threadpool(
             state.feedback.record,
@@ -111,7 +150,10 @@ async def post_feedback(request: Request, state: State) -> Response:
             probability=feedback.probability,
             rating=feedback.rating,
             feedback=feedback.feedback,
+            answer_id=feedback.answer_id,
         )
+    except DuplicateFeedback as error:
+        return error_response(409, str(error))
     except FeedbackError as error:
         return error_response(503, f"feedback could not be stored: {error}")
     return JSONResponse({"id": row, "variant": variant.name}, status_code=201)

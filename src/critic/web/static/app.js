@@ -148,7 +148,10 @@
       : "";
     drivers(words);
 
-    answer = { review, variant, label: prediction.label, probability: score, rating: prediction.rating };
+    answer = {
+      review, variant, label: prediction.label, probability: score, rating: prediction.rating,
+      answer_id: prediction.id,
+    };
     $("feedback-right").disabled = false;
     $("feedback-wrong").disabled = false;
     $("feedback-status").textContent = "";
