@@ -72,6 +72,7 @@ def test_no_route_answers_a_server_error_whatever_the_schema_allows(app, client)
 CONTENT_TYPES = st.sampled_from(
     ["text/plain", "application/json", "text/csv", "application/jsonlines", "image/png",
      "text/plain; charset=latin-1", "text/plain; charset=utf-16", "text/plain; charset=bogus",
+     "text/plain; charset=idna", "text/plain; charset=base64", "text/csv; charset=utf-16",
      "application/json; charset=utf-8", ""]
 )  # fmt: skip
 JSON_BODIES = st.recursive(

@@ -43,6 +43,15 @@ def clean(text: str) -> str:
     return text.lower().replace("n't", " n't")
 
 
+_WORD = re.compile(r"[^\W_]")
+
+
+def has_words(text: str) -> bool:
+    """Whether anything in the review is a word (letters or digits) once the HTML is gone: a
+    review of tags, emoji, punctuation or control characters alone has nothing to judge."""
+    return _WORD.search(clean(text)) is not None
+
+
 def tokenize(text: str) -> list[str]:
     """Split one review into tokens."""
     return _TOKEN.findall(clean(text))

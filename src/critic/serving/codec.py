@@ -8,6 +8,7 @@ anything the client got wrong.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from critic.data.text import has_words
 from critic.errors import CriticError
 
 JSON = "application/json"
@@ -69,13 +71,29 @@ def negotiate(accept: str | None) -> str:
     )
 
 
-def _text(body: bytes | str) -> str:
+def charset(header: str | None) -> str:
+    """The charset a Content-Type names (``text/plain; charset=latin-1``), else UTF-8 (what
+    JSON always is, and what SageMaker's clients send)."""
+    for parameter in (header or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return "UTF-8"
+
+
+def _text(body: bytes | str, encoding: str = "UTF-8") -> str:
     if isinstance(body, str):
         return body
     try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ClientError(400, f"the body is not valid UTF-8 (byte {error.start})") from None
+        # codecs.decode reaches the non-text codecs too (base64, zlib), which bytes.decode
+        # refuses with a LookupError: one error for both.
+        codecs.lookup(encoding)
+        return body.decode(encoding)
+    except LookupError:
+        raise ClientError(415, f"unknown charset {encoding!r}; send UTF-8") from None
+    except UnicodeError as error:  # UnicodeDecodeError, and the bare UnicodeError of idna
+        where = f" (byte {error.start})" if isinstance(error, UnicodeDecodeError) else ""
+        raise ClientError(400, f"the body is not valid {encoding}{where}") from None
 
 
 def parse_json(body: bytes | str, what: str = "the body") -> object:
@@ -100,6 +118,10 @@ def _review(value: object, where: str) -> str:
         raise ClientError(400, f"{where}: a review must be a string, not {type(value).__name__}")
     if not value.strip():
         raise ClientError(400, f"{where}: the review is empty")
+    if not has_words(value):
+        raise ClientError(
+            400, f"{where}: the review has no words to judge (only markup, symbols or emoji)"
+        )
     return value
 
 
@@ -113,6 +135,11 @@ def decode_reviews(
       strings or objects with a ``text`` field;
     * ``text/csv``: one review per row, one column (quote reviews that contain commas);
     * ``application/jsonlines``: one JSON string (or object with ``text``) per line.
+
+    The body is read in the Content-Type's charset (UTF-8 when it names none). A review that
+    is empty, or has no words once its HTML is gone, is refused with the whole request (a 400
+    naming it): answering the other reviews of a request and not that one would shift every
+    answer after it against its review.
     """
     kind = media_type(content_type)
     if kind not in REQUEST_TYPES:
@@ -122,7 +149,7 @@ def decode_reviews(
         )
     if len(body) > MAX_BODY_BYTES:
         raise ClientError(413, f"the body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
-    text = _text(body)
+    text = _text(body, charset(content_type))
     if kind == TEXT:
         reviews = [_review(text, "the body")]
     elif kind == JSON:
