@@ -615,10 +615,9 @@ def serve(
     Settings may also come from the environment: CRITIC_PORT, CRITIC_ADMIN_TOKEN, ... (and
     SAGEMAKER_BIND_TO_PORT).
     """
-    import uvicorn
-
     from critic.artifact import verify_bundle
-    from critic.endpoint import create_app, feedback_path
+    from critic.endpoint import feedback_path
+    from critic.endpoint import serve as serve_endpoint
     from critic.serving.feedback import FeedbackStore
     from critic.serving.settings import ServerSettings
     from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
@@ -648,13 +647,7 @@ def serve(
         f"serve: the page http://{settings.host}:{settings.port}/ and the A/B view /ab; "
         "POST /invocations, GET /ping, GET /metrics"
     )
-    uvicorn.run(
-        create_app(specs, settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
-    )
+    serve_endpoint(specs, settings)
 
 
 @app.command()

@@ -6,6 +6,8 @@ a client of the endpoint's state, mounted beside its routes.
 
 from __future__ import annotations
 
+import signal
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -20,7 +22,7 @@ from critic.serving.state import feedback_path, start_state
 from critic.serving.variants import VariantSpec
 from critic.web import routes as web
 
-__all__ = ["create_app", "feedback_path"]
+__all__ = ["create_app", "feedback_path", "serve"]
 
 
 def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None) -> FastAPI:
@@ -53,3 +55,27 @@ def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None)
         return error_response(422, f"invalid request: {first.get('msg', 'bad parameters')}")
 
     return app
+
+
+def _stopped_by_sigterm(signum, frame) -> None:
+    sys.exit(0)
+
+
+def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
+    """Serve until SIGTERM or Ctrl-C: stop accepting, finish what is in flight (at most
+    ``graceful_timeout_s``), flush and close, and exit 0.
+
+    uvicorn re-raises the signal it stopped for once it is done, which would end the process
+    with "killed by SIGTERM"; with this handler installed beforehand, that re-raise becomes a
+    clean exit, which is what SageMaker (and systemd, and Kubernetes) expect of a graceful stop.
+    """
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+    uvicorn.run(
+        create_app(specs, settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+    )

@@ -15,8 +15,9 @@ pass cost little more than one. Each variant has one model thread and one queue:
 * a request whose client has gone, or whose deadline has passed, is dropped before it is
   computed, so a burst of abandoned requests costs nothing;
 * a model that computes in Python, holding the GIL (the n-gram model), gains nothing from a
-  thread but the hand-offs: with ``threaded=False`` its batches run on the event loop, which
-  a batch holds for some milliseconds at most;
+  thread but the hand-offs: with ``threaded=False`` its batches that take under ``inline_ms``
+  run on the event loop; longer ones still go to the model thread, so that the loop (and
+  /ping) is never held for longer than that;
 * a request that asks for word weights (a backward pass) runs in a second thread of its
   own, so it never holds up the plain requests queued behind it.
 """
@@ -110,11 +111,15 @@ class MicroBatcher:
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        """Refuse new work, answer what is queued, then stop the threads."""
+    async def stop(self, grace_s: float = 25.0) -> None:
+        """Refuse new work, answer what is queued (for ``grace_s`` at most), then stop."""
         self._stopping = True
         if self._worker is not None:
-            while self._pending and not self._worker.done():
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + grace_s
+            while (self._pending or self._busy) and not self._worker.done():
+                if loop.time() > give_up:
+                    break
                 await asyncio.sleep(0.01)
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,7 +265,7 @@ class MicroBatcher:
             reviews = [review for pending in batch for review in pending.reviews]
             self._busy = True
             try:
-                if self.threaded:
+                if self.threaded or len(reviews) > self.inline * self.reviews_per_second:
                     results = await loop.run_in_executor(
                         self._executor, self._predict_counted, reviews
                     )

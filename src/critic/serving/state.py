@@ -38,7 +38,7 @@ class EndpointState:
         """Stop answering, then let every model finish what it holds."""
         self.ready = False
         for batcher in self.batchers.values():
-            await batcher.stop()
+            await batcher.stop(self.settings.graceful_timeout_s)
 
 
 def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:

@@ -1,0 +1,202 @@
+"""The endpoint under overload, abandoned requests and shutdown: a real `critic serve` on a
+loopback port, real sockets, real signals, a real SQLite file. Every loop is bounded."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port, wait_for_ping
+
+REVIEW = "A moving story, a superb cast and a score I still hum; the ending is a little long."
+
+
+def start_server(bundle, tmp_path, **environment):
+    port = free_port()
+    feedback = tmp_path / "feedback.sqlite"
+    env = {**os.environ, **{f"CRITIC_{k.upper()}": str(v) for k, v in environment.items()}}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "critic.cli", "serve", str(bundle), "--port", str(port),
+         "--feedback-db", str(feedback)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for_ping(url, process)
+    return process, port, url, feedback
+
+
+def stop(process):
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=30)
+
+
+def post(port, body, content_type="application/json", path="/invocations", timeout=60):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    started = time.perf_counter()
+    connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+    response = connection.getresponse()
+    answer = (response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    connection.close()
+    return (*answer, time.perf_counter() - started)
+
+
+def hundred_reviews() -> bytes:
+    return json.dumps({"instances": [f"{REVIEW} Take {n}." for n in range(100)]}).encode()
+
+
+def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
+    trained_bundle, tmp_path
+):
+    process, port, url, _ = start_server(trained_bundle, tmp_path, max_queue=150)
+    answers, pings = [], []
+    body = hundred_reviews()
+    done = threading.Event()
+
+    def client():
+        for _ in range(6):
+            answers.append(post(port, body))
+
+    def pinger():
+        while not done.is_set():
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
+                assert response.status == 200
+            pings.append(time.perf_counter() - started)
+            time.sleep(0.02)
+
+    try:
+        ping_thread = threading.Thread(target=pinger)
+        ping_thread.start()
+        clients = [threading.Thread(target=client) for _ in range(12)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+        done.set()
+        ping_thread.join(timeout=30)
+    finally:
+        stop(process)
+    statuses = [status for status, *_ in answers]
+    assert len(statuses) == 72 and set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert statuses.count(200) >= 2 and statuses.count(503) >= 2
+    for status, headers, payload, seconds in answers:
+        if status == 503:
+            assert re.fullmatch(r"[1-9]\d*", headers["retry-after"])
+            assert "at capacity" in json.loads(payload)["message"]
+            assert seconds < 2.0  # refused at once, not after waiting in a queue
+    assert pings and sorted(pings)[len(pings) // 2] < 0.1
+
+
+def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):
+    process, port, url, _ = start_server(trained_bundle, tmp_path, max_reviews=1000)
+    big = json.dumps({"instances": [REVIEW] * 1000}).encode()
+    try:
+        busy = threading.Thread(target=post, args=(port, big))
+        busy.start()
+        time.sleep(0.05)
+        # Twenty clients send 100 reviews each and hang up before any answer.
+        body = hundred_reviews()
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(
+                    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        busy.join(timeout=120)
+        time.sleep(0.5)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+    finally:
+        stop(process)
+    computed = float(
+        re.search(r'critic_batch_reviews_sum\{variant="AllTraffic"\} (\S+)', metrics)[1]
+    )
+    # The 1,000 of the request that waited, and none (or, racing the hang-up, a few) of the
+    # 2,000 abandoned ones.
+    assert 1000 <= computed <= 1300, computed
+
+
+def test_sigterm_finishes_the_requests_in_flight_keeps_the_feedback_and_exits_0(
+    trained_bundle, tmp_path
+):
+    process, port, _, feedback = start_server(
+        trained_bundle, tmp_path, max_reviews=1000, max_queue=5000
+    )
+    _, _, payload, _ = post(port, REVIEW.encode(), "text/plain")
+    (prediction,) = json.loads(payload)["predictions"]
+    vote = {"review": REVIEW, "variant": "AllTraffic", "label": prediction["label"],
+            "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
+    answers = []
+    body = json.dumps({"instances": [REVIEW] * 300}).encode()
+    try:
+        assert post(port, json.dumps(vote).encode(), path="/api/feedback")[0] == 201
+        clients = [
+            threading.Thread(target=lambda: answers.append(post(port, body))) for _ in range(4)
+        ]
+        for thread in clients:
+            thread.start()
+        time.sleep(0.3)  # the requests are in flight
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        took = time.monotonic() - sent
+        for thread in clients:
+            thread.join(timeout=30)
+    finally:
+        stop(process)
+    assert code == 0
+    assert took < 25
+    assert [status for status, *_ in answers] == [200] * 4
+    assert all(len(json.loads(p)["predictions"]) == 300 for _, _, p, _ in answers)
+    with sqlite3.connect(feedback) as connection:
+        rows = connection.execute("SELECT answer_id, feedback FROM feedback").fetchall()
+    assert rows == [(prediction["id"], "right")]
+
+
+def test_feedback_answered_201_survives_a_kill_9_straight_after(trained_bundle, tmp_path):
+    process, port, _, feedback = start_server(trained_bundle, tmp_path)
+    try:
+        ids = []
+        for _ in range(5):
+            _, _, payload, _ = post(port, REVIEW.encode(), "text/plain")
+            (prediction,) = json.loads(payload)["predictions"]
+            vote = {"review": REVIEW, "variant": "AllTraffic", "label": prediction["label"],
+                    "feedback": "wrong", "answer_id": prediction["id"]}  # fmt: skip
+            assert post(port, json.dumps(vote).encode(), path="/api/feedback")[0] == 201
+            ids.append(prediction["id"])
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        stop(process)
+    with sqlite3.connect(feedback) as connection:
+        stored = [row[0] for row in connection.execute("SELECT answer_id FROM feedback ORDER BY id")]
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert stored == ids
+
+
+@pytest.mark.parametrize(("size", "status"), [(6 * 1024 * 1024, 200), (6 * 1024 * 1024 + 1, 413)])
+def test_a_body_of_exactly_six_mib_is_read_and_one_byte_more_is_413(
+    trained_bundle, tmp_path, size, status
+):
+    process, port, _, _ = start_server(trained_bundle, tmp_path)
+    head = b'{"instances": ["'
+    tail = b'"]}'
+    body = head + (b"good film " * size)[: size - len(head) - len(tail)] + tail
+    assert len(body) == size
+    try:
+        answer = post(port, body)
+    finally:
+        stop(process)
+    assert answer[0] == status, answer[2][:200]
