@@ -6,11 +6,12 @@ import torch
 
 from conftest import small_nbsvm_config, small_run_config, write_aclimdb
 from critic.artifact import save_training_result
+from critic.checkpoints import CHECKPOINT_DIR
 from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
 from critic.models import NEURAL, model_names
-from critic.train import CHECKPOINT_DIR, resolve_device, train
+from critic.train import resolve_device, train
 
 QUIET = {"progress": False, "log": lambda _: None}
 

@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 
 from critic import __version__
 from critic.calibration import Calibration
+from critic.checkpoints import has_checkpoint, remove_checkpoint
 from critic.config import RunConfig
 from critic.data.vocab import Vocab
 from critic.errors import BundleError, CriticError
@@ -74,7 +75,8 @@ MEMBERS = "members"
 @dataclass
 class Ensemble:
     """An ensemble's members and how their calibrated log-odds combine:
-    ``logit = bias + sum(weight_i * member_logit_i / member_temperature_i)``."""
+    ``logit = bias + sum(weight_i * member_logit_i / member_temperature_i)``
+    (:func:`critic.scoring.weighted_log_odds`)."""
 
     members: list[Bundle]
     names: list[str]
@@ -213,8 +215,6 @@ def _finish(out: Path, config: RunConfig, kind: str, files: list[str]) -> Path:
 
 def save_training_result(out: Path, result: TrainingResult) -> Path:
     """Write a finished run's bundle, then drop its resume checkpoint (no longer needed)."""
-    from critic.train import remove_checkpoint
-
     save_bundle(
         out, result.config, result.vocab, result.model, result.metrics, result.history,
         result.calibration,
@@ -233,7 +233,7 @@ def read_manifest(path: Path) -> dict:
     if not manifest_path.is_file():
         hint = (
             " (training was interrupted? continue it with critic train --resume)"
-            if (path / "checkpoint").is_dir() or (path / ".checkpoint.old").is_dir()
+            if has_checkpoint(path)
             else ""
         )
         raise BundleError(f"{path} is not a complete critic bundle: {MANIFEST} is missing{hint}")

@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from critic.artifact import ENSEMBLE, save_ensemble
-from critic.calibration import sigmoid
+from critic.calibration import calibrate, sigmoid
 from critic.config import DataConfig, ModelConfig, RunConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.errors import CriticError
 from critic.evaluate import split_metrics
 from critic.predictor import Predictor
-from critic.train import calibrate
 
 # The settings that decide which reviews land in which split; vocabulary and length may differ.
 SPLIT_SETTINGS = (
