@@ -65,6 +65,28 @@ def small_nbsvm_config(**model_changes) -> RunConfig:
     )
 
 
+# Fixtures that train a model (once per session or module): every test that uses one, even
+# through another fixture, is marked slow. Tests that train by themselves say so with
+# @pytest.mark.slow. `pytest -m "not slow"` runs the rest in seconds.
+TRAINING_FIXTURES = {
+    "trained_bundle",
+    "second_bundle",
+    "nbsvm_bundle",
+    "ensemble_bundle",
+    "cli_bundle",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:  # a fixture parametrised by the names of bundle fixtures
+            used |= {value for value in callspec.params.values() if isinstance(value, str)}
+        if used & TRAINING_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
