@@ -30,7 +30,7 @@ same way; a :class:`~critic.scoring.Scorer` computes its log-odds. Each predicti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import overload
 
@@ -94,8 +94,7 @@ class Predictor:
 
     def predict_logits(self, texts):
         """The model's raw log-odds of positive: a float for one text, an array for a list."""
-        single, batch = _one_or_many(texts)
-        return _same_shape(single, self.scorer.logits([self.read(text) for text in batch]))
+        return self._numbers(texts, np.asarray)
 
     @overload
     def predict_proba(self, texts: str) -> float: ...
@@ -104,8 +103,7 @@ class Predictor:
 
     def predict_proba(self, texts):
         """The model's raw probability of positive: a float for one text, an array for a list."""
-        single, batch = _one_or_many(texts)
-        return _same_shape(single, sigmoid(self.predict_logits(batch)))
+        return self._numbers(texts, sigmoid)
 
     @overload
     def predict_scores(self, texts: str) -> float: ...
@@ -114,8 +112,13 @@ class Predictor:
 
     def predict_scores(self, texts):
         """The calibrated probability of positive: a float for one text, an array for a list."""
+        return self._numbers(texts, self.calibration.scores)
+
+    def _numbers(self, texts, from_logits: Callable[[np.ndarray], np.ndarray]):
+        """One number per review, ``from_logits`` of its log-odds, in the shape asked."""
         single, batch = _one_or_many(texts)
-        return _same_shape(single, self.calibration.scores(self.predict_logits(batch)))
+        values = from_logits(self.scorer.logits([self.read(text) for text in batch]))
+        return float(values[0]) if single else values
 
     @overload
     def predict(self, texts: str, explain: bool = False) -> dict: ...
@@ -161,7 +164,3 @@ def _one_or_many(texts: str | Sequence[str]) -> tuple[bool, list[str]]:
     of reviews to answer."""
     single = isinstance(texts, str)
     return single, [texts] if single else list(texts)
-
-
-def _same_shape(single: bool, values: np.ndarray) -> float | np.ndarray:
-    return float(values[0]) if single else values
