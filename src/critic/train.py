@@ -137,7 +137,9 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
 
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
-    prepared = run.prepared or prepare(config.data, run.cache_dir, log=run.log)
+    prepared = run.prepared
+    if prepared is None:
+        prepared = prepare(config.data, run.cache_dir, log=run.log)
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
     embedding_metrics: dict = {"embeddings_coverage": None, "embeddings_seconds": None}
     embedding_init = None
