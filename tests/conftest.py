@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from critic.artifact import save_training_result
+from critic.artifact import MANIFEST, save_training_result
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from critic.fileio import sha256_file
 from critic.train import train
 
 AWS_TEST_REGION = "us-east-1"
@@ -62,6 +63,28 @@ def small_nbsvm_config(**model_changes) -> RunConfig:
         data=config.data.replace(max_length=5000),
         model=ModelConfig(name="nbsvm", **{"min_df": 2, **model_changes}),
     )
+
+
+# Fixtures that train a model (once per session or module): every test that uses one, even
+# through another fixture, is marked slow. Tests that train by themselves say so with
+# @pytest.mark.slow. `pytest -m "not slow"` runs the rest in seconds.
+TRAINING_FIXTURES = {
+    "trained_bundle",
+    "second_bundle",
+    "nbsvm_bundle",
+    "ensemble_bundle",
+    "cli_bundle",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:  # a fixture parametrised by the names of bundle fixtures
+            used |= {value for value in callspec.params.values() if isinstance(value, str)}
+        if used & TRAINING_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +132,69 @@ def ensemble_bundle(tmp_path_factory, trained_bundle, nbsvm_bundle) -> Path:
     out = tmp_path_factory.mktemp("ensemble") / "ensemble"
     build_ensemble([nbsvm_bundle, trained_bundle], out, log=lambda _: None)
     return out
+
+
+def rewrite_manifest(bundle: Path, change) -> None:
+    """Apply ``change`` to a bundle's manifest and sign every file it lists again, as the
+    writer would: what is left for the loader to catch is what its own checks catch."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    change(manifest)
+    manifest["files"] = {name: sha256_file(bundle / name) for name in manifest["files"]}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def edit_signed_json(bundle: Path, name: str, change) -> None:
+    """Change one JSON file of a bundle and re-sign the manifest: what only the loader's own
+    checks, not the checksums, can catch."""
+    payload = json.loads((bundle / name).read_text())
+    change(payload)
+    (bundle / name).write_text(json.dumps(payload))
+    rewrite_manifest(bundle, lambda manifest: None)
+
+
+# What a bundle, or a model.tar.gz, may hold: data formats that loading cannot execute.
+TEXT_SUFFIXES = (".py", ".txt", ".typed", ".html", ".css", ".js", ".md")
+
+
+def safe_format(path: Path) -> str | None:
+    """The format of a file whose suffix says what it is and whose bytes bear it out: "json",
+    "safetensors", "png" or "text"; None for anything else (a pickle, a torch.save zip)."""
+    data = path.read_bytes()
+    suffix = path.suffix
+    if suffix == ".json":
+        try:
+            json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return "json"
+    if suffix == ".safetensors":
+        # An 8-byte little-endian header length, that many bytes of JSON, then the tensors.
+        size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+        if not 0 < size <= len(data) - 8:
+            return None
+        try:
+            header = json.loads(data[8 : 8 + size].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return "safetensors" if isinstance(header, dict) else None
+    if suffix == ".png":
+        return "png" if data.startswith(b"\x89PNG\r\n\x1a\n") else None
+    if suffix in TEXT_SUFFIXES:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return "text" if "\x00" not in text else None
+    return None
+
+
+def unsafe_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` that is not of a safe format, relative to it."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and safe_format(p) is None
+    )
 
 
 def free_port() -> int:

@@ -1,8 +1,11 @@
 import json
+import pickle
 import shutil
 
 import pytest
+import torch
 
+from conftest import edit_signed_json, rewrite_manifest, safe_format, unsafe_files
 from critic.artifact import MANIFEST, load_bundle
 from critic.errors import BundleError
 from critic.predictor import Predictor, rating_from_probability
@@ -36,8 +39,7 @@ def test_the_bundle_holds_json_safetensors_and_a_plot_and_no_pickle(trained_bund
     ]
     for name in ("bundle.json", "calibration.json", "config.json", "metrics.json", "vocab.json"):
         json.loads((trained_bundle / name).read_text())
-    weights = (trained_bundle / "model.safetensors").read_bytes()
-    assert b"\x80\x04" not in weights[:16]  # no pickle protocol header
+    assert unsafe_files(trained_bundle) == []
     metrics = json.loads((trained_bundle / "metrics.json").read_text())
     for key in (
         "val_accuracy",
@@ -107,24 +109,6 @@ def test_a_bundle_of_an_unknown_format_version_is_refused(trained_bundle, tmp_pa
         load_bundle(bundle)
 
 
-def rewrite_manifest(bundle, change):
-    from critic.artifact import _sha256
-
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    change(manifest)
-    manifest["files"] = {name: _sha256(bundle / name) for name in manifest["files"]}
-    (bundle / MANIFEST).write_text(json.dumps(manifest))
-
-
-def edit_signed_json(bundle, name, change):
-    """Change one JSON file of a bundle and re-sign the manifest: what only the loader's own
-    checks, not the checksums, can catch."""
-    payload = json.loads((bundle / name).read_text())
-    change(payload)
-    (bundle / name).write_text(json.dumps(payload))
-    rewrite_manifest(bundle, lambda manifest: None)
-
-
 def test_the_manifest_names_the_kind_and_lists_the_calibration(trained_bundle, nbsvm_bundle):
     for bundle, kind in ((trained_bundle, "neural"), (nbsvm_bundle, "nbsvm")):
         manifest = json.loads((bundle / MANIFEST).read_text())
@@ -147,7 +131,7 @@ def test_an_nbsvm_bundle_is_json_and_safetensors_and_loads_the_same(nbsvm_bundle
     ngrams = json.loads((nbsvm_bundle / "ngrams.json").read_text())["ngrams"]
     bundle = load_bundle(nbsvm_bundle)
     assert ngrams == bundle.model.vocabulary and len(ngrams) == bundle.config.model.vocab_size
-    assert b"\x80\x04" not in (nbsvm_bundle / "model.safetensors").read_bytes()[:16]
+    assert unsafe_files(nbsvm_bundle) == []
     first = Predictor.load(nbsvm_bundle).predict(REVIEWS, explain=True)
     assert (
         Predictor.load(copy_bundle(nbsvm_bundle, tmp_path)).predict(REVIEWS, explain=True) == first
@@ -218,3 +202,27 @@ def test_a_manifest_naming_a_file_outside_the_bundle_is_refused(trained_bundle, 
     (bundle / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="outside the bundle"):
         load_bundle(bundle)
+
+
+def test_an_ensemble_bundle_holds_only_safe_formats_members_included(ensemble_bundle):
+    assert unsafe_files(ensemble_bundle) == []
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "vocab.json", "calibration.json"])
+@pytest.mark.parametrize(
+    "pickled",
+    [
+        lambda path: torch.save({"weight": torch.zeros(3)}, path),  # a zip holding a pickle
+        lambda path: path.write_bytes(pickle.dumps({"weight": [0.0] * 3}, protocol=2)),
+        lambda path: path.write_bytes(pickle.dumps(["the", "film"], protocol=0)),
+    ],
+    ids=["torch.save", "pickle-protocol-2", "pickle-protocol-0"],
+)
+def test_the_safe_format_check_catches_a_pickle_under_any_name(
+    trained_bundle, tmp_path, name, pickled
+):
+    bundle = copy_bundle(trained_bundle, tmp_path)
+    assert safe_format(bundle / name) is not None
+    pickled(bundle / name)
+    assert safe_format(bundle / name) is None
+    assert unsafe_files(bundle) == [name]

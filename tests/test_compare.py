@@ -2,13 +2,15 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
-from conftest import csv_text
+from conftest import csv_text, edit_signed_json, small_run_config
 from critic.artifact import load_bundle, save_bundle
 from critic.compare import (
+    SPLIT_SETTINGS,
     CompareError,
     compare_bundles,
     compare_predictions,
@@ -16,10 +18,12 @@ from critic.compare import (
     mcnemar_exact_p,
     paired_bootstrap_accuracies,
     score_reviews,
+    split_identity,
     write_report,
 )
 from critic.data.prepare import load_splits
-from critic.errors import BundleError
+from critic.ensemble import build_ensemble
+from critic.errors import BundleError, CriticError
 from critic.predictor import Predictor
 
 
@@ -201,6 +205,49 @@ def test_bundles_with_different_splits_are_refused(trained_bundle, other_split_b
         compare_bundles([trained_bundle, other_split_bundle], log=lambda _: None)
     assert "split_seed 1234" in str(raised.value) and "split_seed 7" in str(raised.value)
     assert "--source" in str(raised.value)
+
+
+# One value other than the trained bundle's for each setting that decides the split.
+OTHER_SPLIT = {
+    "source": "rotten_tomatoes",
+    "text_column": "review",
+    "label_column": "sentiment",
+    "max_reviews": 400,
+    "validation_fraction": 0.2,
+    "test_fraction": 0.2,
+    "split_seed": 99,
+}
+
+
+def test_every_split_setting_is_tried_here():
+    assert set(OTHER_SPLIT) == set(SPLIT_SETTINGS)
+
+
+@pytest.mark.parametrize("setting", sorted(OTHER_SPLIT))
+def test_bundles_differing_in_one_split_setting_are_refused_by_compare_and_ensemble(
+    trained_bundle, nbsvm_bundle, tmp_path, setting
+):
+    other = tmp_path / "other"
+    shutil.copytree(nbsvm_bundle, other)
+    edit_signed_json(
+        other, "config.json", lambda c: c["data"].update({setting: OTHER_SPLIT[setting]})
+    )
+    with pytest.raises(CompareError, match=f"different data or splits.*{setting}"):
+        compare_bundles([trained_bundle, other], log=lambda _: None)
+    with pytest.raises(CriticError, match=f"different data: {setting} is "):
+        build_ensemble([trained_bundle, other], tmp_path / "ensemble", log=lambda _: None)
+    assert not (tmp_path / "ensemble").exists()
+
+
+def test_settings_that_do_not_move_a_review_between_splits_leave_the_split_alone():
+    data = small_run_config().data
+    assert split_identity(data) == split_identity(
+        data.replace(vocab_size=300, max_length=20, rating_column="stars")
+    )
+    # The embedded reviews under either of their names are the same reviews.
+    assert split_identity(data.replace(source="embedded")) == split_identity(
+        data.replace(source="imdb")
+    )
 
 
 def test_a_common_source_compares_any_bundles(trained_bundle, other_split_bundle, tmp_path):

@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import edit_signed_json
 from critic.calibration import sigmoid
 from critic.ensemble import build_ensemble, fit_weights
 from critic.errors import CriticError
@@ -44,14 +45,7 @@ def test_the_ensemble_is_calibrated_and_reports_its_members(ensemble_bundle):
 def test_members_trained_on_different_splits_are_refused(trained_bundle, nbsvm_bundle, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(nbsvm_bundle, other)
-    config = json.loads((other / "config.json").read_text())
-    config["data"]["split_seed"] = 99
-    (other / "config.json").write_text(json.dumps(config))
-    from critic.artifact import MANIFEST, _sha256
-
-    manifest = json.loads((other / MANIFEST).read_text())
-    manifest["files"]["config.json"] = _sha256(other / "config.json")
-    (other / MANIFEST).write_text(json.dumps(manifest))
+    edit_signed_json(other, "config.json", lambda config: config["data"].update(split_seed=99))
     with pytest.raises(CriticError, match=r"different data: split_seed is 1234 .* but 99"):
         build_ensemble([trained_bundle, other], tmp_path / "ensemble", log=lambda _: None)
     assert not (tmp_path / "ensemble").exists()

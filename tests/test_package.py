@@ -6,9 +6,12 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from conftest import unsafe_files
+from critic.fileio import package_files
 from critic.predictor import Predictor
 
 REVIEWS = [
@@ -102,6 +105,20 @@ def test_the_artifact_has_the_layout_the_pytorch_container_loads(model_dir, bund
     assert (
         "torch" not in (model_dir / "code" / "requirements.txt").read_text()
     )  # the container has it
+
+
+def test_the_artifact_holds_only_safe_formats_and_critics_own_files(model_dir):
+    assert unsafe_files(model_dir) == []
+    import critic
+
+    package = Path(critic.__file__).resolve().parent
+    shipped = sorted(
+        p.relative_to(model_dir / "code" / "critic")
+        for p in (model_dir / "code" / "critic").rglob("*")
+        if p.is_file()
+    )
+    # The rule sourcedir.tar.gz follows too (critic.fileio.package_files): one list of files.
+    assert shipped == package_files(package)
 
 
 def drive(model_dir, requests):

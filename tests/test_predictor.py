@@ -19,6 +19,27 @@ def test_one_review_gives_one_answer_and_a_list_gives_a_list(predictor):
     assert set(one) == {"label", "probability", "score", "rating", "tokens"}
 
 
+@pytest.mark.parametrize("method", ["predict_logits", "predict_proba", "predict_scores"])
+def test_the_number_methods_answer_one_text_with_one_number_and_a_list_with_an_array(
+    predictor, method
+):
+    answer = getattr(predictor, method)
+    review = "What a great film!"
+    one = answer(review)
+    many = answer([review, "Dreadful."])
+    # One text is one review, not one review per character.
+    assert isinstance(one, float)
+    assert isinstance(many, np.ndarray) and many.shape == (2,)
+    assert one == many[0]
+    assert answer((review,)).shape == (1,)  # a tuple is many, as a list is
+    expected = {
+        "predict_proba": predictor.predict(review)["probability"],
+        "predict_scores": predictor.predict(review)["score"],
+        "predict_logits": predictor.predict_logits([review])[0],
+    }[method]
+    assert one == pytest.approx(expected)
+
+
 def test_the_label_follows_the_probability_and_the_score_and_rating_agree(predictor):
     for result in predictor.predict(["Great!", "Awful!", "It was a film.", "I did not hate it"]):
         assert 0.0 <= result["probability"] <= 1.0 and 0.0 <= result["score"] <= 1.0

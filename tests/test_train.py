@@ -6,15 +6,17 @@ import torch
 
 from conftest import small_nbsvm_config, small_run_config, write_aclimdb
 from critic.artifact import save_training_result
+from critic.checkpoints import CHECKPOINT_DIR
 from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
 from critic.models import NEURAL, model_names
-from critic.train import CHECKPOINT_DIR, resolve_device, train
+from critic.train import resolve_device, train
 
 QUIET = {"progress": False, "log": lambda _: None}
 
 
+@pytest.mark.slow
 def test_training_writes_metrics_history_and_a_checkpoint(tmp_path, cache_dir):
     result = train(small_run_config(epochs=2), tmp_path / "run", cache_dir=cache_dir, **QUIET)
     metrics = result.metrics
@@ -32,6 +34,7 @@ def test_training_writes_metrics_history_and_a_checkpoint(tmp_path, cache_dir):
     assert (tmp_path / "run" / CHECKPOINT_DIR / "state.json").is_file()
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_gives_the_same_metrics(tmp_path, cache_dir):
     first = train(small_run_config(epochs=2), tmp_path / "a", cache_dir=cache_dir, **QUIET)
     second = train(small_run_config(epochs=2), tmp_path / "b", cache_dir=cache_dir, **QUIET)
@@ -40,6 +43,7 @@ def test_the_same_command_twice_gives_the_same_metrics(tmp_path, cache_dir):
     assert first.metrics["test_loss"] == second.metrics["test_loss"]
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_epoch(tmp_path, cache_dir):
     # A learning rate this large makes validation loss climb after the first epochs.
     config = small_run_config(epochs=8, learning_rate=0.05, patience=1)
@@ -55,6 +59,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
     config = small_run_config(epochs=3, patience=5)
     straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
@@ -88,6 +93,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
         assert torch.equal(tensor, resumed.model.state_dict()[name])
 
 
+@pytest.mark.slow
 def test_a_run_killed_between_the_two_renames_of_a_checkpoint_still_resumes(tmp_path, cache_dir):
     config = small_run_config(epochs=2, patience=5)
     with pytest.raises(KeyboardInterrupt):
@@ -134,6 +140,7 @@ def test_device_auto_is_the_cpu_without_a_gpu():
         resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_a_sagemaker_training_job_takes_hyperparameters_and_paths_from_the_environment(
     tmp_path, monkeypatch, cache_dir
 ):
@@ -172,12 +179,14 @@ def test_an_unknown_sagemaker_hyperparameter_is_a_clear_error(tmp_path, monkeypa
     assert "unknown hyper-parameter(s) in SM_HPS: epochz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_saved_result_is_a_bundle(tmp_path, cache_dir):
     result = train(small_run_config(), tmp_path / "run", cache_dir=cache_dir, **QUIET)
     save_training_result(tmp_path / "run", result)
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_every_trained_model_is_calibrated_on_validation(tmp_path, cache_dir):
     result = train(small_run_config(), tmp_path / "run", cache_dir=cache_dir, **QUIET)
     metrics = result.metrics
@@ -190,6 +199,7 @@ def test_every_trained_model_is_calibrated_on_validation(tmp_path, cache_dir):
     assert metrics["reliability"]["split"] == "test"
 
 
+@pytest.mark.slow
 def test_nbsvm_fits_in_one_go_and_records_what_it_chose(tmp_path, cache_dir):
 
     result = train(small_nbsvm_config(), tmp_path / "nbsvm", cache_dir=cache_dir, **QUIET)
@@ -204,6 +214,7 @@ def test_nbsvm_fits_in_one_go_and_records_what_it_chose(tmp_path, cache_dir):
         train(small_nbsvm_config(), tmp_path / "nbsvm", resume=True, **QUIET)
 
 
+@pytest.mark.slow
 def test_with_star_ratings_the_rating_is_learned_and_measured(tmp_path, cache_dir):
 
     folder = write_aclimdb(tmp_path, per_class=20)
@@ -223,6 +234,7 @@ def test_an_ensemble_cannot_be_trained_only_assembled(tmp_path):
 
 
 @pytest.mark.parametrize("name", model_names(NEURAL))
+@pytest.mark.slow
 def test_every_model_trains_one_batch_into_a_bundle_that_answers(tmp_path, cache_dir, name):
     # 240 training reviews in one batch of 256: one optimiser step per architecture.
     config = small_run_config(batch_size=256)
@@ -240,6 +252,7 @@ def test_every_model_trains_one_batch_into_a_bundle_that_answers(tmp_path, cache
     assert max(abs(w["weight"]) for w in answer["words"]) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_training_starts_from_a_glove_file_and_takes_its_dimension(tmp_path, cache_dir):
     words = ["the", "film", "good", "bad", "movie", "not-in-any-review"]
     rng = np.random.default_rng(0)
@@ -274,6 +287,7 @@ def test_a_word_vector_file_that_fits_no_word_is_a_clear_error(tmp_path, cache_d
         train(config, tmp_path / "run", cache_dir=cache_dir, **QUIET)
 
 
+@pytest.mark.slow
 def test_embeddings_word2vec_trains_vectors_on_the_training_split_first(tmp_path, cache_dir):
     config = small_run_config().replace(
         model=ModelConfig(name="attention", embedding_dim=12, hidden_dim=8)

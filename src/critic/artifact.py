@@ -28,7 +28,6 @@ since, fails with a clear error instead of loading something half-written.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -46,10 +45,11 @@ from safetensors.torch import load_file, save_file
 
 from critic import __version__
 from critic.calibration import Calibration
+from critic.checkpoints import has_checkpoint, remove_checkpoint
 from critic.config import RunConfig
 from critic.data.vocab import Vocab
 from critic.errors import BundleError, CriticError
-from critic.fileio import write_atomic, write_text_atomic
+from critic.fileio import package_files, sha256_file, write_atomic, write_text_atomic
 from critic.models import NEURAL, build_model, model_kind
 from critic.models.nbsvm import NBSVM
 
@@ -75,7 +75,8 @@ MEMBERS = "members"
 @dataclass
 class Ensemble:
     """An ensemble's members and how their calibrated log-odds combine:
-    ``logit = bias + sum(weight_i * member_logit_i / member_temperature_i)``."""
+    ``logit = bias + sum(weight_i * member_logit_i / member_temperature_i)``
+    (:func:`critic.scoring.weighted_log_odds`)."""
 
     members: list[Bundle]
     names: list[str]
@@ -206,7 +207,7 @@ def _finish(out: Path, config: RunConfig, kind: str, files: list[str]) -> Path:
         "critic": __version__,
         "model": config.model.name,
         "kind": kind,
-        "files": {name: _sha256(out / name) for name in files},
+        "files": {name: sha256_file(out / name) for name in files},
     }
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     return out
@@ -214,8 +215,6 @@ def _finish(out: Path, config: RunConfig, kind: str, files: list[str]) -> Path:
 
 def save_training_result(out: Path, result: TrainingResult) -> Path:
     """Write a finished run's bundle, then drop its resume checkpoint (no longer needed)."""
-    from critic.train import remove_checkpoint
-
     save_bundle(
         out, result.config, result.vocab, result.model, result.metrics, result.history,
         result.calibration,
@@ -234,7 +233,7 @@ def read_manifest(path: Path) -> dict:
     if not manifest_path.is_file():
         hint = (
             " (training was interrupted? continue it with critic train --resume)"
-            if (path / "checkpoint").is_dir() or (path / ".checkpoint.old").is_dir()
+            if has_checkpoint(path)
             else ""
         )
         raise BundleError(f"{path} is not a complete critic bundle: {MANIFEST} is missing{hint}")
@@ -273,7 +272,7 @@ def verify_bundle(path: Path) -> dict:
         file = path / relative
         if not file.is_file():
             raise BundleError(f"{path} is incomplete: {name} is missing")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise BundleError(f"{path} is corrupt: {name} does not match its checksum")
     return manifest
 
@@ -362,14 +361,6 @@ def _load_ensemble(path: Path, device) -> Ensemble:
     return Ensemble(members, names, weights, bias)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- the SageMaker model artifact -----------------------------------------------------------
 
 INFERENCE_SCRIPT = """\
@@ -406,13 +397,8 @@ def package_bundle(bundle: Path, out: Path) -> Path:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode = len(data), 0o644
                 archive.addfile(info, io.BytesIO(data))
-            for file in sorted(source.rglob("*")):
-                if (
-                    file.is_file()
-                    and "__pycache__" not in file.parts
-                    and file.suffix in (".py", ".typed", ".html", ".css", ".js")
-                ):
-                    archive.add(file, arcname=f"code/critic/{file.relative_to(source).as_posix()}")
+            for relative in package_files(source):
+                archive.add(source / relative, arcname=f"code/critic/{relative.as_posix()}")
 
     write_atomic(out, write)
     return out

@@ -11,12 +11,14 @@ arrays of its breakpoints and applied with linear interpolation. Otherwise it is
 the calibrated probability: ``floor(1.5 + 9 * score)``. Either way a positive answer rates 6
 or more and a negative one 5 or less.
 
-Applying a calibration needs numpy only; fitting one uses scipy and scikit-learn.
+Applying a calibration needs numpy only; fitting one uses scipy and scikit-learn. Every
+kind of model -- trained, fitted or assembled -- ends with :func:`calibrate`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,3 +137,30 @@ def fit_calibration(
         [float(x) for x in isotonic.X_thresholds_],
         [float(y) for y in isotonic.y_thresholds_],
     )
+
+
+def calibrate(
+    val: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    log: Callable[[str], None] = print,
+) -> tuple[Calibration, dict]:
+    """Fit the calibration on the validation split's ``(labels, logits, ratings)``; measure it
+    on both splits (ECE before and after, the rating's errors) and log what it did."""
+    # Measuring is evaluate's business, and evaluate applies calibrations from this module:
+    # imported here, at fitting time, so that loading a bundle never pulls the metrics in.
+    from critic.evaluate import calibration_metrics
+
+    labels, logits, ratings = val
+    calibration = fit_calibration(logits, labels, ratings)
+    metrics = calibration_metrics(calibration, {"val": val, "test": test})
+    rating = (
+        f"; rating from stars, test MAE {metrics['test_rating_mae']:.2f}, "
+        f"Spearman {metrics['test_rating_spearman']:.3f}"
+        if "test_rating_mae" in metrics
+        else f"; rating from the {calibration.rating_source}"
+    )
+    log(
+        f"calibration: temperature {calibration.temperature:.3f}, test ECE "
+        f"{metrics['test_ece_before']:.4f} -> {metrics['test_ece_after']:.4f}{rating}"
+    )
+    return calibration, metrics

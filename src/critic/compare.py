@@ -40,8 +40,10 @@ from critic.fileio import write_atomic, write_text_atomic
 from critic.predictor import Predictor
 
 REPORT_FILES = ("report.md", "report.json", "accuracy.png")
-# The settings that decide which reviews form the test split; the rest (vocabulary size,
-# maximum length) change how a model reads a review, not which reviews it is tested on.
+# The settings that decide which reviews land in which split (compare and ensemble both
+# refuse bundles that differ in one). The rest change how a model reads a review (vocabulary
+# size, maximum length) or what else is read with it (rating_column: the stars, never which
+# reviews), not which reviews it was trained, validated and tested on.
 SPLIT_SETTINGS = (
     "source", "text_column", "label_column", "max_reviews",
     "validation_fraction", "test_fraction", "split_seed",
@@ -269,7 +271,8 @@ def compare_predictions(
 
 
 def split_identity(data: DataConfig) -> dict:
-    """The settings of a data config that decide which reviews its test split holds."""
+    """The settings of a data config that decide which reviews land in which split; the
+    embedded source under any of its names."""
     identity = {name: getattr(data, name, None) for name in SPLIT_SETTINGS}
     identity["source"] = EMBEDDED_SOURCES.get(identity["source"], identity["source"])
     return identity

@@ -22,32 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from critic.artifact import ENSEMBLE, save_ensemble
-from critic.calibration import sigmoid
+from critic.calibration import calibrate, sigmoid
+from critic.compare import SPLIT_SETTINGS, split_identity
 from critic.config import DataConfig, ModelConfig, RunConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.errors import CriticError
 from critic.evaluate import split_metrics
 from critic.predictor import Predictor
-from critic.train import calibrate
-
-# The settings that decide which reviews land in which split; vocabulary and length may differ.
-SPLIT_SETTINGS = (
-    "source", "text_column", "label_column", "rating_column", "max_reviews",
-    "validation_fraction", "test_fraction", "split_seed",
-)  # fmt: skip
+from critic.scoring import weighted_log_odds
 
 
 def shared_data(predictors: Sequence[Predictor], paths: Sequence[Path]) -> DataConfig:
     """The members' common data settings; a CriticError naming the first difference."""
     first = predictors[0].bundle.config.data
+    expected = split_identity(first)
     for predictor, path in zip(predictors[1:], paths[1:], strict=True):
-        data = predictor.bundle.config.data
+        identity = split_identity(predictor.bundle.config.data)
         for setting in SPLIT_SETTINGS:
-            if getattr(data, setting) != getattr(first, setting):
+            if identity[setting] != expected[setting]:
                 raise CriticError(
                     f"the members were trained on different data: {setting} is "
-                    f"{getattr(first, setting)!r} in {paths[0]} but {getattr(data, setting)!r} "
+                    f"{expected[setting]!r} in {paths[0]} but {identity[setting]!r} "
                     f"in {path}; an ensemble needs members trained on the same data and split"
                 )
     return first.replace(max_length=max(p.max_length for p in predictors))
@@ -64,7 +60,7 @@ def fit_weights(member_logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
 
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
         weights, bias = parameters[:members], parameters[members]
-        margins = signs * (bias + logits @ weights)
+        margins = signs * weighted_log_odds(logits, weights, bias)
         loss = np.logaddexp(0.0, -margins).mean()
         pull = -signs * sigmoid(-margins) / count  # d loss / d logit, per review
         return float(loss), np.append(logits.T @ pull, pull.sum())
@@ -92,8 +88,8 @@ def build_ensemble(
     val_members = np.stack([member_logits(p, val_tokens) for p in predictors], axis=1)
     test_members = np.stack([member_logits(p, test_tokens) for p in predictors], axis=1)
     weights, bias = fit_weights(val_members, val.labels)
-    val_logits = bias + (val_members * weights).sum(axis=1)
-    test_logits = bias + (test_members * weights).sum(axis=1)
+    val_logits = weighted_log_odds(val_members, weights, bias)
+    test_logits = weighted_log_odds(test_members, weights, bias)
     names = [f"{index}-{p.name}" for index, p in enumerate(predictors)]
     described = []
     for index, (name, path, weight) in enumerate(zip(names, members, weights, strict=True)):

@@ -1,11 +1,13 @@
-"""Atomic file writes: write beside the target under a temporary name, then rename.
+"""Files: atomic writes, checksums, and which files of a package folder travel in a copy.
 
-A reader -- or a later run -- never sees a half-written file: either the old one or the new.
+An atomic write goes beside the target under a temporary name, then is renamed: a reader --
+or a later run -- never sees a half-written file, either the old one or the new.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -40,3 +42,32 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, lambda temporary: temporary.write_bytes(data))
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex, read in 1 MiB blocks (bundles hold large weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_files(package: Path) -> list[Path]:
+    """The files of a Python package folder that a copy of it needs, sorted, relative to it.
+
+    Everything but byte-code caches and hidden files (editor swap files, ``.DS_Store``): a
+    static asset or data file added to the package travels without a list to update.
+    """
+    package = Path(package)
+    kept = []
+    for file in sorted(package.rglob("*")):
+        relative = file.relative_to(package)
+        if (
+            file.is_file()
+            and "__pycache__" not in relative.parts
+            and file.suffix not in (".pyc", ".pyo")
+            and not any(part.startswith(".") for part in relative.parts)
+        ):
+            kept.append(relative)
+    return kept

@@ -30,7 +30,7 @@ same way; a :class:`~critic.scoring.Scorer` computes its log-odds. Each predicti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import overload
 
@@ -87,17 +87,38 @@ class Predictor:
             raise EmptyReviewError("the review is empty")
         return tokenize(text)
 
-    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's raw log-odds of positive for each text."""
-        return self.scorer.logits([self.read(text) for text in texts])
+    @overload
+    def predict_logits(self, texts: str) -> float: ...
+    @overload
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's raw probability of positive for each text."""
-        return sigmoid(self.predict_logits(texts))
+    def predict_logits(self, texts):
+        """The model's raw log-odds of positive: a float for one text, an array for a list."""
+        return self._numbers(texts, np.asarray)
 
-    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """The calibrated probability of positive for each text."""
-        return self.calibration.scores(self.predict_logits(texts))
+    @overload
+    def predict_proba(self, texts: str) -> float: ...
+    @overload
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def predict_proba(self, texts):
+        """The model's raw probability of positive: a float for one text, an array for a list."""
+        return self._numbers(texts, sigmoid)
+
+    @overload
+    def predict_scores(self, texts: str) -> float: ...
+    @overload
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def predict_scores(self, texts):
+        """The calibrated probability of positive: a float for one text, an array for a list."""
+        return self._numbers(texts, self.calibration.scores)
+
+    def _numbers(self, texts, from_logits: Callable[[np.ndarray], np.ndarray]):
+        """One number per review, ``from_logits`` of its log-odds, in the shape asked."""
+        single, batch = _one_or_many(texts)
+        values = from_logits(self.scorer.logits([self.read(text) for text in batch]))
+        return float(values[0]) if single else values
 
     @overload
     def predict(self, texts: str, explain: bool = False) -> dict: ...
@@ -106,8 +127,7 @@ class Predictor:
 
     def predict(self, texts, explain: bool = False):
         """Predict one review (a string) or many (a list of strings)."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
+        single, batch = _one_or_many(texts)
         tokenized = [self.read(text) for text in batch]
         logits = self.scorer.logits(tokenized)
         probabilities = sigmoid(logits)
@@ -137,3 +157,10 @@ class Predictor:
                     for word, weight in zip(tokens, weights, strict=False)
                 ]
         return results[0] if single else results
+
+
+def _one_or_many(texts: str | Sequence[str]) -> tuple[bool, list[str]]:
+    """Whether ``texts`` is one review (a string, not a sequence of characters), and the list
+    of reviews to answer."""
+    single = isinstance(texts, str)
+    return single, [texts] if single else list(texts)

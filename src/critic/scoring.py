@@ -59,6 +59,17 @@ def scale_to_unit(values: np.ndarray) -> np.ndarray:
     return values / peak if peak > 0 else values
 
 
+def weighted_log_odds(
+    member_logits: np.ndarray, weights: Sequence[float], bias: float
+) -> np.ndarray:
+    """An ensemble's log-odds, ``bias + sum(weight_i * member_logit_i)``, per review, from its
+    members' (reviews, members) calibrated log-odds."""
+    # A row-wise sum rather than a matrix product: BLAS may add in another order for another
+    # number of rows, and a review's answer must not depend on its neighbours.
+    weights = np.asarray(weights, dtype=np.float64)
+    return bias + (np.asarray(member_logits, dtype=np.float64) * weights).sum(axis=1)
+
+
 @contextlib.contextmanager
 def gradients_in_eval_mode():
     """Gradients through a model in eval mode (for word weights), whatever its kernels.
@@ -176,9 +187,7 @@ class EnsembleScorer:
         )
 
     def logits(self, tokenized: TokenLists) -> np.ndarray:
-        # A row-wise sum rather than a matrix product: BLAS may add in another order for
-        # another number of rows, and a review's answer must not depend on its neighbours.
-        return self.bias + (self.member_logits(tokenized) * self.weights).sum(axis=1)
+        return weighted_log_odds(self.member_logits(tokenized), self.weights, self.bias)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]

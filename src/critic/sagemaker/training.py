@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.errors import CriticError
-from critic.fileio import write_atomic
+from critic.fileio import package_files, write_atomic
 from critic.sagemaker.aws import aws_errors, check_bucket, connect, describe_or_none, upload_file
 from critic.sagemaker.checks import (
     bucket_name,
@@ -129,17 +129,9 @@ def build_source_archive(out: Path) -> list[str]:
     def write(temporary: Path) -> None:
         members.clear()
         with tarfile.open(temporary, "w:gz", dereference=True) as archive:
-            for file in sorted(package.rglob("*")):
-                relative = file.relative_to(package)
-                if (
-                    not file.is_file()
-                    or "__pycache__" in relative.parts
-                    or file.suffix in (".pyc", ".pyo")
-                    or any(part.startswith(".") for part in relative.parts)
-                ):
-                    continue
+            for relative in package_files(package):
                 name = f"critic/{relative.as_posix()}"
-                archive.add(file, arcname=name, recursive=False)
+                archive.add(package / relative, arcname=name, recursive=False)
                 members.append(name)
             for name, text in texts.items():
                 data = text.encode("utf-8")
