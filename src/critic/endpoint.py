@@ -6,10 +6,16 @@ a client of the endpoint's state, mounted beside its routes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import signal
 import sys
+import tempfile
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -22,16 +28,24 @@ from critic.serving.state import feedback_path, start_state
 from critic.serving.variants import VariantSpec
 from critic.web import routes as web
 
-__all__ = ["create_app", "feedback_path", "serve"]
+__all__ = ["app_from_environment", "create_app", "feedback_path", "serve"]
+
+WORKER_CONFIG = "CRITIC_WORKER_CONFIG"
 
 
-def create_app(specs: list[VariantSpec], settings: ServerSettings | None = None) -> FastAPI:
-    """The endpoint for these variants; models load when the app starts (lifespan)."""
+def create_app(
+    specs: list[VariantSpec],
+    settings: ServerSettings | None = None,
+    runtime_dir: Path | None = None,
+) -> FastAPI:
+    """The endpoint for these variants; models load when the app starts (lifespan).
+
+    ``runtime_dir``: the folder the worker processes of one endpoint share (see serve)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.endpoint = start_state(specs, settings)
+        app.state.endpoint = start_state(specs, settings, runtime_dir)
         try:
             yield
         finally:
@@ -61,6 +75,19 @@ def _stopped_by_sigterm(signum, frame) -> None:
     sys.exit(0)
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``critic serve --workers N`` (uvicorn's factory): the
+    variants, settings and shared folder come from the parent through the environment."""
+    config = json.loads(os.environ[WORKER_CONFIG])
+    specs = [VariantSpec(s["name"], Path(s["bundle"]), s["weight"]) for s in config["specs"]]
+    settings = ServerSettings(**config["settings"])
+    # Each process gets its share of the cores: N processes each running torch on every core
+    # would only fight over them.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+    signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+    return create_app(specs, settings, Path(config["runtime_dir"]))
+
+
 def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
     """Serve until SIGTERM or Ctrl-C: stop accepting, finish what is in flight (at most
     ``graceful_timeout_s``), flush and close, and exit 0.
@@ -68,14 +95,41 @@ def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
     uvicorn re-raises the signal it stopped for once it is done, which would end the process
     with "killed by SIGTERM"; with this handler installed beforehand, that re-raise becomes a
     clean exit, which is what SageMaker (and systemd, and Kubernetes) expect of a graceful stop.
+
+    With ``settings.workers`` above 1, uvicorn's supervisor runs that many processes on one
+    port, each loading every variant. They share a runtime folder: the traffic weights (a
+    change sent to one reaches all) and prometheus-client's multiprocess files (/metrics and
+    the A/B view count across all). Feedback goes to the one SQLite file as ever.
     """
     import uvicorn
 
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
-    uvicorn.run(
-        create_app(specs, settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": settings.graceful_timeout_s,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(specs, settings), **options)
+        return
+    with tempfile.TemporaryDirectory(prefix="critic-serve-") as runtime_dir:
+        metrics_dir = Path(runtime_dir) / "metrics"
+        metrics_dir.mkdir()
+        # Read by prometheus-client when a worker imports it: set before any worker starts.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ[WORKER_CONFIG] = json.dumps(
+            {
+                "specs": [
+                    {"name": s.name, "bundle": str(s.bundle), "weight": s.weight} for s in specs
+                ],
+                "settings": dataclasses.asdict(settings),
+                "runtime_dir": runtime_dir,
+            }
+        )
+        uvicorn.run(
+            "critic.endpoint:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **options,
+        )

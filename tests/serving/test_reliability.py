@@ -181,7 +181,9 @@ def test_feedback_answered_201_survives_a_kill_9_straight_after(trained_bundle, 
     finally:
         stop(process)
     with sqlite3.connect(feedback) as connection:
-        stored = [row[0] for row in connection.execute("SELECT answer_id FROM feedback ORDER BY id")]
+        stored = [
+            row[0] for row in connection.execute("SELECT answer_id FROM feedback ORDER BY id")
+        ]
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert stored == ids
 

@@ -62,6 +62,7 @@ async def invocations(
     try:
         response_type = negotiate(accept)
         reviews = decode_reviews(body, content_type, state.settings.max_reviews)
+        state.sync_weights()
         try:
             variant = state.router.choose(target_variant)
         except CriticError as error:

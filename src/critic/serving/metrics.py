@@ -13,7 +13,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 NO_VARIANT = "none"  # requests refused before a variant was chosen
@@ -50,7 +57,11 @@ class VariantWindow:
 class EndpointMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess: bool = False) -> None:
+        """``multiprocess``: one of several worker processes (prometheus-client's multiprocess
+        mode, PROMETHEUS_MULTIPROC_DIR set before it was imported); /metrics and the A/B view
+        then count across every worker."""
+        self.multiprocess = multiprocess
         # A registry per app, not the global one: several endpoints (tests) in one process.
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -76,7 +87,7 @@ class EndpointMetrics:
         )  # fmt: skip
         self.weight = Gauge(
             "critic_variant_weight", "Current traffic weight of each variant.",
-            ["variant"], registry=self.registry,
+            ["variant"], registry=self.registry, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self._windows: dict[str, VariantWindow] = {}
         self._lock = threading.Lock()
@@ -106,9 +117,66 @@ class EndpointMetrics:
 
     def snapshot(self, variant: str) -> dict:
         """Counts and latency percentiles of one variant (zeros before its first request)."""
+        if self.multiprocess:
+            return _snapshot_from_samples(self._collected(), variant)
         with self._lock:
             window = self._windows.get(variant) or VariantWindow()
             return window.snapshot()
 
+    def _collected(self) -> CollectorRegistry:
+        if not self.multiprocess:
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._collected())
+
+
+def _snapshot_from_samples(registry: CollectorRegistry, variant: str) -> dict:
+    """The A/B view's figures from every worker's counters: the same fields as
+    :meth:`VariantWindow.snapshot`, latency percentiles read off the histogram's buckets
+    (since start-up, not the last requests) -- what can be summed across processes."""
+    requests = errors = reviews = positive = 0.0
+    buckets: list[tuple[float, float]] = []
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.labels.get("variant") != variant:
+                continue
+            if sample.name == "critic_requests_total":
+                requests += sample.value
+                errors += sample.value if int(sample.labels["status"]) >= 400 else 0
+            elif sample.name == "critic_predictions_total":
+                reviews += sample.value
+                positive += sample.value if sample.labels["label"] == "positive" else 0
+            elif sample.name == "critic_request_latency_seconds_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets.sort()
+    answered = buckets[-1][1] if buckets else 0.0
+    p50, p95 = (_bucket_quantile(buckets, q) if answered else None for q in (0.5, 0.95))
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "reviews": int(reviews),
+        "positive_share": positive / reviews if reviews else None,
+        "latency_ms": {
+            "p50": None if p50 is None else round(p50 * 1000, 2),
+            "p95": None if p95 is None else round(p95 * 1000, 2),
+            "window": int(answered),
+        },
+    }
+
+
+def _bucket_quantile(buckets: list[tuple[float, float]], quantile: float) -> float:
+    """Prometheus's histogram_quantile: linear within the bucket the rank falls in."""
+    rank = quantile * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound

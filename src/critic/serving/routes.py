@@ -17,6 +17,7 @@ in a thread of its own. Every client mistake is a 4xx with a JSON ``message``; n
 from __future__ import annotations
 
 import hmac
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -97,6 +98,7 @@ async def invoke_runtime(endpoint_name: str, request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(state: State) -> Response:
+    state.sync_weights()
     for name, variant in state.router.variants.items():
         state.metrics.weight.labels(name).set(variant.weight)
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
@@ -104,9 +106,13 @@ async def metrics(state: State) -> Response:
 
 @router.get("/variants")
 async def variants(state: State) -> dict:
+    state.sync_weights()
     shares = state.router.shares()
     return {
         "endpoint": state.settings.endpoint_name,
+        # Which worker process answered (critic serve --workers N): whoever reads this page
+        # can see that a weight change reached each of them.
+        "worker": os.getpid(),
         "variants": [
             {**v.describe(), "share": shares[v.name]} for v in state.router.variants.values()
         ],
@@ -140,7 +146,7 @@ async def update_weights(
     if not isinstance(payload, dict) or not payload:
         return error_response(400, 'send {"variant name": weight, ...}')
     try:
-        state.router.set_weights(payload)
+        state.set_weights(payload)
     except CriticError as error:
         return error_response(400, str(error))
     return JSONResponse(

@@ -14,6 +14,10 @@ ENV_PREFIX = "CRITIC_"
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
+    """Worker processes on the one port, each with every variant loaded (see critic.endpoint.
+    serve). 1 measured best on a 2-core machine (docs/benchmarks.md); SageMaker's own
+    containers start one per vCPU."""
     max_reviews: int = 1000
     """Most reviews in one request; more is a 413."""
     max_batch: int = 64
@@ -48,6 +52,8 @@ class ServerSettings:
             raise CriticError("max_reviews and max_batch must be at least 1")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise CriticError(f"batch_wait_ms must lie in 0-1000, got {self.batch_wait_ms}")
+        if not 1 <= self.workers <= 64:
+            raise CriticError(f"workers must lie in 1-64, got {self.workers}")
         if self.max_queue is not None and self.max_queue < 1:
             raise CriticError(f"max_queue must be at least 1, got {self.max_queue}")
         if not 0 < self.queue_seconds <= 600:

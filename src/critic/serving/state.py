@@ -21,6 +21,7 @@ from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
+from critic.serving.weights import SharedWeights
 
 
 @dataclass
@@ -31,8 +32,25 @@ class EndpointState:
     metrics: EndpointMetrics
     feedback: FeedbackStore | None = None
     answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
+    shared_weights: SharedWeights | None = None
+    """With several worker processes: where a weight change reaches the others."""
     ready: bool = False
     started: float = field(default_factory=time.time)
+
+    def sync_weights(self) -> None:
+        """Take up the weights another worker published, if it did since the last look."""
+        if self.shared_weights is not None:
+            weights = self.shared_weights.changed()
+            if weights is not None:
+                self.router.set_weights(weights)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """Change weights here (checked first: a bad change changes nothing) and publish them
+        to the other workers."""
+        self.sync_weights()
+        self.router.set_weights(weights)
+        if self.shared_weights is not None:
+            self.shared_weights.save({n: v.weight for n, v in self.router.variants.items()})
 
     async def close(self) -> None:
         """Stop answering, then let every model finish what it holds."""
@@ -89,10 +107,15 @@ def _batcher(name: str, variant, settings: ServerSettings, metrics: EndpointMetr
     return batcher
 
 
-def start_state(specs: list[VariantSpec], settings: ServerSettings) -> EndpointState:
-    """Load every variant's model, time it, and start its batcher (inside the event loop)."""
+def start_state(
+    specs: list[VariantSpec], settings: ServerSettings, runtime_dir: Path | None = None
+) -> EndpointState:
+    """Load every variant's model, time it, and start its batcher (inside the event loop).
+
+    ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
+    metrics); None for a single process."""
     variant_router = load_variants(specs, device=settings.device, seed=settings.seed)
-    metrics = EndpointMetrics()
+    metrics = EndpointMetrics(multiprocess=runtime_dir is not None)
     batchers = {}
     for name, variant in variant_router.variants.items():
         batchers[name] = _batcher(name, variant, settings, metrics)
@@ -103,9 +126,12 @@ def start_state(specs: list[VariantSpec], settings: ServerSettings) -> EndpointS
     # The ids' key lives in the feedback file, so that every worker and a restarted endpoint
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
-    return EndpointState(
-        settings, variant_router, batchers, metrics, feedback, answers=answers, ready=True
-    )
+    state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
+    if runtime_dir is not None:
+        state.shared_weights = SharedWeights(runtime_dir)
+        state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
+    state.ready = True
+    return state
 
 
 async def get_state(request: Request) -> EndpointState:

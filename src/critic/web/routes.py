@@ -169,6 +169,7 @@ async def feedback_summary(state: State) -> Response:
 
 @router.get("/api/ab")
 async def ab_stats(state: State) -> Response:
+    state.sync_weights()
     shares = state.router.shares()
     feedback = {}
     if state.feedback is not None:

@@ -1,0 +1,88 @@
+"""`critic serve` with two worker processes on one port: a weight change reaches both, the
+metrics count across both, feedback goes to the one file, and SIGTERM stops them cleanly."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from conftest import free_port, wait_for_ping
+
+TOKEN = "workers-admin-token"
+
+
+def fetch(url, data=None, headers=None):
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_two_workers_share_weights_metrics_and_feedback_and_stop_cleanly(
+    trained_bundle, second_bundle, tmp_path
+):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    feedback = tmp_path / "feedback.sqlite"
+    env = {**os.environ, "CRITIC_WORKERS": "2", "CRITIC_ADMIN_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "critic.cli", "serve",
+         "--variant", f"champion={trained_bundle}:1", "--variant", f"challenger={second_bundle}:1",
+         "--port", str(port), "--feedback-db", str(feedback)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        wait_for_ping(url, process, seconds=120)
+        weights = json.dumps({"champion": 0, "challenger": 1}).encode()
+        status, _, _ = fetch(
+            f"{url}/admin/weights", weights,
+            {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert status == 200
+        # Each new connection may land on either worker: ask until both have answered.
+        seen = {}
+        for _ in range(300):
+            variants = json.loads(fetch(f"{url}/variants")[2])
+            seen[variants["worker"]] = {v["name"]: v["weight"] for v in variants["variants"]}
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "the second worker never answered"
+        assert all(w == {"champion": 0.0, "challenger": 1.0} for w in seen.values()), seen
+
+        answered = []
+        for _ in range(30):
+            _, headers, body = fetch(
+                f"{url}/invocations", b"A fine film.", {"Content-Type": "text/plain"}
+            )
+            answered.append((headers["x-Amzn-Invoked-Production-Variant"], json.loads(body)))
+        assert {variant for variant, _ in answered} == {"challenger"}
+
+        metrics = fetch(f"{url}/metrics")[2].decode()
+        counted = sum(
+            float(value)
+            for value in re.findall(
+                r'critic_requests_total\{status="200",variant="challenger"\} (\S+)', metrics
+            )
+        )
+        assert counted == 30
+
+        # Feedback on an answer one worker gave is taken by whichever worker receives it.
+        for _, body in answered[:6]:
+            (prediction,) = body["predictions"]
+            vote = {"review": "A fine film.", "variant": "challenger", "label": prediction["label"],
+                    "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
+            status, _, _ = fetch(
+                f"{url}/api/feedback",
+                json.dumps(vote).encode(),
+                {"Content-Type": "application/json"},
+            )
+            assert status == 201
+        ab = json.loads(fetch(f"{url}/api/ab")[2])
+        challenger = next(v for v in ab["variants"] if v["name"] == "challenger")
+        assert challenger["requests"] == 30 and challenger["feedback"]["right"] == 6
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0, process.stderr.read()
