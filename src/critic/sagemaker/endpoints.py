@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from critic.errors import CriticError
 from critic.sagemaker.aws import (
@@ -44,6 +44,7 @@ from critic.sagemaker.checks import (
     check_weight,
 )
 from critic.sagemaker.images import check_image_uri, framework_image_uri
+from critic.serving.variants import VariantSpec, check_distinct_names
 
 Log = Callable[[str], None]
 
@@ -57,14 +58,6 @@ INFERENCE_CODE_DIR = "/opt/ml/model/code"
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 WAIT_DELAY_S = 15
 TAG_KEY = "critic:endpoint"
-
-
-class VariantSpec(NamedTuple):
-    """One production variant to deploy: its name, its local model.tar.gz, its traffic weight."""
-
-    name: str
-    model_path: Path
-    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,8 +150,9 @@ def deploy(
 ) -> Deployment:
     """Upload each variant's model.tar.gz and serve them all from one endpoint.
 
-    ``variants`` holds ``(name, path to model.tar.gz, initial weight)`` triples; traffic is
-    shared in proportion to the weights. Every variant runs ``instance_count`` instances of
+    ``variants`` holds ``VariantSpec`` objects (``bundle`` being a model.tar.gz) or
+    ``(name, path to model.tar.gz, initial weight)`` triples; traffic is shared in proportion
+    to the weights. Every variant runs ``instance_count`` instances of
     ``instance_type`` with the SageMaker PyTorch inference image (GPU or CPU as the instance
     type needs; see :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
     ``role_arn`` is the IAM role SageMaker assumes to read ``bucket`` and pull the image.
@@ -198,8 +192,8 @@ def deploy(
     model_data: dict[str, str] = {}
     for spec in specs:
         key = f"critic/{endpoint_name}/{spec.name}/model.tar.gz"
-        log(f"uploading {spec.model_path} ({_megabytes(spec.model_path)}) to s3://{bucket}/{key}")
-        model_data[spec.name] = upload_file(s3, spec.model_path, bucket, key)
+        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
+        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
 
     models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
     tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
@@ -410,25 +404,27 @@ def _check_variants(
         raise CriticError(f"an endpoint holds at most {MAX_VARIANTS} variants, got {len(variants)}")
     specs = []
     for item in variants:
-        try:
-            name, path, weight = item
-        except (TypeError, ValueError):
-            raise CriticError(
-                f"each variant is (name, path to model.tar.gz, weight), got {item!r}"
-            ) from None
+        if isinstance(item, VariantSpec):
+            name, path, weight = item.name, item.bundle, item.weight
+        else:
+            try:
+                name, path, weight = item
+            except (TypeError, ValueError):
+                raise CriticError(
+                    f"each variant is (name, path to model.tar.gz, weight), got {item!r}"
+                ) from None
         check_name("variant", name)
-        model_name = f"{endpoint_name}-{name}"
+        model_name = _model_name(endpoint_name, name)
         if len(model_name) > MAX_NAME_LENGTH:
             raise CriticError(
                 f"the model of variant {name} would be named {model_name} (endpoint-variant), "
                 f"{len(model_name)} characters; SageMaker allows {MAX_NAME_LENGTH}: shorten the "
                 "endpoint or variant name"
             )
+        # A spec may carry weight 0 (out of the draw, locally); an endpoint starts with each
+        # variant taking some traffic.
         specs.append(VariantSpec(name, Path(path), check_weight(name, weight)))
-    names = [spec.name for spec in specs]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise CriticError(f"variant names must differ; repeated: {', '.join(repeated)}")
+    check_distinct_names(specs)
     for spec in specs:
         _check_model_archive(spec)
     return specs
@@ -436,22 +432,22 @@ def _check_variants(
 
 def _check_model_archive(spec: VariantSpec) -> None:
     """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run."""
-    if not spec.model_path.exists():
-        raise CriticError(f"variant {spec.name}: {spec.model_path} does not exist")
-    if not spec.model_path.is_file():
-        raise CriticError(f"variant {spec.name}: {spec.model_path} is not a file")
+    if not spec.bundle.exists():
+        raise CriticError(f"variant {spec.name}: {spec.bundle} does not exist")
+    if not spec.bundle.is_file():
+        raise CriticError(f"variant {spec.name}: {spec.bundle} is not a file")
     try:
-        with tarfile.open(spec.model_path, "r:gz") as archive:
+        with tarfile.open(spec.bundle, "r:gz") as archive:
             names = {name.removeprefix("./") for name in archive.getnames()}
     except (tarfile.TarError, OSError, EOFError) as error:
         raise CriticError(
-            f"variant {spec.name}: {spec.model_path} is not a gzip-compressed tar file "
+            f"variant {spec.name}: {spec.bundle} is not a gzip-compressed tar file "
             f"(model.tar.gz): {error}"
         ) from None
     program = f"code/{INFERENCE_PROGRAM}"
     if program not in names:
         raise CriticError(
-            f"variant {spec.name}: {spec.model_path} has no {program}, which SageMaker's "
+            f"variant {spec.name}: {spec.bundle} has no {program}, which SageMaker's "
             "PyTorch container runs; make the archive with critic's packaging "
             "(critic.artifact.package_bundle)"
         )
