@@ -2,16 +2,30 @@ import json
 
 import pytest
 
+from critic.errors import CriticError
 from critic.serving.codec import (
+    CSV,
     JSON,
     JSON_LINES,
+    MAX_BODY_BYTES,
+    REQUEST_TYPES,
     TEXT,
     ClientError,
     decode_reviews,
     encode_predictions,
+    encode_reviews,
     media_type,
     negotiate,
 )
+
+# Reviews that break naive encoders: commas, quotes, line breaks, non-ASCII, leading spaces.
+AWKWARD_REVIEWS = [
+    "Good, not great.",
+    'He said "fine", then left.',
+    "Two lines:\nthe second one.",
+    "  Très bien — 10/10 ★  ",
+    '{"text": "not an object"}',
+]
 
 
 @pytest.mark.parametrize(
@@ -105,3 +119,48 @@ def test_media_type_strips_parameters_and_maps_aliases():
     assert media_type("Text/CSV; header=absent") == "text/csv"
     assert media_type("application/jsonl") == "application/jsonlines"
     assert media_type(None) == ""
+
+
+@pytest.mark.parametrize("content_type", REQUEST_TYPES)
+def test_decoding_what_encode_reviews_wrote_gives_back_the_reviews(content_type):
+    # text/plain carries one review; every other type carries them all.
+    reviews = AWKWARD_REVIEWS[1:2] if content_type == TEXT else AWKWARD_REVIEWS
+    body, kind = encode_reviews(reviews, content_type)
+    assert kind == content_type
+    assert decode_reviews(body, kind) == reviews
+
+
+@pytest.mark.parametrize(
+    ("reviews", "expected_type"), [("one review", TEXT), (["one", "two"], JSON)]
+)
+def test_without_a_content_type_one_review_goes_as_text_and_a_list_as_json(reviews, expected_type):
+    body, kind = encode_reviews(reviews)
+    assert kind == expected_type
+    assert decode_reviews(body, kind) == ([reviews] if isinstance(reviews, str) else reviews)
+
+
+def test_encode_reviews_reads_content_type_aliases_and_parameters():
+    body, kind = encode_reviews(["a", "b"], "application/x-ndjson")
+    assert (body, kind) == (b'"a"\n"b"\n', JSON_LINES)
+    body, kind = encode_reviews(["a"], "Text/CSV; charset=utf-8")
+    assert (body, kind) == (b'"a"\n', CSV)
+
+
+@pytest.mark.parametrize(
+    ("reviews", "content_type", "message"),
+    [
+        ([], None, "no reviews to send"),
+        (b"bytes", None, "reviews must be a string or a list of strings, not bytes"),
+        (["fine", 3], None, "review 2 is a int, not a string"),
+        (["fine", "  "], None, "review 2 is empty"),
+        (["a", "b"], TEXT, "text/plain carries one review and 2 were given"),
+        ("a", "application/xml", "cannot send reviews as 'application/xml'; supported: text/plain"),
+        (["x" * MAX_BODY_BYTES], None, "SageMaker endpoints take at most 6 MB a request"),
+    ],
+)
+def test_reviews_that_cannot_be_sent_are_a_clear_error(reviews, content_type, message):
+    with pytest.raises(CriticError) as raised:
+        encode_reviews(reviews, content_type)
+    assert message in str(raised.value)
+    # The caller's mistake, found before any request: not an HTTP answer to send back.
+    assert not isinstance(raised.value, ClientError)
