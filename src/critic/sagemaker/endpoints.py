@@ -152,9 +152,9 @@ def deploy(
 
     ``variants`` holds ``VariantSpec`` objects (``bundle`` being a model.tar.gz) or
     ``(name, path to model.tar.gz, initial weight)`` triples; traffic is shared in proportion
-    to the weights. Every variant runs ``instance_count`` instances of
-    ``instance_type`` with the SageMaker PyTorch inference image (GPU or CPU as the instance
-    type needs; see :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
+    to the weights. Every variant runs ``instance_count`` instances of ``instance_type`` with
+    the SageMaker PyTorch inference image (GPU or CPU as the instance type needs; see
+    :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
     ``role_arn`` is the IAM role SageMaker assumes to read ``bucket`` and pull the image.
 
     Every input is checked before anything is uploaded or created. If creating a model or the
@@ -176,17 +176,7 @@ def deploy(
     aws = connect(region, session)
     image = image_uri or framework_image_uri("inference", aws.region, instance_type)
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
-    existing = describe_or_none(
-        sagemaker.describe_endpoint,
-        f"looking up endpoint {endpoint_name}",
-        EndpointName=endpoint_name,
-    )
-    if existing is not None:
-        raise CriticError(
-            f"endpoint {endpoint_name} already exists in {aws.region} "
-            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
-            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
-        )
+    _refuse_existing_endpoint(aws, sagemaker, endpoint_name)
     check_bucket(aws, s3, bucket)
 
     model_data: dict[str, str] = {}
@@ -194,52 +184,25 @@ def deploy(
         key = f"critic/{endpoint_name}/{spec.name}/model.tar.gz"
         log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
         model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
-
     models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
-    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
-    created_models: list[str] = []
-    config_created = False
-    try:
-        for spec in specs:
-            with aws_errors(f"creating model {models[spec.name]}"):
-                sagemaker.create_model(
-                    ModelName=models[spec.name],
-                    ExecutionRoleArn=role_arn,
-                    PrimaryContainer={
-                        "Image": image,
-                        "ModelDataUrl": model_data[spec.name],
-                        "Environment": model_environment(aws.region),
-                    },
-                    Tags=tags,
-                )
-            created_models.append(models[spec.name])
-            log(f"created model {models[spec.name]} ({image})")
-        with aws_errors(f"creating endpoint config {endpoint_name}"):
-            sagemaker.create_endpoint_config(
-                EndpointConfigName=endpoint_name,
-                ProductionVariants=[
-                    {
-                        "VariantName": spec.name,
-                        "ModelName": models[spec.name],
-                        "InitialInstanceCount": instance_count,
-                        "InstanceType": instance_type,
-                        "InitialVariantWeight": spec.weight,
-                    }
-                    for spec in specs
-                ],
-                Tags=tags,
-            )
-        config_created = True
-        log(f"created endpoint config {endpoint_name}")
-        with aws_errors(f"creating endpoint {endpoint_name}"):
-            created = sagemaker.create_endpoint(
-                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
-            )
-    except BaseException:
-        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
-        # to collide with the next attempt.
-        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
-        raise
+
+    container = {"Image": image, "Environment": model_environment(aws.region)}
+    created = _create_endpoint(
+        sagemaker,
+        endpoint_name,
+        models=[
+            {"ModelName": models[spec.name], "ExecutionRoleArn": role_arn,
+             "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]}}
+            for spec in specs
+        ],
+        variants=[
+            {"VariantName": spec.name, "ModelName": models[spec.name],
+             "InitialInstanceCount": instance_count, "InstanceType": instance_type,
+             "InitialVariantWeight": spec.weight}
+            for spec in specs
+        ],
+        log=log,
+    )  # fmt: skip
 
     weights = {spec.name: spec.weight for spec in specs}
     log(
@@ -300,10 +263,7 @@ def update_weights(
     aws = connect(region, session)
     sagemaker = aws.client("sagemaker")
     endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
-    current = {
-        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
-        for variant in endpoint.get("ProductionVariants", [])
-    }
+    current = _current_weights(endpoint)
     unknown = sorted(set(checked) - set(current))
     if unknown:
         raise CriticError(
@@ -329,11 +289,7 @@ def update_weights(
         )
     if wait:
         _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
-    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
-    result = {
-        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
-        for variant in endpoint.get("ProductionVariants", [])
-    }
+    result = _current_weights(_describe_endpoint(aws, sagemaker, endpoint_name))
     log(f"endpoint {endpoint_name}: {_shares(result)}")
     return result
 
@@ -430,6 +386,54 @@ def _check_variants(
     return specs
 
 
+def _refuse_existing_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> None:
+    existing = describe_or_none(
+        sagemaker.describe_endpoint,
+        f"looking up endpoint {endpoint_name}",
+        EndpointName=endpoint_name,
+    )
+    if existing is not None:
+        raise CriticError(
+            f"endpoint {endpoint_name} already exists in {aws.region} "
+            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
+            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
+        )
+
+
+def _create_endpoint(
+    sagemaker: Any, endpoint_name: str, *, models: list[dict], variants: list[dict], log: Log
+) -> dict:
+    """Create the models (CreateModel parameters), an endpoint config of the production
+    ``variants`` and the endpoint, all tagged with the endpoint's name. Returns CreateEndpoint's
+    answer; on any failure, deletes what it had created and re-raises."""
+    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
+    created_models: list[str] = []
+    config_created = False
+    try:
+        for model in models:
+            with aws_errors(f"creating model {model['ModelName']}"):
+                sagemaker.create_model(**model, Tags=tags)
+            created_models.append(model["ModelName"])
+            log(f"created model {model['ModelName']} ({model['PrimaryContainer']['Image']})")
+        with aws_errors(f"creating endpoint config {endpoint_name}"):
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=endpoint_name,
+                ProductionVariants=variants,
+                Tags=tags,
+            )
+        config_created = True
+        log(f"created endpoint config {endpoint_name}")
+        with aws_errors(f"creating endpoint {endpoint_name}"):
+            return sagemaker.create_endpoint(
+                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
+            )
+    except BaseException:
+        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
+        # to collide with the next attempt.
+        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
+        raise
+
+
 def _check_model_archive(spec: VariantSpec) -> None:
     """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run."""
     if not spec.bundle.exists():
@@ -460,6 +464,14 @@ def _check_timeout(wait_timeout_s: float) -> None:
 
 def _model_name(endpoint_name: str, variant: str) -> str:
     return f"{endpoint_name}-{variant}"
+
+
+def _current_weights(endpoint: dict) -> dict[str, float]:
+    """Each variant's weight as DescribeEndpoint reports it (the desired one while it moves)."""
+    return {
+        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
+        for variant in endpoint.get("ProductionVariants", [])
+    }
 
 
 def _megabytes(path: Path) -> str:
