@@ -387,11 +387,7 @@ def _check_variants(
 
 
 def _refuse_existing_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> None:
-    existing = describe_or_none(
-        sagemaker.describe_endpoint,
-        f"looking up endpoint {endpoint_name}",
-        EndpointName=endpoint_name,
-    )
+    existing = _find_endpoint(sagemaker, endpoint_name)
     if existing is not None:
         raise CriticError(
             f"endpoint {endpoint_name} already exists in {aws.region} "
@@ -490,12 +486,17 @@ def _shares(weights: Mapping[str, float]) -> str:
     )
 
 
-def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
-    endpoint = describe_or_none(
+def _find_endpoint(sagemaker: Any, endpoint_name: str) -> dict | None:
+    """DescribeEndpoint's answer, or None when there is no such endpoint."""
+    return describe_or_none(
         sagemaker.describe_endpoint,
         f"looking up endpoint {endpoint_name}",
         EndpointName=endpoint_name,
     )
+
+
+def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
+    endpoint = _find_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
         raise CriticError(f"there is no endpoint named {endpoint_name} in region {aws.region}")
     return endpoint
