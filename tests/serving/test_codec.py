@@ -11,6 +11,7 @@ from critic.serving.codec import (
     REQUEST_TYPES,
     TEXT,
     ClientError,
+    decode_predictions,
     decode_reviews,
     encode_predictions,
     encode_reviews,
@@ -164,3 +165,37 @@ def test_reviews_that_cannot_be_sent_are_a_clear_error(reviews, content_type, me
     assert message in str(raised.value)
     # The caller's mistake, found before any request: not an HTTP answer to send back.
     assert not isinstance(raised.value, ClientError)
+
+
+PREDICTIONS = [
+    {"label": "positive", "probability": 0.9, "words": [{"word": "très", "weight": 1.5}]},
+    {"label": "negative", "probability": 0.2},
+]
+
+
+def test_decoding_what_encode_predictions_wrote_gives_back_the_answer():
+    body = encode_predictions(PREDICTIONS, JSON, {"variant": "a"})
+    assert decode_predictions(body, "application/json; charset=utf-8") == {
+        "predictions": PREDICTIONS,
+        "variant": "a",
+    }
+    assert (
+        decode_predictions(encode_predictions(PREDICTIONS, JSON_LINES), JSON_LINES) == PREDICTIONS
+    )
+    assert decode_predictions(encode_predictions(PREDICTIONS, TEXT), TEXT) == "1\n0"
+
+
+def test_other_answers_are_read_as_their_type_says():
+    assert decode_predictions(b'{"a": 1}', "application/problem+json") == {"a": 1}
+    assert decode_predictions(b'"x"\n', "application/x-ndjson") == ["x"]
+    assert decode_predictions(b"\x89PNG", "image/png") == b"\x89PNG"
+    assert decode_predictions(b"\x89PNG", None) == b"\x89PNG"
+
+
+def test_an_answer_that_does_not_parse_is_one_line_with_a_preview():
+    with pytest.raises(CriticError) as raised:
+        decode_predictions(b'{"predictions":\n [', JSON)
+    message = str(raised.value)
+    assert message.startswith("the endpoint answered application/json that does not parse (")
+    assert message.endswith('): {"predictions": [')
+    assert "\n" not in message

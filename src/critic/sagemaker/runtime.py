@@ -16,8 +16,9 @@ from critic.errors import CriticError
 from critic.sagemaker.aws import aws_errors, connect, one_line
 from critic.sagemaker.checks import check_name
 
-# The hosting contract's content types, its size limit and the request encoder have one home,
-# beside the decoder the endpoint uses; they are named here too for this module's callers.
+# The hosting contract has one home, serving/codec.py: its content types, its size limit, the
+# request encoder beside the endpoint's decoder, the answer decoder beside its encoder. They
+# are named here too for this module's callers.
 from critic.serving.codec import (
     CSV,
     JSON,
@@ -26,8 +27,8 @@ from critic.serving.codec import (
     REQUEST_TYPES,
     TEXT,
     encode_reviews,
-    media_type,
 )
+from critic.serving.codec import decode_predictions as decode_answer
 
 __all__ = [
     "CSV",
@@ -57,26 +58,6 @@ class InvokeResult:
     """``InvokedProductionVariant``: the variant SageMaker routed the request to."""
     content_type: str | None
     custom_attributes: str | None = None
-
-
-def decode_answer(body: bytes, content_type: str | None) -> Any:
-    """An endpoint's answer, parsed as its Content-Type says."""
-    kind = media_type(content_type)
-    try:
-        if kind == JSON or kind.endswith("+json"):
-            return json.loads(body.decode("utf-8"))
-        if kind == JSON_LINES:
-            return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
-        if kind.startswith("text/"):
-            return body.decode("utf-8", errors="replace")
-    except (ValueError, UnicodeDecodeError) as error:
-        preview = body[:200].decode("utf-8", errors="replace")
-        raise CriticError(
-            one_line(
-                f"the endpoint answered {content_type} that does not parse ({error}): {preview}"
-            )
-        ) from None
-    return body
 
 
 def model_error_message(endpoint_name: str, error: Any) -> str:

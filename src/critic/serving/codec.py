@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from critic.errors import CriticError
 
@@ -247,6 +248,27 @@ def encode_predictions(
     return json.dumps(
         {"predictions": list(predictions), **(extra or {})}, ensure_ascii=False
     ).encode()
+
+
+def decode_predictions(body: bytes, content_type: str | None) -> Any:
+    """An endpoint's answer parsed as its Content-Type says, for clients (``critic invoke``):
+    JSON as Python objects, JSON lines as a list, any text as str, anything else as bytes.
+
+    The inverse of :func:`encode_predictions`; it reads other answers too (``+json`` types,
+    error bodies), since the client cannot know which container answered."""
+    kind = media_type(content_type)
+    try:
+        if kind == JSON or kind.endswith("+json"):
+            return json.loads(body.decode("utf-8"))
+        if kind == JSON_LINES:
+            return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
+        if kind.startswith("text/"):
+            return body.decode("utf-8", errors="replace")
+    except (ValueError, UnicodeDecodeError) as error:
+        preview = body[:200].decode("utf-8", errors="replace")
+        message = f"the endpoint answered {content_type} that does not parse ({error}): {preview}"
+        raise CriticError(" ".join(message.split())) from None  # one line, as printed
+    return body
 
 
 def encode_error(status: int, message: str) -> bytes:
