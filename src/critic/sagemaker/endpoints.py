@@ -210,17 +210,7 @@ def deploy(
         f"{instance_count} x {instance_type} per variant); this usually takes 5-10 minutes and "
         "is billed from now until the endpoint is deleted"
     )
-    status = "Creating"
-    if wait:
-        status = _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
-        log(f"endpoint {endpoint_name} is {status}")
-    else:
-        log(
-            "not waiting; to wait: aws sagemaker wait endpoint-in-service "
-            f"--endpoint-name {endpoint_name} --region {aws.region}"
-        )
-    for line in invocation_hints(endpoint_name, aws.region):
-        log(line)
+    status = _wait_or_say_how(sagemaker, endpoint_name, aws.region, wait, wait_timeout_s, log)
     return Deployment(
         endpoint_name=endpoint_name,
         endpoint_arn=created["EndpointArn"],
@@ -500,6 +490,24 @@ def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
     if endpoint is None:
         raise CriticError(f"there is no endpoint named {endpoint_name} in region {aws.region}")
     return endpoint
+
+
+def _wait_or_say_how(
+    sagemaker: Any, endpoint_name: str, region: str, wait: bool, timeout_s: float, log: Log
+) -> str:
+    """The endpoint's status once waited for (or "Creating"); then how to use and delete it."""
+    status = "Creating"
+    if wait:
+        status = _wait_in_service(sagemaker, endpoint_name, timeout_s, log)
+        log(f"endpoint {endpoint_name} is {status}")
+    else:
+        log(
+            "not waiting; to wait: aws sagemaker wait endpoint-in-service "
+            f"--endpoint-name {endpoint_name} --region {region}"
+        )
+    for line in invocation_hints(endpoint_name, region):
+        log(line)
+    return status
 
 
 def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: Log) -> str:
