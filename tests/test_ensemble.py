@@ -27,14 +27,13 @@ def test_the_ensemble_is_calibrated_and_reports_its_members(ensemble_bundle):
     metrics = json.loads((ensemble_bundle / "metrics.json").read_text())
     assert [m["name"] for m in metrics["members"]] == ["0-nbsvm", "1-lstm"]
     assert all(m["weight"] >= 0 for m in metrics["members"])
-    for key in (
-        "val_accuracy",
-        "test_accuracy",
-        "test_ece_before",
-        "test_ece_after",
-        "temperature",
-    ):
-        assert metrics[key] is not None
+    # Accuracies are shares of reviews answered right; calibration errors are gaps between
+    # probabilities and frequencies, so within 0-1; a temperature divides logits.
+    right = metrics["test_accuracy"] * metrics["test_reviews"]
+    assert 0 <= right <= metrics["test_reviews"] and right == pytest.approx(round(right))
+    assert 0 <= metrics["val_accuracy"] <= 1
+    assert 0 <= metrics["test_ece_after"] <= 1 and 0 <= metrics["test_ece_before"] <= 1
+    assert 0 < metrics["temperature"] < 100
     assert (ensemble_bundle / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     description = json.loads((ensemble_bundle / "ensemble.json").read_text())
     assert [m["weight"] for m in description["members"]] == pytest.approx(

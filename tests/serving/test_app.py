@@ -1,9 +1,11 @@
 """The endpoint through FastAPI's TestClient: every route and every error path."""
 
 import json
+from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from critic.endpoint import create_app
 from critic.predictor import Predictor
@@ -179,20 +181,60 @@ def test_admin_is_off_without_a_token(trained_bundle):
     assert response.status_code == 403
 
 
+def read_metrics(client) -> dict[tuple[str, frozenset], float]:
+    """Every sample /metrics shows, as (sample name, labels) -> value."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in families
+        for sample in family.samples
+    }
+
+
 def test_metrics_count_requests_errors_latency_and_labels_per_variant(client):
-    client.post(
-        "/invocations",
-        content="Lovely!",
-        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "challenger"},
-    )
-    client.post("/invocations", content="x", headers={"Content-Type": "image/png"})
-    text = client.get("/metrics").text
-    assert 'critic_requests_total{status="200",variant="challenger"}' in text
-    assert 'critic_request_errors_total{status="415",variant="none"}' in text
-    assert 'critic_request_latency_seconds_bucket{le="0.005",variant="champion"}' in text
-    assert "critic_predictions_total{label=" in text and 'variant="challenger"' in text
-    assert 'critic_batch_reviews_count{variant="champion"}' in text
-    assert 'critic_variant_weight{variant="champion"}' in text
+    # The module's client is shared: count what this test sends, not what the series hold.
+    before = read_metrics(client)
+    answered = {
+        "champion": client.post(
+            "/invocations",
+            json={"instances": REVIEWS[:2]},
+            headers={"X-Amzn-SageMaker-Target-Variant": "champion"},
+        ),
+        "challenger": client.post(
+            "/invocations",
+            content="Lovely!",
+            headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "challenger"},
+        ),
+    }
+    refused = client.post("/invocations", content="x", headers={"Content-Type": "image/png"})
+    after = read_metrics(client)
+
+    def added(sample: str, **labels: str) -> float:
+        key = (sample, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert [response.status_code for response in answered.values()] == [200, 200]
+    assert refused.status_code == 415
+    for variant in ("champion", "challenger"):
+        assert added("critic_requests_total", variant=variant, status="200") == 1
+        assert added("critic_request_latency_seconds_count", variant=variant) == 1
+        assert added("critic_request_latency_seconds_bucket", variant=variant, le="+Inf") == 1
+        labels = Counter(p["label"] for p in answered[variant].json()["predictions"])
+        for label in ("positive", "negative"):
+            assert added("critic_predictions_total", variant=variant, label=label) == labels[label]
+    assert added("critic_requests_total", variant="none", status="415") == 1
+    assert added("critic_request_errors_total", variant="none", status="415") == 1
+    assert added("critic_request_latency_seconds_count", variant="none") == 1
+    errors = [key for key in after if key[0] == "critic_request_errors_total"]
+    assert sum(added(name, **dict(labels)) for name, labels in errors) == 1  # the 415 alone
+    # One forward pass per request (nothing else was waiting to share it), of its reviews.
+    assert added("critic_batch_reviews_count", variant="champion") == 1
+    assert added("critic_batch_reviews_sum", variant="champion") == 2
+    assert added("critic_batch_reviews_count", variant="challenger") == 1
+    assert added("critic_batch_reviews_sum", variant="challenger") == 1
+    weights = {v["name"]: v["weight"] for v in client.get("/variants").json()["variants"]}
+    for variant, weight in weights.items():
+        assert after[("critic_variant_weight", frozenset({("variant", variant)}))] == weight
 
 
 def test_explain_adds_word_weights_by_query_or_custom_attribute(client):

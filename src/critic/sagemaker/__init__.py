@@ -15,7 +15,6 @@ calling a function without it installed is a CriticError that says how to instal
 from critic.sagemaker.endpoints import (
     DeletedEndpoint,
     Deployment,
-    VariantSpec,
     delete_endpoint,
     deploy,
     update_weights,
@@ -23,6 +22,7 @@ from critic.sagemaker.endpoints import (
 from critic.sagemaker.images import framework_image_uri
 from critic.sagemaker.runtime import InvokeResult, invoke
 from critic.sagemaker.training import TrainingJob, submit_training_job
+from critic.serving.variants import VariantSpec  # one class for serve and deploy
 
 __all__ = [
     "DeletedEndpoint",

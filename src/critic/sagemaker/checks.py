@@ -5,27 +5,29 @@ Every check raises a :class:`CriticError` that names the value and the rule it b
 
 from __future__ import annotations
 
-import math
 import re
 
 from critic.errors import CriticError
 
-# SageMaker's pattern for endpoint, endpoint config, model, variant and training job names.
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-MAX_NAME_LENGTH = 63
+# Names and weights follow one rule for the local endpoint and for SageMaker; it lives with the
+# variants, which this package may import (serving must not import sagemaker).
+from critic.serving.variants import MAX_NAME_LENGTH, NAME_PATTERN, check_name, check_weight
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "bucket_name",
+    "check_instance_type",
+    "check_name",
+    "check_positive_int",
+    "check_role_arn",
+    "check_weight",
+    "parse_s3_uri",
+]
+
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def check_name(kind: str, name: object) -> str:
-    """A SageMaker resource name: 1-63 letters, digits and hyphens, no hyphen at either end."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
-        raise CriticError(
-            f"{kind} name {name!r} is not valid for SageMaker: use 1-{MAX_NAME_LENGTH} letters, "
-            "digits and hyphens, starting and ending with a letter or digit"
-        )
-    return name
 
 
 def check_role_arn(role_arn: object) -> str:
@@ -51,16 +53,6 @@ def check_positive_int(what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CriticError(f"{what} must be a whole number of at least 1, got {value!r}")
     return value
-
-
-def check_weight(variant: str, weight: object, allow_zero: bool = False) -> float:
-    """A variant's traffic weight: a finite number, positive (or zero where allowed)."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
-        raise CriticError(f"the weight of variant {variant!r} must be a number, got {weight!r}")
-    if weight < 0 or (weight == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "positive"
-        raise CriticError(f"the weight of variant {variant!r} must be {bound}, got {weight!r}")
-    return float(weight)
 
 
 def bucket_name(bucket: object) -> str:

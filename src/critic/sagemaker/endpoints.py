@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from critic.errors import CriticError
 from critic.sagemaker.aws import (
@@ -44,6 +44,7 @@ from critic.sagemaker.checks import (
     check_weight,
 )
 from critic.sagemaker.images import check_image_uri, framework_image_uri
+from critic.serving.variants import VariantSpec, check_distinct_names
 
 Log = Callable[[str], None]
 
@@ -57,14 +58,6 @@ INFERENCE_CODE_DIR = "/opt/ml/model/code"
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 WAIT_DELAY_S = 15
 TAG_KEY = "critic:endpoint"
-
-
-class VariantSpec(NamedTuple):
-    """One production variant to deploy: its name, its local model.tar.gz, its traffic weight."""
-
-    name: str
-    model_path: Path
-    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,10 +150,11 @@ def deploy(
 ) -> Deployment:
     """Upload each variant's model.tar.gz and serve them all from one endpoint.
 
-    ``variants`` holds ``(name, path to model.tar.gz, initial weight)`` triples; traffic is
-    shared in proportion to the weights. Every variant runs ``instance_count`` instances of
-    ``instance_type`` with the SageMaker PyTorch inference image (GPU or CPU as the instance
-    type needs; see :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
+    ``variants`` holds ``VariantSpec`` objects (``bundle`` being a model.tar.gz) or
+    ``(name, path to model.tar.gz, initial weight)`` triples; traffic is shared in proportion
+    to the weights. Every variant runs ``instance_count`` instances of ``instance_type`` with
+    the SageMaker PyTorch inference image (GPU or CPU as the instance type needs; see
+    :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
     ``role_arn`` is the IAM role SageMaker assumes to read ``bucket`` and pull the image.
 
     Every input is checked before anything is uploaded or created. If creating a model or the
@@ -182,70 +176,33 @@ def deploy(
     aws = connect(region, session)
     image = image_uri or framework_image_uri("inference", aws.region, instance_type)
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
-    existing = describe_or_none(
-        sagemaker.describe_endpoint,
-        f"looking up endpoint {endpoint_name}",
-        EndpointName=endpoint_name,
-    )
-    if existing is not None:
-        raise CriticError(
-            f"endpoint {endpoint_name} already exists in {aws.region} "
-            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
-            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
-        )
+    _refuse_existing_endpoint(aws, sagemaker, endpoint_name)
     check_bucket(aws, s3, bucket)
 
     model_data: dict[str, str] = {}
     for spec in specs:
         key = f"critic/{endpoint_name}/{spec.name}/model.tar.gz"
-        log(f"uploading {spec.model_path} ({_megabytes(spec.model_path)}) to s3://{bucket}/{key}")
-        model_data[spec.name] = upload_file(s3, spec.model_path, bucket, key)
-
+        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
+        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
     models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
-    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
-    created_models: list[str] = []
-    config_created = False
-    try:
-        for spec in specs:
-            with aws_errors(f"creating model {models[spec.name]}"):
-                sagemaker.create_model(
-                    ModelName=models[spec.name],
-                    ExecutionRoleArn=role_arn,
-                    PrimaryContainer={
-                        "Image": image,
-                        "ModelDataUrl": model_data[spec.name],
-                        "Environment": model_environment(aws.region),
-                    },
-                    Tags=tags,
-                )
-            created_models.append(models[spec.name])
-            log(f"created model {models[spec.name]} ({image})")
-        with aws_errors(f"creating endpoint config {endpoint_name}"):
-            sagemaker.create_endpoint_config(
-                EndpointConfigName=endpoint_name,
-                ProductionVariants=[
-                    {
-                        "VariantName": spec.name,
-                        "ModelName": models[spec.name],
-                        "InitialInstanceCount": instance_count,
-                        "InstanceType": instance_type,
-                        "InitialVariantWeight": spec.weight,
-                    }
-                    for spec in specs
-                ],
-                Tags=tags,
-            )
-        config_created = True
-        log(f"created endpoint config {endpoint_name}")
-        with aws_errors(f"creating endpoint {endpoint_name}"):
-            created = sagemaker.create_endpoint(
-                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
-            )
-    except BaseException:
-        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
-        # to collide with the next attempt.
-        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
-        raise
+
+    container = {"Image": image, "Environment": model_environment(aws.region)}
+    created = _create_endpoint(
+        sagemaker,
+        endpoint_name,
+        models=[
+            {"ModelName": models[spec.name], "ExecutionRoleArn": role_arn,
+             "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]}}
+            for spec in specs
+        ],
+        variants=[
+            {"VariantName": spec.name, "ModelName": models[spec.name],
+             "InitialInstanceCount": instance_count, "InstanceType": instance_type,
+             "InitialVariantWeight": spec.weight}
+            for spec in specs
+        ],
+        log=log,
+    )  # fmt: skip
 
     weights = {spec.name: spec.weight for spec in specs}
     log(
@@ -253,17 +210,7 @@ def deploy(
         f"{instance_count} x {instance_type} per variant); this usually takes 5-10 minutes and "
         "is billed from now until the endpoint is deleted"
     )
-    status = "Creating"
-    if wait:
-        status = _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
-        log(f"endpoint {endpoint_name} is {status}")
-    else:
-        log(
-            "not waiting; to wait: aws sagemaker wait endpoint-in-service "
-            f"--endpoint-name {endpoint_name} --region {aws.region}"
-        )
-    for line in invocation_hints(endpoint_name, aws.region):
-        log(line)
+    status = _wait_or_say_how(sagemaker, endpoint_name, aws.region, wait, wait_timeout_s, log)
     return Deployment(
         endpoint_name=endpoint_name,
         endpoint_arn=created["EndpointArn"],
@@ -306,10 +253,7 @@ def update_weights(
     aws = connect(region, session)
     sagemaker = aws.client("sagemaker")
     endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
-    current = {
-        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
-        for variant in endpoint.get("ProductionVariants", [])
-    }
+    current = _current_weights(endpoint)
     unknown = sorted(set(checked) - set(current))
     if unknown:
         raise CriticError(
@@ -335,11 +279,7 @@ def update_weights(
         )
     if wait:
         _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
-    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
-    result = {
-        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
-        for variant in endpoint.get("ProductionVariants", [])
-    }
+    result = _current_weights(_describe_endpoint(aws, sagemaker, endpoint_name))
     log(f"endpoint {endpoint_name}: {_shares(result)}")
     return result
 
@@ -410,48 +350,94 @@ def _check_variants(
         raise CriticError(f"an endpoint holds at most {MAX_VARIANTS} variants, got {len(variants)}")
     specs = []
     for item in variants:
-        try:
-            name, path, weight = item
-        except (TypeError, ValueError):
-            raise CriticError(
-                f"each variant is (name, path to model.tar.gz, weight), got {item!r}"
-            ) from None
+        if isinstance(item, VariantSpec):
+            name, path, weight = item.name, item.bundle, item.weight
+        else:
+            try:
+                name, path, weight = item
+            except (TypeError, ValueError):
+                raise CriticError(
+                    f"each variant is (name, path to model.tar.gz, weight), got {item!r}"
+                ) from None
         check_name("variant", name)
-        model_name = f"{endpoint_name}-{name}"
+        model_name = _model_name(endpoint_name, name)
         if len(model_name) > MAX_NAME_LENGTH:
             raise CriticError(
                 f"the model of variant {name} would be named {model_name} (endpoint-variant), "
                 f"{len(model_name)} characters; SageMaker allows {MAX_NAME_LENGTH}: shorten the "
                 "endpoint or variant name"
             )
+        # A spec may carry weight 0 (out of the draw, locally); an endpoint starts with each
+        # variant taking some traffic.
         specs.append(VariantSpec(name, Path(path), check_weight(name, weight)))
-    names = [spec.name for spec in specs]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise CriticError(f"variant names must differ; repeated: {', '.join(repeated)}")
+    check_distinct_names(specs)
     for spec in specs:
         _check_model_archive(spec)
     return specs
 
 
+def _refuse_existing_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> None:
+    existing = _find_endpoint(sagemaker, endpoint_name)
+    if existing is not None:
+        raise CriticError(
+            f"endpoint {endpoint_name} already exists in {aws.region} "
+            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
+            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
+        )
+
+
+def _create_endpoint(
+    sagemaker: Any, endpoint_name: str, *, models: list[dict], variants: list[dict], log: Log
+) -> dict:
+    """Create the models (CreateModel parameters), an endpoint config of the production
+    ``variants`` and the endpoint, all tagged with the endpoint's name. Returns CreateEndpoint's
+    answer; on any failure, deletes what it had created and re-raises."""
+    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
+    created_models: list[str] = []
+    config_created = False
+    try:
+        for model in models:
+            with aws_errors(f"creating model {model['ModelName']}"):
+                sagemaker.create_model(**model, Tags=tags)
+            created_models.append(model["ModelName"])
+            log(f"created model {model['ModelName']} ({model['PrimaryContainer']['Image']})")
+        with aws_errors(f"creating endpoint config {endpoint_name}"):
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=endpoint_name,
+                ProductionVariants=variants,
+                Tags=tags,
+            )
+        config_created = True
+        log(f"created endpoint config {endpoint_name}")
+        with aws_errors(f"creating endpoint {endpoint_name}"):
+            return sagemaker.create_endpoint(
+                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
+            )
+    except BaseException:
+        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
+        # to collide with the next attempt.
+        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
+        raise
+
+
 def _check_model_archive(spec: VariantSpec) -> None:
     """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run."""
-    if not spec.model_path.exists():
-        raise CriticError(f"variant {spec.name}: {spec.model_path} does not exist")
-    if not spec.model_path.is_file():
-        raise CriticError(f"variant {spec.name}: {spec.model_path} is not a file")
+    if not spec.bundle.exists():
+        raise CriticError(f"variant {spec.name}: {spec.bundle} does not exist")
+    if not spec.bundle.is_file():
+        raise CriticError(f"variant {spec.name}: {spec.bundle} is not a file")
     try:
-        with tarfile.open(spec.model_path, "r:gz") as archive:
+        with tarfile.open(spec.bundle, "r:gz") as archive:
             names = {name.removeprefix("./") for name in archive.getnames()}
     except (tarfile.TarError, OSError, EOFError) as error:
         raise CriticError(
-            f"variant {spec.name}: {spec.model_path} is not a gzip-compressed tar file "
+            f"variant {spec.name}: {spec.bundle} is not a gzip-compressed tar file "
             f"(model.tar.gz): {error}"
         ) from None
     program = f"code/{INFERENCE_PROGRAM}"
     if program not in names:
         raise CriticError(
-            f"variant {spec.name}: {spec.model_path} has no {program}, which SageMaker's "
+            f"variant {spec.name}: {spec.bundle} has no {program}, which SageMaker's "
             "PyTorch container runs; make the archive with critic's packaging "
             "(critic.artifact.package_bundle)"
         )
@@ -464,6 +450,14 @@ def _check_timeout(wait_timeout_s: float) -> None:
 
 def _model_name(endpoint_name: str, variant: str) -> str:
     return f"{endpoint_name}-{variant}"
+
+
+def _current_weights(endpoint: dict) -> dict[str, float]:
+    """Each variant's weight as DescribeEndpoint reports it (the desired one while it moves)."""
+    return {
+        variant["VariantName"]: float(variant.get("CurrentWeight", variant.get("DesiredWeight", 0)))
+        for variant in endpoint.get("ProductionVariants", [])
+    }
 
 
 def _megabytes(path: Path) -> str:
@@ -482,15 +476,38 @@ def _shares(weights: Mapping[str, float]) -> str:
     )
 
 
-def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
-    endpoint = describe_or_none(
+def _find_endpoint(sagemaker: Any, endpoint_name: str) -> dict | None:
+    """DescribeEndpoint's answer, or None when there is no such endpoint."""
+    return describe_or_none(
         sagemaker.describe_endpoint,
         f"looking up endpoint {endpoint_name}",
         EndpointName=endpoint_name,
     )
+
+
+def _describe_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> dict:
+    endpoint = _find_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
         raise CriticError(f"there is no endpoint named {endpoint_name} in region {aws.region}")
     return endpoint
+
+
+def _wait_or_say_how(
+    sagemaker: Any, endpoint_name: str, region: str, wait: bool, timeout_s: float, log: Log
+) -> str:
+    """The endpoint's status once waited for (or "Creating"); then how to use and delete it."""
+    status = "Creating"
+    if wait:
+        status = _wait_in_service(sagemaker, endpoint_name, timeout_s, log)
+        log(f"endpoint {endpoint_name} is {status}")
+    else:
+        log(
+            "not waiting; to wait: aws sagemaker wait endpoint-in-service "
+            f"--endpoint-name {endpoint_name} --region {region}"
+        )
+    for line in invocation_hints(endpoint_name, region):
+        log(line)
+    return status
 
 
 def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: Log) -> str:

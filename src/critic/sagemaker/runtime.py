@@ -7,8 +7,6 @@ reads: ``text/plain`` is one review, ``application/json`` is ``{"instances": [..
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,18 +16,35 @@ from critic.errors import CriticError
 from critic.sagemaker.aws import aws_errors, connect, one_line
 from critic.sagemaker.checks import check_name
 
-JSON = "application/json"
-TEXT = "text/plain"
-CSV = "text/csv"
-JSON_LINES = "application/jsonlines"
-REQUEST_TYPES = (JSON, TEXT, CSV, JSON_LINES)
-_JSON_LINES_TYPES = (
+# The hosting contract has one home, serving/codec.py: its content types, its size limit, the
+# request encoder beside the endpoint's decoder, the answer decoder beside its encoder. They
+# are named here too for this module's callers.
+from critic.serving.codec import (
+    CSV,
+    JSON,
     JSON_LINES,
-    "application/x-jsonlines",
-    "application/jsonl",
-    "application/x-ndjson",
+    MAX_BODY_BYTES,
+    REQUEST_TYPES,
+    TEXT,
+    encode_reviews,
 )
-MAX_BODY_BYTES = 6 * 1024 * 1024  # real-time endpoints refuse larger payloads
+from critic.serving.codec import decode_predictions as decode_answer
+
+__all__ = [
+    "CSV",
+    "JSON",
+    "JSON_LINES",
+    "MAX_BODY_BYTES",
+    "MAX_CUSTOM_ATTRIBUTES",
+    "REQUEST_TYPES",
+    "TEXT",
+    "InvokeResult",
+    "decode_answer",
+    "encode_reviews",
+    "invoke",
+    "model_error_message",
+]
+
 MAX_CUSTOM_ATTRIBUTES = 1024
 
 
@@ -43,78 +58,6 @@ class InvokeResult:
     """``InvokedProductionVariant``: the variant SageMaker routed the request to."""
     content_type: str | None
     custom_attributes: str | None = None
-
-
-def encode_reviews(
-    reviews: str | Sequence[str], content_type: str | None = None
-) -> tuple[bytes, str]:
-    """The request body and its Content-Type for one review (a str) or several.
-
-    Without ``content_type``, one review goes as ``text/plain`` and a list as
-    ``application/json`` ``{"instances": [...]}``.
-    """
-    if isinstance(reviews, str):
-        texts, single = [reviews], True
-    elif isinstance(reviews, Sequence) and not isinstance(reviews, bytes):
-        texts, single = list(reviews), False
-    else:
-        raise CriticError(
-            f"reviews must be a string or a list of strings, not {type(reviews).__name__}"
-        )
-    if not texts:
-        raise CriticError("no reviews to send")
-    for number, text in enumerate(texts, start=1):
-        if not isinstance(text, str):
-            raise CriticError(f"review {number} is a {type(text).__name__}, not a string")
-        if not text.strip():
-            raise CriticError(f"review {number} is empty")
-    kind = (content_type or (TEXT if single else JSON)).split(";", 1)[0].strip().lower()
-    if kind == JSON:
-        body = json.dumps({"instances": texts}, ensure_ascii=False)
-    elif kind == TEXT:
-        if len(texts) > 1:
-            raise CriticError(
-                f"text/plain carries one review and {len(texts)} were given: send them as "
-                "application/json (the default for a list)"
-            )
-        body = texts[0]
-    elif kind == CSV:
-        buffer = io.StringIO()
-        csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows([t] for t in texts)
-        body = buffer.getvalue()
-    elif kind == JSON_LINES:
-        body = "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
-    else:
-        raise CriticError(
-            f"cannot send reviews as {content_type!r}; supported: {', '.join(REQUEST_TYPES)}"
-        )
-    data = body.encode("utf-8")
-    if len(data) > MAX_BODY_BYTES:
-        raise CriticError(
-            f"the request is {len(data) / 1e6:.1f} MB; SageMaker endpoints take at most "
-            f"{MAX_BODY_BYTES // (1024 * 1024)} MB a request: send the reviews in smaller batches"
-        )
-    return data, kind
-
-
-def decode_answer(body: bytes, content_type: str | None) -> Any:
-    """An endpoint's answer, parsed as its Content-Type says."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    try:
-        if kind == JSON or kind.endswith("+json"):
-            return json.loads(body.decode("utf-8"))
-        if kind in _JSON_LINES_TYPES:
-            return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
-        if kind.startswith("text/"):
-            return body.decode("utf-8", errors="replace")
-    except (ValueError, UnicodeDecodeError) as error:
-        preview = body[:200].decode("utf-8", errors="replace")
-        raise CriticError(
-            one_line(
-                f"the endpoint answered {content_type} that does not parse ({error}): {preview}"
-            )
-        ) from None
-    return body
 
 
 def model_error_message(endpoint_name: str, error: Any) -> str:

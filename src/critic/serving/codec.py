@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -214,6 +215,60 @@ def wants_explanation(query_value: str | None, custom_attributes: str | None) ->
     return asked
 
 
+def encode_reviews(
+    reviews: str | Sequence[str], content_type: str | None = None
+) -> tuple[bytes, str]:
+    """The request body and its media type for one review (a str) or several: the inverse of
+    :func:`decode_reviews`, for clients (``critic invoke``).
+
+    Without ``content_type``, one review goes as ``text/plain`` and a list as
+    ``application/json`` ``{"instances": [...]}``. A mistake is a :class:`CriticError`: it is
+    the caller's, before any request is made.
+    """
+    if isinstance(reviews, str):
+        texts, single = [reviews], True
+    elif isinstance(reviews, Sequence) and not isinstance(reviews, bytes):
+        texts, single = list(reviews), False
+    else:
+        raise CriticError(
+            f"reviews must be a string or a list of strings, not {type(reviews).__name__}"
+        )
+    if not texts:
+        raise CriticError("no reviews to send")
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str):
+            raise CriticError(f"review {number} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise CriticError(f"review {number} is empty")
+    kind = media_type(content_type or (TEXT if single else JSON))
+    if kind == JSON:
+        body = json.dumps({"instances": texts}, ensure_ascii=False)
+    elif kind == TEXT:
+        if len(texts) > 1:
+            raise CriticError(
+                f"text/plain carries one review and {len(texts)} were given: send them as "
+                "application/json (the default for a list)"
+            )
+        body = texts[0]
+    elif kind == CSV:
+        buffer = io.StringIO()
+        csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows([t] for t in texts)
+        body = buffer.getvalue()
+    elif kind == JSON_LINES:
+        body = "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
+    else:
+        raise CriticError(
+            f"cannot send reviews as {content_type!r}; supported: {', '.join(REQUEST_TYPES)}"
+        )
+    data = body.encode("utf-8")
+    if len(data) > MAX_BODY_BYTES:
+        raise CriticError(
+            f"the request is {len(data) / 1e6:.1f} MB; SageMaker endpoints take at most "
+            f"{MAX_BODY_BYTES // (1024 * 1024)} MB a request: send the reviews in smaller batches"
+        )
+    return data, kind
+
+
 def encode_predictions(
     predictions: Sequence[dict], accept: str, extra: dict | None = None
 ) -> bytes:
@@ -226,6 +281,27 @@ def encode_predictions(
     if accept == JSON_LINES:
         return b"".join(orjson.dumps(p) + b"\n" for p in predictions)
     return orjson.dumps({"predictions": list(predictions), **(extra or {})})
+
+
+def decode_predictions(body: bytes, content_type: str | None) -> Any:
+    """An endpoint's answer parsed as its Content-Type says, for clients (``critic invoke``):
+    JSON as Python objects, JSON lines as a list, any text as str, anything else as bytes.
+
+    The inverse of :func:`encode_predictions`; it reads other answers too (``+json`` types,
+    error bodies), since the client cannot know which container answered."""
+    kind = media_type(content_type)
+    try:
+        if kind == JSON or kind.endswith("+json"):
+            return json.loads(body.decode("utf-8"))
+        if kind == JSON_LINES:
+            return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
+        if kind.startswith("text/"):
+            return body.decode("utf-8", errors="replace")
+    except (ValueError, UnicodeDecodeError) as error:
+        preview = body[:200].decode("utf-8", errors="replace")
+        message = f"the endpoint answered {content_type} that does not parse ({error}): {preview}"
+        raise CriticError(" ".join(message.split())) from None  # one line, as printed
+    return body
 
 
 def encode_error(status: int, message: str) -> bytes:

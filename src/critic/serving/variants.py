@@ -7,32 +7,72 @@ endpoint runs (SageMaker's UpdateEndpointWeightsAndCapacities).
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from critic.errors import CriticError
-from critic.predictor import Predictor
+
+if TYPE_CHECKING:  # loading a predictor imports torch; naming a variant must not
+    from critic.predictor import Predictor
 
 DEFAULT_VARIANT = "AllTraffic"  # the name SageMaker's SDK gives a single variant
-_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's VariantName rule
+# SageMaker's rule for the names of endpoints, endpoint configs, models, variants and training
+# jobs: the local endpoint keeps it too, so that what runs here can be deployed as it is.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_NAME_LENGTH = 63
+
+
+def check_name(kind: str, name: object) -> str:
+    """A SageMaker resource name: 1-63 letters, digits and hyphens, no hyphen at either end."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise CriticError(
+            f"{kind} name {name!r} is not valid for SageMaker: use 1-{MAX_NAME_LENGTH} letters, "
+            "digits and hyphens, starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_weight(variant: str, weight: object, allow_zero: bool = False) -> float:
+    """A variant's traffic weight: a finite number, positive (or zero where allowed)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise CriticError(f"the weight of variant {variant!r} must be a number, got {weight!r}")
+    if weight < 0 or (weight == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "positive"
+        raise CriticError(f"the weight of variant {variant!r} must be {bound}, got {weight!r}")
+    return float(weight)
+
+
+def check_distinct_names(variants: Iterable[Any]) -> None:
+    """Refuse two variants (anything with a ``name``) of one name: requests name their target."""
+    names = [variant.name for variant in variants]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CriticError(f"variant names must differ; repeated: {', '.join(repeated)}")
 
 
 @dataclass(frozen=True)
 class VariantSpec:
+    """One production variant to serve or deploy: its name, its model, its traffic weight.
+
+    ``bundle`` is a bundle folder for ``critic serve``; :func:`critic.sagemaker.deploy` takes
+    a model.tar.gz there. A weight of 0 keeps the variant out of the draw (it still answers
+    requests that name it)."""
+
     name: str
     bundle: Path
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise CriticError(
-                f"variant name {self.name!r}: use letters, digits and hyphens (up to 63), as SageMaker does"
-            )
-        if not self.weight >= 0:
-            raise CriticError(f"variant {self.name}: the weight must not be negative")
+        check_name("variant", self.name)
+        # Frozen: the normalised values are set the way dataclasses set them.
+        object.__setattr__(self, "bundle", Path(self.bundle))
+        object.__setattr__(self, "weight", check_weight(self.name, self.weight, allow_zero=True))
 
     @classmethod
     def parse(cls, text: str) -> VariantSpec:
@@ -51,6 +91,16 @@ class VariantSpec:
             except ValueError:
                 pass  # a colon inside the path itself
         return cls(name, Path(path), weight)
+
+
+def variant_specs(first: Path | None, texts: Sequence[str] | None) -> list[VariantSpec]:
+    """The variants a command line names: ``first`` (if given) as the single variant AllTraffic,
+    then each ``NAME=PATH[:WEIGHT]`` text; names checked distinct. Empty when none is named."""
+    specs = [VariantSpec.parse(text) for text in texts or []]
+    if first is not None:
+        specs.insert(0, VariantSpec(DEFAULT_VARIANT, first, 1.0))
+    check_distinct_names(specs)
+    return specs
 
 
 class Variant:
@@ -77,9 +127,7 @@ class VariantRouter:
     def __init__(self, variants: list[Variant], seed: int | None = None):
         if not variants:
             raise CriticError("an endpoint needs at least one variant")
-        names = [variant.name for variant in variants]
-        if len(set(names)) != len(names):
-            raise CriticError(f"variant names must differ: {', '.join(names)}")
+        check_distinct_names(variants)
         self.variants = {variant.name: variant for variant in variants}
         self._check_total({v.name: v.weight for v in variants})
         self._random = random.Random(seed)
@@ -114,8 +162,7 @@ class VariantRouter:
         """Change some variants' weights at once (all checked before any changes)."""
         for name, weight in weights.items():
             self.get(name)
-            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0:
-                raise CriticError(f"variant {name}: the weight must be a number of at least 0")
+            check_weight(name, weight, allow_zero=True)
         with self._lock:
             proposed = {name: v.weight for name, v in self.variants.items()} | weights
             self._check_total(proposed)
@@ -130,6 +177,9 @@ class VariantRouter:
 def load_variants(
     specs: list[VariantSpec], device: str = "cpu", seed: int | None = None
 ) -> VariantRouter:
+    """Load every variant's bundle once, behind one router."""
+    from critic.predictor import Predictor
+
     return VariantRouter(
         [
             Variant(spec.name, Predictor.load(spec.bundle, device=device), spec.weight, spec.bundle)

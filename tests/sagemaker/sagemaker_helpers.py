@@ -1,0 +1,84 @@
+"""What the SageMaker tests share: the names they deploy under, and helpers that build model
+archives, record the requests boto3 sends, and queue what moto's runtime answers.
+
+Plain functions and constants, imported by name. The fixtures are in sagemaker_fixtures.py, a
+plugin each test module names: a tests/sagemaker/conftest.py would be imported as "conftest"
+too, and would hide tests/conftest.py from every `from conftest import ...` collected after it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
+BUCKET = "critic-test-bucket"
+REGISTRY = f"763104351884.dkr.ecr.{REGION}.amazonaws.com"
+CPU_INFERENCE_IMAGE = f"{REGISTRY}/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+GPU_INFERENCE_IMAGE = f"{REGISTRY}/pytorch-inference:2.6.0-gpu-py312-cu124-ubuntu22.04-sagemaker"
+CPU_TRAINING_IMAGE = f"{REGISTRY}/pytorch-training:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+MODEL_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_REGION": REGION,
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+}
+
+
+def write_model_archive(path: Path, marker: str, with_code: bool = True) -> Path:
+    """A small model.tar.gz shaped like critic's: bundle files at the top, code/ beside them."""
+    files = {"config.json": json.dumps({"marker": marker}), "model.safetensors": marker * 50}
+    if with_code:
+        files["code/inference.py"] = "from critic.serving.handler import model_fn\n"
+        files["code/requirements.txt"] = "numpy\n"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def recording_session(*events: str) -> tuple[boto3.session.Session, list]:
+    """A boto3 session that keeps every HTTP request of the named operations, as sent."""
+    session = boto3.session.Session()
+    sent: list = []
+    for event in events:
+        session.events.register(f"before-send.{event}", lambda request, **_: sent.append(request))
+    return session, sent
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def queue_endpoint_answers(moto_url: str, *answers: dict) -> None:
+    """What moto's sagemaker-runtime answers next, in order (its documented test API)."""
+    request = urllib.request.Request(
+        f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps({"region": REGION, "results": list(answers)}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201
+
+
+def model_names(aws, prefix: str) -> list[str]:
+    # moto ignores list_models' NameContains, so the names are filtered here.
+    names = [model["ModelName"] for model in aws.sagemaker.list_models()["Models"]]
+    return [name for name in names if name.startswith(prefix)]
+
+
+def assert_one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message.strip() == message
+    return message
