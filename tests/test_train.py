@@ -309,3 +309,28 @@ def test_a_setting_the_model_refuses_fails_before_any_data_is_read(tmp_path):
     with pytest.raises(CriticError, match="attention pools a review's words by attention"):
         train(config, tmp_path / "out", cache_dir=tmp_path / "cache", log=lambda _: None)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_a_folder_fails_before_any_data_is_read(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = small_run_config()
+    config = config.replace(data=config.data.replace(source=str(tmp_path / "not-there.csv")))
+    for out in (blocker, blocker / "bundle"):
+        with pytest.raises(CriticError, match=r"cannot write the bundle to .*is not a folder"):
+            train(config, out, cache_dir=tmp_path / "cache", log=lambda _: None)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_nearly_full_disk_fails_before_any_data_is_read(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 5 * 2**20))
+    config = small_run_config()
+    config = config.replace(data=config.data.replace(source=str(tmp_path / "not-there.csv")))
+    with pytest.raises(CriticError, match="5 MB free on its disk") as error:
+        train(config, tmp_path / "out", cache_dir=tmp_path / "cache", log=lambda _: None)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()

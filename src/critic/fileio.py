@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from critic.errors import CriticError
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -71,3 +75,56 @@ def package_files(package: Path) -> list[Path]:
         ):
             kept.append(relative)
     return kept
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why a member of an archive critic reads must be refused, if it must: a name that is
+    absolute or climbs out with "..", or a link or device, could make whoever unpacks the
+    archive (critic, or SageMaker on an instance) write or read outside its folder."""
+    name = member.name
+    if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or ":" in name[:3]:
+        return "has an absolute name"
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return "climbs out of its folder with '..'"
+    if member.issym() or member.islnk():
+        return f"is a link (to {member.linkname!r})"
+    if not (member.isfile() or member.isdir()):
+        return "is not a regular file or folder"
+    return None
+
+
+def check_members(archive: tarfile.TarFile, path: Path) -> None:
+    """Refuse ``archive`` (with a CriticError naming the member) if any member is unsafe."""
+    for member in archive.getmembers():
+        reason = unsafe_member(member)
+        if reason is not None:
+            raise CriticError(f"the archive {path} is refused: its member {member.name!r} {reason}")
+
+
+MIN_FREE_BYTES = 256 * 1024 * 1024
+"""What a training run needs free beside its output: the largest bundles critic makes (the
+n-gram model, the 30,000-word recurrent models with their checkpoint and its previous copy)
+stay under a third of this."""
+
+
+def check_output_folder(out: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Fail now, with one line, if ``out`` cannot take a training run's files: not a folder,
+    not writable, or on a disk that is (nearly) full -- not after an hour of training."""
+    out = Path(out).absolute()
+    # The folder itself is made later, by the run: probe the nearest folder that exists.
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CriticError(f"cannot write the bundle to {out}: {existing} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".critic-probe-"):
+            pass
+    except OSError as error:
+        raise CriticError(f"cannot write the bundle to {out}: {error.strerror or error}") from None
+    free = shutil.disk_usage(existing).free
+    if free < min_free:
+        raise CriticError(
+            f"cannot write the bundle to {out}: {free // 2**20} MB free on its disk; a "
+            f"training run needs about {min_free // 2**20} MB for its checkpoints and bundle"
+        )

@@ -53,6 +53,7 @@ from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
 from critic.errors import CriticError, DataError
 from critic.evaluate import binary_log_loss, predict_split, predict_split_logits, split_metrics
+from critic.fileio import check_output_folder
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 
 Log = Callable[[str], None]
@@ -112,6 +113,7 @@ def train(
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics and calibration."""
     kind = model_kind(config.model.name)  # before any data is read: an unknown name fails here
+    check_output_folder(Path(out))  # and so does a folder the bundle could never be written to
     options = RunOptions(Path(out), resume, cache_dir, progress, log, prepared)
     return FITTERS[kind](config, options)
 

@@ -143,3 +143,58 @@ def test_the_fingerprint_changes_with_the_content(tmp_path):
     path.write_text("text,label\nBad,0\n")
     assert source_fingerprint(str(path)) != before
     assert source_fingerprint("embedded") != source_fingerprint("rotten_tomatoes")
+
+
+def crafted_tarball(tmp_path, add):
+    """A real aclImdb tarball with one extra member made by ``add(tar)``."""
+    import tarfile
+
+    archive = write_aclimdb_tarball(tmp_path)
+    crafted = tmp_path / "crafted.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(crafted, "w:gz") as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+        add(target)
+    return crafted
+
+
+def _file(name: str):
+    import io
+    import tarfile
+
+    def add(tar):
+        data = b"A review that lives where it should not."
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    return add
+
+
+def _link(name: str, target: str, hard: bool = False):
+    import tarfile
+
+    def add(tar):
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+        info.linkname = target
+        tar.addfile(info)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    ("add", "reason"),
+    [
+        (_file("aclImdb/train/pos/../../../../evil_1_10.txt"), "climbs out of its folder"),
+        (_file("/etc/aclImdb/train/pos/0_10.txt"), "has an absolute name"),
+        (_link("aclImdb/train/pos/99_10.txt", "/etc/passwd"), "is a link (to '/etc/passwd')"),
+        (_link("aclImdb/train/neg/99_1.txt", "aclImdb/train/pos/0_10.txt", hard=True), "is a link"),
+    ],
+)
+def test_a_crafted_tarball_is_refused_before_any_review_is_read(tmp_path, add, reason):
+    crafted = crafted_tarball(tmp_path, add)
+    with pytest.raises(DataError, match="is refused") as error:
+        load_source(str(crafted))
+    assert reason in str(error.value)
+    assert "\n" not in str(error.value)

@@ -20,6 +20,7 @@ from sagemaker_helpers import (
     model_names,
     quiet,
     recording_session,
+    write_model_archive,
 )
 
 from critic.errors import CriticError
@@ -472,3 +473,36 @@ def test_deleting_an_endpoint_that_does_not_exist_is_a_clear_error(aws):
     with pytest.raises(CriticError) as error:
         delete_endpoint("critic-never", log=quiet)
     assert assert_one_line(error) == "there is no endpoint named critic-never in region us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("../../root/.ssh/authorized_keys", "file", "climbs out of its folder"),
+        ("/opt/ml/model/code/inference.py", "file", "has an absolute name"),
+        ("code/evil.py", "link", "is a link (to '/etc/passwd')"),
+    ],
+)
+def test_a_model_archive_that_would_unpack_outside_its_folder_is_refused(
+    aws, tmp_path, name, kind, reason
+):
+    import io
+    import tarfile
+
+    archive = write_model_archive(tmp_path / "model.tar.gz", "crafted")
+    crafted = tmp_path / "crafted.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(crafted, "w:gz") as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member))
+        info = tarfile.TarInfo(name)
+        if kind == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            target.addfile(info)
+        else:
+            info.size = 4
+            target.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(CriticError) as error:
+        deploy([("a", crafted, 1)], "critic-crafted", ROLE, BUCKET, log=quiet)
+    message = assert_one_line(error)
+    assert "is refused" in message and reason in message
+    assert model_names(aws, "critic-crafted") == []

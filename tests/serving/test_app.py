@@ -266,3 +266,46 @@ def test_an_explain_that_is_neither_true_nor_false_is_refused(client, query, att
     response = client.post(f"/invocations{query}", content="A clever film.", headers=headers)
     assert response.status_code == 400
     assert response.json()["message"].startswith("explain must be true or false, got ")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "status"),
+    [("a" * 1024, 200), ("k=v;" * 256, 200), ("a" * 1025, 400), ("caf\u00e9", 400),
+     ("tab\there", 400)],
+)  # fmt: skip
+def test_custom_attributes_follow_sagemakers_limits(client, attributes, status):
+    response = client.post(
+        "/invocations",
+        content="A good film.",
+        headers={"Content-Type": "text/plain",
+                 "X-Amzn-SageMaker-Custom-Attributes": attributes.encode("latin-1")},
+    )  # fmt: skip
+    assert response.status_code == status
+    if status == 200:
+        assert response.headers["X-Amzn-SageMaker-Custom-Attributes"] == attributes
+    else:
+        assert "X-Amzn-SageMaker-Custom-Attributes" in response.json()["message"]
+
+
+@pytest.mark.parametrize("target", ["bad name!", "-champion", "x" * 64, "under_score"])
+def test_a_target_variant_must_follow_sagemakers_name_rule(client, target):
+    response = client.post(
+        "/invocations",
+        content="A good film.",
+        headers={"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": target},
+    )
+    assert response.status_code == 400
+    assert "not valid for SageMaker" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", TOKEN[:-1], "Bearer "]
+)
+def test_a_wrong_or_missing_admin_token_leaves_the_weights_unchanged(client, authorization):
+    before = client.get("/variants").json()["variants"]
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client.post(
+        "/admin/weights", json={"champion": 0.0, "challenger": 1.0}, headers=headers
+    )
+    assert response.status_code == 401
+    assert client.get("/variants").json()["variants"] == before

@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 from conftest import free_port, wait_for_ping
@@ -41,13 +43,22 @@ def test_two_workers_share_weights_metrics_and_feedback_and_stop_cleanly(
             {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )  # fmt: skip
         assert status == 200
-        # Each new connection may land on either worker: ask until both have answered.
+        # Each new connection may land on either worker, and the kernel favours an idle one:
+        # ask from several threads at once (so that one worker is busy while the other
+        # accepts) until both have answered -- the second may still be loading its models.
         seen = {}
-        for _ in range(300):
-            variants = json.loads(fetch(f"{url}/variants")[2])
-            seen[variants["worker"]] = {v["name"]: v["weight"] for v in variants["variants"]}
-            if len(seen) == 2:
-                break
+        deadline = time.monotonic() + 90
+
+        def ask():
+            while len(seen) < 2 and time.monotonic() < deadline:
+                variants = json.loads(fetch(f"{url}/variants")[2])
+                seen[variants["worker"]] = {v["name"]: v["weight"] for v in variants["variants"]}
+
+        askers = [threading.Thread(target=ask) for _ in range(6)]
+        for thread in askers:
+            thread.start()
+        for thread in askers:
+            thread.join()
         assert len(seen) == 2, "the second worker never answered"
         assert all(w == {"champion": 0.0, "challenger": 1.0} for w in seen.values()), seen
 

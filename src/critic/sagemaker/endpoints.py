@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.errors import CriticError
+from critic.fileio import check_members
 from critic.sagemaker.aws import (
     Aws,
     aws_errors,
@@ -428,6 +429,8 @@ def _check_model_archive(spec: VariantSpec) -> None:
         raise CriticError(f"variant {spec.name}: {spec.bundle} is not a file")
     try:
         with tarfile.open(spec.bundle, "r:gz") as archive:
+            # SageMaker unpacks it on the instance: nothing in it may land outside model_dir.
+            check_members(archive, spec.bundle)
             names = {name.removeprefix("./") for name in archive.getnames()}
     except (tarfile.TarError, OSError, EOFError) as error:
         raise CriticError(

@@ -191,6 +191,27 @@ def decode_reviews(
     return reviews
 
 
+MAX_CUSTOM_ATTRIBUTES = 1024  # SageMaker's limit on X-Amzn-SageMaker-Custom-Attributes
+
+
+def check_custom_attributes(value: str | None) -> str | None:
+    """SageMaker's rule for the custom attributes a client passes (and gets echoed back): at
+    most 1,024 visible ASCII characters."""
+    if value is None:
+        return None
+    if len(value) > MAX_CUSTOM_ATTRIBUTES:
+        raise ClientError(
+            400,
+            f"X-Amzn-SageMaker-Custom-Attributes is {len(value)} characters; "
+            f"the most is {MAX_CUSTOM_ATTRIBUTES}",
+        )
+    if not all(" " <= character <= "~" for character in value):
+        raise ClientError(
+            400, "X-Amzn-SageMaker-Custom-Attributes must be visible ASCII characters"
+        )
+    return value
+
+
 _YES = ("1", "true", "yes")
 _NO = ("", "0", "false", "no")
 

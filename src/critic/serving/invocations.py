@@ -24,6 +24,7 @@ from critic.serving.codec import (
 )
 from critic.serving.metrics import NO_VARIANT
 from critic.serving.state import EndpointState
+from critic.serving.variants import check_name
 
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -64,6 +65,8 @@ async def invocations(
         reviews = decode_reviews(body, content_type, state.settings.max_reviews)
         state.sync_weights()
         try:
+            if target_variant is not None:
+                check_name("target variant", target_variant)
             variant = state.router.choose(target_variant)
         except CriticError as error:
             raise ClientError(400, str(error)) from None

@@ -24,7 +24,12 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from critic.errors import CriticError
-from critic.serving.codec import ClientError, parse_json, wants_explanation
+from critic.serving.codec import (
+    ClientError,
+    check_custom_attributes,
+    parse_json,
+    wants_explanation,
+)
 from critic.serving.http import error_response, read_body
 from critic.serving.invocations import CUSTOM_ATTRIBUTES, TARGET_VARIANT, invocations
 from critic.serving.metrics import NO_VARIANT
@@ -35,13 +40,18 @@ router = APIRouter()
 
 async def _invoke(request: Request, state: EndpointState) -> Response:
     headers = request.headers
-    attributes = headers.get(CUSTOM_ATTRIBUTES)
+    try:
+        attributes = check_custom_attributes(headers.get(CUSTOM_ATTRIBUTES))
+    except ClientError as error:  # not echoed: a header over SageMaker's limits is not sent back
+        state.metrics.observe(NO_VARIANT, error.status, 0.0)
+        return error_response(error.status, error.message)
     try:
         body = await read_body(request)
         explain = wants_explanation(request.query_params.get("explain"), attributes)
     except ClientError as error:
         state.metrics.observe(NO_VARIANT, error.status, 0.0)
-        return error_response(error.status, error.message)
+        echo = {CUSTOM_ATTRIBUTES: attributes} if attributes else {}
+        return error_response(error.status, error.message, echo)
     result = await invocations(
         state,
         body,
