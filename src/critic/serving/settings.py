@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from critic.config import setting
 from critic.errors import CriticError
 
 ENV_PREFIX = "CRITIC_"
@@ -12,23 +13,29 @@ ENV_PREFIX = "CRITIC_"
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_reviews: int = 1000
-    """Most reviews in one request; more is a 413."""
-    max_batch: int = 64
-    """Most reviews in one forward pass of the micro-batcher."""
-    batch_wait_ms: float = 5.0
-    """How long a request waits for others to share its forward pass."""
-    admin_token: str | None = None
-    """Bearer token for changing weights at run time; without one the admin route is off."""
-    endpoint_name: str = "critic"
-    device: str = "cpu"
-    seed: int | None = None
-    """Seed of the traffic split (tests); None draws from the system."""
-    feedback_db: str | None = None
-    """SQLite file for the page's feedback; default: feedback.sqlite beside the first
-    variant's bundle; "off" turns feedback off."""
+    """How the endpoint runs. Each field is a ``critic serve --option`` and a ``CRITIC_<NAME>``
+    environment variable; its help is declared here, once (:func:`critic.config.setting`)."""
+
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(8080, "Port (8080, as SageMaker).")
+    max_reviews: int = setting(1000, "Most reviews in one request; more is a 413.")
+    max_batch: int = setting(64, "Most reviews in one forward pass of the micro-batcher.")
+    batch_wait_ms: float = setting(
+        5.0, "How long a request waits for others to share its forward pass, in ms."
+    )
+    admin_token: str | None = setting(
+        None, "Bearer token for POST /admin/weights; without one the weights are fixed."
+    )
+    endpoint_name: str = setting("critic", "Name answered on /endpoints/NAME/invocations.")
+    # The environment only: the endpoint's models run on the CPU unless told otherwise.
+    device: str = setting("cpu", "Device the models run on.", option=False)
+    # Tests fix the traffic split with it; None draws from the system.
+    seed: int | None = setting(None, "Seed of the traffic split.", option=False)
+    feedback_db: str | None = setting(
+        None,
+        "SQLite file for the page's feedback (default: feedback.sqlite beside the first "
+        "variant's bundle; 'off' turns feedback off).",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
