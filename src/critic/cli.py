@@ -403,6 +403,13 @@ def ensemble(
     typer.echo(f"bundle: {out} (test accuracy {metrics['test_accuracy']:.4f})")
 
 
+def _check_distinct_names(specs) -> None:
+    """Two variants of one name would share its traffic and metrics: refuse them."""
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise CriticError(f"variant names must differ: {', '.join(names)}")
+
+
 @app.command()
 @with_options(server=SERVER_OPTIONS)
 def serve(
@@ -437,9 +444,7 @@ def serve(
         specs.insert(0, VariantSpec(DEFAULT_VARIANT, bundle, 1.0))
     if not specs:
         raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise CriticError(f"variant names must differ: {', '.join(names)}")
+    _check_distinct_names(specs)
     for spec in specs:
         verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
     settings = ServerSettings.from_env(**server)
