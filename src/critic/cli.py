@@ -7,6 +7,7 @@ Options that set a config field are not declared here: :mod:`critic.options` bui
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -152,8 +153,8 @@ def train(
         return
     in_job = _sagemaker_settings()
     if in_job is not None:
-        own = {"out", "resume", "cache_dir", "progress", "sagemaker"}
-        unknown = sorted(set(in_job) - set(settings) - set(job) - own)
+        # Any option of critic train may be a hyper-parameter; those of the job are ignored.
+        unknown = sorted(set(in_job) - set(inspect.signature(train).parameters))
         if unknown:
             raise CriticError(f"unknown hyper-parameter(s) in SM_HPS: {', '.join(unknown)}")
         settings.update({name: value for name, value in in_job.items() if name in settings})
