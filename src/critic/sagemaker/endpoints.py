@@ -50,8 +50,8 @@ from critic.serving.variants import VariantSpec, check_distinct_names
 Log = Callable[[str], None]
 
 # What deploy prints so that the endpoint gets used, and deleted.
-CLI_INVOKE = 'critic invoke {name} "a review"'
-CLI_DELETE = "critic delete-endpoint {name}"
+CLI_INVOKE = 'critic sagemaker invoke {name} "a review"'
+CLI_DELETE = "critic sagemaker delete-endpoint {name}"
 
 # Where SageMaker's PyTorch inference container finds the handler inside model.tar.gz.
 INFERENCE_PROGRAM = "inference.py"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from critic.config import setting
 from critic.errors import CriticError
 
 ENV_PREFIX = "CRITIC_"
@@ -12,38 +13,53 @@ ENV_PREFIX = "CRITIC_"
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    """Worker processes on the one port, each with every variant loaded (see critic.endpoint.
-    serve). 1 measured best on a 2-core machine (docs/benchmarks.md); SageMaker's own
-    containers start one per vCPU."""
-    max_reviews: int = 1000
-    """Most reviews in one request; more is a 413."""
-    max_batch: int = 64
-    """Most reviews in one forward pass of the micro-batcher."""
-    batch_wait_ms: float = 0.0
-    """How long the first request waits for others to share its forward pass. 0 (the
-    default): never wait; requests that arrive while the model is busy share the next pass."""
-    max_queue: int | None = None
-    """Most reviews queued per variant before new requests get 503 + Retry-After; default:
-    what the variant answers in ``queue_seconds`` at the pace measured at start-up."""
-    queue_seconds: float = 1.0
-    """How much work, in seconds of the model's measured pace, a variant's queue holds."""
-    timeout_s: float = 60.0
-    """A request not answered within this many seconds gets a 504 (SageMaker's limit is 60)."""
-    graceful_timeout_s: float = 25.0
-    """On SIGTERM, how long in-flight requests may take to finish before the server exits
-    (SageMaker sends SIGKILL 30 s after SIGTERM)."""
-    admin_token: str | None = None
-    """Bearer token for changing weights at run time; without one the admin route is off."""
-    endpoint_name: str = "critic"
-    device: str = "cpu"
-    seed: int | None = None
-    """Seed of the traffic split (tests); None draws from the system."""
-    feedback_db: str | None = None
-    """SQLite file for the page's feedback; default: feedback.sqlite beside the first
-    variant's bundle; "off" turns feedback off."""
+    """How the endpoint runs. Each field is a ``critic serve --option`` and a ``CRITIC_<NAME>``
+    environment variable; its help is declared here, once (:func:`critic.config.setting`)."""
+
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(8080, "Port (8080, as SageMaker).")
+    workers: int = setting(
+        1,
+        "Worker processes on the one port, each with every variant loaded; 1 measured best "
+        "on a 2-core machine (docs/benchmarks.md).",
+    )
+    max_reviews: int = setting(1000, "Most reviews in one request; more is a 413.")
+    max_batch: int = setting(64, "Most reviews in one forward pass of the micro-batcher.")
+    batch_wait_ms: float = setting(
+        0.0,
+        "How long the first request waits for others to share its forward pass, in ms; "
+        "0: never wait, requests that arrive while the model is busy share the next pass.",
+    )
+    max_queue: int | None = setting(
+        None,
+        "Most reviews queued per variant before new requests get 503 + Retry-After "
+        "(default: what the variant answers in --queue-seconds at the pace measured at "
+        "start-up).",
+    )
+    queue_seconds: float = setting(
+        1.0, "How much work, in seconds of the model's measured pace, a variant's queue holds."
+    )
+    timeout_s: float = setting(
+        60.0, "A request not answered within this many seconds gets a 504 (SageMaker: 60)."
+    )
+    graceful_timeout_s: float = setting(
+        25.0,
+        "On SIGTERM, how long the requests in flight may take to finish before the server "
+        "exits (SageMaker sends SIGKILL 30 s after SIGTERM).",
+    )
+    admin_token: str | None = setting(
+        None, "Bearer token for POST /admin/weights; without one the weights are fixed."
+    )
+    endpoint_name: str = setting("critic", "Name answered on /endpoints/NAME/invocations.")
+    # The environment only: the endpoint's models run on the CPU unless told otherwise.
+    device: str = setting("cpu", "Device the models run on.", option=False)
+    # Tests fix the traffic split with it; None draws from the system.
+    seed: int | None = setting(None, "Seed of the traffic split.", option=False)
+    feedback_db: str | None = setting(
+        None,
+        "SQLite file for the page's feedback (default: feedback.sqlite beside the first "
+        "variant's bundle; 'off' turns feedback off).",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

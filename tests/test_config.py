@@ -1,0 +1,80 @@
+"""The typed configs: checks with clear messages, plain-dict round trips, unknown settings refused."""
+
+import json
+
+import pytest
+
+from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from critic.errors import CriticError
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DataConfig(source=""), "data source must not be empty"),
+        (lambda: DataConfig(vocab_size=2), "vocab_size must be at least 3, got 2"),
+        (lambda: DataConfig(max_length=0), "max_length must be at least 1, got 0"),
+        (lambda: DataConfig(max_reviews=9), "max_reviews must be at least 10, got 9"),
+        (
+            lambda: DataConfig(test_fraction=0.5),
+            "validation_fraction and test_fraction must each lie between 0 and 0.5",
+        ),
+        (lambda: ModelConfig(embedding_dim=0), "embedding_dim must be positive, got 0"),
+        (lambda: ModelConfig(dropout=1.0), "dropout must lie in [0, 1), got 1.0"),
+        (lambda: ModelConfig(ngram_max=6), "ngram_max must lie in 1..5, got 6"),
+        (lambda: ModelConfig(c=0.0), "c must be positive, got 0.0"),
+        (lambda: ModelConfig(cell="rnn"), "cell must be lstm or gru, got 'rnn'"),
+        (lambda: ModelConfig(pooling="sum"), "pooling must be one of last, max, mean, got 'sum'"),
+        (lambda: ModelConfig(ngram_dim=0), "ngram_dim must be positive, got 0"),
+        (lambda: TrainConfig(epochs=0), "epochs must be at least 1, got 0"),
+        (lambda: TrainConfig(learning_rate=0), "learning_rate must be positive, got 0"),
+        (lambda: TrainConfig(weight_decay=-1), "weight_decay must not be negative, got -1"),
+        (lambda: TrainConfig(device="tpu"), "device must be auto, cpu or cuda, got 'tpu'"),
+        (lambda: TrainConfig(max_seconds=0), "max_seconds must be positive, got 0"),
+        (lambda: TrainConfig(embeddings=""), "embeddings must not be empty"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_a_message_that_names_it(make, message):
+    with pytest.raises(CriticError) as raised:
+        make()
+    assert str(raised.value) == message
+
+
+def test_replace_checks_again():
+    with pytest.raises(CriticError, match="hidden_dim must be positive, got 0"):
+        ModelConfig().replace(hidden_dim=0)
+
+
+def test_a_run_config_survives_a_trip_through_json():
+    config = RunConfig(
+        data=DataConfig(source="reviews.csv", rating_column="stars", max_reviews=500),
+        model=ModelConfig(name="nbsvm", c=0.5, select_ngrams=True, ngram_dim=8),
+        train=TrainConfig(epochs=3, max_seconds=60.0, embeddings="word2vec"),
+    )
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert DataConfig.from_dict(config.data.to_dict()) == config.data
+
+
+def test_missing_settings_take_the_defaults():
+    assert RunConfig.from_dict({}) == RunConfig()
+    assert RunConfig.from_dict({"model": {"name": "gru"}}).model == ModelConfig(name="gru")
+
+
+def test_an_unknown_setting_is_refused_and_the_valid_ones_are_named():
+    with pytest.raises(CriticError) as raised:
+        TrainConfig.from_dict({"epochz": 3})
+    message = str(raised.value)
+    assert message.startswith("TrainConfig: unknown setting(s) epochz; valid: batch_size, device,")
+    with pytest.raises(CriticError, match=r"ModelConfig: unknown setting\(s\) layers"):
+        RunConfig.from_dict({"model": {"layers": 2}})
+
+
+def test_an_unknown_section_is_refused():
+    with pytest.raises(CriticError) as raised:
+        RunConfig.from_dict({"optimizer": {}, "data": {}})
+    assert str(raised.value) == "RunConfig: unknown section(s) optimizer"
+
+
+def test_configs_are_frozen():
+    with pytest.raises(AttributeError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
