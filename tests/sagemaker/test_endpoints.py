@@ -92,12 +92,12 @@ def test_deploy_uploads_each_archive_and_makes_models_a_config_and_an_in_service
     )
     text = "\n".join(lines)
     assert "champion 75%, challenger 25%" in text
-    assert 'critic invoke critic-ab "a review"' in text
+    assert 'critic sagemaker invoke critic-ab "a review"' in text
     assert (
         "aws sagemaker-runtime invoke-endpoint --region us-east-1 --endpoint-name critic-ab" in text
     )
     assert 'invoke_endpoint(EndpointName="critic-ab"' in text
-    assert "critic delete-endpoint critic-ab" in text
+    assert "critic sagemaker delete-endpoint critic-ab" in text
 
 
 def test_deploy_on_a_gpu_instance_uses_the_gpu_image_unless_an_image_is_named(aws, archives):
@@ -335,7 +335,7 @@ def test_an_endpoint_that_fails_to_start_is_a_clear_error_with_sagemakers_reason
         "pass the ping check."
     )
     assert "/aws/sagemaker/Endpoints/critic-fails" in message
-    assert "critic delete-endpoint critic-fails" in message
+    assert "critic sagemaker delete-endpoint critic-fails" in message
 
 
 def test_waiting_for_an_endpoint_is_bounded(aws, archives):
