@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from critic.calibration import expected_calibration_error
 from critic.compare import score_reviews
 from critic.data.prepare import load_splits
 from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
-from critic.evaluate import expected_calibration_error
 from critic.fileio import write_text_atomic
 from critic.predictor import Predictor
 

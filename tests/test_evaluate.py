@@ -1,12 +1,8 @@
 import numpy as np
 import pytest
 
-from critic.evaluate import (
-    classification_metrics,
-    expected_calibration_error,
-    plot_curves,
-    plot_evaluation,
-)
+from critic.calibration import expected_calibration_error
+from critic.evaluate import classification_metrics, plot_curves, plot_evaluation
 
 
 def test_metrics_on_a_known_example():
@@ -61,7 +57,7 @@ def test_a_calibrated_model_has_no_calibration_error_and_bins_matter():
 
 
 def test_a_calibrated_model_has_an_ece_near_zero_and_an_overconfident_one_does_not():
-    from critic.evaluate import expected_calibration_error
+    from critic.calibration import expected_calibration_error
 
     rng = np.random.default_rng(0)
     probabilities = rng.random(50000)
@@ -75,7 +71,7 @@ def test_a_calibrated_model_has_an_ece_near_zero_and_an_overconfident_one_does_n
 
 
 def test_reliability_bins_count_every_review_once():
-    from critic.evaluate import ECE_BINS, reliability_bins
+    from critic.calibration import ECE_BINS, reliability_bins
 
     probabilities = np.array([0.0, 0.2, 0.5, 0.51, 0.8, 0.97, 1.0])
     labels = np.array([0, 1, 1, 1, 0, 1, 1])
@@ -87,7 +83,7 @@ def test_reliability_bins_count_every_review_once():
 
 
 def test_rating_metrics_on_a_known_example():
-    from critic.evaluate import rating_metrics
+    from critic.calibration import rating_metrics
 
     metrics = rating_metrics(np.array([1, 2, 9, 10]), np.array([1, 3, 8, 10]))
     assert metrics["rating_mae"] == pytest.approx(0.5)
@@ -95,8 +91,8 @@ def test_rating_metrics_on_a_known_example():
 
 
 def test_the_reliability_diagram_is_a_png(tmp_path):
-    from critic.calibration import Calibration
-    from critic.evaluate import calibration_metrics, plot_reliability
+    from critic.calibration import Calibration, calibration_metrics
+    from critic.evaluate import plot_reliability
 
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 3, 500)

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from critic.calibration import Calibration, sigmoid
+from critic.calibration import (
+    ECE_BINS,
+    Calibration,
+    binary_log_loss,
+    calibration_metrics,
+    sigmoid,
+)
 from critic.config import DataConfig
 from critic.data.batches import BucketedBatches, EncodedSplit
 from critic.errors import CriticError
@@ -45,111 +51,12 @@ def predict_split(
     return sigmoid(predict_split_logits(model, split, max_length, device, batch_size))
 
 
-def binary_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return float(skm.log_loss(labels, clipped, labels=[0, 1]))
-
-
-ECE_BINS = 15
-
-
 def split_metrics(split: str, labels: np.ndarray, logits: np.ndarray) -> dict:
     """``{split}_accuracy`` and ``{split}_loss`` (log loss) of log-odds against the labels."""
     return {
         f"{split}_accuracy": float(((logits >= 0) == labels).mean()),
         f"{split}_loss": binary_log_loss(labels, sigmoid(logits)),
     }
-
-
-def reliability_bins(
-    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
-) -> dict[str, list]:
-    """Per confidence bin: mean confidence, accuracy and review count (Guo et al. 2017).
-
-    The confidence of an answer is the probability of the label it gives, max(p, 1 - p);
-    ``bins`` equal-width bins cover [0, 1] (for two classes only the upper half is used).
-    Empty bins are left out.
-    """
-    labels = np.asarray(labels).astype(int)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    predicted = (probabilities >= 0.5).astype(int)
-    confidence = np.maximum(probabilities, 1.0 - probabilities)
-    correct = (predicted == labels).astype(np.float64)
-    # Bin b holds confidences in (b/bins, (b+1)/bins]; exactly 0 joins the first bin.
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    used = counts > 0
-    mean_confidence = np.bincount(which, confidence, bins)[used] / counts[used]
-    accuracy = np.bincount(which, correct, bins)[used] / counts[used]
-    edges = np.arange(bins) / bins
-    return {
-        "lower": edges[used].round(4).tolist(),
-        "confidence": mean_confidence.round(6).tolist(),
-        "accuracy": accuracy.round(6).tolist(),
-        "count": counts[used].tolist(),
-    }
-
-
-def expected_calibration_error(
-    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
-) -> float:
-    """ECE: the count-weighted mean gap between confidence and accuracy over the bins."""
-    table = reliability_bins(labels, probabilities, bins)
-    counts = np.asarray(table["count"], dtype=np.float64)
-    if counts.sum() == 0:
-        return 0.0
-    gaps = np.abs(np.asarray(table["confidence"]) - np.asarray(table["accuracy"]))
-    return float((gaps * counts).sum() / counts.sum())
-
-
-def rating_metrics(true_ratings: np.ndarray, predicted: np.ndarray) -> dict:
-    """Mean absolute error and Spearman's rank correlation of 1-10 ratings."""
-    from scipy.stats import spearmanr
-
-    true_ratings = np.asarray(true_ratings, dtype=np.float64)
-    predicted = np.asarray(predicted, dtype=np.float64)
-    # A constant side has no ranking to correlate (scipy would warn and answer nan).
-    varies = len(true_ratings) > 1 and np.ptp(true_ratings) > 0 and np.ptp(predicted) > 0
-    correlation = spearmanr(true_ratings, predicted).statistic if varies else None
-    return {
-        "rating_mae": float(np.abs(true_ratings - predicted).mean()),
-        "rating_spearman": None
-        if correlation is None or not np.isfinite(correlation)
-        else float(correlation),
-    }
-
-
-def calibration_metrics(
-    calibration: Calibration,
-    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
-    diagram_split: str = "test",
-) -> dict:
-    """ECE before and after calibration per split (``name: (labels, logits, ratings)``), the
-    rating's MAE and Spearman correlation where the reviews have stars, and the reliability
-    bins of ``diagram_split`` (for the bundle's reliability diagram)."""
-    metrics: dict = {
-        "temperature": round(calibration.temperature, 6),
-        "rating_source": calibration.rating_source,
-    }
-    for name, (labels, logits, ratings) in splits.items():
-        prefix = f"{name}_" if name else ""  # "" gives plain keys: ece_before, rating_mae
-        raw, calibrated = sigmoid(logits), calibration.scores(logits)
-        before = expected_calibration_error(labels, raw)
-        after = expected_calibration_error(labels, calibrated)
-        metrics[f"{prefix}ece_before"] = before
-        metrics[f"{prefix}ece_after"] = after
-        metrics[f"{prefix}loss_calibrated"] = binary_log_loss(labels, calibrated)
-        if ratings is not None and len(ratings) and (np.asarray(ratings) > 0).all():
-            for key, value in rating_metrics(ratings, calibration.ratings(logits)).items():
-                metrics[f"{prefix}{key}"] = value
-        if name == diagram_split:
-            metrics["reliability"] = {
-                "bins": ECE_BINS,
-                "split": name,
-                "before": {**reliability_bins(labels, raw), "ece": before},
-                "after": {**reliability_bins(labels, calibrated), "ece": after},
-            }
-    return metrics
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:

@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from critic.calibration import Calibration, calibrate
+from critic.calibration import Calibration, binary_log_loss, calibrate
 from critic.checkpoints import (  # noqa: F401  (CHECKPOINT_DIR, recover_checkpoint: as before)
     CHECKPOINT_DIR,
     TrainState,
@@ -52,7 +52,7 @@ from critic.data.prepare import PreparedData, load_splits, prepare
 from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
 from critic.errors import CriticError, DataError
-from critic.evaluate import binary_log_loss, predict_split, predict_split_logits, split_metrics
+from critic.evaluate import predict_split, predict_split_logits, split_metrics
 from critic.fileio import check_output_folder
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 
