@@ -147,7 +147,7 @@ def percentile(values: list[float], q: float) -> float | None:
 async def soak(port: int, pid: int, args) -> dict:
     body = json.dumps({"instances": [f"{REVIEW} ({n})" for n in range(args.reviews)]}).encode()
     normal = statistics.median([await single_latency(port) for _ in range(20)])
-    capacity = await closed_loop(port, body, clients=8, seconds=5)
+    capacity = await closed_loop(port, body, clients=8, seconds=args.capacity_seconds)
     rss_before = rss_bytes(pid)
     load = await open_loop(port, body, args.overload * capacity, args.seconds, pid)
     recovered = await recovery(port, normal)
@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overload", type=float, default=3.0, help="Offered load / capacity.")
     parser.add_argument("--reviews", type=int, default=100, help="Reviews per request.")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--capacity-seconds", type=float, default=5.0, help="Length of the capacity run."
+    )
     args = parser.parse_args(argv)
     port = free_port()
     command = [sys.executable, "-m", "critic.cli", "serve", str(args.bundle),
