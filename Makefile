@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/lstm
 
-.PHONY: demo test lint format install install-dev browser bench clean
+.PHONY: demo test lint format install install-dev browser wrk bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,15 @@ browser:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install-dev browser
+# The load benchmarks (and their tests) drive the server with Debian's wrk.
+wrk:
+	@command -v wrk >/dev/null || { \
+		echo "make: installing Debian's wrk for the load benchmarks"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
+test: install-dev browser wrk
 	$(BIN)/pytest -q
 
 lint: install-dev

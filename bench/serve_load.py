@@ -21,14 +21,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from servers import critic_command, free_port, start, stop
 
 BENCH = Path(__file__).resolve().parent
 LUA = """
@@ -47,41 +47,18 @@ SINGLE_LEVELS = (1, 8, 64)
 HUNDRED_LEVELS = (1, 4)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_ping(port: int, process: subprocess.Popen, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"serve_load: a server exited at start-up: {process.args}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"serve_load: no /ping answer on port {port}")
-
-
 def start_servers(bundle: Path, workers: int) -> dict[str, tuple[int, subprocess.Popen]]:
     """critic and the naive server for one bundle, each on its own port."""
-    servers = {}
     critic_port, naive_port = free_port(), free_port()
-    critic = [sys.executable, "-m", "critic.cli", "serve", str(bundle), "--port", str(critic_port),
-              "--feedback-db", "off"]  # fmt: skip
-    if workers != 1:
-        critic += ["--workers", str(workers)]
+    environment = {"CRITIC_WORKERS": str(workers)}
     naive = [sys.executable, str(BENCH / "naive_server.py"), str(bundle), "--port", str(naive_port)]
-    for name, port, command in (("critic", critic_port, critic), ("naive", naive_port, naive)):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        servers[name] = (port, process)
-    for port, process in servers.values():
-        wait_for_ping(port, process)
-    return servers
+    return {
+        "critic": (
+            critic_port,
+            start(critic_command(bundle, critic_port), critic_port, environment),
+        ),
+        "naive": (naive_port, start(naive, naive_port)),
+    }
 
 
 def _milliseconds(text: str) -> float:
@@ -126,18 +103,19 @@ def offline_reviews_per_second(bundle: Path, reviews: list[str], rounds: int) ->
     best = 0.0
     for _ in range(rounds):
         started = time.perf_counter()
-        for start in range(0, len(reviews), 100):
-            predictor.predict(reviews[start : start + 100])
+        for first in range(0, len(reviews), 100):
+            predictor.predict(reviews[first : first + 100])
         best = max(best, len(reviews) / (time.perf_counter() - started))
     return best
 
 
-def pick_reviews(count: int = 1000) -> tuple[str, list[str]]:
-    """A review of the median length (230 words) and ``count`` test reviews."""
+def pick_reviews(count: int = 1000, sample: int | None = None) -> tuple[str, list[str]]:
+    """A review of the median length (230 words) and ``count`` test reviews (of a stratified
+    ``sample`` of the embedded reviews, for a quick run)."""
     from critic.config import DataConfig
     from critic.data.prepare import load_splits
 
-    texts = list(load_splits(DataConfig())["test"].texts)
+    texts = list(load_splits(DataConfig(max_reviews=sample))["test"].texts)
     typical = min(texts, key=lambda text: (abs(len(text.split()) - 230), text))
     return typical, texts[:count]
 
@@ -167,8 +145,7 @@ def measure_bundle(bundle: Path, args, scratch: Path, typical: str, reviews: lis
                     print(json.dumps(result), file=sys.stderr, flush=True)
     finally:
         for _, process in servers.values():
-            process.terminate()
-            process.wait(timeout=60)
+            stop(process)
     return runs
 
 
@@ -227,10 +204,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--hundred-clients", type=int, nargs="*", default=list(HUNDRED_LEVELS))
     parser.add_argument("--workers", type=int, default=1, help="critic serve --workers.")
     parser.add_argument("--out", type=Path, help="Write every run as JSON lines here.")
+    parser.add_argument("--sample", type=int, help="Pick the reviews from N embedded ones.")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("serve_load: wrk is not installed; `make wrk` installs Debian's")
-    typical, reviews = pick_reviews()
+    typical, reviews = pick_reviews(sample=args.sample)
     runs = []
     with tempfile.TemporaryDirectory(prefix="critic-load-") as scratch:
         for bundle in args.bundles:

@@ -19,24 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from servers import critic_command, free_port, start, stop
 
 REVIEW = (
     "The film opens well and the cast is strong, but the story loses its way in the middle, "
     "the jokes fall flat and the ending is far too long; still, the music is lovely."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:
@@ -187,31 +179,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     port = free_port()
-    command = [sys.executable, "-m", "critic.cli", "serve", str(args.bundle),
-               "--port", str(port), "--feedback-db", "off"]  # fmt: skip
-    environment = {"CRITIC_WORKERS": str(args.workers)} if args.workers != 1 else {}
-    import os
-
-    server = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **environment},
-    )
+    server = start(critic_command(args.bundle, port), port, {"CRITIC_WORKERS": str(args.workers)})
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"soak: the server did not start: {server.stderr.read()!r}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
         report = asyncio.run(soak(port, server.pid, args))
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop(server)
     print(json.dumps(report))
     return report
 
