@@ -90,21 +90,34 @@ class EndpointMetrics:
             ["variant"], registry=self.registry, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self._windows: dict[str, VariantWindow] = {}
+        self._series: dict[tuple[str, int | str], object] = {}
         self._lock = threading.Lock()
 
     def observe(
         self, variant: str, status: int, seconds: float, predictions: list[dict] | None = None
     ) -> None:
-        self.requests.labels(variant, str(status)).inc()
-        if status >= 400:
-            self.errors.labels(variant, str(status)).inc()
-        self.latency.labels(variant).observe(seconds)
+        series = self._series.get((variant, status))
+        if series is None:
+            # prometheus-client's labels() look-up costs microseconds a call; on the request
+            # path each series is looked up once and kept.
+            series = (
+                self.requests.labels(variant, str(status)),
+                self.errors.labels(variant, str(status)) if status >= 400 else None,
+                self.latency.labels(variant),
+            )
+            self._series[(variant, status)] = series
+        requests, errors, latency = series
+        requests.inc()
+        if errors is not None:
+            errors.inc()
+        latency.observe(seconds)
         positive = sum(prediction["label"] == "positive" for prediction in predictions or ())
-        # One increment per label, not per review: a 1,000-review request stays cheap.
+        # One increment per label, not per review: a 1,000-review request stays cheap. A
+        # label's series appears with its first answer, as it always has.
         if positive:
-            self.predictions.labels(variant, "positive").inc(positive)
+            self._label_series(variant, "positive").inc(positive)
         if predictions and len(predictions) > positive:
-            self.predictions.labels(variant, "negative").inc(len(predictions) - positive)
+            self._label_series(variant, "negative").inc(len(predictions) - positive)
         with self._lock:
             window = self._windows.setdefault(variant, VariantWindow())
             window.requests += 1
@@ -114,6 +127,12 @@ class EndpointMetrics:
                 window.latencies.append(seconds)
                 window.reviews += len(predictions or ())
                 window.positive += positive
+
+    def _label_series(self, variant: str, label: str):
+        series = self._series.get((variant, label))
+        if series is None:
+            series = self._series[(variant, label)] = self.predictions.labels(variant, label)
+        return series
 
     def snapshot(self, variant: str) -> dict:
         """Counts and latency percentiles of one variant (zeros before its first request)."""
