@@ -85,7 +85,14 @@ class Predictor:
             raise CriticError(f"a review must be a string, got {type(text).__name__}")
         if not text.strip():
             raise EmptyReviewError("the review is empty")
-        return tokenize(text)
+        tokens = tokenize(text)
+        # Tokens are words, or "!" and "?": a review of those alone (or of markup and emoji,
+        # which leave no token) has nothing to judge, and gets no verdict.
+        if not any(token not in ("!", "?") for token in tokens):
+            raise EmptyReviewError(
+                "the review has no words to judge (only markup, symbols or emoji)"
+            )
+        return tokens
 
     @overload
     def predict_logits(self, texts: str) -> float: ...
