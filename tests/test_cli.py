@@ -207,7 +207,7 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
         (["predict", "{bundle}", "   "], "the review is empty"),
         (
             ["serve", "--variant", "a={bundle}", "--variant", "a={bundle}:2"],
-            "variant names must differ: a, a",
+            "variant names must differ; repeated: a",
         ),
         (["serve", "{bundle}", "--port", "0"], "port must be 1-65535, got 0"),
         (["predict", "{bundle}/model.safetensors", "hi"], "is not a model bundle folder"),
