@@ -209,40 +209,12 @@ def submit_training_job(
     check_positive_int("volume_size_gb", volume_size_gb)
     settings = dict(hyperparameters) if isinstance(hyperparameters, Mapping) else hyperparameters
     encode_hyperparameters(settings)  # fail on a bad one before anything else
-    data = settings.get("data")
-    if data_s3_uri is not None:
-        _, key = parse_s3_uri(data_s3_uri)
-        if data is None:
-            last = key.rsplit("/", 1)[-1]
-            if not last or "." not in last:
-                raise CriticError(
-                    f"{data_s3_uri} looks like a folder: set the hyper-parameter data to the "
-                    "file or folder `critic train --data` should read inside the training channel"
-                )
-            settings["data"] = last
-            log(f"data: {last} from the training channel ({data_s3_uri})")
-        elif data in BUILT_IN_DATA:
-            log(f"note: data={data} trains on built-in reviews; {data_s3_uri} is copied but unused")
-    elif data is not None and data not in BUILT_IN_DATA:
-        raise CriticError(
-            f"hyper-parameter data={data!r} names something in the training channel, but no "
-            f"data_s3_uri was given to fill it (built-in data: {', '.join(BUILT_IN_DATA)})"
-        )
+    _resolve_data(settings, data_s3_uri, log)
 
     aws = connect(region, session)
     image = image_uri or framework_image_uri("training", aws.region, instance_type)
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
-    existing = describe_or_none(
-        sagemaker.describe_training_job,
-        f"looking up training job {job_name}",
-        TrainingJobName=job_name,
-    )
-    if existing is not None:
-        raise CriticError(
-            f"training job {job_name} already exists in {aws.region} "
-            f"({existing.get('TrainingJobStatus')}); job names are unique per account and "
-            "region for good: pick another (adding the date is the usual way)"
-        )
+    _refuse_existing_job(sagemaker, job_name, aws.region)
     check_bucket(aws, s3, bucket)
 
     prefix = f"critic/jobs/{job_name}"
@@ -266,34 +238,10 @@ def submit_training_job(
         raise CriticError(
             f"at most {MAX_HYPERPARAMETERS - 5} hyper-parameters, got {len(settings)}"
         )
-    request: dict[str, Any] = {
-        "TrainingJobName": job_name,
-        "RoleArn": role_arn,
-        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
-        "HyperParameters": encoded,
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/critic/jobs/"},
-        "ResourceConfig": {
-            "InstanceType": instance_type,
-            "InstanceCount": 1,  # critic trains on one machine
-            "VolumeSizeInGB": volume_size_gb,
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
-        "Tags": [{"Key": "critic:training-job", "Value": job_name}],
-    }
-    if data_s3_uri is not None:
-        request["InputDataConfig"] = [
-            {
-                "ChannelName": TRAINING_CHANNEL,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": data_s3_uri,
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "InputMode": "File",
-            }
-        ]
+    request = _job_request(
+        job_name, role_arn, image, encoded, bucket, instance_type, volume_size_gb,
+        max_runtime_s, data_s3_uri,
+    )  # fmt: skip
     with aws_errors(f"creating training job {job_name}"):
         created = sagemaker.create_training_job(**request)
     output_uri = f"s3://{bucket}/{prefix}/output/model.tar.gz"
@@ -319,6 +267,87 @@ def submit_training_job(
         output_uri=output_uri,
         hyperparameters=encoded,
     )
+
+
+def _resolve_data(settings: dict, data_s3_uri: str | None, log: Log) -> None:
+    """Point the ``data`` hyper-parameter at the training channel's file, or refuse a ``data``
+    that names a channel file no URI fills."""
+    data = settings.get("data")
+    if data_s3_uri is not None:
+        _, key = parse_s3_uri(data_s3_uri)
+        if data is None:
+            last = key.rsplit("/", 1)[-1]
+            if not last or "." not in last:
+                raise CriticError(
+                    f"{data_s3_uri} looks like a folder: set the hyper-parameter data to the "
+                    "file or folder `critic train --data` should read inside the training channel"
+                )
+            settings["data"] = last
+            log(f"data: {last} from the training channel ({data_s3_uri})")
+        elif data in BUILT_IN_DATA:
+            log(f"note: data={data} trains on built-in reviews; {data_s3_uri} is copied but unused")
+    elif data is not None and data not in BUILT_IN_DATA:
+        raise CriticError(
+            f"hyper-parameter data={data!r} names something in the training channel, but no "
+            f"data_s3_uri was given to fill it (built-in data: {', '.join(BUILT_IN_DATA)})"
+        )
+
+
+def _refuse_existing_job(sagemaker: Any, job_name: str, region: str) -> None:
+    existing = describe_or_none(
+        sagemaker.describe_training_job,
+        f"looking up training job {job_name}",
+        TrainingJobName=job_name,
+    )
+    if existing is not None:
+        raise CriticError(
+            f"training job {job_name} already exists in {region} "
+            f"({existing.get('TrainingJobStatus')}); job names are unique per account and "
+            "region for good: pick another (adding the date is the usual way)"
+        )
+
+
+def _job_request(
+    job_name: str,
+    role_arn: str,
+    image: str,
+    hyperparameters: dict[str, str],
+    bucket: str,
+    instance_type: str,
+    volume_size_gb: int,
+    max_runtime_s: int,
+    data_s3_uri: str | None,
+) -> dict[str, Any]:
+    """CreateTrainingJob's request: one instance, the image, the channel when there is data."""
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "RoleArn": role_arn,
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/critic/jobs/"},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": 1,  # critic trains on one machine
+            "VolumeSizeInGB": volume_size_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "Tags": [{"Key": "critic:training-job", "Value": job_name}],
+    }
+    if data_s3_uri is not None:
+        request["InputDataConfig"] = [
+            {
+                "ChannelName": TRAINING_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": data_s3_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+        ]
+    return request
 
 
 def _wait_until_done(
