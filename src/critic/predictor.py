@@ -26,6 +26,10 @@ same way; a :class:`~critic.scoring.Scorer` computes its log-odds. Each predicti
   attention) or by gradient x input on the embeddings; the n-gram model from its
   coefficients (each token gets its share of every n-gram that covers it); an ensemble
   weights its members' word weights as it weights their log-odds.
+
+A neural model (an ensemble's neural members too) runs in eager PyTorch by default, or with
+``backend="onnx"`` in ONNX Runtime (:mod:`critic.onnx_backend`): the same answers to 1e-5;
+word weights still come from PyTorch.
 """
 
 from __future__ import annotations
