@@ -1,7 +1,7 @@
 """Benchmark: eager PyTorch, ONNX Runtime and dynamic int8 PyTorch on the same bundles.
 
     python bench/backends.py runs/lstm runs/gru runs/attention
-    python bench/backends.py runs/lstm --reviews 256 --repeats 5 --json /tmp/backends.json
+    python bench/backends.py runs/lstm --reviews 256 --repeats 5 --threads 1 --json /tmp/b.json
 
 For each neural bundle given and each backend:
 
@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reviews", type=int, default=512, help="test reviews timed per pass")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the fastest counts")
     parser.add_argument("--json", type=Path, help="also write every figure, unrounded, here")
+    parser.add_argument(
+        "--threads", type=int, help="torch's (and so ONNX Runtime's) threads; default: torch's"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for path in args.bundles:
         bundle = load_bundle(path)

@@ -14,14 +14,17 @@ from critic.data.vocab import Vocab
 from critic.errors import CriticError
 from critic.models import NEURAL, build_model, model_names
 from critic.onnx_backend import (
+    FASTER_WITH_ONNX,
     UNEXPORTABLE,
     OnnxExportError,
+    OnnxScorer,
     export_bundle,
     export_model,
     new_session,
     run_session,
 )
 from critic.predictor import Predictor
+from critic.scoring import NeuralScorer
 
 # onnxruntime is the optional extra critic[onnx] (in dev too); critic.onnx_backend imports it
 # only when a session is made.
@@ -156,7 +159,9 @@ def test_a_bundle_of_an_unexportable_model_refuses_to_load_with_onnx(tmp_path):
 
 
 def test_an_unknown_backend_is_refused_with_the_valid_ones(tmp_path):
-    with pytest.raises(CriticError, match="unknown backend 'tvm'; valid backends: torch, onnx"):
+    with pytest.raises(
+        CriticError, match="unknown backend 'tvm'; valid backends: torch, onnx, auto"
+    ):
         Predictor.load(small_bundle(tmp_path, "gru"), backend="tvm")
 
 
@@ -168,3 +173,15 @@ def test_export_bundle_writes_a_model_onnx_that_onnxruntime_loads(tmp_path):
         expected = bundle.model(token_ids, lengths).numpy()
     got = run_session(new_session(path.read_bytes()), token_ids.numpy(), lengths.numpy())
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gru", "attention", "bilstm", "cnn-lstm"])
+def test_the_auto_backend_runs_onnx_only_where_it_measured_faster(tmp_path, name):
+    predictor = Predictor.load(small_bundle(tmp_path, name), backend="auto")
+    expected = OnnxScorer if name in FASTER_WITH_ONNX else NeuralScorer
+    assert type(predictor.scorer) is expected
+
+
+def test_the_auto_backend_leaves_an_nbsvm_ensemble_member_to_its_own_scorer(ensemble_bundle):
+    members = Predictor.load(ensemble_bundle, backend="auto").scorer.members
+    assert sorted(type(member).__name__ for member in members) == ["NBSVMScorer", "OnnxScorer"]

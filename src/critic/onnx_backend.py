@@ -21,6 +21,7 @@ every recurrent model calls ``nn.LSTM`` / ``nn.GRU``.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import warnings
 from pathlib import Path
@@ -53,6 +54,12 @@ UNEXPORTABLE = {
     "cnn-lstm": "the exporter turns its ceil division of the review length, "
     "-(-steps // pool_size), into a truncating one, which gives wrong shapes for most lengths",
 }
+
+
+# Where ONNX Runtime measured faster than eager PyTorch at batch 1 and at batch 64, with the
+# same answers (bench/backends.py, docs/benchmarks.md): what backend "auto" runs with it. The
+# other exportable architectures (bilstm) were not measured, so they stay with PyTorch.
+FASTER_WITH_ONNX = frozenset({"lstm", "gru", "attention"})
 
 
 class OnnxExportError(CriticError):
@@ -162,3 +169,16 @@ class OnnxScorer(NeuralScorer):
         for chosen, token_ids, lengths in self._batches(encoded):
             logits[chosen] = run_session(self.session, token_ids.numpy(), lengths.numpy())
         return logits
+
+
+def preferred_scorer(bundle: Bundle, batch_size: int = 64) -> NeuralScorer:
+    """Backend ``auto``: :class:`OnnxScorer` for an architecture in :data:`FASTER_WITH_ONNX` on
+    the CPU when onnxruntime is installed, else PyTorch's :class:`NeuralScorer`."""
+    on_cpu = next(bundle.model.parameters()).device.type == "cpu"
+    if (
+        bundle.config.model.name in FASTER_WITH_ONNX
+        and on_cpu
+        and importlib.util.find_spec("onnxruntime") is not None
+    ):
+        return OnnxScorer(bundle, batch_size)
+    return NeuralScorer(bundle, batch_size)

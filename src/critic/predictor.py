@@ -48,8 +48,10 @@ from critic.scoring import NeuralScorer, Scorer, make_scorer
 
 __all__ = ["BACKENDS", "EmptyReviewError", "Predictor", "rating_from_probability"]
 
-BACKENDS = ("torch", "onnx")
-"""What runs a neural model: eager PyTorch, or ONNX Runtime (``critic.onnx_backend``)."""
+BACKENDS = ("torch", "onnx", "auto")
+"""What runs a neural model: eager PyTorch, ONNX Runtime (``critic.onnx_backend``), or
+``auto``: ONNX Runtime for the architectures it measured faster on (lstm, gru, attention) when
+it is installed and the model is on the CPU, PyTorch otherwise."""
 
 
 class EmptyReviewError(CriticError):
@@ -70,7 +72,8 @@ class Predictor:
     @classmethod
     def load(cls, path: Path, device: str = "cpu", backend: str = "torch") -> Predictor:
         """Load a bundle; ``backend`` runs its neural models (an ensemble's neural members):
-        ``torch`` (eager PyTorch) or ``onnx`` (ONNX Runtime, exported at load, CPU only)."""
+        ``torch`` (eager PyTorch), ``onnx`` (ONNX Runtime, exported at load, CPU only) or
+        ``auto`` (ONNX Runtime where it measured faster, else PyTorch)."""
         return cls(load_bundle(path, device=device), backend=backend)
 
     @property
@@ -178,6 +181,10 @@ def neural_scorer(backend: str) -> Callable[[Bundle, int], Scorer]:
         from critic.onnx_backend import OnnxScorer
 
         return OnnxScorer
+    if backend == "auto":
+        from critic.onnx_backend import preferred_scorer
+
+        return preferred_scorer
     raise CriticError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
 
 
