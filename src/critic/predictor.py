@@ -26,6 +26,10 @@ same way; a :class:`~critic.scoring.Scorer` computes its log-odds. Each predicti
   attention) or by gradient x input on the embeddings; the n-gram model from its
   coefficients (each token gets its share of every n-gram that covers it); an ensemble
   weights its members' word weights as it weights their log-odds.
+
+A neural model (an ensemble's neural members too) runs in eager PyTorch by default, or with
+``backend="onnx"`` in ONNX Runtime (:mod:`critic.onnx_backend`): the same answers to 1e-5;
+word weights still come from PyTorch.
 """
 
 from __future__ import annotations
@@ -40,9 +44,14 @@ from critic.artifact import Bundle, load_bundle
 from critic.calibration import rating_from_probability, sigmoid
 from critic.data.text import tokenize
 from critic.errors import CriticError
-from critic.scoring import make_scorer
+from critic.scoring import NeuralScorer, Scorer, make_scorer
 
-__all__ = ["EmptyReviewError", "Predictor", "rating_from_probability"]
+__all__ = ["BACKENDS", "EmptyReviewError", "Predictor", "rating_from_probability"]
+
+BACKENDS = ("torch", "onnx", "auto")
+"""What runs a neural model: eager PyTorch, ONNX Runtime (``critic.onnx_backend``), or
+``auto``: ONNX Runtime for the architectures it measured faster on (lstm, gru, attention) when
+it is installed and the model is on the CPU, PyTorch otherwise."""
 
 
 class EmptyReviewError(CriticError):
@@ -52,16 +61,20 @@ class EmptyReviewError(CriticError):
 class Predictor:
     """A loaded bundle that answers reviews."""
 
-    def __init__(self, bundle: Bundle, batch_size: int = 64):
+    def __init__(self, bundle: Bundle, batch_size: int = 64, backend: str = "torch"):
         self.bundle = bundle
-        self.scorer = make_scorer(bundle, batch_size)
+        self.backend = backend
+        self.scorer = make_scorer(bundle, batch_size, neural_scorer(backend))
         self.calibration = bundle.calibration
         self.max_length = self.scorer.max_length
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu") -> Predictor:
-        return cls(load_bundle(path, device=device))
+    def load(cls, path: Path, device: str = "cpu", backend: str = "torch") -> Predictor:
+        """Load a bundle; ``backend`` runs its neural models (an ensemble's neural members):
+        ``torch`` (eager PyTorch), ``onnx`` (ONNX Runtime, exported at load, CPU only) or
+        ``auto`` (ONNX Runtime where it measured faster, else PyTorch)."""
+        return cls(load_bundle(path, device=device), backend=backend)
 
     @property
     def name(self) -> str:
@@ -164,6 +177,22 @@ class Predictor:
                     for word, weight in zip(tokens, weights, strict=False)
                 ]
         return results[0] if single else results
+
+
+def neural_scorer(backend: str) -> Callable[[Bundle, int], Scorer]:
+    """What scores a neural model with ``backend`` (one of :data:`BACKENDS`)."""
+    if backend == "torch":
+        return NeuralScorer
+    if backend == "onnx":
+        # onnxruntime is an optional dependency: imported only when asked for.
+        from critic.onnx_backend import OnnxScorer
+
+        return OnnxScorer
+    if backend == "auto":
+        from critic.onnx_backend import preferred_scorer
+
+        return preferred_scorer
+    raise CriticError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
 
 
 def _one_or_many(texts: str | Sequence[str]) -> tuple[bool, list[str]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -45,12 +45,16 @@ class Scorer(Protocol):
         ...
 
 
-def make_scorer(bundle: Bundle, batch_size: int = 64) -> Scorer:
+def make_scorer(
+    bundle: Bundle, batch_size: int = 64, neural: Callable[[Bundle, int], Scorer] | None = None
+) -> Scorer:
+    """The scorer for ``bundle``'s kind; ``neural`` builds the one for a neural model (or an
+    ensemble's neural members): :class:`NeuralScorer` unless another backend is given."""
     if bundle.kind == NBSVM_KIND:
         return NBSVMScorer(bundle)
     if bundle.kind == ENSEMBLE:
-        return EnsembleScorer(bundle, batch_size)
-    return NeuralScorer(bundle, batch_size)
+        return EnsembleScorer(bundle, batch_size, neural)
+    return (neural or NeuralScorer)(bundle, batch_size)
 
 
 def scale_to_unit(values: np.ndarray) -> np.ndarray:
@@ -168,9 +172,14 @@ class NBSVMScorer:
 
 
 class EnsembleScorer:
-    def __init__(self, bundle: Bundle, batch_size: int = 64):
+    def __init__(
+        self,
+        bundle: Bundle,
+        batch_size: int = 64,
+        neural: Callable[[Bundle, int], Scorer] | None = None,
+    ):
         ensemble = bundle.model
-        self.members = [make_scorer(member, batch_size) for member in ensemble.members]
+        self.members = [make_scorer(member, batch_size, neural) for member in ensemble.members]
         self.temperatures = np.array([m.calibration.temperature for m in ensemble.members])
         self.weights = np.asarray(ensemble.weights, dtype=np.float64)
         self.bias = float(ensemble.bias)
