@@ -11,8 +11,10 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # The stamp files make a second `make` skip the install when nothing changed.
+# The onnx extra: ONNX Runtime answers the LSTM 2-3x faster than eager PyTorch (see
+# docs/benchmarks.md), and critic serve picks it by itself where it measured faster.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[onnx]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

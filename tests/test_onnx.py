@@ -39,7 +39,7 @@ VARIANTS = [
     ("gru", {"pooling": "mean", "bidirectional": True}),
     ("attention", {"cell": "lstm"}),
 ]
-TEXTS = [*POSITIVE, *NEGATIVE, "Bad.", "!!!", " ".join(POSITIVE + NEGATIVE)]
+TEXTS = [*POSITIVE, *NEGATIVE, "Bad.", "Bad!", " ".join(POSITIVE + NEGATIVE)]
 
 
 def tiny_model(name: str, **changes) -> torch.nn.Module:

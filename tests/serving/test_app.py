@@ -309,3 +309,27 @@ def test_a_wrong_or_missing_admin_token_leaves_the_weights_unchanged(client, aut
     )
     assert response.status_code == 401
     assert client.get("/variants").json()["variants"] == before
+
+
+def test_the_endpoint_runs_the_lstm_on_onnx_runtime_by_default_and_answers_the_same(
+    trained_bundle,
+):
+    answers = {}
+    for backend in ("auto", "torch"):
+        app = create_app([VariantSpec("only", trained_bundle)], ServerSettings(backend=backend))
+        with TestClient(app) as plain:
+            (variant,) = app.state.endpoint.router.variants.values()
+            assert variant.predictor.backend == ("onnx" if backend == "auto" else "torch")
+            answers[backend] = plain.post("/invocations", json={"instances": REVIEWS}).json()
+    for auto, torch in zip(
+        answers["auto"]["predictions"], answers["torch"]["predictions"], strict=True
+    ):
+        assert auto["label"] == torch["label"]
+        assert auto["probability"] == pytest.approx(torch["probability"], abs=1e-5)
+
+
+def test_an_unknown_backend_is_refused():
+    from critic.errors import CriticError
+
+    with pytest.raises(CriticError, match="backend must be torch, onnx or auto"):
+        ServerSettings(backend="tensorrt")

@@ -7,6 +7,8 @@ here: same content types, same predictions, same errors.
 
 from __future__ import annotations
 
+import os
+
 from critic.predictor import Predictor
 from critic.serving.codec import (
     ClientError,
@@ -30,7 +32,11 @@ def model_fn(model_dir: str) -> Predictor:
     """Load the bundle that SageMaker unpacked into ``model_dir`` (weights on the CPU or GPU)."""
     import torch
 
-    return Predictor.load(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # CRITIC_BACKEND=auto|onnx on the model (its environment) runs lstm, gru and attention on
+    # ONNX Runtime when the container has it; the default keeps the container's PyTorch.
+    backend = os.environ.get("CRITIC_BACKEND", "torch") if device == "cpu" else "torch"
+    return Predictor.load(model_dir, device=device, backend=backend)
 
 
 def _custom_attributes(context) -> str | None:

@@ -51,6 +51,12 @@ class ServerSettings:
         None, "Bearer token for POST /admin/weights; without one the weights are fixed."
     )
     endpoint_name: str = setting("critic", "Name answered on /endpoints/NAME/invocations.")
+    backend: str = setting(
+        "auto",
+        "What runs the neural models: torch (eager PyTorch), onnx (ONNX Runtime, exported at "
+        "start-up; pip install 'critic[onnx]') or auto (onnx for lstm, gru and attention, "
+        "where it measured faster, when onnxruntime is installed; torch otherwise).",
+    )
     # The environment only: the endpoint's models run on the CPU unless told otherwise.
     device: str = setting("cpu", "Device the models run on.", option=False)
     # Tests fix the traffic split with it; None draws from the system.
@@ -80,6 +86,8 @@ class ServerSettings:
             raise CriticError(
                 f"graceful_timeout_s must lie in [0, 3600], got {self.graceful_timeout_s}"
             )
+        if self.backend not in ("torch", "onnx", "auto"):
+            raise CriticError(f"backend must be torch, onnx or auto, got {self.backend!r}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise CriticError("the admin token must be at least 8 characters")
 

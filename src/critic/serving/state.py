@@ -114,7 +114,9 @@ def start_state(
 
     ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
     metrics); None for a single process."""
-    variant_router = load_variants(specs, device=settings.device, seed=settings.seed)
+    variant_router = load_variants(
+        specs, device=settings.device, seed=settings.seed, backend=settings.backend
+    )
     metrics = EndpointMetrics(multiprocess=runtime_dir is not None)
     batchers = {}
     for name, variant in variant_router.variants.items():

@@ -175,14 +175,20 @@ class VariantRouter:
 
 
 def load_variants(
-    specs: list[VariantSpec], device: str = "cpu", seed: int | None = None
+    specs: list[VariantSpec], device: str = "cpu", seed: int | None = None, backend: str = "torch"
 ) -> VariantRouter:
-    """Load every variant's bundle once, behind one router."""
+    """Load every variant's bundle once, behind one router; neural models run on ``backend``
+    (see :data:`critic.predictor.BACKENDS`)."""
     from critic.predictor import Predictor
 
     return VariantRouter(
         [
-            Variant(spec.name, Predictor.load(spec.bundle, device=device), spec.weight, spec.bundle)
+            Variant(
+                spec.name,
+                Predictor.load(spec.bundle, device=device, backend=backend),
+                spec.weight,
+                spec.bundle,
+            )
             for spec in specs
         ],
         seed=seed,
