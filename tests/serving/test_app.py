@@ -314,12 +314,15 @@ def test_a_wrong_or_missing_admin_token_leaves_the_weights_unchanged(client, aut
 def test_the_endpoint_runs_the_lstm_on_onnx_runtime_by_default_and_answers_the_same(
     trained_bundle,
 ):
+    from critic.onnx_backend import OnnxScorer
+
     answers = {}
     for backend in ("auto", "torch"):
         app = create_app([VariantSpec("only", trained_bundle)], ServerSettings(backend=backend))
         with TestClient(app) as plain:
             (variant,) = app.state.endpoint.router.variants.values()
-            assert variant.predictor.backend == ("onnx" if backend == "auto" else "torch")
+            on_onnx = isinstance(variant.predictor.scorer, OnnxScorer)
+            assert on_onnx == (backend == "auto")
             answers[backend] = plain.post("/invocations", json={"instances": REVIEWS}).json()
     for auto, torch in zip(
         answers["auto"]["predictions"], answers["torch"]["predictions"], strict=True
