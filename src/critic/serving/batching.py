@@ -190,11 +190,16 @@ class MicroBatcher:
             or self._pending
             or self._queued != len(reviews)
             or len(reviews) > self.max_batch
-            or len(reviews) > self.inline * self.reviews_per_second
+            or not self._short(len(reviews))
         ):
             return False
         await asyncio.sleep(0)
         return not (self._busy or self._pending or self._queued != len(reviews))
+
+    def _short(self, count: int) -> bool:
+        """Whether ``count`` reviews take under ``inline_ms`` at the measured pace: short
+        enough to compute on the event loop itself."""
+        return count <= self.inline * self.reviews_per_second
 
     def _run_inline(self, reviews: list[str]) -> list[dict]:
         self._busy = True
@@ -265,7 +270,7 @@ class MicroBatcher:
             reviews = [review for pending in batch for review in pending.reviews]
             self._busy = True
             try:
-                if self.threaded or len(reviews) > self.inline * self.reviews_per_second:
+                if self.threaded or not self._short(len(reviews)):
                     results = await loop.run_in_executor(
                         self._executor, self._predict_counted, reviews
                     )

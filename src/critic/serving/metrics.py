@@ -90,22 +90,23 @@ class EndpointMetrics:
             ["variant"], registry=self.registry, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self._windows: dict[str, VariantWindow] = {}
-        self._series: dict[tuple[str, int | str], object] = {}
+        # prometheus-client's labels() look-up costs microseconds a call: on the request path
+        # each series is looked up once and kept.
+        self._request_series: dict[tuple[str, int], tuple] = {}
+        self._label_series: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
     def observe(
         self, variant: str, status: int, seconds: float, predictions: list[dict] | None = None
     ) -> None:
-        series = self._series.get((variant, status))
+        series = self._request_series.get((variant, status))
         if series is None:
-            # prometheus-client's labels() look-up costs microseconds a call; on the request
-            # path each series is looked up once and kept.
             series = (
                 self.requests.labels(variant, str(status)),
                 self.errors.labels(variant, str(status)) if status >= 400 else None,
                 self.latency.labels(variant),
             )
-            self._series[(variant, status)] = series
+            self._request_series[(variant, status)] = series
         requests, errors, latency = series
         requests.inc()
         if errors is not None:
@@ -115,9 +116,9 @@ class EndpointMetrics:
         # One increment per label, not per review: a 1,000-review request stays cheap. A
         # label's series appears with its first answer, as it always has.
         if positive:
-            self._label_series(variant, "positive").inc(positive)
+            self._labelled(variant, "positive").inc(positive)
         if predictions and len(predictions) > positive:
-            self._label_series(variant, "negative").inc(len(predictions) - positive)
+            self._labelled(variant, "negative").inc(len(predictions) - positive)
         with self._lock:
             window = self._windows.setdefault(variant, VariantWindow())
             window.requests += 1
@@ -128,10 +129,10 @@ class EndpointMetrics:
                 window.reviews += len(predictions or ())
                 window.positive += positive
 
-    def _label_series(self, variant: str, label: str):
-        series = self._series.get((variant, label))
+    def _labelled(self, variant: str, label: str):
+        series = self._label_series.get((variant, label))
         if series is None:
-            series = self._series[(variant, label)] = self.predictions.labels(variant, label)
+            series = self._label_series[(variant, label)] = self.predictions.labels(variant, label)
         return series
 
     def snapshot(self, variant: str) -> dict:

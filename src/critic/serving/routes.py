@@ -40,12 +40,9 @@ router = APIRouter()
 
 async def _invoke(request: Request, state: EndpointState) -> Response:
     headers = request.headers
+    attributes = None  # echoed back only once they pass SageMaker's limits
     try:
         attributes = check_custom_attributes(headers.get(CUSTOM_ATTRIBUTES))
-    except ClientError as error:  # not echoed: a header over SageMaker's limits is not sent back
-        state.metrics.observe(NO_VARIANT, error.status, 0.0)
-        return error_response(error.status, error.message)
-    try:
         body = await read_body(request)
         # Parsing the query string costs more than looking whether there is one.
         query = request.query_params.get("explain") if request.scope["query_string"] else None
