@@ -166,6 +166,32 @@ def test_an_nbsvm_logit_is_the_bias_plus_each_present_n_gram_once():
     assert model.decision_function([["zebra", "quokka"]])[0] == pytest.approx(model.bias)
 
 
+def test_nbsvm_integer_table_answers_as_the_string_path_and_batches_bit_for_bit():
+    model = fitted_nbsvm()
+    assert model.table is not None
+    rng = np.random.default_rng(0)
+    words = [*sorted(model.table.words), "zebra", "quokka"]
+    reviews = [list(rng.choice(words, size=int(rng.integers(0, 40)))) for _ in range(60)]
+    reviews += [GOOD, BAD, GOOD + BAD, ["great", "great", "great"], []]
+    table = model.table
+    batched = model.decision_function(reviews)
+    lone = np.array([model.decision_function([tokens])[0] for tokens in reviews])
+    model.table = None  # the string path: every n-gram joined and looked up by name
+    strings = model.decision_function(reviews)
+    model.table = table
+    assert np.array_equal(batched, lone)
+    np.testing.assert_allclose(batched, strings, rtol=0, atol=1e-9)
+
+
+def test_nbsvm_keeps_the_string_path_when_the_integer_keys_would_overflow():
+    from critic.models.nbsvm import GramTable
+
+    # 3,000 distinct words: 3,001 ** 6 passes 2 ** 63, so six-word keys cannot be int64s.
+    vocabulary = [f"w{i}" for i in range(3000)]
+    assert GramTable.build(vocabulary, np.ones(3000), ngram_max=6) is None
+    assert GramTable.build(vocabulary, np.ones(3000), ngram_max=5) is not None
+
+
 def test_nbsvm_token_contributions_add_up_to_the_logit_less_the_bias():
     model = fitted_nbsvm()
     for tokens in (GOOD, BAD, ["great", "great", "great"], []):
