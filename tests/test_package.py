@@ -64,6 +64,8 @@ DRIVER = textwrap.dedent(
         if isinstance(body, bytes):
             body = body.decode()
         answers["responses"].append({"status": context.status, "content_type": context.content_type, "body": body})
+    # Which backend answered: the scorer of the model the toolkit loaded.
+    answers["scorer"] = type(service._service._model.scorer).__name__
     # What answering needed: the container brings torch, requirements.txt numpy and safetensors.
     answers["fitting_libraries"] = sorted(
         {name.split(".")[0] for name in set(sys.modules) - before} & {"sklearn", "scipy", "matplotlib"}
@@ -122,7 +124,7 @@ def test_the_artifact_holds_only_safe_formats_and_critics_own_files(model_dir):
 
 
 def drive(model_dir, requests):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CRITIC_BACKEND")}
     env["PYTHONPATH"] = str(model_dir / "code")
     completed = subprocess.run(
         [sys.executable, "-c", DRIVER, str(model_dir)],
@@ -202,3 +204,72 @@ def test_client_mistakes_are_4xx_inside_the_toolkit_too(model_dir):
     assert statuses == [400, 415, 400, 400]
     assert "the review is empty" in answers["responses"][0]["body"]
     assert "explain must be true or false, got 'ture'" in answers["responses"][3]["body"]
+
+
+def unpack(archive: Path) -> Path:
+    target = archive.parent / "opt" / "ml" / "model"
+    target.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def test_an_artifact_packaged_with_the_onnx_backend_answers_through_onnx_runtime_as_torch_does(
+    trained_bundle, tmp_path
+):
+    from critic.artifact import package_bundle
+
+    model_dir = unpack(package_bundle(trained_bundle, tmp_path / "model.tar.gz", backend="onnx"))
+    requirements = (model_dir / "code" / "requirements.txt").read_text()
+    assert "onnxruntime" in requirements and "torch" not in requirements
+    answers = drive(
+        model_dir,
+        [
+            {
+                "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"instances": REVIEWS}),
+            }
+        ],
+    )
+    assert answers["scorer"] == "OnnxScorer"
+    expected = Predictor.load(trained_bundle).predict(REVIEWS)
+    served = json.loads(answers["responses"][0]["body"])["predictions"]
+    for got, want in zip(served, expected, strict=True):
+        assert got["label"] == want["label"]
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-5)
+
+
+def test_the_default_artifact_keeps_the_containers_pytorch(trained_bundle, tmp_path):
+    from critic.artifact import package_bundle
+
+    model_dir = unpack(package_bundle(trained_bundle, tmp_path / "model.tar.gz"))
+    assert "onnx" not in (model_dir / "code" / "requirements.txt").read_text()
+    answers = drive(model_dir, [{"headers": {"Content-Type": "text/plain"}, "body": REVIEWS[0]}])
+    assert answers["scorer"] == "NeuralScorer"
+    assert served_first(answers["responses"][0])["label"] in ("positive", "negative")
+
+
+def test_package_refuses_in_one_line_a_model_onnx_runtime_cannot_answer_for(tmp_path):
+    from test_onnx import small_bundle
+
+    bundle = small_bundle(tmp_path, "cnn-lstm")
+    out = tmp_path / "model.tar.gz"
+    completed = subprocess.run(
+        [sys.executable, "-m", "critic.cli", "package", str(bundle), "--out", str(out),
+         "--backend", "onnx"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert (
+        completed.stderr.strip().splitlines() == [completed.stderr.strip()]
+        and "cnn-lstm model cannot be served with --backend onnx" in completed.stderr
+    )
+    assert not out.exists()
+
+
+def test_package_refuses_an_unknown_backend_with_the_valid_ones(trained_bundle, tmp_path):
+    from critic.artifact import package_bundle
+    from critic.errors import BundleError
+
+    with pytest.raises(BundleError, match="valid backends: torch, onnx, auto"):
+        package_bundle(trained_bundle, tmp_path / "model.tar.gz", backend="tvm")

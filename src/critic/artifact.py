@@ -367,31 +367,49 @@ INFERENCE_SCRIPT = """\
 # SageMaker's PyTorch serving container imports this module (SAGEMAKER_PROGRAM=inference.py)
 # and calls model_fn, input_fn, predict_fn and output_fn. critic's own source sits beside it
 # in code/critic/, so the endpoint answers exactly as `critic serve` does.
-from critic.serving.handler import input_fn, model_fn, output_fn, predict_fn
+import os
+
+# What runs the neural models (`critic package --backend`); CRITIC_BACKEND in the model's
+# environment, if set, wins.
+os.environ.setdefault("CRITIC_BACKEND", {backend!r})
+
+from critic.serving.handler import input_fn, model_fn, output_fn, predict_fn  # noqa: E402
 
 __all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
 """
 # The container brings torch; the predictor needs only these besides.
 INFERENCE_REQUIREMENTS = "numpy>=1.26\nsafetensors>=0.4\n"
+# --backend onnx or auto: ONNX Runtime, and the onnx package torch's exporter writes the graph
+# with (the model is exported when the container loads it, as `critic serve` does).
+ONNX_REQUIREMENTS = "onnxruntime>=1.17\nonnx>=1.15\n"
+PACKAGE_BACKENDS = ("torch", "onnx", "auto")
 
 
-def package_bundle(bundle: Path, out: Path) -> Path:
+def package_bundle(bundle: Path, out: Path, backend: str = "torch") -> Path:
     """Write ``model.tar.gz`` in the layout SageMaker's PyTorch serving container loads.
 
     The bundle's files at the top, ``code/inference.py`` and ``code/requirements.txt``, and
     critic's own source in ``code/critic/`` (the container has no critic to pip-install).
+    ``backend`` is what runs the neural models there: ``torch`` (the container's own
+    PyTorch, nothing to install), ``onnx`` or ``auto`` (ONNX Runtime, installed by the
+    container from requirements.txt when it starts; see critic.predictor.BACKENDS).
     """
     bundle, out = Path(bundle), Path(out)
+    if backend not in PACKAGE_BACKENDS:
+        raise BundleError(
+            f"unknown backend {backend!r}; valid backends: {', '.join(PACKAGE_BACKENDS)}"
+        )
     manifest = verify_bundle(bundle)
     source = Path(__file__).resolve().parent
+    requirements = INFERENCE_REQUIREMENTS + (ONNX_REQUIREMENTS if backend != "torch" else "")
 
     def write(temporary: Path) -> None:
         with tarfile.open(temporary, "w:gz") as archive:
             for name in [*manifest["files"], MANIFEST]:
                 archive.add(bundle / name, arcname=name)
             for name, text in (
-                ("code/inference.py", INFERENCE_SCRIPT),
-                ("code/requirements.txt", INFERENCE_REQUIREMENTS),
+                ("code/inference.py", INFERENCE_SCRIPT.format(backend=backend)),
+                ("code/requirements.txt", requirements),
             ):
                 data = text.encode()
                 info = tarfile.TarInfo(name)

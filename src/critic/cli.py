@@ -455,6 +455,14 @@ def serve(
 def package(
     bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
     out: Annotated[Path, typer.Option(help="The model.tar.gz to write.")] = Path("model.tar.gz"),
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="What runs the neural models in the container: torch (its own PyTorch), "
+            "onnx (ONNX Runtime; checked here first) or auto (ONNX Runtime for lstm, gru and "
+            "attention). onnx and auto add onnxruntime to code/requirements.txt."
+        ),
+    ] = "torch",
 ) -> None:
     """Write a SageMaker model artifact: the bundle, code/inference.py and code/requirements.txt.
 
@@ -462,8 +470,14 @@ def package(
     """
     from critic.artifact import package_bundle
 
-    written = package_bundle(bundle, out)
-    typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
+    if backend == "onnx":
+        # Export and compare with PyTorch now: a model ONNX Runtime cannot answer for is
+        # refused here, in one line, rather than by the endpoint after a deployment.
+        from critic.predictor import Predictor
+
+        Predictor.load(bundle, backend="onnx")
+    written = package_bundle(bundle, out, backend=backend)
+    typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB, backend {backend})")
 
 
 @sagemaker_app.command()
