@@ -416,6 +416,14 @@ def serve(
             help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
         ),
     ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=BUNDLE(:FRACTION), repeatable: a shadow variant gets a copy of that "
+            "fraction (default 1) of the live requests after they are answered; its answers are "
+            "compared with the live ones on the A/B view, never returned."
+        ),
+    ] = None,
     *,
     server: dict,
 ) -> None:
@@ -430,12 +438,14 @@ def serve(
     from critic.endpoint import feedback_path
     from critic.endpoint import serve as serve_endpoint
     from critic.serving.feedback import FeedbackStore
+    from critic.serving.shadow import shadow_specs
     from critic.serving.variants import variant_specs
 
     specs = variant_specs(bundle, variant)
     if not specs:
         raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
-    for spec in specs:
+    shadows = shadow_specs(shadow, [spec.name for spec in specs])
+    for spec in [*specs, *shadows]:
         verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
     settings = ServerSettings.from_env(**server)
     feedback = feedback_path(specs, settings)
@@ -443,12 +453,18 @@ def serve(
         FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
     for spec in specs:
         typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
+    for spec in shadows:
+        typer.echo(f"serve: shadow {spec.name} = {spec.bundle} ({spec.fraction:.0%} of requests)")
+    if settings.capture_dir:
+        typer.echo(
+            f"serve: capturing {settings.capture_percent:g}% of requests to {settings.capture_dir}"
+        )
     typer.echo(f"serve: feedback in {feedback if feedback is not None else '(off)'}")
     typer.echo(
         f"serve: the page http://{settings.host}:{settings.port}/ and the A/B view /ab; "
         "POST /invocations, GET /ping, GET /metrics"
     )
-    serve_endpoint(specs, settings)
+    serve_endpoint(specs, settings, shadows)
 
 
 @app.command()
