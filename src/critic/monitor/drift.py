@@ -302,6 +302,9 @@ class DriftReport:
             "| window | reviews | score PSI | KS D (p) | length PSI | unknown words | "
             "positive | drift |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| baseline | {base['reviews']:,} | — | — | — | "
+            f"{_figure(base['unknown_share'], '.1%')} | {_figure(base['positive_share'], '.1%')} "
+            "| |",
             _row("all", self.overall),
             *(_row(hour, figures) for hour, figures in self.windows.items()),
             "",

@@ -251,13 +251,19 @@ class _Captured:
 class CaptureWriter:
     """Writes capture lines from a thread of its own; :meth:`offer` never blocks."""
 
-    def __init__(self, config: CaptureConfig, seed: int | None = None, registry=None):
+    def __init__(
+        self,
+        config: CaptureConfig,
+        seed: int | None = None,
+        registry=None,
+        max_queued: int = QUEUE_RECORDS,
+    ):
         self.config = config
         self.captured = 0
         self.dropped = 0
         self.deleted_files = 0
         self._random = random.Random(seed)
-        self._queue: queue.Queue[_Captured | None] = queue.Queue(maxsize=QUEUE_RECORDS)
+        self._queue: queue.Queue[_Captured | None] = queue.Queue(maxsize=max_queued)
         self._files: dict[str, tuple[Path, Any]] = {}  # variant -> (path, open file)
         self._bytes = _folder_bytes(config.folder)
         self._bound = int(config.max_mb * 1024 * 1024)
@@ -285,13 +291,15 @@ class CaptureWriter:
         response_type: str,
         inference_id: str | None,
         reviews: list[str],
+        when: datetime | None = None,
     ) -> None:
-        """Capture one answered request, if the sampling draws it; returns at once."""
+        """Capture one answered request, if the sampling draws it; returns at once. ``when``:
+        the time of the answer, now unless given (a capture replayed from elsewhere)."""
         if self.config.percent < 100 and self._random.random() * 100 >= self.config.percent:
             return
         item = _Captured(
             variant, request_body, request_type, response_body, response_type, inference_id,
-            datetime.now(timezone.utc), None if self.config.keep_text else reviews,
+            when or datetime.now(timezone.utc), None if self.config.keep_text else reviews,
         )  # fmt: skip
         try:
             self._queue.put_nowait(item)
