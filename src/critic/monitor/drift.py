@@ -57,19 +57,34 @@ class Traffic:
 # --- statistics ------------------------------------------------------------------------------
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+PSI_BINS = 10
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = PSI_BINS) -> float:
     """Population stability index of ``actual`` against ``expected``, over the quantile bins
     of ``expected``: sum((a - e) * ln(a / e)) over the bins' shares."""
     expected, actual = np.asarray(expected, float), np.asarray(actual, float)
     if not len(expected) or not len(actual):
         raise MonitorError("PSI needs values on both sides")
+    # Bins (-inf, q1], (q1, q2], ..., (q9, inf): a value equal to an edge goes below it, so
+    # that a constant baseline still has a bin of its own, apart from every other value.
     inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
     shares = []
     for values in (expected, actual):
-        counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
+        counts = np.bincount(np.searchsorted(inner, values, side="left"), minlength=len(inner) + 1)
         shares.append(np.maximum(counts / len(values), PSI_FLOOR))
     e, a = shares
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_by_chance(expected_count: int, actual_count: int, alpha: float, bins: int = PSI_BINS):
+    """The PSI that two samples of one distribution exceed with probability ``alpha``: PSI
+    times 1 / (1/n + 1/m) is about chi-square with bins - 1 degrees of freedom (Yurdakul,
+    2018). With 100 reviews against 200 it is 0.42 at alpha 0.001, so a fixed 0.2 would flag
+    an hour of unchanged traffic now and then."""
+    from scipy import stats
+
+    return float(stats.chi2.ppf(1 - alpha, bins - 1) * (1 / expected_count + 1 / actual_count))
 
 
 def vocabulary_of(predictor: Predictor) -> set[str]:
@@ -113,54 +128,63 @@ def traffic_of(
     )
 
 
-def compare_traffic(baseline: Traffic, live: Traffic, thresholds: DriftThresholds) -> dict:
-    """Every figure of ``live`` against ``baseline``, and which of them count as drift."""
+def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -> dict:
+    """Every figure of ``live`` against ``baseline``, and which of them count as drift: a
+    difference past its threshold that the samples' sizes make unlikely by chance."""
     from scipy import stats
 
-    result: dict = {"reviews": live.answers, "judged": live.answers >= thresholds.min_reviews}
+    result: dict = {"reviews": live.answers, "judged": live.answers >= limits.min_reviews}
     breaches = []
     if len(live.probabilities) and len(baseline.probabilities):
         score_psi = psi(baseline.probabilities, live.probabilities)
+        chance = psi_by_chance(len(baseline.probabilities), len(live.probabilities), limits.alpha)
         ks = stats.ks_2samp(baseline.probabilities, live.probabilities)
         result["score"] = {
             "psi": score_psi,
+            "psi_by_chance": chance,
             "ks_statistic": float(ks.statistic),
             "ks_p": float(ks.pvalue),
             "mean": float(live.probabilities.mean()),
             "baseline_mean": float(baseline.probabilities.mean()),
         }
-        if score_psi > thresholds.psi:
-            breaches.append(f"score PSI {score_psi:.3f} > {thresholds.psi:g}")
-        if ks.pvalue < thresholds.ks_alpha and ks.statistic > thresholds.ks_statistic:
+        if score_psi > max(limits.psi, chance):
+            breaches.append(f"score PSI {score_psi:.3f} > {max(limits.psi, chance):.3g}")
+        if ks.pvalue < limits.alpha and ks.statistic > limits.ks_statistic:
             breaches.append(
-                f"score KS distance {ks.statistic:.3f} > {thresholds.ks_statistic:g} "
+                f"score KS distance {ks.statistic:.3f} > {limits.ks_statistic:g} "
                 f"(p = {ks.pvalue:.2g})"
             )
     if len(live.words) and len(baseline.words):
         length_psi = psi(baseline.words, live.words)
+        chance = psi_by_chance(len(baseline.words), len(live.words), limits.alpha)
         result["length"] = {
             "psi": length_psi,
+            "psi_by_chance": chance,
             "median_words": float(np.median(live.words)),
             "baseline_median_words": float(np.median(baseline.words)),
         }
-        if length_psi > thresholds.psi:
-            breaches.append(f"review length PSI {length_psi:.3f} > {thresholds.psi:g}")
+        if length_psi > max(limits.psi, chance):
+            breaches.append(f"review length PSI {length_psi:.3f} > {max(limits.psi, chance):.3g}")
     if live.unknown_share is not None and baseline.unknown_share is not None:
         rise = live.unknown_share - baseline.unknown_share
         result["unknown_words"] = {
             "share": live.unknown_share,
             "baseline_share": baseline.unknown_share,
         }
-        if rise > thresholds.unknown_words:
+        if rise > limits.unknown_words:
             breaches.append(f"unknown words {live.unknown_share:.1%} "
                             f"(baseline {baseline.unknown_share:.1%})")  # fmt: skip
     if live.positive_share is not None and baseline.positive_share is not None:
         moved = live.positive_share - baseline.positive_share
+        table = [[live.positive, live.answers - live.positive],
+                 [baseline.positive, baseline.answers - baseline.positive]]  # fmt: skip
+        p_value = float(stats.fisher_exact(table).pvalue)
         result["label"] = {
             "positive_share": live.positive_share,
             "baseline_positive_share": baseline.positive_share,
+            "fisher_p": p_value,
         }
-        if abs(moved) > thresholds.label_share:
+        if abs(moved) > limits.label_share and p_value < limits.alpha:
             breaches.append(f"positive share {live.positive_share:.1%} "
                             f"(baseline {baseline.positive_share:.1%})")  # fmt: skip
     result["breaches"] = breaches if result["judged"] else []
@@ -223,7 +247,10 @@ def read_capture(folder: Path, vocabulary: set[str]) -> tuple[dict[str, Traffic]
     if not files:
         raise MonitorError(f"{folder} holds no capture files (*.jsonl)")
     for path in files:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        # Split on "\n" alone: JSON lines end there, and a raw U+2028 inside a string does not.
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
                 hour = record["eventMetadata"]["inferenceTime"][:13]
@@ -308,12 +335,13 @@ class DriftReport:
             _row("all", self.overall),
             *(_row(hour, figures) for hour, figures in self.windows.items()),
             "",
-            f"Thresholds: PSI > {self.thresholds['psi']:g}; KS distance > "
-            f"{self.thresholds['ks_statistic']:g} at p < {self.thresholds['ks_alpha']:g}; "
-            f"unknown words up by > {self.thresholds['unknown_words']:.0%} (absolute); positive "
-            f"share moved by > {self.thresholds['label_share']:.0%}; a window needs "
-            f"{self.thresholds['min_reviews']} reviews to be judged. PSI over the baseline's "
-            "deciles.",
+            f"Thresholds: PSI > {self.thresholds['psi']:g} and past what chance gives at the "
+            f"samples' sizes (chi-square bound, alpha {self.thresholds['alpha']:g}); KS distance "
+            f"> {self.thresholds['ks_statistic']:g} at p < {self.thresholds['alpha']:g}; unknown "
+            f"words up by > {self.thresholds['unknown_words']:.0%} (absolute); positive share "
+            f"moved by > {self.thresholds['label_share']:.0%} at Fisher p < "
+            f"{self.thresholds['alpha']:g}; a window needs {self.thresholds['min_reviews']} "
+            "reviews to be judged. PSI over the baseline's deciles.",
         ]
         if self.unreadable:
             lines += ["", f"{len(self.unreadable)} capture line(s) could not be read, e.g. "

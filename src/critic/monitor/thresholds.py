@@ -20,7 +20,12 @@ class DriftThresholds:
         0.2, "Population stability index (of the scores, and of review lengths) past which "
         "traffic has drifted; 0.1-0.2 is a moderate shift, above 0.2 a significant one."
     )  # fmt: skip
-    ks_alpha: float = setting(0.001, "Significance level of the KS test on the scores.")
+    alpha: float = setting(
+        0.001,
+        "Significance level: a difference counts only if chance alone (the sizes of the two "
+        "samples) would give one as large less often than this (KS test; chi-square bound on "
+        "the PSI; Fisher's exact test on the label share).",
+    )
     ks_statistic: float = setting(
         0.15, "Smallest KS distance between the score distributions that counts as drift."
     )
@@ -36,7 +41,7 @@ class DriftThresholds:
         for name in ("psi", "ks_statistic", "unknown_words", "label_share"):
             if not getattr(self, name) > 0:
                 raise CriticError(f"threshold {name} must be above 0, got {getattr(self, name)}")
-        if not 0 < self.ks_alpha < 1:
-            raise CriticError(f"ks_alpha must lie in (0, 1), got {self.ks_alpha}")
+        if not 0 < self.alpha < 1:
+            raise CriticError(f"alpha must lie in (0, 1), got {self.alpha}")
         if self.min_reviews < 1:
             raise CriticError(f"min_reviews must be at least 1, got {self.min_reviews}")

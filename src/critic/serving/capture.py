@@ -347,8 +347,10 @@ class CaptureWriter:
                 item.request_body, item.request_type, item.response_body, item.response_type,
                 item.inference_id, item.when, item.reviews,
             ),
-            ensure_ascii=False,
-        ).encode("utf-8") + b"\n"  # fmt: skip
+            # ASCII: a review's U+2028 or U+0085, left raw, ends a line for readers that split
+            # on every Unicode line break (Python's str.splitlines among them).
+            ensure_ascii=True,
+        ).encode("ascii") + b"\n"  # fmt: skip
         handle = self._file(item.variant, item.when)
         handle.write(line)
         # Flushed line by line: a reader (critic monitor) sees whole lines, never half of one.
