@@ -72,6 +72,11 @@ class ServerSettings:
         "Most reviews queued per shadow variant; copies past it are dropped (and counted), "
         "never waited for.",
     )
+    shadow_duty: float = setting(
+        0.25,
+        "Most share of the time a shadow variant's model computes (it rests after each pass): "
+        "the bound on the CPU it takes from the live variants; 1 lets it run flat out.",
+    )
     capture_dir: str | None = setting(
         None,
         "Capture requests and answers to this folder as JSON lines in SageMaker's "
@@ -108,6 +113,8 @@ class ServerSettings:
             raise CriticError(f"backend must be torch, onnx or auto, got {self.backend!r}")
         if self.shadow_queue < 1:
             raise CriticError(f"shadow_queue must be at least 1, got {self.shadow_queue}")
+        if not 0 < self.shadow_duty <= 1:
+            raise CriticError(f"shadow_duty must lie in (0, 1], got {self.shadow_duty}")
         if not 0 < self.capture_percent <= 100:
             raise CriticError(f"capture_percent must lie in (0, 100], got {self.capture_percent}")
         if not self.capture_max_mb > 0:

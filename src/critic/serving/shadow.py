@@ -14,8 +14,11 @@ Why the live answer cannot wait for it, nor change:
   (``shadow_queue`` reviews): when the shadow falls behind, copies are dropped and counted,
   never queued without bound and never pushed back onto the live requests;
 * the shadow never computes on the event loop (``inline_ms=0``): its passes run in its own
-  thread, which the live requests share the CPU with but never wait for. What that sharing
-  costs the live path is measured in docs/benchmarks.md (bench/shadow_overhead.py);
+  thread, which the live requests never wait for but share the CPU with. So that the shadow
+  cannot take the CPU from them, it is paced (:class:`PacedModel`): it computes at most
+  ``shadow_duty`` of the time, resting after each pass, and the copies it has no time for
+  are dropped. What the rest costs the live path is measured in docs/benchmarks.md
+  (bench/shadow_overhead.py);
 * whatever the shadow raises is counted as its error and goes no further.
 
 ``critic compare`` remains the offline twin: the same two models on a fixed test set.
@@ -122,13 +125,50 @@ class ShadowRecord:
     last_error: str | None = None
 
 
+class PacedModel:
+    """A shadow's model that computes at most ``duty`` of the time: after a pass of d
+    seconds, the next one waits until d * (1 - duty) / duty has passed. The rest is taken
+    before the next pass, not after this one, so that the answers of this pass are compared
+    at once. Runs in the shadow's own thread (the wait holds neither the GIL nor a core)."""
+
+    def __init__(self, predict, duty: float):
+        self.predict = predict
+        self.duty = duty
+        self.passes: deque = deque(maxlen=LATENCY_WINDOW)
+        """Seconds of each recent pass: the model's own time, without queueing or rest."""
+        self._rest_until = 0.0
+
+    def __call__(self, reviews: list[str], explain: bool = False) -> list[dict]:
+        time.sleep(max(0.0, self._rest_until - time.perf_counter()))
+        started = time.perf_counter()
+        try:
+            return self.predict(reviews)
+        finally:
+            seconds = time.perf_counter() - started
+            self.passes.append(seconds)
+            self._rest_until = time.perf_counter() + seconds * (1 - self.duty) / self.duty
+
+
+def _percentiles(seconds) -> dict:
+    values = np.fromiter(seconds, dtype=np.float64)
+    p50, p95 = np.percentile(values, [50, 95]) * 1000 if len(values) else (None, None)
+    return {
+        "p50": None if p50 is None else round(float(p50), 2),
+        "p95": None if p95 is None else round(float(p95), 2),
+        "window": len(values),
+    }
+
+
 class ShadowVariant:
     """One loaded shadow: its model's batcher and its record."""
 
-    def __init__(self, spec: ShadowSpec, predictor: Predictor, batcher: MicroBatcher):
+    def __init__(
+        self, spec: ShadowSpec, predictor: Predictor, batcher: MicroBatcher, model: PacedModel
+    ):
         self.spec = spec
         self.predictor = predictor
         self.batcher = batcher
+        self.model = model
         self.record = ShadowRecord()
 
     @property
@@ -137,8 +177,6 @@ class ShadowVariant:
 
     def describe(self) -> dict:
         record = self.record
-        seconds = np.fromiter(record.latencies, dtype=np.float64)
-        p50, p95 = np.percentile(seconds, [50, 95]) * 1000 if len(seconds) else (None, None)
         return {
             "name": self.name,
             "model": self.predictor.name,
@@ -154,11 +192,11 @@ class ShadowVariant:
             "mean_probability_gap": (
                 record.probability_gap / record.reviews if record.reviews else None
             ),
-            "latency_ms": {
-                "p50": None if p50 is None else round(float(p50), 2),
-                "p95": None if p95 is None else round(float(p95), 2),
-                "window": len(seconds),
-            },
+            # From the copy to its answer (queue and rest included), and the model's own time
+            # per forward pass: what it would cost a live request.
+            "latency_ms": _percentiles(record.latencies),
+            "pass_ms": _percentiles(self.model.passes),
+            "duty": self.model.duty,
             "last_error": record.last_error,
             "disagreements": list(reversed(record.disagreements)),
         }
@@ -271,8 +309,9 @@ def start_shadows(specs: list[ShadowSpec], settings, registry) -> Shadows | None
     loaded = []
     for spec in specs:
         predictor = Predictor.load(spec.bundle, device=settings.device, backend=settings.backend)
+        model = PacedModel(predictor.predict, settings.shadow_duty)
         batcher = MicroBatcher(
-            predictor.predict,
+            model,
             max_batch=settings.max_batch,
             max_queue=settings.shadow_queue,
             timeout_s=settings.timeout_s,
@@ -281,7 +320,7 @@ def start_shadows(specs: list[ShadowSpec], settings, registry) -> Shadows | None
             threaded=True,
             name=f"shadow-{spec.name}",
         )
-        loaded.append(ShadowVariant(spec, predictor, batcher))
+        loaded.append(ShadowVariant(spec, predictor, batcher, model))
     shadows = Shadows(loaded, registry, seed=settings.seed)
     shadows.start()
     return shadows
