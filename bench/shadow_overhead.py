@@ -11,18 +11,25 @@ rounds (this machine is shared and noisy: a claim is the ratio of figures measur
 side). The copies the shadow had to drop, and the records the capture dropped, are read from
 the servers after the runs.
 
+Before that, in this process, what the hooks cost the request path itself, which a loaded
+machine blurs less: the microseconds of ``Shadows.offer`` and ``CaptureWriter.offer`` (the
+only calls a request makes), of comparing a shadow's answers on the event loop, and the CPU
+the capture's thread spends per record (fastest of five passes each).
+
 Prints a Markdown table and writes every run as JSON lines (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +38,61 @@ from servers import critic_command, free_port, start, stop
 
 LEVELS = (1, 8)
 SETUPS = ("plain", "shadow", "capture", "shadow+capture")
+
+
+def _fastest(run, count: int, passes: int = 5) -> float:
+    """Microseconds per call of ``run(count)``, the fastest of ``passes``."""
+    best = float("inf")
+    for _ in range(passes):
+        started = time.perf_counter()
+        run(count)
+        best = min(best, time.perf_counter() - started)
+    return best / count * 1e6
+
+
+def hook_costs(live: Path, shadow: Path, review: str, scratch: Path, count: int = 2000) -> dict:
+    """What one request pays for a shadow and for capture, in microseconds (in this process)."""
+    from prometheus_client import CollectorRegistry
+
+    from critic.predictor import Predictor
+    from critic.serving.capture import CaptureConfig, CaptureWriter
+    from critic.serving.codec import encode_predictions
+    from critic.serving.settings import ServerSettings
+    from critic.serving.shadow import ShadowSpec, start_shadows
+
+    predictions = Predictor.load(live).predict([review])
+    answer = encode_predictions(predictions, "application/json")
+    writer = CaptureWriter(CaptureConfig(scratch / "hooks", "bench"), max_queued=10**6)
+
+    def capture(n):
+        for _ in range(n):
+            writer.offer("AllTraffic", review.encode(), "text/plain", answer,
+                         "application/json", "id", [review])  # fmt: skip
+        writer.flush(600)
+
+    cpu = time.process_time()
+    capture(count)
+    capture_cpu = (time.process_time() - cpu) / count * 1e6
+    offer_capture = _fastest(lambda n: [writer.offer("AllTraffic", b"x", "text/plain", answer,
+                             "application/json", "id", ["x"]) for _ in range(n)], count)  # fmt: skip
+    writer.close()
+
+    async def shadow_costs() -> tuple[float, float]:
+        settings = ServerSettings(shadow_queue=1)
+        shadows = start_shadows([ShadowSpec("s", shadow)], settings, CollectorRegistry())
+        mine = shadows.shadows["s"]
+        offer = _fastest(lambda n: [shadows.offer("AllTraffic", [review], predictions)
+                                    for _ in range(n)], count)  # fmt: skip
+        await asyncio.sleep(0.5)  # the copies' tasks run: almost all dropped at the full queue
+        answers = mine.predictor.predict([review])
+        compare = _fastest(lambda n: [shadows._compare(mine, "AllTraffic", [review],
+                           predictions, answers) for _ in range(n)], count)  # fmt: skip
+        await shadows.stop(5)
+        return offer, compare
+
+    offer_shadow, compare = asyncio.run(shadow_costs())
+    return {"shadow_offer_us": offer_shadow, "shadow_compare_us": compare,
+            "capture_offer_us": offer_capture, "capture_cpu_per_record_us": capture_cpu}  # fmt: skip
 
 
 def start_servers(
@@ -95,8 +157,14 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], figures: dict) -> str:
+def markdown(rows: list[dict], figures: dict, hooks: dict) -> str:
     lines = [
+        f"On the request path: Shadows.offer {hooks['shadow_offer_us']:.1f} us, "
+        f"CaptureWriter.offer {hooks['capture_offer_us']:.1f} us a request; comparing a "
+        f"shadow's answer {hooks['shadow_compare_us']:.1f} us a review (event loop, after the "
+        f"answer); the capture thread {hooks['capture_cpu_per_record_us']:.0f} us of CPU a "
+        "record.",
+        "",
         "| clients | set-up | req/s | p50 ms | p99 ms | p50 × | p99 × | req/s × |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -136,11 +204,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit("shadow_overhead: wrk is not installed; `make wrk` installs Debian's")
     typical, _ = pick_reviews(sample=args.sample)
     with tempfile.TemporaryDirectory(prefix="critic-shadow-") as scratch:
+        hooks = hook_costs(args.live, args.shadow, typical, Path(scratch))
+        print(json.dumps(hooks), file=sys.stderr, flush=True)
         runs, figures = measure(args, Path(scratch), typical)
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in runs), encoding="utf-8")
     rows = summarise(runs)
-    print(markdown(rows, figures))
+    print(markdown(rows, figures, hooks))
     return rows
 
 

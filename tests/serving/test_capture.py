@@ -163,3 +163,13 @@ def test_the_endpoint_captures_what_it_answered(trained_bundle, tmp_path):
     assert captured_reviews(record)[0] == REVIEWS
     first_id = answered.json()["predictions"][0]["id"]
     assert record["eventMetadata"]["inferenceId"] == first_id
+
+
+def test_a_review_holding_unicode_line_breaks_stays_on_one_line(tmp_path):
+    review = "Act one\u2028act two\x85act three\u2029the end, and “quotes” é"
+    writer = CaptureWriter(CaptureConfig(tmp_path, "reviews"))
+    offer(writer, reviews=[review])
+    writer.close()
+    (path,) = capture_files(tmp_path)
+    (line,) = path.read_text(encoding="utf-8").splitlines()  # every Unicode line break
+    assert captured_reviews(json.loads(line)) == ([review], [11])

@@ -68,7 +68,7 @@ class ServerSettings:
     )
     # Shadow variants and data capture (critic.serving.shadow, critic.serving.capture).
     shadow_queue: int = setting(
-        64,
+        16,
         "Most reviews queued per shadow variant; copies past it are dropped (and counted), "
         "never waited for.",
     )

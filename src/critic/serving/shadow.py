@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,20 +126,32 @@ class ShadowRecord:
 
 
 class PacedModel:
-    """A shadow's model that computes at most ``duty`` of the time: after a pass of d
-    seconds, the next one waits until d * (1 - duty) / duty has passed. The rest is taken
-    before the next pass, not after this one, so that the answers of this pass are compared
-    at once. Runs in the shadow's own thread (the wait holds neither the GIL nor a core)."""
+    """A shadow's model that yields to the live traffic and computes at most ``duty`` of the
+    time.
 
-    def __init__(self, predict, duty: float):
+    * after a pass of d seconds, the next one waits until d * (1 - duty) / duty has passed
+      (taken before the next pass, not after this one, so that this pass's answers are
+      compared at once);
+    * a pass starts when no live request is being answered (``live_busy``), waiting for that
+      at most ``YIELD_S``, so that a busy endpoint still samples its shadow, at the duty;
+    * runs in the shadow's own thread: the waits hold neither the GIL nor a core.
+    """
+
+    YIELD_S = 0.1
+
+    def __init__(self, predict, duty: float, live_busy: Callable[[], bool] = lambda: False):
         self.predict = predict
         self.duty = duty
+        self.live_busy = live_busy
         self.passes: deque = deque(maxlen=LATENCY_WINDOW)
         """Seconds of each recent pass: the model's own time, without queueing or rest."""
         self._rest_until = 0.0
 
     def __call__(self, reviews: list[str], explain: bool = False) -> list[dict]:
         time.sleep(max(0.0, self._rest_until - time.perf_counter()))
+        give_up = time.perf_counter() + self.YIELD_S
+        while self.live_busy() and time.perf_counter() < give_up:
+            time.sleep(0.0005)
         started = time.perf_counter()
         try:
             return self.predict(reviews)
@@ -299,9 +311,16 @@ class Shadows:
         return [shadow.describe() for shadow in self.shadows.values()]
 
 
-def start_shadows(specs: list[ShadowSpec], settings, registry) -> Shadows | None:
+# Reviews in one shadow pass: short passes keep each stretch the shadow holds the CPU short,
+# which is what a live request that arrives meanwhile waits on.
+SHADOW_BATCH = 8
+
+
+def start_shadows(
+    specs: list[ShadowSpec], settings, registry, live: dict[str, MicroBatcher] | None = None
+) -> Shadows | None:
     """Load every shadow's model and start its batcher (inside the event loop); None without
-    shadows."""
+    shadows. ``live``: the live variants' batchers, which the shadows yield to."""
     if not specs:
         return None
     from critic.predictor import Predictor
@@ -309,10 +328,15 @@ def start_shadows(specs: list[ShadowSpec], settings, registry) -> Shadows | None
     loaded = []
     for spec in specs:
         predictor = Predictor.load(spec.bundle, device=settings.device, backend=settings.backend)
-        model = PacedModel(predictor.predict, settings.shadow_duty)
+        live_batchers = list((live or {}).values())
+        model = PacedModel(
+            predictor.predict,
+            settings.shadow_duty,
+            lambda batchers=live_batchers: any(b.queued for b in batchers),
+        )
         batcher = MicroBatcher(
             model,
-            max_batch=settings.max_batch,
+            max_batch=min(settings.max_batch, SHADOW_BATCH),
             max_queue=settings.shadow_queue,
             timeout_s=settings.timeout_s,
             # Never on the event loop, whatever the model: the loop belongs to the live traffic.

@@ -158,7 +158,7 @@ def start_state(
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
-    state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry)
+    state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry, batchers)
     state.capture = start_capture(settings, metrics.registry)
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
