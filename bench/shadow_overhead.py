@@ -84,7 +84,7 @@ def hook_costs(live: Path, shadow: Path, review: str, scratch: Path, count: int 
         offer = _fastest(lambda n: [shadows.offer("AllTraffic", [review], predictions)
                                     for _ in range(n)], count)  # fmt: skip
         await asyncio.sleep(0.5)  # the copies' tasks run: almost all dropped at the full queue
-        answers = mine.predictor.predict([review])
+        answers = mine.process.predict([review])
         compare = _fastest(lambda n: [shadows._compare(mine, "AllTraffic", [review],
                            predictions, answers) for _ in range(n)], count)  # fmt: skip
         await shadows.stop(5)

@@ -50,7 +50,9 @@ def start(*arguments):
 def servers(trained_bundle, second_bundle):
     """The same endpoint twice: without a shadow, and with second_bundle shadowing it."""
     plain = start(str(trained_bundle))
-    shadowed = start(str(trained_bundle), "--shadow", f"candidate={second_bundle}")
+    # A queue long enough that no copy of these few requests is dropped (drops: tested below).
+    shadowed = start(str(trained_bundle), "--shadow", f"candidate={second_bundle}",
+                     "--shadow-queue", "1000")  # fmt: skip
     yield plain[0], shadowed[0]
     for _, process in (plain, shadowed):
         process.terminate()
@@ -79,7 +81,11 @@ def shadows(url):
         return json.load(response)
 
 
-def wait_for(condition, seconds=30):
+def settled(shadow):
+    return shadow["answered"] + shadow["errors"] + shadow["dropped"] == shadow["copies"]
+
+
+def wait_for(condition, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()
@@ -102,11 +108,16 @@ def test_the_shadows_counts_agreement_and_disagreements_appear(
     servers, trained_bundle, second_bundle
 ):
     _, shadowed = servers
-    before = shadows(shadowed)["shadows"][0]
+    # Once the copies of earlier requests are all done with.
+    (before,) = wait_for(lambda: [s for s in shadows(shadowed)["shadows"] if settled(s)])
     for reviews in (REVIEWS[:3], REVIEWS[3:], REVIEWS):
         post(shadowed, reviews)
     (shadow,) = wait_for(
-        lambda: [s for s in shadows(shadowed)["shadows"] if s["answered"] >= before["answered"] + 3]
+        lambda: [
+            s
+            for s in shadows(shadowed)["shadows"]
+            if settled(s) and s["copies"] == before["copies"] + 3
+        ]
     )
     assert shadow["name"] == "candidate" and shadow["fraction"] == 1.0
     assert shadow["copies"] == before["copies"] + 3

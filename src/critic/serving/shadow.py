@@ -13,12 +13,13 @@ Why the live answer cannot wait for it, nor change:
 * the shadow has its own :class:`~critic.serving.batching.MicroBatcher`, with a small queue
   (``shadow_queue`` reviews): when the shadow falls behind, copies are dropped and counted,
   never queued without bound and never pushed back onto the live requests;
-* the shadow never computes on the event loop (``inline_ms=0``): its passes run in its own
-  thread, which the live requests never wait for but share the CPU with. So that the shadow
-  cannot take the CPU from them, it is paced (:class:`PacedModel`): it computes at most
-  ``shadow_duty`` of the time, resting after each pass, and the copies it has no time for
-  are dropped. What the rest costs the live path is measured in docs/benchmarks.md
-  (bench/shadow_overhead.py);
+* the shadow's model runs in a process of its own (:class:`ShadowProcess`), at the lowest
+  CPU priority (nice 19) and on one thread: it holds neither the endpoint's GIL nor, when
+  the live requests want the CPU, the CPU. Its batcher's thread only waits for it;
+* it is paced too (:class:`PacedModel`): a pass starts once the live variants are idle (or
+  after 0.1 s), and the shadow computes at most ``shadow_duty`` of the time; the copies it
+  has no time for are dropped. What it still costs the live path is measured in
+  docs/benchmarks.md (bench/shadow_overhead.py);
 * whatever the shadow raises is counted as its error and goes no further.
 
 ``critic compare`` remains the offline twin: the same two models on a fixed test set.
@@ -27,14 +28,16 @@ Why the live answer cannot wait for it, nor change:
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -42,9 +45,6 @@ from prometheus_client import Counter, Histogram
 from critic.errors import CriticError
 from critic.serving.batching import MicroBatcher, Overloaded
 from critic.serving.variants import check_name
-
-if TYPE_CHECKING:  # naming a shadow must not import torch
-    from critic.predictor import Predictor
 
 SAMPLE_SIZE = 20  # disagreements kept per shadow, the most recent
 SAMPLE_CHARS = 300  # of each disagreeing review's text
@@ -175,10 +175,10 @@ class ShadowVariant:
     """One loaded shadow: its model's batcher and its record."""
 
     def __init__(
-        self, spec: ShadowSpec, predictor: Predictor, batcher: MicroBatcher, model: PacedModel
+        self, spec: ShadowSpec, process: ShadowProcess, batcher: MicroBatcher, model: PacedModel
     ):
         self.spec = spec
-        self.predictor = predictor
+        self.process = process
         self.batcher = batcher
         self.model = model
         self.record = ShadowRecord()
@@ -191,7 +191,7 @@ class ShadowVariant:
         record = self.record
         return {
             "name": self.name,
-            "model": self.predictor.name,
+            "model": self.process.model_name,
             "bundle": str(self.spec.bundle),
             "fraction": self.spec.fraction,
             "copies": record.copies,
@@ -246,6 +246,7 @@ class Shadows:
             task.cancel()
         for shadow in self.shadows.values():
             await shadow.batcher.stop(min(grace_s, 5.0))
+            shadow.process.close()
 
     def offer(self, variant: str, reviews: list[str], predictions: list[dict]) -> None:
         """Copy one answered request to each shadow whose fraction draws it. Returns at once:
@@ -311,6 +312,55 @@ class Shadows:
         return [shadow.describe() for shadow in self.shadows.values()]
 
 
+# --- the shadow's own process ------------------------------------------------------------------
+
+_predictor = None  # the shadow's model, in the shadow's process
+
+
+def _load_in_child(bundle: str, device: str, backend: str) -> None:
+    # The OS gives the CPU to the endpoint's process first; one thread leaves it the others.
+    os.nice(19)
+    import torch
+
+    from critic.predictor import Predictor
+
+    torch.set_num_threads(1)
+    global _predictor
+    _predictor = Predictor.load(Path(bundle), device=device, backend=backend)
+
+
+def _predict_in_child(reviews: list[str]) -> list[dict]:
+    return _predictor.predict(reviews)
+
+
+def _name_in_child() -> str:
+    return _predictor.name
+
+
+class ShadowProcess:
+    """A shadow's model in a process of its own (spawned: no fork of a process running
+    threads and an event loop), answering one pass at a time."""
+
+    def __init__(self, spec: ShadowSpec, device: str, backend: str):
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_load_in_child,
+            initargs=(str(spec.bundle), device, backend),
+        )
+        try:
+            self.model_name = self._pool.submit(_name_in_child).result()
+        except Exception as error:
+            self.close()
+            raise CriticError(f"shadow {spec.name}: its model did not load ({error})") from None
+
+    def predict(self, reviews: list[str], explain: bool = False) -> list[dict]:
+        return self._pool.submit(_predict_in_child, list(reviews)).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 # Reviews in one shadow pass: short passes keep each stretch the shadow holds the CPU short,
 # which is what a live request that arrives meanwhile waits on.
 SHADOW_BATCH = 8
@@ -323,14 +373,12 @@ def start_shadows(
     shadows. ``live``: the live variants' batchers, which the shadows yield to."""
     if not specs:
         return None
-    from critic.predictor import Predictor
-
     loaded = []
     for spec in specs:
-        predictor = Predictor.load(spec.bundle, device=settings.device, backend=settings.backend)
+        process = ShadowProcess(spec, settings.device, settings.backend)
         live_batchers = list((live or {}).values())
         model = PacedModel(
-            predictor.predict,
+            process.predict,
             settings.shadow_duty,
             lambda batchers=live_batchers: any(b.queued for b in batchers),
         )
@@ -344,7 +392,7 @@ def start_shadows(
             threaded=True,
             name=f"shadow-{spec.name}",
         )
-        loaded.append(ShadowVariant(spec, predictor, batcher, model))
+        loaded.append(ShadowVariant(spec, process, batcher, model))
     shadows = Shadows(loaded, registry, seed=settings.seed)
     shadows.start()
     return shadows

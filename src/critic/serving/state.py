@@ -7,6 +7,7 @@ routes both take ``state: State`` and neither knows how the other is built.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ class EndpointState:
         if self.shadows is not None:
             await self.shadows.stop(self.settings.graceful_timeout_s)
         if self.capture is not None:
-            self.capture.close()
+            # Off the loop: writing what is queued may take a moment.
+            await asyncio.to_thread(self.capture.close)
 
 
 def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
