@@ -34,7 +34,7 @@
     const errors = `${shadow.errors} (${percent(shadow.error_rate)})`;
     cell(row, shadow.copies ? errors : "0", "errors");
     cell(row, String(shadow.dropped), "dropped");
-    cell(row, ms(shadow.latency_ms.p50), "p50");
+    cell(row, ms(shadow.pass_ms.p50), "pass");
     cell(row, ms(shadow.latency_ms.p95), "p95");
     const agreement = shadow.reviews
       ? `${percent(shadow.agreement)} of ${shadow.reviews} reviews`
