@@ -25,13 +25,18 @@ LAYERS = [
     {"critic.compare"},
     {"critic.ensemble"},
     {"critic.serving"},
-    {"critic.web", "critic.sagemaker"},
+    {"critic.web", "critic.sagemaker", "critic.monitor"},
     {"critic.endpoint"},
     {"critic.cli"},
 ]
 # Within a layer: the page is a client of the endpoint's state; SageMaker's client code uses
 # the endpoint's codec and variant names. Never the other way round.
-LAYERS_ALLOWED = {("critic.web", "critic.serving"), ("critic.sagemaker", "critic.serving")}
+LAYERS_ALLOWED = {
+    ("critic.web", "critic.serving"),
+    ("critic.sagemaker", "critic.serving"),
+    # critic monitor reads what the endpoint captured, with the endpoint's own codec.
+    ("critic.monitor", "critic.serving"),
+}
 
 
 def part(module: str) -> str:

@@ -19,6 +19,7 @@ import typer
 
 from critic.config import ModelConfig, setting
 from critic.errors import CriticError
+from critic.monitor.thresholds import DriftThresholds
 from critic.options import by_section, hide, options_of, pick, run_options, with_options
 from critic.serving.settings import ServerSettings
 
@@ -59,6 +60,7 @@ RUN_OPTIONS = run_options()
 DATA_OPTIONS = [option for option in RUN_OPTIONS if option.section == "data"]
 JOB_OPTIONS = options_of(TrainingJobOptions)
 SERVER_OPTIONS = options_of(ServerSettings)
+DRIFT_OPTIONS = options_of(DriftThresholds)
 
 # Shared by the commands that take them.
 BundleArgument = Annotated[Path, typer.Argument(help="A trained bundle folder.")]
@@ -416,6 +418,14 @@ def serve(
             help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
         ),
     ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=BUNDLE(:FRACTION), repeatable: a shadow variant gets a copy of that "
+            "fraction (default 1) of the live requests after they are answered; its answers are "
+            "compared with the live ones on the A/B view, never returned."
+        ),
+    ] = None,
     *,
     server: dict,
 ) -> None:
@@ -430,12 +440,14 @@ def serve(
     from critic.endpoint import feedback_path
     from critic.endpoint import serve as serve_endpoint
     from critic.serving.feedback import FeedbackStore
+    from critic.serving.shadow import shadow_specs
     from critic.serving.variants import variant_specs
 
     specs = variant_specs(bundle, variant)
     if not specs:
         raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
-    for spec in specs:
+    shadows = shadow_specs(shadow, [spec.name for spec in specs])
+    for spec in [*specs, *shadows]:
         verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
     settings = ServerSettings.from_env(**server)
     feedback = feedback_path(specs, settings)
@@ -443,12 +455,57 @@ def serve(
         FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
     for spec in specs:
         typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
+    for spec in shadows:
+        typer.echo(f"serve: shadow {spec.name} = {spec.bundle} ({spec.fraction:.0%} of requests)")
+    if settings.capture_dir:
+        typer.echo(
+            f"serve: capturing {settings.capture_percent:g}% of requests to {settings.capture_dir}"
+        )
     typer.echo(f"serve: feedback in {feedback if feedback is not None else '(off)'}")
     typer.echo(
         f"serve: the page http://{settings.host}:{settings.port}/ and the A/B view /ab; "
         "POST /invocations, GET /ping, GET /metrics"
     )
-    serve_endpoint(specs, settings)
+    serve_endpoint(specs, settings, shadows)
+
+
+@app.command()
+@with_options(thresholds=DRIFT_OPTIONS)
+def monitor(
+    capture: Annotated[Path, typer.Argument(help="A capture folder (critic serve --capture-dir).")],
+    baseline: Annotated[
+        Path, typer.Option(help="The bundle whose training data is the baseline.")
+    ] = ...,  # type: ignore[assignment]
+    out: Annotated[
+        Path | None, typer.Option(help="Also write drift.md, drift.json and drift.png here.")
+    ] = None,
+    baseline_reviews: Annotated[
+        int, typer.Option(help="Most reviews of the bundle's validation split to compare with.")
+    ] = 2000,
+    *,
+    thresholds: dict,
+) -> None:
+    """Drift: how captured live traffic differs from the bundle's own held-out data.
+
+    Score distribution (PSI and a Kolmogorov-Smirnov test), share of words outside the
+    vocabulary, review length and the share of positive answers, over the whole capture and
+    hour by hour, printed as Markdown. Exits 1 when the whole capture drifted past a threshold,
+    so a scheduler can run it.
+    """
+    from critic.monitor.drift import monitor as monitor_capture
+    from critic.monitor.drift import write_report
+
+    limits = by_section(DRIFT_OPTIONS, thresholds).get("", {})
+    report = monitor_capture(
+        capture, baseline, DriftThresholds(**limits), baseline_reviews,
+        log=lambda line: typer.echo(line, err=True),
+    )  # fmt: skip
+    written = write_report(report, out) if out is not None else []
+    typer.echo(report.to_markdown())
+    if written:
+        typer.echo(f"monitor: wrote {', '.join(str(path) for path in written)}", err=True)
+    if report.drift:
+        raise typer.Exit(1)
 
 
 @app.command()

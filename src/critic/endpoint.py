@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from critic.serving import routes as serving
 from critic.serving.http import error_response
 from critic.serving.settings import ServerSettings
+from critic.serving.shadow import ShadowSpec
 from critic.serving.state import feedback_path, start_state
 from critic.serving.variants import VariantSpec
 from critic.web import routes as web
@@ -37,15 +38,17 @@ def create_app(
     specs: list[VariantSpec],
     settings: ServerSettings | None = None,
     runtime_dir: Path | None = None,
+    shadows: list[ShadowSpec] | None = None,
 ) -> FastAPI:
-    """The endpoint for these variants; models load when the app starts (lifespan).
+    """The endpoint for these variants (and shadow variants); models load when the app starts
+    (lifespan).
 
     ``runtime_dir``: the folder the worker processes of one endpoint share (see serve)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.endpoint = start_state(specs, settings, runtime_dir)
+        app.state.endpoint = start_state(specs, settings, runtime_dir, shadows)
         try:
             yield
         finally:
@@ -81,14 +84,17 @@ def app_from_environment() -> FastAPI:
     config = json.loads(os.environ[WORKER_CONFIG])
     specs = [VariantSpec(s["name"], Path(s["bundle"]), s["weight"]) for s in config["specs"]]
     settings = ServerSettings(**config["settings"])
+    shadows = [ShadowSpec(s["name"], Path(s["bundle"]), s["fraction"]) for s in config["shadows"]]
     # Each process gets its share of the cores: N processes each running torch on every core
     # would only fight over them.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
-    return create_app(specs, settings, Path(config["runtime_dir"]))
+    return create_app(specs, settings, Path(config["runtime_dir"]), shadows)
 
 
-def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
+def serve(
+    specs: list[VariantSpec], settings: ServerSettings, shadows: list[ShadowSpec] | None = None
+) -> None:
     """Serve until SIGTERM or Ctrl-C: stop accepting, finish what is in flight (at most
     ``graceful_timeout_s``), flush and close, and exit 0.
 
@@ -111,7 +117,7 @@ def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(specs, settings), **options)
+        uvicorn.run(create_app(specs, settings, shadows=shadows), **options)
         return
     with tempfile.TemporaryDirectory(prefix="critic-serve-") as runtime_dir:
         metrics_dir = Path(runtime_dir) / "metrics"
@@ -124,6 +130,7 @@ def serve(specs: list[VariantSpec], settings: ServerSettings) -> None:
                     {"name": s.name, "bundle": str(s.bundle), "weight": s.weight} for s in specs
                 ],
                 "settings": dataclasses.asdict(settings),
+                "shadows": [shadow.to_dict() for shadow in shadows or []],
                 "runtime_dir": runtime_dir,
             }
         )

@@ -98,4 +98,8 @@ async def invocations(
         headers[ID_HEADER] = predictions[0]["id"]
     extra = {"variant": variant_name, "model": variant.predictor.name}
     body_out = encode_predictions(predictions, response_type, extra)
+    if state.shadows is not None or state.capture is not None:
+        state.answered(
+            variant_name, reviews, predictions, (body, content_type), (body_out, response_type)
+        )
     return Invocation(200, body_out, response_type, headers)

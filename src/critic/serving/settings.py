@@ -66,6 +66,29 @@ class ServerSettings:
         "SQLite file for the page's feedback (default: feedback.sqlite beside the first "
         "variant's bundle; 'off' turns feedback off).",
     )
+    # Shadow variants and data capture (critic.serving.shadow, critic.serving.capture).
+    shadow_queue: int = setting(
+        16,
+        "Most reviews queued per shadow variant; copies past it are dropped (and counted), "
+        "never waited for.",
+    )
+    shadow_duty: float = setting(
+        0.25,
+        "Most share of the time a shadow variant's model computes (it rests after each pass): "
+        "the bound on the CPU it takes from the live variants; 1 lets it run flat out.",
+    )
+    capture_dir: str | None = setting(
+        None,
+        "Capture requests and answers to this folder as JSON lines in SageMaker's "
+        "data-capture shape (hourly files, DIR/ENDPOINT/VARIANT/yyyy/mm/dd/hh/); off by default.",
+    )
+    capture_percent: float = setting(100.0, "Share of the requests captured, in percent.")
+    capture_max_mb: float = setting(
+        1024.0, "Disk bound of the capture folder, in MB: past it the oldest files are deleted."
+    )
+    capture_text: bool = setting(
+        True, "Keep the review text in captured requests (off: only each review's word count)."
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -88,6 +111,14 @@ class ServerSettings:
             )
         if self.backend not in ("torch", "onnx", "auto"):
             raise CriticError(f"backend must be torch, onnx or auto, got {self.backend!r}")
+        if self.shadow_queue < 1:
+            raise CriticError(f"shadow_queue must be at least 1, got {self.shadow_queue}")
+        if not 0 < self.shadow_duty <= 1:
+            raise CriticError(f"shadow_duty must lie in (0, 1], got {self.shadow_duty}")
+        if not 0 < self.capture_percent <= 100:
+            raise CriticError(f"capture_percent must lie in (0, 100], got {self.capture_percent}")
+        if not self.capture_max_mb > 0:
+            raise CriticError(f"capture_max_mb must be above 0, got {self.capture_max_mb}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise CriticError("the admin token must be at least 8 characters")
 
@@ -107,15 +138,26 @@ class ServerSettings:
                 continue
             kind = field.type if isinstance(field.type, str) else field.type.__name__
             try:
-                if kind.startswith("int"):
+                if kind.startswith("bool"):
+                    values[field.name] = _boolean(raw)
+                elif kind.startswith("int"):
                     values[field.name] = int(raw)
                 elif kind.startswith("float"):
                     values[field.name] = float(raw)
                 else:
                     values[field.name] = raw
             except ValueError:
+                expected = "true or false" if kind.startswith("bool") else "a number"
                 raise CriticError(
-                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a number"
+                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not {expected}"
                 ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -7,6 +7,7 @@ routes both take ``state: State`` and neither knows how the other is built.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,11 @@ from fastapi import Depends, Request
 from critic.artifact import NBSVM_KIND
 from critic.serving.answers import AnswerIds, new_key
 from critic.serving.batching import MicroBatcher
+from critic.serving.capture import CaptureConfig, CaptureWriter
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
+from critic.serving.shadow import Shadows, ShadowSpec, start_shadows
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
 from critic.serving.weights import SharedWeights
 
@@ -36,6 +39,25 @@ class EndpointState:
     """With several worker processes: where a weight change reaches the others."""
     ready: bool = False
     started: float = field(default_factory=time.time)
+    shadows: Shadows | None = None
+    """Shadow variants (critic serve --shadow): copies of the live traffic, answering nobody."""
+    capture: CaptureWriter | None = None
+    """Data capture (critic serve --capture-dir)."""
+
+    def answered(
+        self,
+        variant: str,
+        reviews: list[str],
+        predictions: list[dict],
+        request: tuple[bytes, str | None],
+        response: tuple[bytes, str],
+    ) -> None:
+        """Hand one answered request to the shadows and the capture: the request path's only
+        call to either. Both return at once; their work happens after the answer is sent."""
+        if self.shadows is not None:
+            self.shadows.offer(variant, reviews, predictions)
+        if self.capture is not None:
+            self.capture.offer(variant, *request, *response, predictions[0].get("id"), reviews)
 
     def sync_weights(self) -> None:
         """Take up the weights another worker published, if it did since the last look."""
@@ -57,6 +79,11 @@ class EndpointState:
         self.ready = False
         for batcher in self.batchers.values():
             await batcher.stop(self.settings.graceful_timeout_s)
+        if self.shadows is not None:
+            await self.shadows.stop(self.settings.graceful_timeout_s)
+        if self.capture is not None:
+            # Off the loop: writing what is queued may take a moment.
+            await asyncio.to_thread(self.capture.close)
 
 
 def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
@@ -108,9 +135,13 @@ def _batcher(name: str, variant, settings: ServerSettings, metrics: EndpointMetr
 
 
 def start_state(
-    specs: list[VariantSpec], settings: ServerSettings, runtime_dir: Path | None = None
+    specs: list[VariantSpec],
+    settings: ServerSettings,
+    runtime_dir: Path | None = None,
+    shadow_specs: list[ShadowSpec] | None = None,
 ) -> EndpointState:
-    """Load every variant's model, time it, and start its batcher (inside the event loop).
+    """Load every variant's model, time it, and start its batcher (inside the event loop);
+    the same for the shadows, and the capture's writer when capture is on.
 
     ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
     metrics); None for a single process."""
@@ -129,11 +160,27 @@ def start_state(
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
+    state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry, batchers)
+    state.capture = start_capture(settings, metrics.registry)
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
     state.ready = True
     return state
+
+
+def start_capture(settings: ServerSettings, registry=None) -> CaptureWriter | None:
+    """The capture's writer when ``capture_dir`` is set."""
+    if not settings.capture_dir:
+        return None
+    config = CaptureConfig(
+        Path(settings.capture_dir),
+        settings.endpoint_name,
+        percent=settings.capture_percent,
+        max_mb=settings.capture_max_mb,
+        keep_text=settings.capture_text,
+    )
+    return CaptureWriter(config, seed=settings.seed, registry=registry)
 
 
 async def get_state(request: Request) -> EndpointState:

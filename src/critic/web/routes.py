@@ -7,6 +7,7 @@
                                   once, from this site only; stored in SQLite
     GET  /api/feedback/summary    per variant: feedback counts, accuracy, 95% interval
     GET  /api/ab                  what the A/B view shows, as JSON
+    GET  /api/ab/shadows          its shadow variants and data capture (critic.web.shadows)
 
 The page asks ``POST /invocations?explain=true`` like any other client: it has no API of its
 own for predictions. The page sits above the endpoint: it reads the endpoint's state (its
@@ -32,6 +33,7 @@ from critic.serving.codec import JSON, ClientError, media_type, parse_json
 from critic.serving.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.http import error_response, read_body
 from critic.serving.state import State
+from critic.web import shadows
 
 STATIC = Path(__file__).with_name("static")
 MAX_FEEDBACK_BYTES = 256 * 1024
@@ -200,4 +202,5 @@ async def ab_stats(state: State) -> Response:
 def mount(app) -> None:
     """Add the page, the A/B view, their assets and the feedback API to an app."""
     app.include_router(router)
+    app.include_router(shadows.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
