@@ -164,3 +164,109 @@ def verdict(test: SequentialTest, alpha: float, min_difference: float) -> str:
     if -min_difference < low and high < min_difference:
         return "no difference worth the wait"
     return "keep testing"
+
+
+METHOD = (
+    "mSPRT: the mixture sequential probability ratio test of Johari, Pekelis and Walsh "
+    "(Always Valid Inference, 2022), on the difference of two accuracies (normal "
+    f"approximation), with a normal mixing prior N(0, {TAU}\u00b2) on the difference. Its "
+    "p-value and interval stay valid however often you look: when there is no difference, "
+    "the chance that it ever declares a winner is at most \u03b1."
+)
+ASSUMES = (
+    "Each vote is independent of the others, and each variant's accuracy stays the same while "
+    "the test runs (the same kind of reviews, the same people voting). The test starts once "
+    f"each side has {MIN_VOTES} votes."
+)
+SAMPLE_SIZE = (
+    "Votes each variant needs for a fixed-size two-proportion z-test to find the minimum "
+    "difference at the chosen power, at the pooled accuracy so far (50% before any vote); "
+    "the always-valid test may need somewhat more, the price of looking at will."
+)
+
+
+@dataclass(frozen=True)
+class DecisionParameters:
+    """What the person running the test chooses: the smallest difference worth finding, the
+    test's level and the power of the sample size."""
+
+    min_difference: float = 0.05
+    alpha: float = 0.05
+    power: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("min_difference", 0, 0.5), ("alpha", 0, 0.5), ("power", 0, 1)):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and low < value < high):
+                raise ValueError(
+                    f"{name} must be a number above {low} and below {high}, got {value!r}"
+                )
+
+
+def champion_of(weights: dict[str, float]) -> str:
+    """The champion: the variant with the highest weight, the first one on a tie."""
+    return max(weights, key=lambda name: weights[name])
+
+
+def compare(
+    champion: str,
+    challenger: str,
+    variants: np.ndarray,
+    right: np.ndarray,
+    parameters: DecisionParameters,
+) -> dict:
+    """The decision on one challenger against the champion, from the votes in order
+    (``variants[i]`` voted on, ``right[i]`` 1 or 0); votes on other variants are left out."""
+    variants, right = np.asarray(variants), np.asarray(right, dtype=np.float64)
+    mine = (variants == champion) | (variants == challenger)
+    on_challenger = variants[mine] == challenger
+    votes = right[mine]
+    test = sequential_test(votes, on_challenger, parameters.alpha)
+    counts = {
+        name: (int(side.sum()), int(votes[side].sum()))
+        for name, side in ((champion, ~on_challenger), (challenger, on_challenger))
+    }
+    total_votes = sum(n for n, _ in counts.values())
+    pooled = sum(r for _, r in counts.values()) / total_votes if total_votes else 0.5
+    needed = votes_per_variant(
+        pooled, parameters.min_difference, parameters.alpha, parameters.power
+    )
+    return {
+        "challenger": challenger,
+        "votes": {name: n for name, (n, _) in counts.items()},
+        "accuracy": {name: r / n if n else None for name, (n, r) in counts.items()},
+        "difference": test.difference if all(n for n, _ in counts.values()) else None,
+        "interval": None if test.interval is None else list(test.interval),
+        "p_value": test.p_value,
+        "started": test.started,
+        "votes_needed_per_variant": needed,
+        "votes_still_needed": max(0, needed - min(n for n, _ in counts.values())),
+        "verdict": verdict(test, parameters.alpha, parameters.min_difference),
+    }
+
+
+def decide(
+    weights: dict[str, float],
+    variants: np.ndarray,
+    right: np.ndarray,
+    parameters: DecisionParameters,
+) -> dict:
+    """Every challenger against the champion, with the method in words."""
+    champion = champion_of(weights)
+    return {
+        "champion": champion,
+        "champion_rule": "the variant with the highest traffic weight (the first on a tie)",
+        "min_difference": parameters.min_difference,
+        "alpha": parameters.alpha,
+        "power": parameters.power,
+        "tau": TAU,
+        "min_votes": MIN_VOTES,
+        "method": METHOD,
+        "assumes": ASSUMES,
+        "sample_size": SAMPLE_SIZE,
+        "challengers": [
+            compare(champion, name, variants, right, parameters)
+            for name in weights
+            if name != champion
+        ],
+    }

@@ -8,6 +8,7 @@ routes both take ``state: State`` and neither knows how the other is built.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from fastapi import Depends, Request
 from critic.artifact import NBSVM_KIND
 from critic.serving.answers import AnswerIds, new_key
 from critic.serving.batching import MicroBatcher
+from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
@@ -36,6 +38,9 @@ class EndpointState:
     """With several worker processes: where a weight change reaches the others."""
     ready: bool = False
     started: float = field(default_factory=time.time)
+    counts: CountStore | None = None
+    """The online counts of earlier runs, and where this one's go (beside the feedback)."""
+    count_flusher: CountFlusher | None = None
 
     def sync_weights(self) -> None:
         """Take up the weights another worker published, if it did since the last look."""
@@ -57,6 +62,8 @@ class EndpointState:
         self.ready = False
         for batcher in self.batchers.values():
             await batcher.stop(self.settings.graceful_timeout_s)
+        if self.count_flusher is not None:
+            self.count_flusher.stop()  # after the batchers: the last answers count too
 
 
 def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
@@ -129,6 +136,13 @@ def start_state(
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
+    if feedback is not None:
+        # One run per start of the endpoint: its worker processes share the runtime folder,
+        # whose name is fresh each time; a lone process draws its own.
+        run = runtime_dir.name if runtime_dir is not None else uuid.uuid4().hex
+        state.counts = CountStore(feedback.path, run)
+        state.count_flusher = CountFlusher(state.counts, metrics.registry)
+        state.count_flusher.start()
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
