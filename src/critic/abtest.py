@@ -231,6 +231,7 @@ def compare(
     needed = votes_per_variant(
         pooled, parameters.min_difference, parameters.alpha, parameters.power
     )
+    decided = verdict(test, parameters.alpha, parameters.min_difference)
     return {
         "challenger": challenger,
         "votes": {name: n for name, (n, _) in counts.items()},
@@ -240,8 +241,11 @@ def compare(
         "p_value": test.p_value,
         "started": test.started,
         "votes_needed_per_variant": needed,
-        "votes_still_needed": max(0, needed - min(n for n, _ in counts.values())),
-        "verdict": verdict(test, parameters.alpha, parameters.min_difference),
+        # Once decided, there is nothing left to wait for.
+        "votes_still_needed": 0
+        if decided != "keep testing"
+        else max(0, needed - min(n for n, _ in counts.values())),
+        "verdict": decided,
     }
 
 
