@@ -125,3 +125,20 @@ def test_the_sample_size_grows_with_power_and_shrinks_with_the_difference():
     assert votes_per_variant(0.8, 0.10, 0.05, 0.8) < base
     # An accuracy near 100% keeps both proportions inside (0, 1).
     assert math.isfinite(votes_per_variant(0.999, 0.05, 0.05, 0.8))
+
+
+def test_thompson_weights_follow_the_better_variant_but_keep_the_floor():
+    from critic.abtest import thompson_weights
+
+    weights = thompson_weights({"champion": (400, 240), "challenger": (400, 360)}, floor=0.1)
+    assert weights == {"champion": 0.1, "challenger": 0.9}
+    even = thompson_weights({"champion": (0, 0), "challenger": (0, 0)}, floor=0.1)
+    assert even["champion"] == pytest.approx(0.5, abs=0.02) and sum(even.values()) == pytest.approx(
+        1
+    )
+    # Seeded by the counts: two workers looking at the same votes agree exactly.
+    counts = {"a": (30, 20), "b": (30, 22), "c": (10, 5)}
+    assert thompson_weights(counts, 0.05) == thompson_weights(dict(counts), 0.05)
+    assert min(thompson_weights(counts, 0.05).values()) >= 0.05
+    with pytest.raises(ValueError, match="exceeds 100%"):
+        thompson_weights(counts, floor=0.4)

@@ -274,3 +274,31 @@ def decide(
             if name != champion
         ],
     }
+
+
+def thompson_weights(
+    counts: dict[str, tuple[int, int]], floor: float, draws: int = 20_000
+) -> dict[str, float]:
+    """Traffic weights that follow the feedback: Thompson sampling's allocation.
+
+    ``counts``: per variant, (votes, right). Each variant's accuracy has a Beta(1 + right,
+    1 + wrong) posterior (a uniform prior); its weight is the posterior probability that it is
+    the most accurate (estimated from ``draws`` joint draws), squeezed into [floor, 1] so that
+    the loser keeps enough traffic to go on being measured: floor + (1 - n floor) P(best).
+
+    The draws are seeded by the counts, so every worker process, looking at the same file,
+    arrives at the same weights rather than pulling the traffic to and fro.
+    """
+    names = list(counts)
+    if not 0 <= floor * len(names) <= 1:
+        raise ValueError(f"a floor of {floor} for each of {len(names)} variants exceeds 100%")
+    seed = [len(names), *(value for name in names for value in counts[name])]
+    rng = np.random.default_rng(seed)
+    samples = np.stack(
+        [rng.beta(1 + right, 1 + votes - right, size=draws) for votes, right in counts.values()]
+    )  # (variants, draws)
+    best = np.bincount(samples.argmax(axis=0), minlength=len(names)) / draws
+    return {
+        name: round(floor + (1 - floor * len(names)) * float(share), 4)
+        for name, share in zip(names, best, strict=True)
+    }

@@ -162,3 +162,38 @@ def test_counts_outlive_a_restart_of_the_app(trained_bundle, second_bundle, tmp_
     assert challenger["all_runs_latency_ms"]["mean"] > 0
     assert challenger["latency_ms"]["window"] == 3  # the recent window is this run's
     assert figures["champion"]["requests"] == 0
+
+
+def test_auto_weights_shift_the_traffic_toward_the_better_variant_and_keep_the_floor(
+    trained_bundle, second_bundle, tmp_path
+):
+    import time
+
+    feedback_db = tmp_path / "feedback.sqlite"
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.9}, votes_each=200)
+    specs = [VariantSpec("champion", trained_bundle), VariantSpec("challenger", second_bundle)]
+    settings = ServerSettings(
+        feedback_db=str(feedback_db), auto_weights_s=0.1, auto_weights_floor=0.1
+    )
+    with TestClient(create_app(specs, settings)) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            weights = {v["name"]: v["weight"] for v in client.get("/variants").json()["variants"]}
+            if weights["champion"] != 1.0:
+                break
+            time.sleep(0.1)
+        assert weights == {"champion": 0.1, "challenger": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auto_weights_s": -1}, "auto_weights_s must lie in"),
+        ({"auto_weights_floor": 0.6}, "auto_weights_floor must lie in"),
+    ],
+)
+def test_bad_auto_weights_settings_are_refused(values, message):
+    from critic.errors import CriticError
+
+    with pytest.raises(CriticError, match=message):
+        ServerSettings(**values)

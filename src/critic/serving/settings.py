@@ -67,6 +67,16 @@ class ServerSettings:
         "variant's bundle; 'off' turns feedback off).",
     )
 
+    auto_weights_s: float = setting(
+        0.0,
+        "Every this many seconds, shift the traffic toward the variant the feedback favours "
+        "(Thompson sampling on the votes), each keeping at least --auto-weights-floor of it; "
+        "0: off, the weights change only through /admin/weights (which it overrides when on).",
+    )
+    auto_weights_floor: float = setting(
+        0.1, "Least share of the traffic each variant keeps when --auto-weights-s is on."
+    )
+
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise CriticError(f"port must be 1-65535, got {self.port}")
@@ -88,6 +98,12 @@ class ServerSettings:
             )
         if self.backend not in ("torch", "onnx", "auto"):
             raise CriticError(f"backend must be torch, onnx or auto, got {self.backend!r}")
+        if not 0 <= self.auto_weights_s <= 86400:
+            raise CriticError(f"auto_weights_s must lie in [0, 86400], got {self.auto_weights_s}")
+        if not 0 <= self.auto_weights_floor <= 0.5:
+            raise CriticError(
+                f"auto_weights_floor must lie in [0, 0.5], got {self.auto_weights_floor}"
+            )
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise CriticError("the admin token must be at least 8 characters")
 

@@ -16,7 +16,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from critic.artifact import NBSVM_KIND
+from critic.errors import CriticError
 from critic.serving.answers import AnswerIds, new_key
+from critic.serving.autoweights import AutoWeights
 from critic.serving.batching import MicroBatcher
 from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
@@ -41,6 +43,7 @@ class EndpointState:
     counts: CountStore | None = None
     """The online counts of earlier runs, and where this one's go (beside the feedback)."""
     count_flusher: CountFlusher | None = None
+    auto_weights: AutoWeights | None = None
 
     def sync_weights(self) -> None:
         """Take up the weights another worker published, if it did since the last look."""
@@ -62,6 +65,8 @@ class EndpointState:
         self.ready = False
         for batcher in self.batchers.values():
             await batcher.stop(self.settings.graceful_timeout_s)
+        if self.auto_weights is not None:
+            self.auto_weights.stop()
         if self.count_flusher is not None:
             self.count_flusher.stop()  # after the batchers: the last answers count too
 
@@ -121,6 +126,11 @@ def start_state(
 
     ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
     metrics); None for a single process."""
+    if settings.auto_weights_s and settings.auto_weights_floor * len(specs) > 1:
+        raise CriticError(
+            f"an auto-weights floor of {settings.auto_weights_floor} for each of "
+            f"{len(specs)} variants exceeds 100%"
+        )
     variant_router = load_variants(
         specs, device=settings.device, seed=settings.seed, backend=settings.backend
     )
@@ -146,8 +156,28 @@ def start_state(
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
+    if settings.auto_weights_s and feedback is not None:
+        state.auto_weights = _auto_weights(state)
+        state.auto_weights.start()
     state.ready = True
     return state
+
+
+def _auto_weights(state: EndpointState) -> AutoWeights:
+    names = state.router.names
+
+    def counts() -> dict[str, tuple[int, int]]:
+        return {e["variant"]: (e["feedback"], e["right"]) for e in state.feedback.summary(names)
+                if e["variant"] in names}  # fmt: skip
+
+    def current() -> dict[str, float]:
+        state.sync_weights()
+        return {name: variant.weight for name, variant in state.router.variants.items()}
+
+    return AutoWeights(
+        counts, current, state.set_weights,
+        state.settings.auto_weights_s, state.settings.auto_weights_floor,
+    )  # fmt: skip
 
 
 async def get_state(request: Request) -> EndpointState:
