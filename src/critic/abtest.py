@@ -171,7 +171,8 @@ METHOD = (
     "(Always Valid Inference, 2022), on the difference of two accuracies (normal "
     f"approximation), with a normal mixing prior N(0, {TAU}\u00b2) on the difference. Its "
     "p-value and interval stay valid however often you look: when there is no difference, "
-    "the chance that it ever declares a winner is at most \u03b1."
+    "the chance that it ever declares a winner is at most \u03b1. With several challengers, "
+    "each comparison has its own \u03b1."
 )
 ASSUMES = (
     "Each vote is independent of the others, and each variant's accuracy stays the same while "
