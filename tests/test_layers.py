@@ -15,7 +15,7 @@ LAYERS = [
     {"critic.config", "critic.fileio"},
     {"critic.data", "critic.options"},
     {"critic.models"},
-    {"critic.calibration"},
+    {"critic.calibration", "critic.abtest"},
     {"critic.evaluate", "critic.checkpoints"},
     {"critic.train"},
     {"critic.artifact"},

@@ -156,6 +156,18 @@ class FeedbackStore:
             )
             return [dict(row) for row in cursor.fetchall()]
 
+    def votes(self, variants: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Every verdict on these variants in the order given: the variant, and 1 if "right".
+        What a sequential test replays."""
+        marks = ", ".join("?" * len(variants))
+        with self._connect() as connection:
+            rows = connection.execute(
+                f"SELECT variant, feedback = 'right' FROM feedback WHERE variant IN ({marks})"
+                " ORDER BY id",
+                list(variants),
+            ).fetchall()
+        return [variant for variant, _ in rows], [int(right) for _, right in rows]
+
     def summary(self, variants: Sequence[str] = ()) -> list[dict]:
         """Per variant: how many verdicts, how many "right", the accuracy and its 95% interval.
 

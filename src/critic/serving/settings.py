@@ -90,6 +90,16 @@ class ServerSettings:
         True, "Keep the review text in captured requests (off: only each review's word count)."
     )
 
+    auto_weights_s: float = setting(
+        0.0,
+        "Every this many seconds, shift the traffic toward the variant the feedback favours "
+        "(Thompson sampling on the votes), each keeping at least --auto-weights-floor of it; "
+        "0: off, the weights change only through /admin/weights (which it overrides when on).",
+    )
+    auto_weights_floor: float = setting(
+        0.1, "Least share of the traffic each variant keeps when --auto-weights-s is on."
+    )
+
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise CriticError(f"port must be 1-65535, got {self.port}")
@@ -119,6 +129,12 @@ class ServerSettings:
             raise CriticError(f"capture_percent must lie in (0, 100], got {self.capture_percent}")
         if not self.capture_max_mb > 0:
             raise CriticError(f"capture_max_mb must be above 0, got {self.capture_max_mb}")
+        if not 0 <= self.auto_weights_s <= 86400:
+            raise CriticError(f"auto_weights_s must lie in [0, 86400], got {self.auto_weights_s}")
+        if not 0 <= self.auto_weights_floor <= 0.5:
+            raise CriticError(
+                f"auto_weights_floor must lie in [0, 0.5], got {self.auto_weights_floor}"
+            )
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise CriticError("the admin token must be at least 8 characters")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +17,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from critic.artifact import NBSVM_KIND
+from critic.errors import CriticError
 from critic.serving.answers import AnswerIds, new_key
+from critic.serving.autoweights import AutoWeights
 from critic.serving.batching import MicroBatcher
+from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.capture import CaptureConfig, CaptureWriter
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
@@ -39,6 +43,10 @@ class EndpointState:
     """With several worker processes: where a weight change reaches the others."""
     ready: bool = False
     started: float = field(default_factory=time.time)
+    counts: CountStore | None = None
+    """The online counts of earlier runs, and where this one's go (beside the feedback)."""
+    count_flusher: CountFlusher | None = None
+    auto_weights: AutoWeights | None = None
     shadows: Shadows | None = None
     """Shadow variants (critic serve --shadow): copies of the live traffic, answering nobody."""
     capture: CaptureWriter | None = None
@@ -79,6 +87,10 @@ class EndpointState:
         self.ready = False
         for batcher in self.batchers.values():
             await batcher.stop(self.settings.graceful_timeout_s)
+        if self.auto_weights is not None:
+            self.auto_weights.stop()
+        if self.count_flusher is not None:
+            self.count_flusher.stop()  # after the batchers: the last answers count too
         if self.shadows is not None:
             await self.shadows.stop(self.settings.graceful_timeout_s)
         if self.capture is not None:
@@ -145,6 +157,11 @@ def start_state(
 
     ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
     metrics); None for a single process."""
+    if settings.auto_weights_s and settings.auto_weights_floor * len(specs) > 1:
+        raise CriticError(
+            f"an auto-weights floor of {settings.auto_weights_floor} for each of "
+            f"{len(specs)} variants exceeds 100%"
+        )
     variant_router = load_variants(
         specs, device=settings.device, seed=settings.seed, backend=settings.backend
     )
@@ -160,15 +177,40 @@ def start_state(
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
+    if feedback is not None:
+        # One run per start of the endpoint: its worker processes share the runtime folder,
+        # whose name is fresh each time; a lone process draws its own.
+        run = runtime_dir.name if runtime_dir is not None else uuid.uuid4().hex
+        state.counts = CountStore(feedback.path, run)
+        state.count_flusher = CountFlusher(state.counts, metrics.registry)
+        state.count_flusher.start()
     state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry, batchers)
     state.capture = start_capture(settings, metrics.registry)
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
+    if settings.auto_weights_s and feedback is not None:
+        state.auto_weights = _auto_weights(state)
+        state.auto_weights.start()
     state.ready = True
     return state
 
 
+def _auto_weights(state: EndpointState) -> AutoWeights:
+    names = state.router.names
+
+    def counts() -> dict[str, tuple[int, int]]:
+        return {e["variant"]: (e["feedback"], e["right"]) for e in state.feedback.summary(names)
+                if e["variant"] in names}  # fmt: skip
+
+    def current() -> dict[str, float]:
+        state.sync_weights()
+        return {name: variant.weight for name, variant in state.router.variants.items()}
+
+    return AutoWeights(
+        counts, current, state.set_weights,
+        state.settings.auto_weights_s, state.settings.auto_weights_floor,
+    )  # fmt: skip
 def start_capture(settings: ServerSettings, registry=None) -> CaptureWriter | None:
     """The capture's writer when ``capture_dir`` is set."""
     if not settings.capture_dir:

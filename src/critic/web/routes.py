@@ -6,7 +6,10 @@
     POST /api/feedback            "right" / "wrong" on one answer the endpoint gave (its id),
                                   once, from this site only; stored in SQLite
     GET  /api/feedback/summary    per variant: feedback counts, accuracy, 95% interval
-    GET  /api/ab                  what the A/B view shows, as JSON
+    GET  /api/ab                  what the A/B view shows, as JSON (with the decision)
+    GET  /api/ab/decision         each challenger against the champion: the always-valid
+                                  test, the votes still needed, the verdict
+                                  (?min_difference=0.05&alpha=0.05&power=0.8)
     GET  /api/ab/shadows          its shadow variants and data capture (critic.web.shadows)
 
 The page asks ``POST /invocations?explain=true`` like any other client: it has no API of its
@@ -28,8 +31,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from critic.abtest import DecisionParameters, decide
 from critic.errors import CriticError
 from critic.serving.codec import JSON, ClientError, media_type, parse_json
+from critic.serving.counts import added, live_totals, summary
 from critic.serving.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.http import error_response, read_body
 from critic.serving.state import State
@@ -170,13 +175,18 @@ async def feedback_summary(state: State) -> Response:
 
 
 @router.get("/api/ab")
-async def ab_stats(state: State) -> Response:
+async def ab_stats(request: Request, state: State) -> Response:
+    try:
+        parameters = _decision_parameters(request)
+    except ClientError as error:
+        return error_response(error.status, error.message)
     state.sync_weights()
     shares = state.router.shares()
     feedback = {}
     if state.feedback is not None:
         for entry in await run_in_threadpool(state.feedback.summary, state.router.names):
             feedback[entry["variant"]] = entry
+    counts = await run_in_threadpool(_all_runs, state)
     variants = []
     for name, variant in state.router.variants.items():
         variants.append(
@@ -186,17 +196,86 @@ async def ab_stats(state: State) -> Response:
                 "weight": variant.weight,
                 "share": shares[name],
                 **state.metrics.snapshot(name),
+                **_counts_of(counts, name),
                 "feedback": feedback.get(name),
             }
         )
+    decision = None
+    if state.feedback is not None:
+        decision = await run_in_threadpool(_decision, state, parameters)
     return JSONResponse(
         {
             "endpoint": state.settings.endpoint_name,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "feedback_enabled": state.feedback is not None,
             "variants": variants,
+            "decision": decision,
         }
     )
+
+
+# --- Counts across restarts (issue 14): earlier runs from the SQLite file, this one live ---
+
+
+def _all_runs(state) -> dict | None:
+    if state.counts is None:
+        return None
+    return added(state.counts.earlier(), live_totals(state.metrics))
+
+
+def _counts_of(counts: dict | None, variant: str) -> dict:
+    """The variant's counts over every run of the endpoint (the live window's latency
+    percentiles stay as they are: they describe the recent requests)."""
+    if counts is None:
+        return {}
+    total = summary(counts.get(variant, {}))
+    return {
+        "requests": total["requests"],
+        "errors": total["errors"],
+        "reviews": total["reviews"],
+        "positive_share": total["positive_share"],
+        "all_runs_latency_ms": total["latency_ms"],
+    }
+
+
+# --- The decision (issue 14): each challenger against the champion --------------------------
+
+
+def _decision_parameters(request: Request) -> DecisionParameters:
+    """The test's parameters from the query string (defaults where absent), or a 422."""
+    values = {}
+    for name in ("min_difference", "alpha", "power"):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise ClientError(422, f"{name} must be a number, got {raw!r}") from None
+    try:
+        return DecisionParameters(**values)
+    except ValueError as error:
+        raise ClientError(422, str(error)) from None
+
+
+def _decision(state, parameters: DecisionParameters) -> dict:
+    weights = {name: variant.weight for name, variant in state.router.variants.items()}
+    voted, right = state.feedback.votes(list(weights))
+    return decide(weights, voted, right, parameters)
+
+
+@router.get("/api/ab/decision")
+async def ab_decision(request: Request, state: State) -> Response:
+    if state.feedback is None:
+        return error_response(
+            503, "feedback is off on this endpoint: there is nothing to decide on"
+        )
+    try:
+        parameters = _decision_parameters(request)
+    except ClientError as error:
+        return error_response(error.status, error.message)
+    state.sync_weights()
+    return JSONResponse(await run_in_threadpool(_decision, state, parameters))
 
 
 def mount(app) -> None:

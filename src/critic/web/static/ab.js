@@ -52,12 +52,168 @@
       cell(row, data.feedback_enabled ? accuracy(variant.feedback) : "feedback is off", "accuracy");
       rows.append(row);
     }
+    renderDecision(data.decision, data.variants);
     $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}.`;
   }
 
+  // --- The decision (issue 14): each challenger against the champion, and promote ---------
+
+  // The test's parameters as the API takes them; the page asks in points of accuracy.
+  function decisionQuery() {
+    const query = new URLSearchParams();
+    query.set("min_difference", String(Number($("min-difference").value) / 100));
+    query.set("alpha", $("alpha").value);
+    query.set("power", $("power").value);
+    return query.toString();
+  }
+
+  const points = (value, digits = 1) =>
+    value === null || value === undefined
+      ? "\u2014"
+      : `${value >= 0 ? "+" : "\u2212"}${Math.abs(value * 100).toFixed(digits)} points`;
+
+  function term(list, name, value, className) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    if (className) dd.className = className;
+    list.append(dt, dd);
+  }
+
+  function challengerCard(decision, entry) {
+    const card = document.createElement("article");
+    card.className = "challenger";
+    card.dataset.challenger = entry.challenger;
+    const title = document.createElement("h3");
+    title.textContent = `${entry.challenger} against ${decision.champion}`;
+    const line = document.createElement("p");
+    const verdict = document.createElement("strong");
+    verdict.className = "ab-verdict";
+    if (entry.verdict === "challenger better") verdict.classList.add("better");
+    if (entry.verdict === "champion better") verdict.classList.add("worse");
+    verdict.textContent = entry.verdict;
+    line.append("Verdict: ", verdict);
+    const list = document.createElement("dl");
+    const side = (name) =>
+      `${name} ${percent(entry.accuracy[name], 1)} of ${entry.votes[name]} votes`;
+    term(list, "Accuracy", `${side(decision.champion)}; ${side(entry.challenger)}`);
+    term(list, "Difference", points(entry.difference), "difference");
+    const level = `${Math.round((1 - decision.alpha) * 1000) / 10}%`;
+    term(
+      list,
+      `Always-valid ${level} interval`,
+      entry.interval
+        ? `${points(entry.interval[0])} to ${points(entry.interval[1])}`
+        : `from ${decision.min_votes} votes each`,
+      "interval",
+    );
+    term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
+    const planned =
+      `${entry.votes_needed_per_variant} to find ${(decision.min_difference * 100).toFixed(1)} ` +
+      `points at ${Math.round(decision.power * 100)}% power`;
+    term(
+      list,
+      "Votes still needed",
+      entry.verdict === "keep testing"
+        ? `${entry.votes_still_needed} per variant (${planned})`
+        : `none: decided (${planned})`,
+      "votes-needed",
+    );
+    card.append(title, line, list);
+    return card;
+  }
+
+  let promoteTouched = false;
+
+  function renderPromoteChoices(decision, variants) {
+    const select = $("promote-variant");
+    const names = variants.map((variant) => variant.name);
+    if ([...select.options].map((option) => option.value).join("\n") !== names.join("\n")) {
+      select.replaceChildren(
+        ...names.map((name) => {
+          const option = document.createElement("option");
+          option.value = name;
+          option.textContent = name;
+          return option;
+        }),
+      );
+    }
+    if (promoteTouched || !decision) return;
+    // Offer the winner: the challenger a verdict named better, else the champion.
+    const winner = decision.challengers.find((entry) => entry.verdict === "challenger better");
+    select.value = winner ? winner.challenger : decision.champion;
+  }
+
+  function renderDecision(decision, variants) {
+    $("decision-off").hidden = Boolean(decision);
+    renderPromoteChoices(decision, variants);
+    if (!decision) {
+      $("challengers").replaceChildren();
+      return;
+    }
+    $("champion").textContent = decision.champion;
+    $("champion-rule").textContent = decision.champion_rule;
+    $("method").textContent = decision.method;
+    $("assumes").textContent = `It assumes: ${decision.assumes}`;
+    $("sample-size").textContent = `Votes still needed: ${decision.sample_size}`;
+    $("challengers").replaceChildren(...decision.challengers.map((entry) => challengerCard(decision, entry)));
+  }
+
+  // Everything to the chosen variant, or its share with the rest split evenly among the others.
+  function promotedWeights(chosen, share) {
+    const others = [...$("promote-variant").options].map((o) => o.value).filter((n) => n !== chosen);
+    const weights = { [chosen]: share };
+    for (const name of others) weights[name] = others.length ? (1 - share) / others.length : 0;
+    return weights;
+  }
+
+  async function promote(event) {
+    event.preventDefault();
+    const chosen = $("promote-variant").value;
+    const share = Number($("promote-share").value) / 100;
+    const status = $("promote-status");
+    const button = $("promote-button");
+    button.disabled = true;
+    status.textContent = `Promoting ${chosen}\u2026`;
+    try {
+      const response = await fetch("/admin/weights", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${$("admin-token").value}`,
+        },
+        body: JSON.stringify(promotedWeights(chosen, share)),
+      });
+      const body = await response.json().catch(() => null);
+      if (!response.ok || !body) {
+        throw new Error(body && body.message ? body.message : `the endpoint answered ${response.status}`);
+      }
+      const now = Object.entries(body.shares)
+        .map(([name, value]) => `${name} ${percent(value, 0)}`)
+        .join(", ");
+      status.textContent = `Promoted ${chosen}. Traffic now: ${now}.`;
+      refresh();
+    } catch (error) {
+      status.textContent = `Not promoted: ${error.message || "the endpoint could not be reached"}.`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  $("promote").addEventListener("submit", promote);
+  $("promote-variant").addEventListener("change", () => {
+    promoteTouched = true;
+  });
+  $("decision-parameters").addEventListener("change", () => refresh());
+  $("decision-parameters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    refresh();
+  });
+
   async function refresh() {
     try {
-      const response = await fetch("/api/ab", { headers: { Accept: "application/json" } });
+      const response = await fetch(`/api/ab?${decisionQuery()}`, { headers: { Accept: "application/json" } });
       const body = await response.json().catch(() => null);
       if (!response.ok || !body) {
         throw new Error(body && body.message ? body.message : `the endpoint answered ${response.status}`);

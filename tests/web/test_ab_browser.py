@@ -1,0 +1,119 @@
+"""The A/B view's decision in a real browser (Debian's chromium, as tests/web/test_browser.py):
+the verdict, the interval and the votes still needed from the feedback file, and the promote
+click that shifts the weights through /admin/weights.
+
+``CRITIC_AB_SCREENSHOT=docs/ab.png`` also saves the decided view as a picture (the README's).
+"""
+
+import json
+import os
+import urllib.request
+
+import pytest
+import test_browser
+from playwright.sync_api import expect
+from test_browser import start_server, stop
+from test_decision import seed
+
+# The browser and a fresh page for each test, as the page's own browser tests have them.
+browser = test_browser.browser
+page = test_browser.page
+
+TOKEN = "browser-admin-token"
+
+
+@pytest.fixture(scope="module")
+def server(trained_bundle, second_bundle, tmp_path_factory):
+    feedback_db = tmp_path_factory.mktemp("ab") / "feedback.sqlite"
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.6}, votes_each=0)  # the schema
+    url, process = start_server(
+        f"champion={trained_bundle}:1", f"challenger={second_bundle}:1",
+        feedback_db=feedback_db, extra=("--admin-token", TOKEN),
+    )  # fmt: skip
+    yield url, feedback_db
+    stop(process)
+
+
+def weights_now(url) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/variants", timeout=30) as response:
+        return {v["name"]: v["weight"] for v in json.load(response)["variants"]}
+
+
+@pytest.fixture
+def equal_weights(server):
+    url, _ = server
+    yield
+    request = urllib.request.Request(
+        f"{url}/admin/weights",
+        data=json.dumps({"champion": 1, "challenger": 1}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def test_with_few_votes_the_view_says_keep_testing_and_how_many_votes_are_still_needed(
+    server, page
+):
+    url, feedback_db = server
+    seed(feedback_db, {"champion": 0.5, "challenger": 0.6}, votes_each=10)
+    page.goto(f"{url}/ab?every=1")
+    card = page.locator('article.challenger[data-challenger="challenger"]')
+    expect(card.locator(".ab-verdict")).to_have_text("keep testing")
+    expect(card.locator("dd.interval")).to_have_text("from 20 votes each")
+    # Pooled 55%, 5 points, 80% power: 1,553 per variant; 10 are in.
+    expect(card.locator("dd.votes-needed")).to_contain_text("1543 per variant (1553 to find 5.0")
+    # A larger difference worth finding needs fewer votes: the textbook 388 at 10 points.
+    page.get_by_label("Smallest difference worth finding").fill("10")
+    page.get_by_label("Smallest difference worth finding").dispatch_event("change")
+    expect(card.locator("dd.votes-needed")).to_contain_text("378 per variant (388 to find 10.0")
+    expect(page.locator("#method")).to_contain_text("mSPRT")
+    expect(page.locator("#assumes")).to_contain_text("independent")
+
+
+def test_a_decided_test_is_shown_and_one_click_promotes_the_winner(server, page, equal_weights):
+    url, feedback_db = server
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.9}, votes_each=200)
+    for _ in range(3):  # some traffic for the table
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/invocations", data=b"A fine film.",
+                                   headers={"Content-Type": "text/plain"}), timeout=30,
+        ).close()  # fmt: skip
+    page.goto(f"{url}/ab?every=1")
+    card = page.locator('article.challenger[data-challenger="challenger"]')
+    expect(card.locator(".ab-verdict")).to_have_text("challenger better")
+    expect(card.locator("dd.difference")).to_have_text("+30.0 points")
+    expect(card.locator("dd.interval")).to_contain_text(" to +")
+    expect(page.locator("#champion")).to_have_text("champion")
+    # The form offers the winner.
+    expect(page.get_by_label("Variant")).to_have_value("challenger")
+    if os.environ.get("CRITIC_AB_SCREENSHOT"):
+        page.screenshot(path=os.environ["CRITIC_AB_SCREENSHOT"], full_page=True)
+
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("#promote-status")).to_have_text(
+        "Promoted challenger. Traffic now: champion 0%, challenger 100%."
+    )
+    assert weights_now(url) == {"champion": 0.0, "challenger": 1.0}
+    # The challenger now carries the traffic: it is the champion, and the verdict turns round.
+    expect(page.locator("#champion")).to_have_text("challenger")
+    expect(page.locator('article.challenger[data-challenger="champion"] .ab-verdict')).to_have_text(
+        "champion better"
+    )
+
+
+def test_a_split_can_be_promoted_and_a_wrong_token_changes_nothing(server, page, equal_weights):
+    url, feedback_db = server
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.9}, votes_each=200)
+    page.goto(f"{url}/ab?every=1")
+    expect(page.get_by_label("Variant")).to_have_value("challenger")
+    page.get_by_label("Admin token").fill("not-the-token")
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("#promote-status")).to_contain_text("Not promoted: a valid")
+    assert weights_now(url) == {"champion": 1.0, "challenger": 1.0}
+
+    page.get_by_label("Its share of the traffic").fill("80")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("#promote-status")).to_contain_text("challenger 80%")
+    assert weights_now(url) == pytest.approx({"champion": 0.2, "challenger": 0.8})
