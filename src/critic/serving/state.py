@@ -21,8 +21,8 @@ from critic.errors import CriticError
 from critic.serving.answers import AnswerIds, new_key
 from critic.serving.autoweights import AutoWeights
 from critic.serving.batching import MicroBatcher
-from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.capture import CaptureConfig, CaptureWriter
+from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
@@ -211,6 +211,8 @@ def _auto_weights(state: EndpointState) -> AutoWeights:
         counts, current, state.set_weights,
         state.settings.auto_weights_s, state.settings.auto_weights_floor,
     )  # fmt: skip
+
+
 def start_capture(settings: ServerSettings, registry=None) -> CaptureWriter | None:
     """The capture's writer when ``capture_dir`` is set."""
     if not settings.capture_dir:
