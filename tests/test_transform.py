@@ -301,3 +301,71 @@ def test_a_changed_input_is_not_resumed_but_started_again(predictor, tmp_path):
     result = transform_file(predictor, source, out, stale)
     assert result.resumed_at_line is None
     assert lines_of(out / "in.txt.out") == [predictor.predict(REVIEWS[4])]
+
+
+# --- the endpoint, as Batch Transform drives it -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def endpoint(nbsvm_bundle, tmp_path_factory):
+    """``critic serve`` of the n-gram bundle, a real process on a loopback port."""
+    from conftest import free_port, wait_for_ping
+
+    port = free_port()
+    feedback = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "critic.cli", "serve", str(nbsvm_bundle), "--port", str(port),
+         "--workers", "1", "--feedback-db", str(feedback)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _http(url: str, body: bytes | None = None, content_type: str = "", accept: str = ""):
+    import urllib.request
+
+    headers = {"Content-Type": content_type, "Accept": accept} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, response.headers.get("Content-Type"), response.read()
+
+
+def test_the_endpoint_tells_batch_transform_to_send_many_records_per_request(endpoint):
+    status, content_type, body = _http(f"{endpoint}/execution-parameters")
+    assert status == 200 and content_type == "application/json"
+    assert json.loads(body) == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+
+
+@pytest.mark.parametrize("content_type", ["application/jsonlines", "text/csv"])
+def test_a_multi_record_body_gets_one_answer_per_record_the_same_as_the_transform_writes(
+    endpoint, predictor, tmp_path, content_type
+):
+    # What SageMaker sends with SplitType=Line and MultiRecord: whole lines, concatenated.
+    reviews = [REVIEWS[0], 'Commas, and "quotes", in it', REVIEWS[5], REVIEWS[2]]
+    if content_type == "text/csv":
+        body = "".join('"' + review.replace('"', '""') + '"\n' for review in reviews)
+        source = tmp_path / "in.csv"
+        source.write_text("text\n" + body, encoding="utf-8")
+    else:
+        body = "".join(json.dumps({"text": review}) + "\n" for review in reviews)
+        source = tmp_path / "in.jsonl"
+        source.write_text(body, encoding="utf-8")
+    status, answered_type, answer = _http(
+        f"{endpoint}/invocations", body.encode(), content_type, "application/jsonlines"
+    )
+    assert status == 200 and answered_type == "application/jsonlines"
+    served = [without_id(json.loads(line)) for line in answer.splitlines()]
+    assert len(served) == len(reviews)
+
+    transform_file(predictor, source, tmp_path, TransformSettings())
+    assert served == lines_of(tmp_path / f"{source.name}.out")
