@@ -594,6 +594,56 @@ def invoke(
     _echo_json({**answer, "variant": result.variant})
 
 
+@sagemaker_app.command("transform")
+def sagemaker_transform(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A model critic sagemaker deploy made (ENDPOINT-VARIANT), or an endpoint "
+            "whose variant's model to use."
+        ),
+    ],
+    input_uri: Annotated[
+        str, typer.Option("--input", help="s3://BUCKET/PREFIX: every object under it is read.")
+    ] = ...,  # type: ignore[assignment]
+    output: Annotated[str, typer.Option(help="s3://BUCKET/PREFIX for the .out files.")] = ...,  # type: ignore[assignment]
+    content_type: Annotated[
+        str,
+        typer.Option(
+            help="application/jsonlines, text/csv (one quoted review a line, no header) or "
+            "text/plain (one review a line, sent one a request)."
+        ),
+    ] = "application/jsonlines",
+    join_input: Annotated[
+        bool, typer.Option(help="Each JSON line comes back with its answer in SageMakerOutput.")
+    ] = False,
+    variant: Annotated[
+        str | None, typer.Option(help="The endpoint's variant whose model to use.")
+    ] = None,
+    instance_type: Annotated[str, typer.Option(help="Instance type of the job.")] = "ml.m5.large",
+    instance_count: Annotated[int, typer.Option(help="Instances of the job.")] = 1,
+    job_name: Annotated[
+        str | None, typer.Option(help="Job name (default: critic-transform-TIME).")
+    ] = None,
+    region: RegionOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job to end.")] = True,
+) -> None:
+    """critic transform as a SageMaker Batch Transform job: every line of every object under
+    --input gets one answer line in OUTPUT/NAME.out, on a model critic sagemaker deploy made.
+    The job is billed per instance while it runs and stops by itself."""
+    from critic.sagemaker import run_transform_job
+
+    job = run_transform_job(
+        model, input_uri, output, content_type=content_type, join_input=join_input,
+        variant=variant, instance_type=instance_type, instance_count=instance_count,
+        job_name=job_name, region=region, wait=wait, log=typer.echo,
+    )  # fmt: skip
+    _echo_json(
+        {"transform_job": job.name, "model": job.model_name, "status": job.status,
+         "output": job.output_uri}
+    )  # fmt: skip
+
+
 @sagemaker_app.command("update-weights")
 def update_weights(
     endpoint: EndpointArgument,
