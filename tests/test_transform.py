@@ -369,3 +369,18 @@ def test_a_multi_record_body_gets_one_answer_per_record_the_same_as_the_transfor
 
     transform_file(predictor, source, tmp_path, TransformSettings())
     assert served == lines_of(tmp_path / f"{source.name}.out")
+
+
+def test_the_sagemaker_handler_takes_a_whole_multi_record_request_when_the_job_says_so(
+    monkeypatch,
+):
+    from sagemaker_inference.errors import GenericInferenceToolkitError
+
+    from critic.serving.handler import input_fn
+
+    body = "".join(json.dumps(f"review {number}") + "\n" for number in range(1500))
+    with pytest.raises(GenericInferenceToolkitError, match="1500 reviews in one request"):
+        input_fn(body, "application/jsonlines")
+    monkeypatch.setenv("CRITIC_MAX_REVIEWS", "3000000")  # what critic sagemaker transform sets
+    reviews, explain = input_fn(body, "application/jsonlines")
+    assert len(reviews) == 1500 and reviews[-1] == "review 1499" and explain is False
