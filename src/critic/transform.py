@@ -519,23 +519,11 @@ def transform_file(
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(input_path, "rb") as source:
         header = _read_header(source, reader, input_path)
-        saved = _Progress.load(progress_file, identity)
-        if saved is not None and partial.is_file() and partial.stat().st_size >= saved.output_bytes:
-            state, resumed = saved, saved.next_line
-            out = open(partial, "r+b")  # noqa: SIM115 -- closed below, on every path
-            out.truncate(state.output_bytes)  # what was written after the last checkpoint
-            out.seek(state.output_bytes)
-            source.seek(state.offset)
-            if progress is not None:
-                progress(state.next_line - 1)
-        else:
-            first_line = header.line + header.lines if header else 1
-            state = _Progress(identity, first_line, header.end if header else 0)
-            resumed = None
-            out = open(partial, "wb")  # noqa: SIM115
-            state.output_bytes = out.write(writer.header())
-            if progress is not None and header is not None:
-                progress(header.lines)
+        out, state, resumed = _start_or_resume(
+            source, header, writer, partial, progress_file, identity
+        )
+        if progress is not None:
+            progress(state.next_line - 1)
         try:
             _answer_file(source, out, writer, state, settings, progress_file, progress, input_path)
         except TransformFailed:
@@ -552,6 +540,31 @@ def transform_file(
     return FileResult(
         str(input_path), str(final), content_type, state.records, state.errors, resumed
     )
+
+
+def _start_or_resume(
+    source: IO[bytes],
+    header: Record | None,
+    writer: ChunkWriter,
+    partial: Path,
+    progress_file: Path,
+    identity: dict,
+) -> tuple[IO[bytes], _Progress, int | None]:
+    """The partial output, open for appending, the progress it holds and the line a resume
+    starts at: that of an earlier run of the same job (``source`` moved to where it stopped,
+    what it wrote after its last checkpoint cut off), else a fresh start after the header."""
+    saved = _Progress.load(progress_file, identity)
+    if saved is not None and partial.is_file() and partial.stat().st_size >= saved.output_bytes:
+        out = open(partial, "r+b")  # noqa: SIM115 -- the caller closes it, on every path
+        out.truncate(saved.output_bytes)
+        out.seek(saved.output_bytes)
+        source.seek(saved.offset)
+        return out, saved, saved.next_line
+    first_line = header.line + header.lines if header else 1
+    state = _Progress(identity, first_line, header.end if header else 0)
+    out = open(partial, "wb")  # noqa: SIM115
+    state.output_bytes = out.write(writer.header())
+    return out, state, None
 
 
 def _read_header(source: IO[bytes], reader: RecordReader, input_path: Path) -> Record | None:
