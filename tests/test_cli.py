@@ -295,7 +295,14 @@ def test_the_aws_commands_are_a_group_and_their_old_names_are_hidden():
 
     group = typer.main.get_command(app)
     aws = group.commands["sagemaker"]
-    assert set(aws.commands) == {"train", "deploy", "invoke", "update-weights", "delete-endpoint"}
+    assert set(aws.commands) == {
+        "train",
+        "deploy",
+        "invoke",
+        "update-weights",
+        "delete-endpoint",
+        "transform",
+    }
     for old in ("deploy", "invoke", "update-weights", "delete-endpoint"):
         assert (
             group.commands[old].hidden
