@@ -384,3 +384,39 @@ def test_the_sagemaker_handler_takes_a_whole_multi_record_request_when_the_job_s
     monkeypatch.setenv("CRITIC_MAX_REVIEWS", "3000000")  # what critic sagemaker transform sets
     reviews, explain = input_fn(body, "application/jsonlines")
     assert len(reviews) == 1500 and reviews[-1] == "review 1499" and explain is False
+
+
+def _critic(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "critic.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_critic_transform_answers_files_and_a_bad_input_is_one_line(nbsvm_bundle, tmp_path):
+    (tmp_path / "in.jsonl").write_text(json.dumps({"text": REVIEWS[0]}) + "\n\n")
+    (tmp_path / "columns.csv").write_text("id,review\n1,good\n")
+    out = tmp_path / "out"
+    done = _critic(
+        "transform", nbsvm_bundle, tmp_path / "in.jsonl", "--output", out, "--join-input"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "input": str(tmp_path / "in.jsonl"), "output": str(out / "in.jsonl.out"),
+        "records": 2, "errors": 1,
+    }  # fmt: skip
+    assert [sorted(answer) for answer in lines_of(out / "in.jsonl.out")] == [
+        ["SageMakerOutput", "text"],
+        ["SageMakerInput", "SageMakerOutput"],
+    ]
+    for args, message in [
+        ([tmp_path / "missing.txt"], "missing.txt does not exist"),
+        ([tmp_path / "in.jsonl", "--content-type", "image/png"], "cannot read 'image/png'"),
+        ([tmp_path / "columns.csv"], "no column 'text' in the CSV header"),
+        ([tmp_path / "in.jsonl", "--fail-on-error"], "in.jsonl: line 2: the line is empty"),
+    ]:
+        failed = _critic("transform", nbsvm_bundle, *args, "--output", tmp_path / "failed")
+        assert failed.returncode == 1
+        assert failed.stderr.startswith("critic: error: ") and message in failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert not (tmp_path / "failed").exists() or list((tmp_path / "failed").iterdir()) == []
