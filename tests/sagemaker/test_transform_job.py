@@ -12,7 +12,7 @@ import pytest
 from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet, recording_session
 
 from critic.errors import CriticError
-from critic.sagemaker import deploy, run_transform_job
+from critic.sagemaker import delete_endpoint, deploy, run_transform_job
 
 pytest_plugins = ["sagemaker_fixtures"]
 
@@ -31,7 +31,10 @@ def endpoints(aws, archives):
         BUCKET,
         log=quiet,
     )
-    return aws
+    yield aws
+    # moto keeps its state for the whole process: the next test module must not find these.
+    for name in ("critic-one", "critic-two"):
+        delete_endpoint(name, log=quiet)
 
 
 def test_a_transform_job_runs_on_the_endpoints_model_line_by_line_and_waits(endpoints):
