@@ -154,7 +154,11 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
     from_stdin = run(
         "predict", out, stdin="Loved it!\n\nNot good at all.\n", cache_dir=cache_dir
     ).stdout.splitlines()
-    assert len(from_args) == 2 and from_args == from_stdin
+    # Every line of stdin gets its answer on its own line: the blank one an error record, so
+    # that the answer after it still sits beside its review.
+    assert len(from_args) == 2 and from_args == [from_stdin[0], from_stdin[2]]
+    assert len(from_stdin) == 3
+    assert json.loads(from_stdin[1]) == {"line": 2, "status": 400, "message": "the review is empty"}
     for line in from_args:
         result = json.loads(line)
         assert result["label"] in ("positive", "negative")
@@ -291,7 +295,14 @@ def test_the_aws_commands_are_a_group_and_their_old_names_are_hidden():
 
     group = typer.main.get_command(app)
     aws = group.commands["sagemaker"]
-    assert set(aws.commands) == {"train", "deploy", "invoke", "update-weights", "delete-endpoint"}
+    assert set(aws.commands) == {
+        "train",
+        "deploy",
+        "invoke",
+        "update-weights",
+        "delete-endpoint",
+        "transform",
+    }
     for old in ("deploy", "invoke", "update-weights", "delete-endpoint"):
         assert (
             group.commands[old].hidden

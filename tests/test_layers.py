@@ -25,6 +25,7 @@ LAYERS = [
     {"critic.compare"},
     {"critic.ensemble"},
     {"critic.serving"},
+    {"critic.transform"},
     {"critic.web", "critic.sagemaker", "critic.monitor"},
     {"critic.endpoint"},
     {"critic.cli"},

@@ -22,6 +22,7 @@ from critic.errors import CriticError
 from critic.monitor.thresholds import DriftThresholds
 from critic.options import by_section, hide, options_of, pick, run_options, with_options
 from critic.serving.settings import ServerSettings
+from critic.transform import TransformSettings
 
 app = typer.Typer(
     name="critic",
@@ -379,12 +380,65 @@ def predict(
     ] = False,
 ) -> None:
     """Print one JSON object per review: label, probability of positive (raw and calibrated
-    score), rating, tokens."""
+    score), rating, tokens.
+
+    From stdin, every line gets exactly one answer line, in order, read and answered a few
+    at a time: a line that cannot be answered (a blank one) gets an error record there,
+    {"line": N, "status": 400, "message": ...}. critic transform does the same for files."""
     from critic.predictor import Predictor
+    from critic.serving.codec import JSON_LINES, encode_predictions
+    from critic.transform import answer_stream
 
     predictor = Predictor.load(bundle)
-    for result in predictor.predict(_reviews_or_stdin(reviews), explain=explain):
-        _echo_json(result)
+    if reviews:
+        # The same bytes as the answer to the same reviews on stdin.
+        predictions = predictor.predict(list(reviews), explain=explain)
+        sys.stdout.buffer.write(encode_predictions(predictions, JSON_LINES))
+        return
+    answered = False
+    for lines in answer_stream(predictor, sys.stdin.buffer, explain=explain):
+        sys.stdout.buffer.write(lines)
+        sys.stdout.buffer.flush()
+        answered = True
+    if not answered:
+        raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
+
+
+TRANSFORM_OPTIONS = options_of(TransformSettings)
+
+
+@app.command()
+@with_options(settings=TRANSFORM_OPTIONS)
+def transform(
+    bundle: BundleArgument,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Files to answer, one record per line.", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option(help="Folder for the answers: INPUT-NAME.out.")] = ...,  # type: ignore[assignment]
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per file.")] = True,
+    *,
+    settings: dict,
+) -> None:
+    """Batch prediction, SageMaker Batch Transform's way (SplitType=Line): one answer line per
+    input line, in order, in OUTPUT/INPUT-NAME.out, written only once the whole file is done.
+
+    Inputs are text lines, JSON lines ({"text": ...} or {"instances": [...]}) or CSV with a
+    header. A line that cannot be answered gets an error record on its own line, with its
+    line number. An interrupted run, started again with the same command, continues where it
+    stopped. critic sagemaker transform runs the same job on SageMaker.
+    """
+    from critic.transform import TransformSettings, transform_files
+
+    chosen = TransformSettings.create(**settings)
+    results = transform_files(
+        bundle, inputs, output, chosen, show_progress=progress,
+        log=lambda line: typer.echo(line, err=True),
+    )  # fmt: skip
+    for result in results:
+        _echo_json(
+            {"input": result.input, "output": result.output, "records": result.records,
+             "errors": result.errors}
+        )  # fmt: skip
 
 
 @app.command()
@@ -609,6 +663,56 @@ def invoke(
     )
     answer = result.answer if isinstance(result.answer, dict) else {"answer": result.answer}
     _echo_json({**answer, "variant": result.variant})
+
+
+@sagemaker_app.command("transform")
+def sagemaker_transform(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A model critic sagemaker deploy made (ENDPOINT-VARIANT), or an endpoint "
+            "whose variant's model to use."
+        ),
+    ],
+    input_uri: Annotated[
+        str, typer.Option("--input", help="s3://BUCKET/PREFIX: every object under it is read.")
+    ] = ...,  # type: ignore[assignment]
+    output: Annotated[str, typer.Option(help="s3://BUCKET/PREFIX for the .out files.")] = ...,  # type: ignore[assignment]
+    content_type: Annotated[
+        str,
+        typer.Option(
+            help="application/jsonlines, text/csv (one quoted review a line, no header) or "
+            "text/plain (one review a line, sent one a request)."
+        ),
+    ] = "application/jsonlines",
+    join_input: Annotated[
+        bool, typer.Option(help="Each JSON line comes back with its answer in SageMakerOutput.")
+    ] = False,
+    variant: Annotated[
+        str | None, typer.Option(help="The endpoint's variant whose model to use.")
+    ] = None,
+    instance_type: Annotated[str, typer.Option(help="Instance type of the job.")] = "ml.m5.large",
+    instance_count: Annotated[int, typer.Option(help="Instances of the job.")] = 1,
+    job_name: Annotated[
+        str | None, typer.Option(help="Job name (default: critic-transform-TIME).")
+    ] = None,
+    region: RegionOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job to end.")] = True,
+) -> None:
+    """critic transform as a SageMaker Batch Transform job: every line of every object under
+    --input gets one answer line in OUTPUT/NAME.out, on a model critic sagemaker deploy made.
+    The job is billed per instance while it runs and stops by itself."""
+    from critic.sagemaker import run_transform_job
+
+    job = run_transform_job(
+        model, input_uri, output, content_type=content_type, join_input=join_input,
+        variant=variant, instance_type=instance_type, instance_count=instance_count,
+        job_name=job_name, region=region, wait=wait, log=typer.echo,
+    )  # fmt: skip
+    _echo_json(
+        {"transform_job": job.name, "model": job.model_name, "status": job.status,
+         "output": job.output_uri}
+    )  # fmt: skip
 
 
 @sagemaker_app.command("update-weights")

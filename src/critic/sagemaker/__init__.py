@@ -4,6 +4,7 @@ variants, delete them, and run ``critic train`` as a training job.
     endpoints.py   deploy, update_weights, delete_endpoint
     runtime.py     invoke
     training.py    submit_training_job (and the sourcedir.tar.gz it uploads)
+    transform.py   run_transform_job: Batch Transform over S3 on a deployed model
     images.py      the SageMaker PyTorch image for a region and instance type
     aws.py         boto3 sessions, clients, and AWS errors as one-line CriticErrors
     checks.py      names, ARNs and instance types, checked before any AWS call
@@ -22,6 +23,7 @@ from critic.sagemaker.endpoints import (
 from critic.sagemaker.images import framework_image_uri
 from critic.sagemaker.runtime import InvokeResult, invoke
 from critic.sagemaker.training import TrainingJob, submit_training_job
+from critic.sagemaker.transform import TransformJob, run_transform_job
 from critic.serving.variants import VariantSpec  # one class for serve and deploy
 
 __all__ = [
@@ -29,11 +31,13 @@ __all__ = [
     "Deployment",
     "InvokeResult",
     "TrainingJob",
+    "TransformJob",
     "VariantSpec",
     "delete_endpoint",
     "deploy",
     "framework_image_uri",
     "invoke",
+    "run_transform_job",
     "submit_training_job",
     "update_weights",
 ]

@@ -17,6 +17,7 @@ from critic.serving.codec import (
     negotiate,
     wants_explanation,
 )
+from critic.serving.settings import ServerSettings
 
 
 def _toolkit_error(error: ClientError) -> Exception:
@@ -51,11 +52,18 @@ def _custom_attributes(context) -> str | None:
     return None
 
 
+def _max_reviews() -> int:
+    """Most reviews in one request: CRITIC_MAX_REVIEWS, as critic serve reads it. A Batch
+    Transform job (critic sagemaker transform) raises it, so that a MultiRecord request --
+    as many lines as fit in MaxPayloadInMB -- is taken whole however short its reviews."""
+    return ServerSettings.from_env().max_reviews
+
+
 def input_fn(input_data: bytes | str, content_type: str, context=None) -> tuple[list[str], bool]:
     """The reviews, and whether the client asked for word weights (``explain=true`` among
     the custom attributes: SageMaker passes no query string to the container)."""
     try:
-        reviews = decode_reviews(input_data, content_type)
+        reviews = decode_reviews(input_data, content_type, _max_reviews())
         explain = wants_explanation(None, _custom_attributes(context))
     except ClientError as error:
         raise _toolkit_error(error) from None

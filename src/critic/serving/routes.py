@@ -5,6 +5,7 @@
                                             ?explain=true adds each review's word weights
     POST /endpoints/{name}/invocations      the SageMaker Runtime API (what boto3 calls)
     GET  /metrics                           Prometheus text format
+    GET  /execution-parameters              how SageMaker Batch Transform should call us
     GET  /variants                          variants, weights and traffic shares
     POST /admin/weights                     change weights at run time (bearer token)
 
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from critic.errors import CriticError
 from critic.serving.codec import (
+    MAX_BODY_BYTES,
     ClientError,
     check_custom_attributes,
     parse_json,
@@ -103,6 +105,19 @@ async def invoke_runtime(endpoint_name: str, request: Request) -> Response:
             f"Endpoint {endpoint_name} not found; this server is endpoint {state.settings.endpoint_name}",
         )
     return await _invoke(request, state)
+
+
+@router.get("/execution-parameters")
+async def execution_parameters(state: State) -> dict:
+    """What a SageMaker Batch Transform job asks the container before it sends any work (when
+    the job leaves these unset): several records per request, up to the body size the codec
+    reads, and as many requests at once as there are worker processes -- each worker's
+    micro-batcher computes one at a time, so more would only queue."""
+    return {
+        "MaxConcurrentTransforms": state.settings.workers,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": MAX_BODY_BYTES // (1024 * 1024),
+    }
 
 
 @router.get("/metrics")
