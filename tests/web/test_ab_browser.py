@@ -85,7 +85,7 @@ def test_a_decided_test_is_shown_and_one_click_promotes_the_winner(server, page,
     expect(card.locator("dd.interval")).to_contain_text(" to +")
     expect(page.locator("#champion")).to_have_text("champion")
     # The form offers the winner.
-    expect(page.get_by_label("Variant")).to_have_value("challenger")
+    expect(page.get_by_label("Variant", exact=True)).to_have_value("challenger")
     if os.environ.get("CRITIC_AB_SCREENSHOT"):
         page.screenshot(path=os.environ["CRITIC_AB_SCREENSHOT"], full_page=True)
 
@@ -106,7 +106,7 @@ def test_a_split_can_be_promoted_and_a_wrong_token_changes_nothing(server, page,
     url, feedback_db = server
     seed(feedback_db, {"champion": 0.6, "challenger": 0.9}, votes_each=200)
     page.goto(f"{url}/ab?every=1")
-    expect(page.get_by_label("Variant")).to_have_value("challenger")
+    expect(page.get_by_label("Variant", exact=True)).to_have_value("challenger")
     page.get_by_label("Admin token").fill("not-the-token")
     page.get_by_role("button", name="Promote").click()
     expect(page.locator("#promote-status")).to_contain_text("Not promoted: a valid")
