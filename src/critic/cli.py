@@ -490,16 +490,34 @@ def deploy(
     ] = None,
     region: RegionOption = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
+    min_instances: Annotated[
+        int | None, typer.Option(help="Autoscaling: fewest instances per variant (default 1).")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Autoscaling: most instances per variant.")
+    ] = None,
+    target_invocations: Annotated[
+        float | None,
+        typer.Option(
+            help="Autoscaling: invocations per instance per minute to hold "
+            "(SageMakerVariantInvocationsPerInstance; bench/serve_load.py suggests one)."
+        ),
+    ] = None,
 ) -> None:
     """Deploy to Amazon SageMaker: upload, create the models, an endpoint config with production
     variants and weights, and the endpoint. Delete it with critic sagemaker delete-endpoint when
-    done: a running endpoint is billed by the hour."""
+    done: a running endpoint is billed by the hour.
+
+    With --max-instances and --target-invocations every variant scales between
+    --min-instances and --max-instances (Application Auto Scaling target tracking); change it
+    later with critic sagemaker autoscale."""
     import tempfile
 
     from critic.artifact import package_bundle
     from critic.sagemaker import deploy as deploy_endpoint
     from critic.serving.variants import VariantSpec, variant_specs
 
+    limits = _scaling_limits(min_instances, max_instances, target_invocations)
     specs = variant_specs(artifact, variant)  # repeated names fail before anything is packaged
     if not specs:
         raise CriticError(
@@ -514,9 +532,65 @@ def deploy(
             variants.append(VariantSpec(spec.name, path, spec.weight))
         deployment = deploy_endpoint(
             variants, endpoint, role, bucket, instance_type=instance_type, instance_count=instance_count,
-            image_uri=image, region=region, wait=wait, log=typer.echo,
+            image_uri=image, region=region, wait=wait, log=typer.echo, autoscaling=limits,
         )  # fmt: skip
-    _echo_json({"endpoint": deployment.endpoint_name, "status": deployment.status})
+    answer = {"endpoint": deployment.endpoint_name, "status": deployment.status}
+    if deployment.autoscaling:
+        answer["autoscaling"] = [entry.to_dict() for entry in deployment.autoscaling]
+    _echo_json(answer)
+
+
+def _scaling_limits(minimum: int | None, maximum: int | None, target: float | None):
+    """The autoscaling asked for on the command line: None when none of it is."""
+    from critic.sagemaker import ScalingLimits
+
+    if minimum is None and maximum is None and target is None:
+        return None
+    if maximum is None or target is None:
+        raise CriticError(
+            "autoscaling needs --max-instances and --target-invocations (and optionally "
+            "--min-instances, default 1)"
+        )
+    return ScalingLimits(1 if minimum is None else minimum, maximum, target)
+
+
+@sagemaker_app.command()
+def autoscale(
+    endpoint: EndpointArgument,
+    min_instances: Annotated[
+        int | None, typer.Option("--min", help="Fewest instances per variant (default 1).")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option("--max", help="Most instances per variant.")
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(help="Invocations per instance per minute to hold."),
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="Remove the autoscaling; the instances stay as they are.")
+    ] = False,
+    region: RegionOption = None,
+) -> None:
+    """Set, show or remove the autoscaling of every variant of a SageMaker endpoint.
+
+    With --max and --target: target tracking on SageMakerVariantInvocationsPerInstance between
+    --min and --max instances. With neither: print the present settings. --off removes them.
+    """
+    from critic.sagemaker import describe_autoscaling, remove_autoscaling, set_autoscaling
+
+    limits = _scaling_limits(min_instances, max_instances, target)
+    if off and limits is not None:
+        raise CriticError("--off removes the autoscaling: give it without --min, --max, --target")
+    if off:
+        removed = remove_autoscaling(endpoint, region, log=typer.echo)
+        _echo_json({"endpoint": endpoint, "removed": removed})
+        return
+    if limits is None:
+        scaling = describe_autoscaling(endpoint, region)
+    else:
+        scaling = set_autoscaling(endpoint, limits, region, log=typer.echo)
+    _echo_json({"endpoint": endpoint, "autoscaling": [entry.to_dict() for entry in scaling]})
 
 
 @sagemaker_app.command()
