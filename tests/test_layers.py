@@ -26,7 +26,7 @@ LAYERS = [
     {"critic.ensemble"},
     {"critic.serving"},
     {"critic.web", "critic.sagemaker"},
-    {"critic.endpoint"},
+    {"critic.endpoint", "critic.proxy"},
     {"critic.cli"},
 ]
 # Within a layer: the page is a client of the endpoint's state; SageMaker's client code uses

@@ -20,6 +20,7 @@ import typer
 from critic.config import ModelConfig, setting
 from critic.errors import CriticError
 from critic.options import by_section, hide, options_of, pick, run_options, with_options
+from critic.sagemaker.proxy_settings import ProxySettings
 from critic.serving.settings import ServerSettings
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ RUN_OPTIONS = run_options()
 DATA_OPTIONS = [option for option in RUN_OPTIONS if option.section == "data"]
 JOB_OPTIONS = options_of(TrainingJobOptions)
 SERVER_OPTIONS = options_of(ServerSettings)
+PROXY_OPTIONS = options_of(ProxySettings)
 
 # Shared by the commands that take them.
 BundleArgument = Annotated[Path, typer.Argument(help="A trained bundle folder.")]
@@ -449,6 +451,33 @@ def serve(
         "POST /invocations, GET /ping, GET /metrics"
     )
     serve_endpoint(specs, settings)
+
+
+@app.command()
+@with_options(settings=PROXY_OPTIONS)
+def web(*, settings: dict) -> None:
+    """Serve the page, the feedback and the A/B view in front of a SageMaker endpoint.
+
+    Reviews are answered by the endpoint (boto3's invoke_endpoint); the variant that answered
+    comes from SageMaker, feedback is kept here. The page of a local model comes with
+    critic serve itself. AWS credentials and region come from the environment as for every
+    AWS command; the role needs sagemaker:InvokeEndpoint (and DescribeEndpoint to show the
+    variants' weights).
+    """
+    from critic.proxy import serve_proxy
+    from critic.sagemaker.aws import connect
+    from critic.serving.feedback import FeedbackStore
+
+    given = {option.field: settings[option.name] for option in PROXY_OPTIONS}
+    proxy = ProxySettings(**{name: value for name, value in given.items() if value is not None})
+    connect(proxy.region)  # no region, or no boto3, is one line here
+    feedback = proxy.feedback_path()
+    if feedback is not None:
+        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+    typer.echo(f"web: reviews answered by SageMaker endpoint {proxy.endpoint_name}")
+    typer.echo(f"web: feedback in {feedback if feedback is not None else '(off)'}")
+    typer.echo(f"web: the page http://{proxy.host}:{proxy.port}/ and the A/B view /ab")
+    serve_proxy(proxy, log=typer.echo)
 
 
 @app.command()
