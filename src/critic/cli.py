@@ -482,17 +482,37 @@ def web(*, settings: dict) -> None:
 
 @app.command()
 def package(
-    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
+    bundle: Annotated[Path | None, typer.Argument(help="A trained bundle folder.")] = None,
     out: Annotated[Path, typer.Option(help="The model.tar.gz to write.")] = Path("model.tar.gz"),
+    lambda_zip: Annotated[
+        Path | None,
+        typer.Option(
+            "--lambda",
+            help="Also (or only) write the Lambda function for API Gateway in front of a "
+            "SageMaker endpoint, as this .zip.",
+        ),
+    ] = None,
 ) -> None:
     """Write a SageMaker model artifact: the bundle, code/inference.py and code/requirements.txt.
 
     The PyTorch serving container loads it as it is; critic's own source travels in code/.
+    With --lambda api.zip: the Lambda function that puts API Gateway in front of the endpoint
+    (standard library and boto3 only; its endpoint comes from CRITIC_ENDPOINT_NAME).
     """
-    from critic.artifact import package_bundle
+    if bundle is None and lambda_zip is None:
+        raise CriticError("nothing to package: give a bundle, or --lambda api.zip")
+    if lambda_zip is not None:
+        from critic.sagemaker.lambda_package import deployment_hints, package_lambda
 
-    written = package_bundle(bundle, out)
-    typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
+        written = package_lambda(lambda_zip)
+        typer.echo(f"package: {written} ({written.stat().st_size / 1e3:.1f} kB)")
+        for line in deployment_hints(written):
+            typer.echo(line)
+    if bundle is not None:
+        from critic.artifact import package_bundle
+
+        written = package_bundle(bundle, out)
+        typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 
 @sagemaker_app.command()
