@@ -291,7 +291,14 @@ def test_the_aws_commands_are_a_group_and_their_old_names_are_hidden():
 
     group = typer.main.get_command(app)
     aws = group.commands["sagemaker"]
-    assert set(aws.commands) == {"train", "deploy", "invoke", "update-weights", "delete-endpoint"}
+    assert set(aws.commands) == {
+        "train",
+        "deploy",
+        "autoscale",
+        "invoke",
+        "update-weights",
+        "delete-endpoint",
+    }
     for old in ("deploy", "invoke", "update-weights", "delete-endpoint"):
         assert (
             group.commands[old].hidden

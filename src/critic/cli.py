@@ -34,8 +34,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 sagemaker_app = typer.Typer(
-    help="Amazon SageMaker: train as a job, deploy an endpoint, invoke it, shift its traffic, "
-    "delete it.",
+    help="Amazon SageMaker: train as a job, deploy an endpoint, scale it, invoke it, shift its "
+    "traffic, delete it.",
     no_args_is_help=True,
 )
 app.add_typer(sagemaker_app, name="sagemaker")
