@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.request
 from pathlib import Path
 
@@ -114,6 +115,27 @@ def test_an_answer_names_its_variant_and_model_and_carries_an_id_feedback_accept
             "SELECT variant, model, label, feedback FROM feedback"
         ).fetchall()
     assert stored == [("challenger", f"{ENDPOINT}-challenger", "positive", "right")]
+
+
+def test_the_ab_view_takes_up_weights_changed_on_sagemaker(endpoint, tmp_path):
+    with client_for(ENDPOINT, "off") as client:
+        client.app.state.endpoint.refresh_s = 0.0
+        sagemaker = boto3.session.Session().client("sagemaker")
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT,
+            DesiredWeightsAndCapacities=[{"VariantName": "challenger", "DesiredWeight": 3.0}],
+        )
+        shares = {}
+        for _ in range(50):  # the first look starts a DescribeEndpoint in a thread
+            shares = {row["name"]: row["share"] for row in client.get("/api/ab").json()["variants"]}
+            if shares["challenger"] == 0.5:
+                break
+            time.sleep(0.1)
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT,
+            DesiredWeightsAndCapacities=[{"VariantName": "challenger", "DesiredWeight": 1.0}],
+        )
+    assert shares == {"champion": 0.5, "challenger": 0.5}
 
 
 def test_explain_travels_to_the_model_as_a_custom_attribute(endpoint, tmp_path):

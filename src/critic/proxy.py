@@ -24,6 +24,7 @@ the other.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
@@ -122,9 +123,35 @@ class ProxyState:
     feedback: FeedbackStore | None = None
     answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
     ready: bool = False
+    aws: Aws | None = None
+    described_at: float | None = None
+    """When DescribeEndpoint last answered (monotonic); None if it never has: no refresh."""
+    refresh_s: float = 30.0
+    _refreshing: bool = False
 
     def sync_weights(self) -> None:
-        """The weights are SageMaker's; they are read at start-up."""
+        """Take up the weights SageMaker reports now (after an update-weights): read again at
+        most every ``refresh_s``, in a thread, so that no request waits on DescribeEndpoint;
+        the A/B view shows the change on its next refresh."""
+        if self.described_at is None or self._refreshing or self.aws is None:
+            return
+        if time.monotonic() - self.described_at < self.refresh_s:
+            return
+        self._refreshing = True
+        asyncio.get_running_loop().run_in_executor(None, self._refresh)
+
+    def _refresh(self) -> None:
+        try:
+            fresh = describe_variants(self.aws, self.settings.endpoint_name, log=lambda _: None)
+            for name, variant in fresh.variants.items():
+                known = self.router.variants.get(name)
+                if known is None:
+                    self.router.variants[name] = variant
+                else:  # keep the model name an answer gave (critic's own, e.g. "lstm")
+                    known.weight = variant.weight
+        finally:
+            self.described_at = time.monotonic()
+            self._refreshing = False
 
 
 def _client_config(timeout_s: float, attempts: int) -> Any:
@@ -182,7 +209,8 @@ def start_proxy(settings: ProxySettings, log=print) -> ProxyState:
     path = settings.feedback_path()
     feedback = FeedbackStore(path) if path is not None else None
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
-    state = ProxyState(settings, variants, runtime, feedback=feedback, answers=answers)
+    state = ProxyState(settings, variants, runtime, feedback=feedback, answers=answers, aws=aws)
+    state.described_at = time.monotonic() if variants.variants else None
     state.ready = True
     return state
 
