@@ -15,8 +15,9 @@ so that feedback can only be given on an answer this server passed on. An error 
 endpoint or of the way to it (a model error, throttling, a refused connection) is answered as
 an HTTP error with a message, which the page shows as an error, never as a verdict.
 
-The variants, their weights and models come from DescribeEndpoint at start-up; a role that may
-only invoke the endpoint still works, the variants then being learnt from the answers.
+The variants, their weights and models come from DescribeEndpoint at start-up (and again at
+most every 30 s while the A/B view is open); a role that may only invoke the endpoint still
+works, the variants then being learnt from the answers.
 
 Composed here, beside critic.endpoint, so that neither critic.web nor critic.sagemaker needs
 the other.
