@@ -63,7 +63,12 @@ def endpoint(moto_url):
         )  # fmt: skip
     sagemaker.create_endpoint_config(EndpointConfigName=ENDPOINT, ProductionVariants=variants)
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
-    return moto_url
+    yield moto_url
+    # moto's state outlives its server: later modules expect an account without endpoints.
+    sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+    sagemaker.delete_endpoint_config(EndpointConfigName=ENDPOINT)
+    for variant in variants:
+        sagemaker.delete_model(ModelName=variant["ModelName"])
 
 
 def client_for(name: str, feedback: Path | str, lines: list[str] | None = None) -> TestClient:

@@ -4,6 +4,7 @@ removed; bad limits are one-line errors before any AWS call."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet
 from critic.errors import CriticError
 from critic.sagemaker import (
     ScalingLimits,
+    delete_endpoint,
     deploy,
     describe_autoscaling,
     remove_autoscaling,
@@ -32,6 +34,17 @@ CLI = [sys.executable, "-m", "critic.cli"]
 @pytest.fixture(scope="module")
 def scaling(aws):
     return boto3.session.Session().client("application-autoscaling")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leave_nothing_behind(aws):
+    """moto's state outlives its server: what these tests make goes after them (the next
+    modules expect an account without endpoints)."""
+    yield
+    for name in ("critic-scaled", "critic-rescaled", "critic-cli-scaled"):
+        with contextlib.suppress(CriticError):
+            remove_autoscaling(name, log=quiet)
+            delete_endpoint(name, log=quiet)
 
 
 def targets(scaling, endpoint: str) -> dict[str, tuple[int, int]]:

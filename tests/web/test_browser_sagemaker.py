@@ -60,6 +60,15 @@ def moto_endpoint(name, variants):
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
 
 
+def remove_moto_endpoint(name, variants):
+    """moto's state outlives its server: later modules expect an account without endpoints."""
+    sagemaker = boto3.session.Session().client("sagemaker")
+    sagemaker.delete_endpoint(EndpointName=name)
+    sagemaker.delete_endpoint_config(EndpointConfigName=name)
+    for variant in variants:
+        sagemaker.delete_model(ModelName=f"{name}-{variant}")
+
+
 @pytest.fixture(scope="module")
 def served(moto_url, trained_bundle, second_bundle, tmp_path_factory):
     """The model server (as SageMaker's runtime) and the page in front of it."""
@@ -73,6 +82,7 @@ def served(moto_url, trained_bundle, second_bundle, tmp_path_factory):
     yield page_url, model_url, folder / "feedback.sqlite"
     stop(page_server)
     stop(model_server)
+    remove_moto_endpoint(ENDPOINT, ["champion", "challenger"])
 
 
 def ask_model(model_url, review, variant):
