@@ -31,6 +31,8 @@ from pathlib import Path
 
 from servers import critic_command, free_port, start, stop
 
+from critic.sagemaker.autoscaling import SAFETY_FACTOR, suggested_target
+
 BENCH = Path(__file__).resolve().parent
 LUA = """
 local f = io.open(os.getenv("CRITIC_BODY_FILE"), "rb"); local body = f:read("*a"); f:close()
@@ -195,6 +197,22 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def scaling_hints(rows: list[dict]) -> list[str]:
+    """Per bundle: the most single-review requests/s this machine answered as one instance, and
+    the autoscaling target it suggests (AWS's guidance: max RPS x 0.5 safety factor x 60)."""
+    most: dict[str, float] = {}
+    for row in rows:
+        if row["request"] == "single":
+            rps = row["critic_requests_per_second"]
+            most[row["bundle"]] = max(rps, most.get(row["bundle"], 0.0))
+    return [
+        f"{Path(bundle).name}: one instance answered at most {rps:,.0f} requests/s; suggested "
+        f"--target-invocations {suggested_target(rps):,.0f} (x {SAFETY_FACTOR} safety x 60 s)"
+        for bundle, rps in most.items()
+        if rps > 0
+    ]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", type=Path, nargs="+")
@@ -217,6 +235,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in runs), encoding="utf-8")
     rows = summarise(runs)
     print(markdown(rows))
+    print("\n".join(scaling_hints(rows)))
     return rows
 
 

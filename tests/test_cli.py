@@ -302,6 +302,7 @@ def test_the_aws_commands_are_a_group_and_their_old_names_are_hidden():
         "update-weights",
         "delete-endpoint",
         "transform",
+        "autoscale",
     }
     for old in ("deploy", "invoke", "update-weights", "delete-endpoint"):
         assert (

@@ -27,7 +27,7 @@ LAYERS = [
     {"critic.serving"},
     {"critic.transform"},
     {"critic.web", "critic.sagemaker", "critic.monitor"},
-    {"critic.endpoint"},
+    {"critic.endpoint", "critic.proxy"},
     {"critic.cli"},
 ]
 # Within a layer: the page is a client of the endpoint's state; SageMaker's client code uses

@@ -21,6 +21,7 @@ from critic.config import ModelConfig, setting
 from critic.errors import CriticError
 from critic.monitor.thresholds import DriftThresholds
 from critic.options import by_section, hide, options_of, pick, run_options, with_options
+from critic.sagemaker.proxy_settings import ProxySettings
 from critic.serving.settings import ServerSettings
 from critic.transform import TransformSettings
 
@@ -35,8 +36,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 sagemaker_app = typer.Typer(
-    help="Amazon SageMaker: train as a job, deploy an endpoint, invoke it, shift its traffic, "
-    "delete it.",
+    help="Amazon SageMaker: train as a job, deploy an endpoint, scale it, invoke it, shift its "
+    "traffic, delete it.",
     no_args_is_help=True,
 )
 app.add_typer(sagemaker_app, name="sagemaker")
@@ -62,6 +63,7 @@ DATA_OPTIONS = [option for option in RUN_OPTIONS if option.section == "data"]
 JOB_OPTIONS = options_of(TrainingJobOptions)
 SERVER_OPTIONS = options_of(ServerSettings)
 DRIFT_OPTIONS = options_of(DriftThresholds)
+PROXY_OPTIONS = options_of(ProxySettings)
 
 # Shared by the commands that take them.
 BundleArgument = Annotated[Path, typer.Argument(help="A trained bundle folder.")]
@@ -563,8 +565,35 @@ def monitor(
 
 
 @app.command()
+@with_options(settings=PROXY_OPTIONS)
+def web(*, settings: dict) -> None:
+    """Serve the page, the feedback and the A/B view in front of a SageMaker endpoint.
+
+    Reviews are answered by the endpoint (boto3's invoke_endpoint); the variant that answered
+    comes from SageMaker, feedback is kept here. The page of a local model comes with
+    critic serve itself. AWS credentials and region come from the environment as for every
+    AWS command; the role needs sagemaker:InvokeEndpoint (and DescribeEndpoint to show the
+    variants' weights).
+    """
+    from critic.proxy import serve_proxy
+    from critic.sagemaker.aws import connect
+    from critic.serving.feedback import FeedbackStore
+
+    given = {option.field: settings[option.name] for option in PROXY_OPTIONS}
+    proxy = ProxySettings(**{name: value for name, value in given.items() if value is not None})
+    connect(proxy.region)  # no region, or no boto3, is one line here
+    feedback = proxy.feedback_path()
+    if feedback is not None:
+        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+    typer.echo(f"web: reviews answered by SageMaker endpoint {proxy.endpoint_name}")
+    typer.echo(f"web: feedback in {feedback if feedback is not None else '(off)'}")
+    typer.echo(f"web: the page http://{proxy.host}:{proxy.port}/ and the A/B view /ab")
+    serve_proxy(proxy, log=typer.echo)
+
+
+@app.command()
 def package(
-    bundle: Annotated[Path, typer.Argument(help="A trained bundle folder.")],
+    bundle: Annotated[Path | None, typer.Argument(help="A trained bundle folder.")] = None,
     out: Annotated[Path, typer.Option(help="The model.tar.gz to write.")] = Path("model.tar.gz"),
     backend: Annotated[
         str,
@@ -574,21 +603,42 @@ def package(
             "attention). onnx and auto add onnxruntime to code/requirements.txt."
         ),
     ] = "torch",
+    lambda_zip: Annotated[
+        Path | None,
+        typer.Option(
+            "--lambda",
+            help="Also (or only) write the Lambda function for API Gateway in front of a "
+            "SageMaker endpoint, as this .zip.",
+        ),
+    ] = None,
 ) -> None:
     """Write a SageMaker model artifact: the bundle, code/inference.py and code/requirements.txt.
 
     The PyTorch serving container loads it as it is; critic's own source travels in code/.
+    With --lambda api.zip: the Lambda function that puts API Gateway in front of the endpoint
+    (standard library and boto3 only; its endpoint comes from CRITIC_ENDPOINT_NAME).
     """
-    from critic.artifact import package_bundle
+    if bundle is None and lambda_zip is None:
+        raise CriticError("nothing to package: give a bundle, or --lambda api.zip")
+    if lambda_zip is not None:
+        from critic.sagemaker.lambda_package import deployment_hints, package_lambda
 
-    if backend == "onnx":
-        # Export and compare with PyTorch now: a model ONNX Runtime cannot answer for is
-        # refused here, in one line, rather than by the endpoint after a deployment.
-        from critic.predictor import Predictor
+        written = package_lambda(lambda_zip)
+        typer.echo(f"package: {written} ({written.stat().st_size / 1e3:.1f} kB)")
+        for line in deployment_hints(written):
+            typer.echo(line)
+    if bundle is not None:
+        from critic.artifact import package_bundle
 
-        Predictor.load(bundle, backend="onnx")
-    written = package_bundle(bundle, out, backend=backend)
-    typer.echo(f"package: {written} ({written.stat().st_size / 1e6:.1f} MB, backend {backend})")
+        if backend == "onnx":
+            # Export and compare with PyTorch now: a model ONNX Runtime cannot answer for is
+            # refused here, in one line, rather than by the endpoint after a deployment.
+            from critic.predictor import Predictor
+
+            Predictor.load(bundle, backend="onnx")
+        written = package_bundle(bundle, out, backend=backend)
+        size = written.stat().st_size / 1e6
+        typer.echo(f"package: {written} ({size:.1f} MB, backend {backend})")
 
 
 @sagemaker_app.command()
@@ -615,16 +665,34 @@ def deploy(
     ] = None,
     region: RegionOption = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
+    min_instances: Annotated[
+        int | None, typer.Option(help="Autoscaling: fewest instances per variant (default 1).")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Autoscaling: most instances per variant.")
+    ] = None,
+    target_invocations: Annotated[
+        float | None,
+        typer.Option(
+            help="Autoscaling: invocations per instance per minute to hold "
+            "(SageMakerVariantInvocationsPerInstance; bench/serve_load.py suggests one)."
+        ),
+    ] = None,
 ) -> None:
     """Deploy to Amazon SageMaker: upload, create the models, an endpoint config with production
     variants and weights, and the endpoint. Delete it with critic sagemaker delete-endpoint when
-    done: a running endpoint is billed by the hour."""
+    done: a running endpoint is billed by the hour.
+
+    With --max-instances and --target-invocations every variant scales between
+    --min-instances and --max-instances (Application Auto Scaling target tracking); change it
+    later with critic sagemaker autoscale."""
     import tempfile
 
     from critic.artifact import package_bundle
     from critic.sagemaker import deploy as deploy_endpoint
     from critic.serving.variants import VariantSpec, variant_specs
 
+    limits = _scaling_limits(min_instances, max_instances, target_invocations)
     specs = variant_specs(artifact, variant)  # repeated names fail before anything is packaged
     if not specs:
         raise CriticError(
@@ -639,9 +707,65 @@ def deploy(
             variants.append(VariantSpec(spec.name, path, spec.weight))
         deployment = deploy_endpoint(
             variants, endpoint, role, bucket, instance_type=instance_type, instance_count=instance_count,
-            image_uri=image, region=region, wait=wait, log=typer.echo,
+            image_uri=image, region=region, wait=wait, log=typer.echo, autoscaling=limits,
         )  # fmt: skip
-    _echo_json({"endpoint": deployment.endpoint_name, "status": deployment.status})
+    answer = {"endpoint": deployment.endpoint_name, "status": deployment.status}
+    if deployment.autoscaling:
+        answer["autoscaling"] = [entry.to_dict() for entry in deployment.autoscaling]
+    _echo_json(answer)
+
+
+def _scaling_limits(minimum: int | None, maximum: int | None, target: float | None):
+    """The autoscaling asked for on the command line: None when none of it is."""
+    from critic.sagemaker import ScalingLimits
+
+    if minimum is None and maximum is None and target is None:
+        return None
+    if maximum is None or target is None:
+        raise CriticError(
+            "autoscaling needs --max-instances and --target-invocations (and optionally "
+            "--min-instances, default 1)"
+        )
+    return ScalingLimits(1 if minimum is None else minimum, maximum, target)
+
+
+@sagemaker_app.command()
+def autoscale(
+    endpoint: EndpointArgument,
+    min_instances: Annotated[
+        int | None, typer.Option("--min", help="Fewest instances per variant (default 1).")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option("--max", help="Most instances per variant.")
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(help="Invocations per instance per minute to hold."),
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="Remove the autoscaling; the instances stay as they are.")
+    ] = False,
+    region: RegionOption = None,
+) -> None:
+    """Set, show or remove the autoscaling of every variant of a SageMaker endpoint.
+
+    With --max and --target: target tracking on SageMakerVariantInvocationsPerInstance between
+    --min and --max instances. With neither: print the present settings. --off removes them.
+    """
+    from critic.sagemaker import describe_autoscaling, remove_autoscaling, set_autoscaling
+
+    limits = _scaling_limits(min_instances, max_instances, target)
+    if off and limits is not None:
+        raise CriticError("--off removes the autoscaling: give it without --min, --max, --target")
+    if off:
+        removed = remove_autoscaling(endpoint, region, log=typer.echo)
+        _echo_json({"endpoint": endpoint, "removed": removed})
+        return
+    if limits is None:
+        scaling = describe_autoscaling(endpoint, region)
+    else:
+        scaling = set_autoscaling(endpoint, limits, region, log=typer.echo)
+    _echo_json({"endpoint": endpoint, "autoscaling": [entry.to_dict() for entry in scaling]})
 
 
 @sagemaker_app.command()

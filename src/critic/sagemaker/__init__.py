@@ -2,6 +2,7 @@
 variants, delete them, and run ``critic train`` as a training job.
 
     endpoints.py   deploy, update_weights, delete_endpoint
+    autoscaling.py set_autoscaling, describe_autoscaling, remove_autoscaling, suggested_target
     runtime.py     invoke
     training.py    submit_training_job (and the sourcedir.tar.gz it uploads)
     transform.py   run_transform_job: Batch Transform over S3 on a deployed model
@@ -13,6 +14,14 @@ boto3 is optional (``pip install 'critic[aws]'``): importing this package does n
 calling a function without it installed is a CriticError that says how to install it.
 """
 
+from critic.sagemaker.autoscaling import (
+    ScalingLimits,
+    VariantScaling,
+    describe_autoscaling,
+    remove_autoscaling,
+    set_autoscaling,
+    suggested_target,
+)
 from critic.sagemaker.endpoints import (
     DeletedEndpoint,
     Deployment,
@@ -30,14 +39,20 @@ __all__ = [
     "DeletedEndpoint",
     "Deployment",
     "InvokeResult",
+    "ScalingLimits",
     "TrainingJob",
     "TransformJob",
+    "VariantScaling",
     "VariantSpec",
     "delete_endpoint",
     "deploy",
+    "describe_autoscaling",
     "framework_image_uri",
     "invoke",
+    "remove_autoscaling",
     "run_transform_job",
+    "set_autoscaling",
     "submit_training_job",
+    "suggested_target",
     "update_weights",
 ]

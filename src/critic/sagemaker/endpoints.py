@@ -26,6 +26,7 @@ from typing import Any
 
 from critic.errors import CriticError
 from critic.fileio import check_members
+from critic.sagemaker.autoscaling import ScalingLimits, VariantScaling, set_autoscaling
 from critic.sagemaker.aws import (
     Aws,
     aws_errors,
@@ -77,6 +78,8 @@ class Deployment:
     model_data: dict[str, str] = field(default_factory=dict)
     """Variant name -> S3 URI of its model.tar.gz."""
     weights: dict[str, float] = field(default_factory=dict)
+    autoscaling: list[VariantScaling] = field(default_factory=list)
+    """Each variant's autoscaling, when deploy was given limits."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ def deploy(
     wait: bool = True,
     log: Log = print,
     *,
+    autoscaling: ScalingLimits | None = None,
     wait_timeout_s: float = 1800.0,
     session: Any = None,
 ) -> Deployment:
@@ -163,6 +167,9 @@ def deploy(
     the endpoint is InService (at most ``wait_timeout_s``); a failed endpoint is a CriticError
     with SageMaker's reason. ``session`` is an optional ``boto3.session.Session`` (a named
     profile, assumed-role credentials); the default reads the environment.
+
+    ``autoscaling`` registers every variant with Application Auto Scaling once the endpoint is
+    InService (so it needs ``wait``), between its limits, which must hold ``instance_count``.
     """
     check_name("endpoint", endpoint_name)
     specs = _check_variants(variants, endpoint_name)
@@ -173,6 +180,7 @@ def deploy(
     if image_uri is not None:
         check_image_uri(image_uri)
     _check_timeout(wait_timeout_s)
+    _check_autoscaling(autoscaling, instance_count, wait)
 
     aws = connect(region, session)
     image = image_uri or framework_image_uri("inference", aws.region, instance_type)
@@ -212,6 +220,11 @@ def deploy(
         "is billed from now until the endpoint is deleted"
     )
     status = _wait_or_say_how(sagemaker, endpoint_name, aws.region, wait, wait_timeout_s, log)
+    scaling = (
+        set_autoscaling(endpoint_name, autoscaling, aws.region, log=log, session=aws.session)
+        if autoscaling is not None
+        else []
+    )
     return Deployment(
         endpoint_name=endpoint_name,
         endpoint_arn=created["EndpointArn"],
@@ -222,6 +235,7 @@ def deploy(
         models=models,
         model_data=model_data,
         weights=weights,
+        autoscaling=scaling,
     )
 
 
@@ -443,6 +457,23 @@ def _check_model_archive(spec: VariantSpec) -> None:
             f"variant {spec.name}: {spec.bundle} has no {program}, which SageMaker's "
             "PyTorch container runs; make the archive with critic's packaging "
             "(critic.artifact.package_bundle)"
+        )
+
+
+def _check_autoscaling(limits: ScalingLimits | None, instance_count: int, wait: bool) -> None:
+    if limits is None:
+        return
+    if not isinstance(limits, ScalingLimits):
+        raise CriticError(f"autoscaling must be ScalingLimits, got {limits!r}")
+    if not wait:
+        raise CriticError(
+            "autoscaling is set once the endpoint is InService: deploy with wait (or set it "
+            "later with critic sagemaker autoscale)"
+        )
+    if not limits.min_instances <= instance_count <= limits.max_instances:
+        raise CriticError(
+            f"the instance count ({instance_count}) must lie within the autoscaling limits "
+            f"({limits.min_instances}-{limits.max_instances})"
         )
 
 

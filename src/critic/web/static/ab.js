@@ -42,7 +42,9 @@
       name.append(link);
       row.append(name);
       cell(row, variant.model);
-      cell(row, `${percent(variant.share, 1)} (weight ${variant.weight})`, "share");
+      // No weight: a SageMaker endpoint the page may not describe shares the traffic itself.
+      const weight = variant.weight === null ? "weight unknown" : `weight ${variant.weight}`;
+      cell(row, `${percent(variant.share, 1)} (${weight})`, "share");
       cell(row, String(variant.requests), "requests");
       cell(row, String(variant.errors), "errors");
       cell(row, ms(variant.latency_ms.p50), "p50");
