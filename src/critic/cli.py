@@ -146,6 +146,7 @@ def train(
     bundle is written to SM_MODEL_DIR; critic sagemaker train submits such a job.
     """
     from critic.artifact import save_training_result
+    from critic.distributed import is_main_process
     from critic.train import train as run_training
 
     if sagemaker:
@@ -174,6 +175,8 @@ def train(
             err=True,
         )
         raise typer.Exit(130) from None
+    if not is_main_process():
+        return  # under torchrun, rank 0 alone writes the bundle (after every rank is done)
     save_training_result(out, result)
     typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
