@@ -299,6 +299,7 @@ def _neural_result(
         "embeddings_coverage": extra["embeddings_coverage"],
         "embeddings_seconds": extra["embeddings_seconds"],
         "device": str(device),
+        "processes": extra["processes"],
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
