@@ -50,6 +50,9 @@ class TrainingJobOptions:
     role: str | None = setting(None, "The job's IAM execution role ARN.")
     bucket: str | None = setting(None, "S3 bucket for code and output.")
     instance_type: str = setting("ml.m5.xlarge", "Training instance type.")
+    instance_count: int = setting(
+        1, "Instances to train on; more than one trains data-parallel (torchrun on each)."
+    )
     job_name: str | None = setting(None, "Job name (default: critic-MODEL-TIME).")
     region: str | None = setting(None, REGION_HELP)
     wait: bool = setting(False, "Wait for the job to end.")
@@ -227,6 +230,7 @@ def _submit_training_job(settings: dict, job: dict, command: str) -> None:
     submitted = submit_training_job(
         name, where.role, where.bucket, hyperparameters, instance_type=where.instance_type,
         data_s3_uri=data_s3_uri, region=where.region, wait=where.wait, log=typer.echo,
+        instance_count=where.instance_count,
     )  # fmt: skip
     _echo_json(
         {"training_job": submitted.name, "status": submitted.status, "output": submitted.output_uri}
