@@ -220,18 +220,12 @@ def submit_training_job(
     check_name("training job", job_name)
     check_role_arn(role_arn)
     bucket = bucket_name(bucket)
-    check_instance_type(instance_type)
+    settings = dict(hyperparameters) if isinstance(hyperparameters, Mapping) else hyperparameters
+    _check_instances(instance_type, instance_count, settings)
     if image_uri is not None:
         check_image_uri(image_uri)
     check_positive_int("max_runtime_s", max_runtime_s)
     check_positive_int("volume_size_gb", volume_size_gb)
-    check_positive_int("instance_count", instance_count)
-    settings = dict(hyperparameters) if isinstance(hyperparameters, Mapping) else hyperparameters
-    if instance_count > 1 and isinstance(settings, dict) and settings.get("model") == "nbsvm":
-        raise CriticError(
-            "nbsvm is fitted in one go by scikit-learn, on one machine: train it with "
-            "instance_count 1"
-        )
     encode_hyperparameters(settings)  # fail on a bad one before anything else
     _resolve_data(settings, data_s3_uri, log)
 
@@ -292,6 +286,16 @@ def submit_training_job(
         output_uri=output_uri,
         hyperparameters=encoded,
     )
+
+
+def _check_instances(instance_type: str, instance_count: int, settings: Any) -> None:
+    check_instance_type(instance_type)
+    check_positive_int("instance_count", instance_count)
+    if instance_count > 1 and isinstance(settings, Mapping) and settings.get("model") == "nbsvm":
+        raise CriticError(
+            "nbsvm is fitted in one go by scikit-learn, on one machine: train it with "
+            "instance_count 1"
+        )
 
 
 def _resolve_data(settings: dict, data_s3_uri: str | None, log: Log) -> None:
