@@ -1,11 +1,13 @@
 """Benchmark: the reference LSTM trained with 1 and with N data-parallel processes (torchrun).
 
-    python bench/distributed_train.py [--processes 1 2] [--max-reviews N] [--out DIR] [critic train options]
+    python bench/distributed_train.py [--runs 1 1:1 2] [--max-reviews N] [--out DIR] [critic train options]
 
-Prepares the data once (so no run pays for it), then runs `critic train --model lstm` as one
-process and under `torchrun --nproc_per_node N` for each N, and prints one JSON line per run:
-wall time (start to bundle written), training reviews/s (the whole group's), epochs, and the
-bundle's test accuracy. Other options (e.g. `--epochs 3`) go to every run.
+Prepares the data once (so no run pays for it), then runs `critic train --model lstm` once per
+entry of --runs: ``P`` is P processes (one: plain `critic train`, with torch's own thread
+count; more: `torchrun --nproc_per_node P`, cores / P threads each), ``1:T`` one process with
+T threads (OMP_NUM_THREADS). Prints one JSON line per run: wall time (start to bundle
+written), CPU time, training reviews/s (the whole group's), epochs, and the bundle's test
+accuracy. Other options (e.g. `--epochs 3`) go to every run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -39,19 +42,32 @@ def launcher(processes: int) -> list[str]:
     ]  # fmt: skip
 
 
-def run(processes: int, out: Path, cache: Path, extra: list[str]) -> dict:
-    """Train once with ``processes`` processes; its figures."""
+def run(spec: str, out: Path, cache: Path, extra: list[str]) -> dict:
+    """Train once as ``spec`` says (``P`` or ``1:T``); its figures."""
+    processes, _, threads = spec.partition(":")
+    processes = int(processes)
+    environment = dict(os.environ)
+    if threads:
+        if processes != 1:
+            raise SystemExit(f"{spec}: threads are set for one process only")
+        environment["OMP_NUM_THREADS"] = threads
     if out.exists():
         shutil.rmtree(out)
     command = [*launcher(processes), "train", "--out", str(out), "--cache-dir", str(cache)]
     started = time.perf_counter()
-    subprocess.run([*command, "--no-progress", *extra], check=True)
+    cpu_before = _children_cpu_seconds()
+    subprocess.run([*command, "--no-progress", *extra], check=True, env=environment)
     wall = time.perf_counter() - started
+    # CPU time of the run (torchrun and its workers included): on a machine shared with other
+    # work, the scheduler gives two processes more of it than one, which wall time hides.
+    cpu = _children_cpu_seconds() - cpu_before
     metrics = json.loads((out / "metrics.json").read_text())
     return {
+        "run": spec,
         "processes": processes,
         "options": extra,
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
         "train_seconds": metrics["train_seconds"],
         "epochs": metrics["epochs"],
         "best_epoch": metrics["best_epoch"],
@@ -63,12 +79,17 @@ def run(processes: int, out: Path, cache: Path, extra: list[str]) -> dict:
     }
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("bench/out/distributed"))
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", nargs="+", default=["1", "1:1", "2"])
     parser.add_argument("--max-reviews", type=int, default=None, help="A slice of the data.")
     args, extra = parser.parse_known_args()
     from critic.data.prepare import prepare
@@ -82,8 +103,8 @@ def main() -> None:
     try:
         # Prepared once here, then read from the cache by every run (and every rank).
         prepare(run_config("lstm", data=data).data, cache, log=lambda _: None)
-        for processes in args.processes:
-            figures = run(processes, args.out / f"{processes}", cache, extra)
+        for spec in args.runs:
+            figures = run(spec, args.out / spec.replace(":", "x"), cache, extra)
             print(json.dumps(figures), flush=True)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
