@@ -16,7 +16,7 @@ LAYERS = [
     {"critic.data", "critic.options"},
     {"critic.models"},
     {"critic.calibration", "critic.abtest"},
-    {"critic.evaluate", "critic.checkpoints"},
+    {"critic.evaluate", "critic.checkpoints", "critic.distributed"},
     {"critic.train"},
     {"critic.artifact"},
     {"critic.scoring"},

@@ -53,6 +53,9 @@ class TrainingJobOptions:
     role: str | None = setting(None, "The job's IAM execution role ARN.")
     bucket: str | None = setting(None, "S3 bucket for code and output.")
     instance_type: str = setting("ml.m5.xlarge", "Training instance type.")
+    instance_count: int = setting(
+        1, "Instances to train on; more than one trains data-parallel (torchrun on each)."
+    )
     job_name: str | None = setting(None, "Job name (default: critic-MODEL-TIME).")
     region: str | None = setting(None, REGION_HELP)
     wait: bool = setting(False, "Wait for the job to end.")
@@ -151,6 +154,7 @@ def train(
     bundle is written to SM_MODEL_DIR; critic sagemaker train submits such a job.
     """
     from critic.artifact import save_training_result
+    from critic.distributed import is_main_process
     from critic.train import train as run_training
 
     if sagemaker:
@@ -179,6 +183,8 @@ def train(
             err=True,
         )
         raise typer.Exit(130) from None
+    if not is_main_process():
+        return  # under torchrun, rank 0 alone writes the bundle (after every rank is done)
     save_training_result(out, result)
     typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
@@ -229,6 +235,7 @@ def _submit_training_job(settings: dict, job: dict, command: str) -> None:
     submitted = submit_training_job(
         name, where.role, where.bucket, hyperparameters, instance_type=where.instance_type,
         data_s3_uri=data_s3_uri, region=where.region, wait=where.wait, log=typer.echo,
+        instance_count=where.instance_count,
     )  # fmt: skip
     _echo_json(
         {"training_job": submitted.name, "status": submitted.status, "output": submitted.output_uri}

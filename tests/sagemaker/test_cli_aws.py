@@ -126,14 +126,17 @@ def test_sagemaker_train_submits_a_training_job_with_the_options_given(
     submitted = critic(
         *command, "--role", ROLE, "--bucket", BUCKET, "--job-name", job_name,
         "--model", "lstm", "--epochs", "4", "--vocab-size", "8000", "--ngram-dim", "8",
+        "--instance-count", "2",
     )  # fmt: skip
     assert json.loads(submitted.stdout.splitlines()[-1])["training_job"] == job_name
     job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    assert job["ResourceConfig"]["InstanceCount"] == 2
     hyperparameters = {k: json.loads(v) for k, v in job["HyperParameters"].items()}
     assert hyperparameters["epochs"] == 4 and hyperparameters["vocab_size"] == 8000
     assert hyperparameters["ngram_dim"] == 8  # every config field travels, none listed by hand
     assert "max_length" not in hyperparameters  # unchanged options keep critic's defaults
     assert "role" not in hyperparameters and "job_name" not in hyperparameters
+    assert "instance_count" not in hyperparameters
     assert hyperparameters["sagemaker_program"] == "train_entry.py"
     needs_role = critic(*command, "--bucket", BUCKET, check=False)
     assert needs_role.returncode == 1 and f"{spelled} needs --role" in needs_role.stderr

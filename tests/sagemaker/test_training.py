@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,7 @@ from sagemaker_helpers import BUCKET, CPU_TRAINING_IMAGE, ROLE, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import submit_training_job
+from critic.sagemaker.training import MASTER_PORT, build_source_archive, torchrun_command
 
 pytest_plugins = ["sagemaker_fixtures"]
 
@@ -177,6 +179,11 @@ def test_a_training_job_name_that_exists_is_refused(aws):
         ({"job_name": "critic_train"}, "training job name 'critic_train'"),
         ({"max_runtime_s": 0}, "max_runtime_s must be"),
         ({"instance_type": "ml.inf2.xlarge"}, "Neuron image"),
+        ({"instance_count": 0}, "instance_count must be"),
+        (
+            {"instance_count": 2, "hyperparameters": {"model": "nbsvm"}},
+            "nbsvm is fitted in one go by scikit-learn, on one machine",
+        ),
     ],
 )
 def test_bad_training_input_is_a_clear_error(aws, change, message):
@@ -193,3 +200,108 @@ def test_bad_training_input_is_a_clear_error(aws, change, message):
     assert "Contents" not in aws.s3.list_objects_v2(
         Bucket=BUCKET, Prefix="critic/jobs/critic-train-bad/"
     )
+
+
+def test_a_job_on_several_instances_asks_for_them_and_its_entry_script_can_start_torchrun(aws):
+    job = submit_training_job(
+        "critic-train-two", ROLE, BUCKET, {"epochs": 2}, instance_count=2, log=quiet
+    )
+    described = aws.sagemaker.describe_training_job(TrainingJobName=job.name)
+    assert described["ResourceConfig"]["InstanceCount"] == 2
+    assert described["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert "instance_count" not in described["HyperParameters"]
+    archive = aws.s3.get_object(
+        Bucket=BUCKET, Key="critic/jobs/critic-train-two/source/sourcedir.tar.gz"
+    )["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        entry = tar.extractfile("train_entry.py").read().decode()
+    assert "torchrun_command(os.environ)" in entry and "os.execv" in entry
+
+
+def test_one_cpu_instance_trains_in_one_process():
+    assert torchrun_command({"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"}) is None
+    assert torchrun_command({}) is None  # not in a job at all
+
+
+def test_each_host_of_a_job_starts_torchrun_with_its_rank_and_the_first_host_as_master():
+    environ = {
+        "SM_HOSTS": '["algo-2", "algo-1", "algo-3"]',  # in no particular order
+        "SM_CURRENT_HOST": "algo-3",
+        "SM_NUM_GPUS": "0",
+        "SM_NUM_CPUS": "4",
+    }
+    command = torchrun_command(environ, python="python3")
+    assert command[:3] == ["python3", "-m", "torch.distributed.run"]
+    options = dict(zip(command[3:13:2], command[4:14:2], strict=True))
+    assert options == {
+        "--nnodes": "3",
+        "--node_rank": "2",
+        "--nproc_per_node": "1",
+        "--master_addr": "algo-1",
+        "--master_port": str(MASTER_PORT),
+    }
+    assert command[13:] == ["-m", "critic.cli", "train", "--no-progress"]
+
+
+def test_gpus_get_a_process_each_and_the_sdks_master_address_wins():
+    environ = {
+        "SM_HOSTS": '["algo-1"]',
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_NUM_GPUS": "4",
+        "SM_MASTER_ADDR": "10.0.0.7",
+        "SM_MASTER_PORT": "29400",
+    }
+    command = torchrun_command(environ)
+    assert command[command.index("--nproc_per_node") + 1] == "4"
+    assert command[command.index("--master_addr") + 1] == "10.0.0.7"
+    assert command[command.index("--master_port") + 1] == "29400"
+
+
+def test_a_current_host_outside_the_hosts_is_a_clear_error():
+    with pytest.raises(CriticError, match="SM_CURRENT_HOST='algo-9' is not one of"):
+        torchrun_command({"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-9"})
+    with pytest.raises(CriticError, match="SM_HOSTS or SM_NUM_GPUS is malformed"):
+        torchrun_command({"SM_HOSTS": "algo-1,algo-2"})
+
+
+@pytest.mark.slow
+def test_two_hosts_of_a_job_train_together_and_only_the_first_writes_the_bundle(
+    tmp_path, cache_dir
+):
+    from conftest import free_port
+
+    code = tmp_path / "code"
+    archive = tmp_path / "sourcedir.tar.gz"
+    build_source_archive(archive)
+    with tarfile.open(archive, mode="r:gz") as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(code, **safe)
+    # Two processes on this machine, each pretending to be one instance of a 2-instance CPU
+    # job; the master address SageMaker's launcher sets points at loopback.
+    hosts = ["algo-1", "algo-2"]
+    base = {name: value for name, value in os.environ.items() if not name.startswith("SM_")}
+    base.update(
+        SM_HOSTS=json.dumps(hosts), SM_NUM_GPUS="0", SM_NUM_CPUS="1",
+        SM_MASTER_ADDR="127.0.0.1", SM_MASTER_PORT=str(free_port()), CRITIC_CACHE=str(cache_dir),
+        SM_HPS=json.dumps({
+            "epochs": 1, "max_reviews": 300, "vocab_size": 2000, "max_length": 200,
+            "batch_size": 32, "device": "cpu",
+        }),
+    )  # fmt: skip
+    started = []
+    for host in hosts:
+        model_dir = tmp_path / host / "model"
+        model_dir.mkdir(parents=True)
+        environment = {**base, "SM_CURRENT_HOST": host, "SM_MODEL_DIR": str(model_dir)}
+        process = subprocess.Popen(
+            [sys.executable, "train_entry.py", "--epochs", "1"], cwd=code, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        started.append(process)
+    outputs = [process.communicate(timeout=300)[0] for process in started]
+    assert [process.returncode for process in started] == [0, 0], outputs
+    assert "--nnodes 2 --node_rank 1 --nproc_per_node 1" in outputs[1]
+    sums = [re.search(r"rank \d of 2: weights checksum (\w+)", out).group(1) for out in outputs]
+    assert sums[0] == sums[1], outputs
+    assert (tmp_path / "algo-1" / "model" / "bundle.json").is_file()
+    assert list((tmp_path / "algo-2" / "model").iterdir()) == []  # nothing to clash in S3

@@ -5,6 +5,10 @@ its longest review and the LSTM then steps through padding. Instead each epoch s
 reviews, cuts them into pools of ``pool_batches`` batches, sorts every pool by length and cuts
 it into batches, then shuffles the batches: each batch holds reviews of similar length (almost
 no padding), while the batch order and membership still change from epoch to epoch.
+
+Trained by several processes at once (``shard=(rank, world_size)``), every process walks the
+same batches and takes its own slice of each: the batches, their number and the reviews an
+epoch sees are those of one process, so ``--batch-size`` means the same either way.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class BucketedBatches:
         shuffle: bool = True,
         pool_batches: int = 50,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.split = split
         self.batch_size = batch_size
@@ -90,6 +95,8 @@ class BucketedBatches:
         self.pool_batches = pool_batches
         self.seed = seed
         self.epoch = 0
+        self.shard = shard
+        """(rank, world_size): which slice of every batch this process takes."""
         self.cut_lengths = np.minimum(split.lengths, max_length)
 
     def set_epoch(self, epoch: int) -> None:
@@ -117,7 +124,12 @@ class BucketedBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[Batch]:
+        rank, world_size = self.shard
         for indices in self.batch_indices():
+            if world_size > 1:
+                # A last batch smaller than the number of ranks repeats reviews, so that no
+                # rank is left without a slice (and all take the same number of steps).
+                indices = np.resize(indices, max(len(indices), world_size))[rank::world_size]
             token_ids, lengths = pad_batch([self.split.review(i) for i in indices], self.max_length)
             labels = torch.from_numpy(self.split.labels[indices].astype(np.float32))
             yield Batch(token_ids, lengths, labels, indices)

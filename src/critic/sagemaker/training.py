@@ -12,6 +12,13 @@ what it wrote to ``SM_MODEL_DIR``:
     s3://BUCKET/critic/jobs/JOB/output/model.tar.gz       the trained bundle
 
 That model.tar.gz is the bundle alone; package it for serving before deploying it.
+
+With ``instance_count`` N > 1 the job trains data-parallel on N instances: SageMaker runs the
+entry script on every one, and there :func:`torchrun_command` turns it into ``torchrun
+--nnodes N --node_rank I --master_addr FIRST-HOST -m critic.cli train`` (the same
+:mod:`critic.distributed` path as ``torchrun`` on one machine), from ``SM_HOSTS``,
+``SM_CURRENT_HOST`` and ``SM_NUM_GPUS``. Rank 0, on the first host, alone writes the bundle;
+SageMaker gathers every host's ``SM_MODEL_DIR``, so the others leave theirs empty.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import io
 import json
 import math
 import re
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Mapping
@@ -54,14 +62,20 @@ package beside it is importable. It also passes the hyper-parameters as command-
 import os
 
 from critic.cli import main
+from critic.sagemaker.training import torchrun_command
 
 if __name__ == "__main__":
     # `critic train` recognises a training job by SM_MODEL_DIR, SM_HPS and SM_CHANNEL_TRAINING;
     # SageMaker sets the last only when a "training" channel exists, and the embedded data
     # needs none.
     os.environ.setdefault("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training")
-    # A progress bar redrawn in CloudWatch becomes thousands of log lines.
-    main(["train", "--no-progress"])
+    command = torchrun_command(os.environ)
+    if command is None:  # one instance, one process
+        # A progress bar redrawn in CloudWatch becomes thousands of log lines.
+        main(["train", "--no-progress"])
+    else:  # several instances (or GPUs): torchrun takes this process's place
+        print("sagemaker: " + " ".join(command), flush=True)
+        os.execv(command[0], command)
 '''
 SOURCE_ARCHIVE_NAME = "sourcedir.tar.gz"
 TRAINING_CHANNEL = "training"
@@ -71,6 +85,8 @@ MAX_HYPERPARAMETERS = 100  # SageMaker's limits
 MAX_HYPERPARAMETER_KEY = 256
 MAX_HYPERPARAMETER_VALUE = 2500
 WAIT_DELAY_S = 30
+MASTER_PORT = 7777
+"""The port the master host listens on, as SageMaker's training toolkit uses for torchrun."""
 
 
 @dataclass(frozen=True)
@@ -188,8 +204,10 @@ def submit_training_job(
     max_runtime_s: int = 4 * 3600,
     volume_size_gb: int = 30,
     session: Any = None,
+    instance_count: int = 1,
 ) -> TrainingJob:
-    """Start ``critic train`` as SageMaker training job ``job_name`` on one ``instance_type``.
+    """Start ``critic train`` as SageMaker training job ``job_name`` on ``instance_count``
+    instances of ``instance_type`` (more than one: data-parallel, see :func:`torchrun_command`).
 
     ``hyperparameters`` are ``critic train``'s options by name (``{"epochs": 5, "model":
     "lstm"}``). With ``data_s3_uri`` the data is copied into the job's "training" channel and
@@ -202,12 +220,12 @@ def submit_training_job(
     check_name("training job", job_name)
     check_role_arn(role_arn)
     bucket = bucket_name(bucket)
-    check_instance_type(instance_type)
+    settings = dict(hyperparameters) if isinstance(hyperparameters, Mapping) else hyperparameters
+    _check_instances(instance_type, instance_count, settings)
     if image_uri is not None:
         check_image_uri(image_uri)
     check_positive_int("max_runtime_s", max_runtime_s)
     check_positive_int("volume_size_gb", volume_size_gb)
-    settings = dict(hyperparameters) if isinstance(hyperparameters, Mapping) else hyperparameters
     encode_hyperparameters(settings)  # fail on a bad one before anything else
     _resolve_data(settings, data_s3_uri, log)
 
@@ -239,14 +257,15 @@ def submit_training_job(
             f"at most {MAX_HYPERPARAMETERS - 5} hyper-parameters, got {len(settings)}"
         )
     request = _job_request(
-        job_name, role_arn, image, encoded, bucket, instance_type, volume_size_gb,
-        max_runtime_s, data_s3_uri,
+        job_name, role_arn, image, encoded, bucket, (instance_type, instance_count),
+        volume_size_gb, max_runtime_s, data_s3_uri,
     )  # fmt: skip
     with aws_errors(f"creating training job {job_name}"):
         created = sagemaker.create_training_job(**request)
     output_uri = f"s3://{bucket}/{prefix}/output/model.tar.gz"
     log(
-        f"started training job {job_name} in {aws.region} on {instance_type} ({image}); "
+        f"started training job {job_name} in {aws.region} on {instance_count} x {instance_type} "
+        f"({image}); "
         f"stopped after {max_runtime_s / 3600:g} h at most"
     )
     log(
@@ -267,6 +286,16 @@ def submit_training_job(
         output_uri=output_uri,
         hyperparameters=encoded,
     )
+
+
+def _check_instances(instance_type: str, instance_count: int, settings: Any) -> None:
+    check_instance_type(instance_type)
+    check_positive_int("instance_count", instance_count)
+    if instance_count > 1 and isinstance(settings, Mapping) and settings.get("model") == "nbsvm":
+        raise CriticError(
+            "nbsvm is fitted in one go by scikit-learn, on one machine: train it with "
+            "instance_count 1"
+        )
 
 
 def _resolve_data(settings: dict, data_s3_uri: str | None, log: Log) -> None:
@@ -313,12 +342,14 @@ def _job_request(
     image: str,
     hyperparameters: dict[str, str],
     bucket: str,
-    instance_type: str,
+    instances: tuple[str, int],
     volume_size_gb: int,
     max_runtime_s: int,
     data_s3_uri: str | None,
 ) -> dict[str, Any]:
-    """CreateTrainingJob's request: one instance, the image, the channel when there is data."""
+    """CreateTrainingJob's request: the instances (type, count), the image, the channel when
+    there is data (copied whole to every instance: each rank reads all of it, then its share)."""
+    instance_type, instance_count = instances
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
@@ -327,7 +358,7 @@ def _job_request(
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/critic/jobs/"},
         "ResourceConfig": {
             "InstanceType": instance_type,
-            "InstanceCount": 1,  # critic trains on one machine
+            "InstanceCount": instance_count,
             "VolumeSizeInGB": volume_size_gb,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
@@ -384,3 +415,35 @@ def _wait_until_done(
     artifacts = answer.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     log(f"training job {job_name} is {status}" + (f": {artifacts}" if artifacts else ""))
     return status
+
+
+def torchrun_command(environ: Mapping[str, str], python: str = sys.executable) -> list[str] | None:
+    """How the entry script starts ``critic train`` on this host of a training job: None for
+    one process (one instance, no more than one GPU), else torchrun's command line.
+
+    From SageMaker's variables: ``SM_HOSTS`` (all hosts), ``SM_CURRENT_HOST`` (its index in
+    the sorted hosts is the node rank) and ``SM_NUM_GPUS`` (one process per GPU; one per CPU
+    instance, its threads using all the cores). The master is ``SM_MASTER_ADDR`` and
+    ``SM_MASTER_PORT`` when set (the SageMaker SDK's own launchers set them), else the first
+    sorted host on port 7777, as the training toolkit's torch_distributed does.
+    """
+    try:
+        hosts = sorted(json.loads(environ.get("SM_HOSTS") or "[]"))
+        gpus = int(environ.get("SM_NUM_GPUS") or 0)
+    except (TypeError, ValueError) as error:
+        raise CriticError(f"SM_HOSTS or SM_NUM_GPUS is malformed ({error})") from None
+    processes_per_host = max(gpus, 1)
+    if len(hosts) <= 1 and processes_per_host == 1:
+        return None
+    nodes = max(len(hosts), 1)
+    current = environ.get("SM_CURRENT_HOST", hosts[0] if hosts else "")
+    if hosts and current not in hosts:
+        raise CriticError(f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}")
+    master = environ.get("SM_MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1")
+    port = environ.get("SM_MASTER_PORT") or str(MASTER_PORT)
+    return [
+        python, "-m", "torch.distributed.run", "--nnodes", str(nodes),
+        "--node_rank", str(hosts.index(current) if hosts else 0),
+        "--nproc_per_node", str(processes_per_host), "--master_addr", master,
+        "--master_port", port, "-m", "critic.cli", "train", "--no-progress",
+    ]  # fmt: skip
