@@ -16,13 +16,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import torch
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from critic.serving import routes as serving
-from critic.serving.http import error_response
+from critic.serving.http import install_error_handlers
 from critic.serving.settings import ServerSettings
 from critic.serving.shadow import ShadowSpec
 from critic.serving.state import feedback_path, start_state
@@ -61,15 +58,8 @@ def create_app(
     )
     app.include_router(serving.router)
     web.mount(app)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return error_response(error.status_code, str(error.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> Response:
-        first = error.errors()[0] if error.errors() else {}
-        return error_response(422, f"invalid request: {first.get('msg', 'bad parameters')}")
+    app.add_middleware(serving.InvocationsFastPath)
+    install_error_handlers(app)
 
     return app
 

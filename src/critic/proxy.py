@@ -33,10 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from critic.errors import CriticError
 from critic.sagemaker.aws import Aws, aws_errors, client_error_message, connect, one_line
@@ -52,7 +50,7 @@ from critic.serving.codec import (
     wants_explanation,
 )
 from critic.serving.feedback import FeedbackStore
-from critic.serving.http import error_response, read_body
+from critic.serving.http import error_response, install_error_handlers, read_body
 from critic.serving.invocations import CUSTOM_ATTRIBUTES, INVOKED_VARIANT, TARGET_VARIANT
 from critic.serving.metrics import NO_VARIANT, EndpointMetrics
 from critic.web import routes as web
@@ -336,15 +334,7 @@ def create_proxy_app(settings: ProxySettings, log=print) -> FastAPI:
     app.add_api_route("/invocations", invoke, methods=["POST"])
     app.add_api_route("/ping", _ping, methods=["GET"])
     web.mount(app)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return error_response(error.status_code, str(error.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> Response:
-        first = error.errors()[0] if error.errors() else {}
-        return error_response(422, f"invalid request: {first.get('msg', 'bad parameters')}")
+    install_error_handlers(app)
 
     return app
 

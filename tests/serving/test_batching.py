@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import threading
 
 import pytest
@@ -288,3 +289,37 @@ def test_batched_answers_equal_one_at_a_time_answers(trained_bundle):
         assert one["label"] == together["label"]
         assert one["probability"] == pytest.approx(together["probability"], abs=1e-6)
         assert one["rating"] == together["rating"]
+
+
+def test_a_model_that_holds_the_gil_runs_on_the_loop_in_slices_with_turns_between():
+    events = []
+
+    def predict(reviews):
+        events.append(("pass", len(reviews), threading.get_ident()))
+        return [{"review": review} for review in reviews]
+
+    async def ticker(stop: asyncio.Event):
+        while not stop.is_set():
+            events.append(("tick",))
+            await asyncio.sleep(0)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch=4, threaded=False)
+        batcher.start()
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(ticker(stop))
+        answers = await batcher.submit([f"r{i}" for i in range(10)])
+        stop.set()
+        await ticking
+        await batcher.stop()
+        return answers, threading.get_ident()
+
+    answers, loop_thread = run(scenario())
+    assert [answer["review"] for answer in answers] == [f"r{i}" for i in range(10)]
+    passes = [event for event in events if event[0] == "pass"]
+    assert [size for _, size, _ in passes] == [4, 4, 2]
+    assert {thread for _, _, thread in passes} == {loop_thread}  # no thread hand-off
+    # Between two slices the loop took a turn: the ticker ran.
+    positions = [i for i, event in enumerate(events) if event[0] == "pass"]
+    for before, after in itertools.pairwise(positions):
+        assert any(event == ("tick",) for event in events[before + 1 : after])

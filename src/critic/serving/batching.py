@@ -15,9 +15,12 @@ pass cost little more than one. Each variant has one model thread and one queue:
 * a request whose client has gone, or whose deadline has passed, is dropped before it is
   computed, so a burst of abandoned requests costs nothing;
 * a model that computes in Python, holding the GIL (the n-gram model), gains nothing from a
-  thread but the hand-offs: with ``threaded=False`` its batches that take under ``inline_ms``
-  run on the event loop; longer ones still go to the model thread, so that the loop (and
-  /ping) is never held for longer than that;
+  thread but the hand-offs and the GIL's contention with the event loop: with
+  ``threaded=False`` its batches run on the event loop itself, in slices of at most
+  ``max_batch`` reviews with a turn of the loop between slices, so that the loop (and /ping)
+  is never held for longer than one slice (about 13 ms for 64 IMDB reviews through the n-gram
+  model). 100-review requests went from 57% to 100% of the Predictor's own pace with it
+  (docs/benchmarks.md);
 * a request that asks for word weights (a backward pass) runs in a second thread of its
   own, so it never holds up the plain requests queued behind it.
 """
@@ -208,6 +211,16 @@ class MicroBatcher:
         finally:
             self._busy = False
 
+    async def _predict_on_loop(self, reviews: list[str]) -> list[dict]:
+        """``reviews`` computed on the event loop, ``max_batch`` at a time, letting the loop
+        take a turn (new requests, /ping) between slices."""
+        results: list[dict] = []
+        for first in range(0, len(reviews), self.max_batch):
+            if first:
+                await asyncio.sleep(0)
+            results.extend(self._predict_counted(reviews[first : first + self.max_batch]))
+        return results
+
     def _explain(self, reviews: list[str]) -> list[dict]:
         return self.predict(reviews, explain=True)
 
@@ -270,12 +283,12 @@ class MicroBatcher:
             reviews = [review for pending in batch for review in pending.reviews]
             self._busy = True
             try:
-                if self.threaded or not self._short(len(reviews)):
+                if self.threaded:
                     results = await loop.run_in_executor(
                         self._executor, self._predict_counted, reviews
                     )
                 else:
-                    results = self._predict_counted(reviews)
+                    results = await self._predict_on_loop(reviews)
             except Exception as error:  # hand the failure to every waiting request
                 for pending in batch:
                     if not pending.future.done():

@@ -42,3 +42,19 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise ClientError(413, f"the body is over {_size(limit)}")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def install_error_handlers(app) -> None:
+    """Every error an app answers in the one shape above: routing's 404 and 405, and a bad
+    query parameter's 422, as JSON with a ``message``."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0] if error.errors() else {}
+        return error_response(422, f"invalid request: {first.get('msg', 'bad parameters')}")

@@ -91,6 +91,36 @@ _INVOCATION_HEADERS = {
 }
 
 
+class InvocationsFastPath:
+    """ASGI middleware that answers ``POST /invocations`` (and the runtime API's path) itself,
+    with the routes' own :func:`_invoke`, before Starlette's routing and FastAPI's route
+    machinery: matching the path against every route (the page's and the A/B view's too),
+    the request's AsyncExitStack and the exception middleware's wrapping. At 64 clients the
+    n-gram model's endpoint answered 1,163 requests/s through them and 2,377 without (the
+    naive server 1,024 and 1,198 in the same runs). Every other request, and the OpenAPI schema
+    (the two routes stay declared below), go through FastAPI as before."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            state: EndpointState | None = getattr(scope["app"].state, "endpoint", None)
+            if state is not None and path == "/invocations":
+                response = await _invoke(Request(scope, receive), state)
+                await response(scope, receive, send)
+                return
+            if (
+                state is not None
+                and path == f"/endpoints/{state.settings.endpoint_name}/invocations"
+            ):
+                response = await _invoke(Request(scope, receive), state)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 @router.post("/invocations", openapi_extra=_INVOCATION_HEADERS)
 async def invoke_container(request: Request) -> Response:
     return await _invoke(request, request.app.state.endpoint)

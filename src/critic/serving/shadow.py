@@ -44,7 +44,7 @@ from prometheus_client import Counter, Histogram
 
 from critic.errors import CriticError
 from critic.serving.batching import MicroBatcher, Overloaded
-from critic.serving.variants import check_name
+from critic.serving.variants import check_name, split_spec
 
 SAMPLE_SIZE = 20  # disagreements kept per shadow, the most recent
 SAMPLE_CHARS = 300  # of each disagreeing review's text
@@ -74,20 +74,7 @@ class ShadowSpec:
     @classmethod
     def parse(cls, text: str) -> ShadowSpec:
         """``name=path[:fraction]``, e.g. ``candidate=runs/attention:0.25``."""
-        name, separator, rest = text.partition("=")
-        if not separator or not name or not rest:
-            raise CriticError(
-                f"--shadow {text!r}: expected NAME=BUNDLE[:FRACTION], e.g. candidate=runs/gru:0.5"
-            )
-        path, fraction = rest, 1.0
-        head, colon, tail = rest.rpartition(":")
-        if colon:
-            try:
-                fraction = float(tail)
-                path = head
-            except ValueError:
-                pass  # a colon inside the path itself
-        return cls(name, Path(path), fraction)
+        return cls(*split_spec(text, "--shadow", "FRACTION", "candidate=runs/gru:0.5"))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "bundle": str(self.bundle), "fraction": self.fraction}

@@ -56,6 +56,23 @@ def check_distinct_names(variants: Iterable[Any]) -> None:
         raise CriticError(f"variant names must differ; repeated: {', '.join(repeated)}")
 
 
+def split_spec(text: str, option: str, number: str, example: str) -> tuple[str, Path, float]:
+    """``NAME=BUNDLE[:NUMBER]`` (a variant's weight, a shadow's fraction; 1 when left out) as
+    its three parts; a colon inside the path itself stays in the path."""
+    name, separator, rest = text.partition("=")
+    if not separator or not name or not rest:
+        raise CriticError(f"{option} {text!r}: expected NAME=BUNDLE[:{number}], e.g. {example}")
+    path, value = rest, 1.0
+    head, colon, tail = rest.rpartition(":")
+    if colon:
+        try:
+            value = float(tail)
+            path = head
+        except ValueError:
+            pass  # a colon inside the path itself
+    return name, Path(path), value
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     """One production variant to serve or deploy: its name, its model, its traffic weight.
@@ -77,20 +94,7 @@ class VariantSpec:
     @classmethod
     def parse(cls, text: str) -> VariantSpec:
         """``name=path[:weight]``, e.g. ``champion=runs/lstm:0.9``."""
-        name, separator, rest = text.partition("=")
-        if not separator or not name or not rest:
-            raise CriticError(
-                f"--variant {text!r}: expected NAME=BUNDLE[:WEIGHT], e.g. champion=runs/lstm:0.9"
-            )
-        path, weight = rest, 1.0
-        head, colon, tail = rest.rpartition(":")
-        if colon:
-            try:
-                weight = float(tail)
-                path = head
-            except ValueError:
-                pass  # a colon inside the path itself
-        return cls(name, Path(path), weight)
+        return cls(*split_spec(text, "--variant", "WEIGHT", "champion=runs/lstm:0.9"))
 
 
 def variant_specs(first: Path | None, texts: Sequence[str] | None) -> list[VariantSpec]:
