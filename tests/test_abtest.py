@@ -142,3 +142,10 @@ def test_thompson_weights_follow_the_better_variant_but_keep_the_floor():
     assert min(thompson_weights(counts, 0.05).values()) >= 0.05
     with pytest.raises(ValueError, match="exceeds 100%"):
         thompson_weights(counts, floor=0.4)
+
+
+def test_with_no_variant_known_there_is_no_champion_and_nothing_to_decide():
+    from critic.abtest import DecisionParameters, decide
+
+    decision = decide({}, np.array([]), np.array([]), DecisionParameters())
+    assert decision["champion"] is None and decision["challengers"] == []

@@ -256,8 +256,9 @@ def decide(
     right: np.ndarray,
     parameters: DecisionParameters,
 ) -> dict:
-    """Every challenger against the champion, with the method in words."""
-    champion = champion_of(weights)
+    """Every challenger against the champion, with the method in words; no champion while no
+    variant is known (critic web before the endpoint's first answer)."""
+    champion = champion_of(weights) if weights else None
     return {
         "champion": champion,
         "champion_rule": "the variant with the highest traffic weight (the first on a tie)",

@@ -154,7 +154,7 @@
       $("challengers").replaceChildren();
       return;
     }
-    $("champion").textContent = decision.champion;
+    $("champion").textContent = decision.champion ?? "none yet";
     $("champion-rule").textContent = decision.champion_rule;
     $("method").textContent = decision.method;
     $("assumes").textContent = `It assumes: ${decision.assumes}`;
