@@ -107,13 +107,9 @@ class InvocationsFastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             state: EndpointState | None = getattr(scope["app"].state, "endpoint", None)
-            if state is not None and path == "/invocations":
-                response = await _invoke(Request(scope, receive), state)
-                await response(scope, receive, send)
-                return
-            if (
-                state is not None
-                and path == f"/endpoints/{state.settings.endpoint_name}/invocations"
+            if state is not None and path in (
+                "/invocations",
+                f"/endpoints/{state.settings.endpoint_name}/invocations",
             ):
                 response = await _invoke(Request(scope, receive), state)
                 await response(scope, receive, send)
