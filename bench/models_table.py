@@ -5,6 +5,7 @@
     python bench/models_table.py --recipes recipes.json --reuse  # {"name": "critic train options", ...}
     python bench/models_table.py --common '--max-reviews 2000 --epochs 1' --rt-max-reviews 1000 \\
         --doc /tmp/benchmarks.md --json /tmp/models.json          # a quick try
+    python bench/models_table.py --seeds 0 1 2                    # every figure a mean ± sd
 
 Each recipe is a name and the `critic train` options that make it. The script trains each one
 into RUNS/NAME (or, with --reuse, takes the bundle already there), then judges every bundle
@@ -18,6 +19,13 @@ the same way, through the Predictor a server would use:
 * accuracy on every Rotten Tomatoes snippet (a second domain, never trained on);
 * reviews/s at inference: ``Predictor.predict_proba`` over the test split in its batches,
   the fastest of three passes.
+
+With ``--seeds``, every recipe is trained once per seed (``critic train --seed S``, into
+RUNS/seed-S/NAME; an ensemble of that seed's members) and each figure is the mean over the
+seeds, accuracies and ECE with their standard deviation (n - 1), so that a figure is what
+a user gets on a fresh clone rather than one lucky run. The data split stays the same
+(``--split-seed`` is not the seed): the seeds vary the weights' start, the shuffling, dropout
+and word2vec's start.
 
 The table goes into DOC between the marker comments below (a re-run replaces it; without the
 markers a section is appended) and, with every figure unrounded, into JSON.
@@ -101,15 +109,19 @@ def parse_recipes(recipe_options: list[str], recipes_file: Path | None) -> dict[
     }
 
 
-def train_recipe(name: str, arguments: list[str], common: list[str], folder: Path) -> float:
-    """`critic train` for one recipe (`critic ensemble` for "ensemble A B ..."); the wall time in
-    seconds."""
+def train_recipe(
+    name: str, arguments: list[str], common: list[str], folder: Path, seed: int | None = None
+) -> float:
+    """`critic train` for one recipe (`critic ensemble` for "ensemble A B ...", of the members
+    beside it); the wall time in seconds."""
     if arguments[:1] == ["ensemble"]:
         members = [str(folder.parent / member) for member in arguments[1:]]
         command = [sys.executable, "-m", "critic.cli", "ensemble", *members, "--out", str(folder)]
     else:
         command = [sys.executable, "-m", "critic.cli", "train", "--out", str(folder)]
         command += ["--no-progress", *arguments, *common]
+        if seed is not None:
+            command += ["--seed", str(seed)]
     print(f"models_table: training {name}: {shlex.join(command[3:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -180,8 +192,33 @@ def measure(name: str, arguments: list[str], folder: Path, rotten_tomatoes) -> d
     }
 
 
+# The figures that vary from seed to seed and are shown as mean ± sd; the others as the mean.
+SPREAD = ("val_accuracy", "test_accuracy", "ece", "rotten_tomatoes_accuracy")
+AVERAGED = ("train_seconds", "train_wall_seconds", "epochs", "reviews_per_second")
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One recipe's row from its runs (one per seed): the means, and the sample standard
+    deviation (n - 1) of the figures in SPREAD, None with a single run."""
+    summary = {key: value for key, value in runs[0].items() if key not in ("seed", "bundle")}
+    for key in (*SPREAD, *AVERAGED):
+        values = [run[key] for run in runs if run.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values else None
+        if key in SPREAD:
+            summary[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    summary["seeds"] = [run.get("seed") for run in runs]
+    summary["runs"] = runs
+    return summary
+
+
 def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _spread(row: dict, key: str) -> str:
+    """A percentage with its seeds' standard deviation in points, when there is one."""
+    sd = row.get(f"{key}_sd")
+    return _percent(row[key]) + ("" if sd is None else f" ± {100 * sd:.2f}")
 
 
 def _duration(seconds) -> str:
@@ -198,11 +235,13 @@ def markdown_table(rows: list[dict]) -> str:
     ]
     for row in rows:
         parameters = "–" if row["parameters"] is None else f"{row['parameters']:,}"
+        ece_sd = row.get("ece_sd")
         lines.append(
             f"| {row['name']} | {row['vocabulary']} | {row['embeddings']} | {parameters} | "
-            f"{_duration(row['train_seconds'])} | {_percent(row['val_accuracy'])} | "
-            f"**{_percent(row['test_accuracy'])}** | {row['ece']:.4f} | "
-            f"{_percent(row['rotten_tomatoes_accuracy'])} | {row['reviews_per_second']:,.0f} |"
+            f"{_duration(row['train_seconds'])} | {_spread(row, 'val_accuracy')} | "
+            f"**{_spread(row, 'test_accuracy')}** | {row['ece']:.4f}"
+            f"{'' if ece_sd is None else f' ± {ece_sd:.4f}'} | "
+            f"{_spread(row, 'rotten_tomatoes_accuracy')} | {row['reviews_per_second']:,.0f} |"
         )
     return "\n".join(lines)
 
@@ -210,13 +249,25 @@ def markdown_table(rows: list[dict]) -> str:
 def section(rows: list[dict], command: str) -> str:
     """The text between the markers: the table, the recipes, and how it was measured."""
 
+    several = any(len(row.get("seeds") or []) > 1 for row in rows)
+
     def command_of(recipe: str) -> str:
         words = recipe.split()
         if words[:1] == ["ensemble"]:
             return f"critic ensemble {' '.join(f'RUNS/{m}' for m in words[1:])} --out RUNS/NAME"
-        return f"critic train {recipe} --out RUNS/NAME"
+        return f"critic train {recipe} --out RUNS/NAME" + (" --seed S" if several else "")
 
     recipes = "\n".join(f"* `{row['name']}`: `{command_of(row['recipe'])}`" for row in rows)
+    seeds = sorted({tuple(row.get("seeds") or [None]) for row in rows})
+    if seeds == [(None,)] or seeds == [(0,)]:
+        over = "One run per recipe (seed 0). "
+    else:
+        listed = "; ".join(", ".join(str(seed) for seed in group) for group in seeds)
+        over = (
+            f"Every figure is the mean over seeds {listed} (`critic train --seed S`; the same "
+            "data split), ± the standard deviation between them in points (n - 1); training "
+            "time and reviews/s are means. "
+        )
     test_reviews = sorted({row["test_reviews"] for row in rows})
     rt_reviews = sorted({row["rotten_tomatoes_reviews"] for row in rows})
     return "\n".join(
@@ -229,7 +280,7 @@ def section(rows: list[dict], command: str) -> str:
             "",
             markdown_table(rows),
             "",
-            f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU core(s), "
+            over + f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU core(s), "
             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s). "
             f"Test accuracy: each bundle's held-out test split "
             f"({', '.join(f'{n:,}' for n in test_reviews)} reviews); ECE: 15 bins of the "
@@ -275,6 +326,10 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=Path, default=Path("bench/out/models"))
     parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, metavar="S",
+        help="train every recipe once per seed, into RUNS/seed-S/NAME; figures are mean ± sd",
+    )  # fmt: skip
+    parser.add_argument(
         "--reuse", action="store_true", help="take a bundle already in RUNS/NAME as it is"
     )
     parser.add_argument(
@@ -296,16 +351,20 @@ def main() -> None:
 
     rows = []
     for name, arguments in recipes.items():
-        folder = args.runs / name
-        wall = None
-        if args.reuse and (folder / "bundle.json").is_file():
-            print(f"models_table: reusing {folder}", flush=True)
-        else:
-            wall = train_recipe(name, arguments, common, folder)
-        row = measure(name, [*arguments, *common], folder, rotten_tomatoes)
-        row["train_wall_seconds"] = wall
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        runs = []
+        for seed in args.seeds or [None]:
+            folder = args.runs / name if seed is None else args.runs / f"seed-{seed}" / name
+            wall = None
+            if args.reuse and (folder / "bundle.json").is_file():
+                print(f"models_table: reusing {folder}", flush=True)
+            else:
+                wall = train_recipe(name, arguments, common, folder, seed)
+            run = measure(name, [*arguments, *common], folder, rotten_tomatoes)
+            run["seed"] = seed if seed is not None else 0
+            run["train_wall_seconds"] = wall
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+        rows.append(summarise(runs))
 
     command = shlex.join(["python", "bench/models_table.py", *sys.argv[1:]])
     table = markdown_table(rows)

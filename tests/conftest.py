@@ -23,6 +23,11 @@ from critic.fileio import sha256_file
 from critic.train import train
 
 AWS_TEST_REGION = "us-east-1"
+# The endpoints tests start run one worker process unless a test asks for more (with
+# CRITIC_WORKERS or --workers): the default, one per core, would double every server's start-up
+# on CI's two cores, and the reliability tests size their queues for one process.
+# tests/serving/test_workers.py runs the default.
+os.environ.setdefault("CRITIC_WORKERS", "1")
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 

@@ -214,6 +214,7 @@ def test_predict_answers_arguments_and_stdin_one_json_object_per_review(cli_bund
             "variant names must differ; repeated: a",
         ),
         (["serve", "{bundle}", "--port", "0"], "port must be 1-65535, got 0"),
+        (["serve", "{bundle}", "--workers", "-1"], "workers must lie in 0-64 (0: one per core)"),
         (["predict", "{bundle}/model.safetensors", "hi"], "is not a model bundle folder"),
     ],
 )

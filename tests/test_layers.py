@@ -12,7 +12,7 @@ SOURCE = Path(critic.__file__).parent
 # Lowest first; a part may import its own layer's other parts only where LAYERS_ALLOWED says.
 LAYERS = [
     {"critic", "critic.errors"},
-    {"critic.config", "critic.fileio"},
+    {"critic.config", "critic.fileio", "critic.system"},
     {"critic.data", "critic.options"},
     {"critic.models"},
     {"critic.calibration", "critic.abtest"},

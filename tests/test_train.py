@@ -286,17 +286,25 @@ def test_a_word_vector_file_that_fits_no_word_is_a_clear_error(tmp_path, cache_d
 
 
 @pytest.mark.slow
-def test_embeddings_word2vec_trains_vectors_on_the_training_split_first(tmp_path, cache_dir):
+def test_embeddings_word2vec_trains_vectors_on_the_training_split_first_once_per_seed(tmp_path):
     config = small_run_config().replace(
         model=ModelConfig(name="attention", embedding_dim=12, hidden_dim=8)
     )
     config = config.replace(train=config.train.replace(embeddings="word2vec"))
+    cache = tmp_path / "cache"  # its own: no other test's vectors in it
     lines = []
-    result = train(config, tmp_path / "run", cache_dir=cache_dir, progress=False, log=lines.append)
+    result = train(config, tmp_path / "run", cache_dir=cache, progress=False, log=lines.append)
     assert any(line.startswith("word2vec: skip-gram") for line in lines)
     assert result.config.model.embedding_dim == 12
     # word2vec keeps the words seen twice or more (min_count): most of the vocabulary.
     assert result.metrics["embeddings_coverage"] > 0.5
+    # The same seed again: the vectors come from the cache, and the model is the same to the
+    # last bit (word2vec on one thread; the training loop seeded).
+    again = []
+    second = train(config, tmp_path / "again", cache_dir=cache, progress=False, log=again.append)
+    assert any(line.startswith("word2vec:") and "from the cache" in line for line in again)
+    first_weights, second_weights = result.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
 
 
 def test_a_setting_the_model_refuses_fails_before_any_data_is_read(tmp_path):

@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from critic.data.batches import EncodedSplit
 from critic.errors import CriticError
+from critic.system import available_cores
 
 VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 TIMEOUT = timedelta(minutes=30)
@@ -105,14 +106,6 @@ def session(processes: Processes, *, cuda: bool) -> Iterator[Processes]:
         dist.barrier()  # nobody leaves, and no bundle is written, before every rank is done
     finally:
         dist.destroy_process_group()
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity), else the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextmanager

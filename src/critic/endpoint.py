@@ -24,6 +24,7 @@ from critic.serving.settings import ServerSettings
 from critic.serving.shadow import ShadowSpec
 from critic.serving.state import feedback_path, start_state
 from critic.serving.variants import VariantSpec
+from critic.system import available_cores
 from critic.web import routes as web
 
 __all__ = ["app_from_environment", "create_app", "feedback_path", "serve"]
@@ -77,7 +78,7 @@ def app_from_environment() -> FastAPI:
     shadows = [ShadowSpec(s["name"], Path(s["bundle"]), s["fraction"]) for s in config["shadows"]]
     # Each process gets its share of the cores: N processes each running torch on every core
     # would only fight over them.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+    torch.set_num_threads(max(1, available_cores() // settings.workers))
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
     return create_app(specs, settings, Path(config["runtime_dir"]), shadows)
 

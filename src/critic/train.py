@@ -50,12 +50,12 @@ from critic.data.embeddings import (
     EmbeddingInit,
     EmbeddingsError,
     Word2VecSettings,
+    cached_word2vec,
     initialise_embedding,
     load_vectors,
-    train_word2vec,
     vectors_for_vocabulary,
 )
-from critic.data.prepare import PreparedData, load_splits, prepare
+from critic.data.prepare import PreparedData, default_cache_dir, load_splits, prepare
 from critic.data.text import tokenize_many
 from critic.data.vocab import Vocab
 from critic.distributed import Processes
@@ -179,7 +179,7 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     embedding_init = None
     if config.train.embeddings is not None and not run.resume:
         started = time.perf_counter()
-        embedding_init, config = _load_embeddings(config, prepared, run.log)
+        embedding_init, config = _load_embeddings(config, prepared, run.cache_dir, run.log)
         embedding_metrics = {
             "embeddings_coverage": round(embedding_init.coverage, 4),
             # word2vec trains here: part of the cost of this run
@@ -319,13 +319,14 @@ def _neural_result(
 
 
 def _load_embeddings(
-    config: RunConfig, prepared: PreparedData, log: Callable[[str], None]
+    config: RunConfig, prepared: PreparedData, cache_dir: Path | None, log: Callable[[str], None]
 ) -> tuple[EmbeddingInit, RunConfig]:
     """The vocabulary's rows of the embeddings file; the model's embedding size follows it.
 
     ``word2vec`` instead of a file trains word2vec here, on the training split as the model
     reads it (cut to ``max_length``, words outside the vocabulary as ``<unk>``), with vectors
-    of the model's embedding size.
+    of the model's embedding size (or takes them from the cache, where this training split and
+    seed trained them before).
     """
     vocab = prepared.vocab
     path = config.train.embeddings
@@ -333,7 +334,7 @@ def _load_embeddings(
         train_split = prepared.splits["train"]
         sentences = [vocab.decode(train_split.review(i)) for i in range(len(train_split))]
         settings = Word2VecSettings(dimension=config.model.embedding_dim, seed=config.train.seed)
-        vectors = train_word2vec(sentences, settings, log=log)
+        vectors = cached_word2vec(sentences, settings, cache_dir or default_cache_dir(), log=log)
     else:
         vectors = load_vectors(Path(path), keep=vocab.words)
     init = vectors_for_vocabulary(vocab.words, vectors)

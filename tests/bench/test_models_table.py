@@ -80,3 +80,35 @@ def test_the_table_replaces_its_own_section_and_nothing_else(models_table, tmp_p
     assert second.count("models-table:start") == 1 and second.count("## Every model") == 1
     assert "| gru |" in second and "| lstm |" not in second
     assert second.endswith("## Later section\n\nAlso kept.\n")
+
+
+def test_runs_over_seeds_become_one_row_of_means_and_standard_deviations(models_table, tmp_path):
+    def run(seed, test_accuracy, seconds):
+        return {
+            "name": "gru", "recipe": "--model gru", "vocabulary": "5,000", "embeddings": "none",
+            "parameters": 200301, "train_seconds": seconds, "train_wall_seconds": seconds + 5,
+            "train_device": "cpu", "epochs": 4, "val_accuracy": test_accuracy - 0.01,
+            "test_accuracy": test_accuracy, "test_reviews": 2500, "ece": 0.01 * (seed + 1),
+            "rotten_tomatoes_accuracy": 0.68, "rotten_tomatoes_reviews": 8530,
+            "reviews_per_second": 2000.0 + seed, "seed": seed, "bundle": f"runs/seed-{seed}/gru",
+        }  # fmt: skip
+
+    runs = [run(0, 0.880, 240.0), run(1, 0.884, 250.0), run(2, 0.888, 260.0)]
+    row = models_table.summarise(runs)
+    assert row["test_accuracy"] == pytest.approx(0.884)
+    assert row["test_accuracy_sd"] == pytest.approx(0.004)  # n - 1: sqrt((16 + 0 + 16) / 2) / 1000
+    assert row["ece"] == pytest.approx(0.02) and row["ece_sd"] == pytest.approx(0.01)
+    assert row["rotten_tomatoes_accuracy_sd"] == pytest.approx(0.0)
+    assert row["train_seconds"] == 250.0 and row["reviews_per_second"] == 2001.0
+    assert row["seeds"] == [0, 1, 2] and row["runs"] == runs and "bundle" not in row
+    text = models_table.section([row], "python bench/models_table.py --seeds 0 1 2")
+    assert (
+        "| gru | 5,000 | none | 200,301 | 4.2 min | 87.40% ± 0.40 | **88.40% ± 0.40** "
+        "| 0.0200 ± 0.0100 | 68.00% ± 0.00 | 2,001 |" in text
+    )
+    assert "mean over seeds 0, 1, 2" in text
+    assert "`critic train --model gru --out RUNS/NAME --seed S`" in text
+    # One seed: plain figures, no spread.
+    alone = models_table.summarise(runs[:1])
+    assert alone["test_accuracy_sd"] is None
+    assert "| **88.00%** |" in models_table.markdown_table([alone])

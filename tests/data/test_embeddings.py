@@ -1,4 +1,8 @@
 import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +153,58 @@ def test_a_word2vec_binary_file_loads_through_gensim(tmp_path):
     path.write_bytes(b"2 3\ngood \x00\x01")
     with pytest.raises(EmbeddingsError, match="is not a word2vec binary file"):
         load_vectors(path)
+
+
+# A child interpreter trains word2vec on CORPUS and prints a digest of the vectors.
+_TRAIN_IN_CHILD = """
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+from test_embeddings import CORPUS
+from critic.data.embeddings import Word2VecSettings, train_word2vec
+vectors = train_word2vec(CORPUS, Word2VecSettings(dimension=8, epochs=3, min_count=5, seed=7),
+                         log=lambda _: None)
+print(hashlib.sha256(vectors.vectors.tobytes() + "|".join(vectors.words).encode()).hexdigest())
+"""
+
+
+def test_word2vec_gives_the_same_vectors_for_a_seed_in_any_interpreter():
+    here = str(Path(__file__).parent)
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_CHILD, here],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+        for hash_seed in ("1", "2")
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_word2vec_vectors_are_cached_per_sentences_and_settings(tmp_path):
+    from critic.data.embeddings import WORD2VEC_CACHE, cached_word2vec
+
+    settings = Word2VecSettings(dimension=8, epochs=2, min_count=5, seed=3)
+    said = []
+    first = cached_word2vec(CORPUS, settings, tmp_path, log=said.append)
+    again = cached_word2vec(CORPUS, settings, tmp_path, log=said.append)
+    assert "from the cache" not in said[0] and "from the cache" in said[1]
+    assert again.words == first.words and np.array_equal(again.vectors, first.vectors)
+    assert np.array_equal(train_word2vec(CORPUS, settings, log=said.append).vectors, first.vectors)
+    # Another seed, or other sentences, is another entry.
+    cached_word2vec(CORPUS, Word2VecSettings(dimension=8, epochs=2, min_count=5, seed=4), tmp_path,
+                    log=said.append)  # fmt: skip
+    cached_word2vec(CORPUS[::-1], settings, tmp_path, log=said.append)
+    assert not any("from the cache" in line for line in said[-2:])
+    entries = list((tmp_path / WORD2VEC_CACHE).iterdir())
+    assert len(entries) == 3
+    # A broken entry is trained again, said once, and replaced.
+    for entry in entries:
+        (entry / "vectors.npy").write_bytes(b"not numpy")
+    repaired = cached_word2vec(CORPUS, settings, tmp_path, log=said.append)
+    assert "ignoring a broken cache entry" in said[-2]
+    assert np.array_equal(repaired.vectors, first.vectors)
+    cached_word2vec(CORPUS, settings, tmp_path, log=said.append)
+    assert "from the cache" in said[-1]

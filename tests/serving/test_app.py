@@ -1,6 +1,7 @@
 """The endpoint through FastAPI's TestClient: every route and every error path."""
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -336,3 +337,12 @@ def test_an_unknown_backend_is_refused():
 
     with pytest.raises(CriticError, match="backend must be torch, onnx or auto"):
         ServerSettings(backend="tensorrt")
+
+
+def test_the_default_is_one_worker_per_core_this_process_may_use():
+    from critic.system import available_cores
+
+    assert ServerSettings().workers == available_cores() == len(os.sched_getaffinity(0))
+    assert ServerSettings(workers=0).workers == available_cores()
+    assert ServerSettings(workers=3).workers == 3
+    assert ServerSettings.from_env({"CRITIC_WORKERS": "1"}).workers == 1

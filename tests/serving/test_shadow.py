@@ -17,7 +17,7 @@ from critic.endpoint import create_app
 from critic.errors import CriticError
 from critic.predictor import Predictor
 from critic.serving.settings import ServerSettings
-from critic.serving.shadow import ShadowSpec, shadow_specs
+from critic.serving.shadow import SAMPLE_SIZE, ShadowSpec, describe_shadows, shadow_specs
 from critic.serving.variants import VariantSpec
 
 CLI = [sys.executable, "-m", "critic.cli"]
@@ -238,3 +238,40 @@ def test_critic_serve_refuses_a_bad_shadow_in_one_line(trained_bundle, tmp_path)
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert completed.returncode != 0 and "Traceback" not in completed.stderr
+
+
+def _snapshot(copies, answered, reviews, agreed, gap, latencies, disagreements, error=None):
+    return {
+        "name": "candidate", "model": "gru", "bundle": "runs/gru", "fraction": 0.5, "duty": 0.25,
+        "copies": copies, "answered": answered, "errors": copies - answered, "dropped": 0,
+        "reviews": reviews, "agreed": agreed, "probability_gap": gap,
+        "latencies": latencies, "passes": latencies,
+        "last_error": error[0] if error else None, "last_error_at": error[1] if error else 0.0,
+        "disagreements": disagreements,
+    }  # fmt: skip
+
+
+def test_the_figures_of_several_workers_add_up_as_one_shadow():
+    def disagreement(at):
+        return {"review": f"review {at}", "variant": "a", "at": at,
+                "live": {"label": "positive", "probability": 0.9},
+                "shadow": {"label": "negative", "probability": 0.2}}  # fmt: skip
+
+    first = _snapshot(4, 3, 10, 9, 1.0, [0.001, 0.002], [disagreement(5.0)], ("old", 1.0))
+    second = _snapshot(6, 6, 30, 21, 2.0, [0.003, 0.004, 0.005],
+                       [disagreement(t) for t in range(7, 30)], ("new", 2.0))  # fmt: skip
+    (merged,) = describe_shadows([[first], [second]])
+    assert merged["workers"] == 2
+    assert (merged["copies"], merged["answered"], merged["errors"]) == (10, 9, 1)
+    assert merged["error_rate"] == pytest.approx(0.1)
+    # Ratios of the sums, not a mean of each worker's ratio (0.9 and 0.7).
+    assert merged["agreement"] == pytest.approx(30 / 40)
+    assert merged["mean_probability_gap"] == pytest.approx(3.0 / 40)
+    assert merged["latency_ms"] == {"p50": 3.0, "p95": 4.8, "window": 5}
+    assert merged["last_error"] == "new"
+    # The latest of all the workers' disagreements, newest first, as many as one keeps.
+    assert [d["at"] for d in merged["disagreements"]] == list(range(29, 9, -1))
+    assert len(merged["disagreements"]) == SAMPLE_SIZE
+    # One worker alone reads as before.
+    (alone,) = describe_shadows([[first]])
+    assert alone["workers"] == 1 and alone["agreement"] == pytest.approx(0.9)

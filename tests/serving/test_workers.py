@@ -1,5 +1,6 @@
 """`critic serve` with two worker processes on one port: a weight change reaches both, the
-metrics count across both, feedback goes to the one file, and SIGTERM stops them cleanly."""
+metrics count across both, feedback goes to the one file, the A/B view's shadow and capture
+figures add up both, and SIGTERM stops them cleanly."""
 
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 import threading
 import time
 import urllib.request
+
+import pytest
 
 from conftest import free_port, wait_for_ping
 
@@ -22,21 +25,42 @@ def fetch(url, data=None, headers=None):
         return response.status, response.headers, response.read()
 
 
-def test_two_workers_share_weights_metrics_and_feedback_and_stop_cleanly(
+def wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError("the condition never held")
+
+
+TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
+
+
+@pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores: one worker each, by default")
+def test_two_workers_share_weights_metrics_feedback_and_shadows_and_stop_cleanly(
     trained_bundle, second_bundle, tmp_path
 ):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     feedback = tmp_path / "feedback.sqlite"
-    env = {**os.environ, "CRITIC_WORKERS": "2", "CRITIC_ADMIN_TOKEN": TOKEN}
+    capture = tmp_path / "capture"
+    # The default worker count, on a process given exactly two cores: two workers.
+    env = {**os.environ, "CRITIC_ADMIN_TOKEN": TOKEN}
+    env.pop("CRITIC_WORKERS", None)  # set to 1 for the other tests by conftest
     process = subprocess.Popen(
         [sys.executable, "-m", "critic.cli", "serve",
          "--variant", f"champion={trained_bundle}:1", "--variant", f"challenger={second_bundle}:1",
-         "--port", str(port), "--feedback-db", str(feedback)],
+         "--port", str(port), "--feedback-db", str(feedback),
+         "--shadow", f"candidate={second_bundle}", "--capture-dir", str(capture)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, TWO_CORES),
     )  # fmt: skip
     try:
         wait_for_ping(url, process, seconds=120)
+        parameters = json.loads(fetch(f"{url}/execution-parameters")[2])
+        assert parameters["MaxConcurrentTransforms"] == 2  # one worker per core, by default
         weights = json.dumps({"champion": 0, "challenger": 1}).encode()
         status, _, _ = fetch(
             f"{url}/admin/weights", weights,
@@ -93,6 +117,38 @@ def test_two_workers_share_weights_metrics_and_feedback_and_stop_cleanly(
         ab = json.loads(fetch(f"{url}/api/ab")[2])
         challenger = next(v for v in ab["variants"] if v["name"] == "challenger")
         assert challenger["requests"] == 30 and challenger["feedback"]["right"] == 6
+
+        # Each worker runs its own copy of the shadow and its own capture writer (one capture
+        # file each): the view adds them up, once both have taken requests.
+        sent = len(answered)
+
+        def burst():
+            for _ in range(5):
+                fetch(f"{url}/invocations", b"A fine film.", {"Content-Type": "text/plain"})
+
+        for _ in range(10):
+            if len(list(capture.rglob("*.jsonl"))) >= 2:
+                break
+            bursts = [threading.Thread(target=burst) for _ in range(4)]
+            for thread in bursts:
+                thread.start()
+            for thread in bursts:
+                thread.join()
+            sent += 20
+        assert len(list(capture.rglob("*.jsonl"))) == 2, "one worker took every request"
+
+        def settled():
+            view = json.loads(fetch(f"{url}/api/ab/shadows")[2])
+            (shadow,) = view["shadows"]
+            done = shadow["answered"] + shadow["errors"] + shadow["dropped"]
+            complete = view["capture"]["captured"] + view["capture"]["dropped"] == sent
+            return view if view["workers"] == 2 and done == sent and complete else None
+
+        view = wait_for(settled)
+        (shadow,) = view["shadows"]
+        assert shadow["workers"] == 2 and shadow["copies"] == sent and shadow["errors"] == 0
+        assert shadow["answered"] > 0 and shadow["agreement"] == 1.0  # the challenger, shadowed
+        assert view["capture"]["captured"] == sent
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)

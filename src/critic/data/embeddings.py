@@ -13,9 +13,15 @@ costs one pass over the file and memory for the vocabulary's rows only.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import math
+import os
+import shutil
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +67,10 @@ class Word2VecSettings:
     cbow: bool = False
     """Continuous bag of words instead of skip-gram: faster, a little weaker on rare words."""
     seed: int = 0
-    workers: int = 2
+    workers: int = 1
+    """Training threads. One by default: gensim's threads apply their updates in whatever order
+    the OS schedules them, so two runs of several threads differ; one thread makes a seed give
+    the same vectors every time (and `critic train` caches them, so a seed pays once)."""
 
     def __post_init__(self) -> None:
         for name in ("dimension", "window", "negative", "min_count", "epochs", "workers"):
@@ -94,6 +103,9 @@ def train_word2vec(
         min_count=settings.min_count,
         seed=settings.seed,
         workers=settings.workers,
+        # Python's own str hash changes with every interpreter (PYTHONHASHSEED); gensim seeds
+        # per-word draws with this function where it uses one.
+        hashfxn=_stable_hash,
     )
     model.build_vocab(corpus)
     keyed = model.wv
@@ -108,6 +120,62 @@ def train_word2vec(
         f"in {time.perf_counter() - started:.0f} s"
     )
     return WordVectors(list(keyed.index_to_key), np.asarray(keyed.vectors, dtype=np.float32))
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+WORD2VEC_CACHE = "word2vec"
+WORD2VEC_CACHE_FORMAT = 1
+
+
+def cached_word2vec(
+    sentences: Sequence[Sequence[str]],
+    settings: Word2VecSettings,
+    cache_dir: Path,
+    *,
+    log: Callable[[str], None] = print,
+) -> WordVectors:
+    """:func:`train_word2vec`, or its vectors from an earlier run on the same sentences with
+    the same settings (one thread: the same vectors it would train again).
+
+    Several recipes start from word2vec vectors of the same training split and size (bilstm,
+    cnn-lstm, attention and attention-ngrams do), and a sweep over seeds trains each seed's
+    once. The key is a hash of every sentence and every setting; an entry is written to a
+    temporary folder and renamed into place, so no run reads half of one."""
+    digest = hashlib.sha256(f"{WORD2VEC_CACHE_FORMAT}|{settings!r}".encode())
+    for tokens in sentences:
+        digest.update("\x1f".join(tokens).encode("utf-8"))
+        digest.update(b"\x1e")
+    folder = Path(cache_dir) / WORD2VEC_CACHE / digest.hexdigest()[:32]
+    if settings.workers == 1 and (folder / "vectors.npy").is_file():
+        try:
+            words = json.loads((folder / "words.json").read_text(encoding="utf-8"))
+            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+            if vectors.shape == (len(words), settings.dimension):
+                log(
+                    f"word2vec: {len(words):,} words x {settings.dimension} from the cache {folder}"
+                )
+                return WordVectors(words, vectors)
+        except (OSError, ValueError) as error:
+            log(f"word2vec: ignoring a broken cache entry at {folder} ({error})")
+    vectors = train_word2vec(sentences, settings, log=log)
+    if settings.workers == 1:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            try:
+                np.save(temporary / "vectors.npy", vectors.vectors, allow_pickle=False)
+                (temporary / "words.json").write_text(json.dumps(vectors.words), encoding="utf-8")
+                if folder.exists():
+                    shutil.rmtree(folder)
+                os.replace(temporary, folder)
+            finally:
+                shutil.rmtree(temporary, ignore_errors=True)
+        except OSError as error:
+            log(f"word2vec: could not cache the vectors at {folder} ({error.strerror})")
+    return vectors
 
 
 def save_word2vec_text(vectors: WordVectors, path: Path) -> Path:

@@ -410,6 +410,15 @@ class CaptureWriter:
         }
 
 
+def describe_capture(snapshots: list[dict]) -> dict:
+    """The capture's view from each worker process's :meth:`CaptureWriter.describe`: one
+    folder and one sampling, the counts summed."""
+    merged = dict(snapshots[0])
+    for key in ("captured", "dropped", "deleted_files"):
+        merged[key] = sum(snapshot[key] for snapshot in snapshots)
+    return merged
+
+
 # orjson (fifty times quicker than json.dumps here, on the capture thread that shares the GIL
 # with the event loop) writes UTF-8 as it is; a review's U+2028, U+2029 or U+0085, left raw,
 # would end a line for readers that split on every Unicode line break (Python's

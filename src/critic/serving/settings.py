@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 from critic.config import setting
 from critic.errors import CriticError
+from critic.system import available_cores
 
 ENV_PREFIX = "CRITIC_"
 
@@ -19,9 +20,10 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8080, "Port (8080, as SageMaker).")
     workers: int = setting(
-        1,
-        "Worker processes on the one port, each with every variant loaded; 1 measured best "
-        "on a 2-core machine (docs/benchmarks.md).",
+        0,
+        "Worker processes on the one port, each with every variant loaded and its share of "
+        "the cores; 0: one per core this process may use, as SageMaker's own containers start "
+        "one per vCPU (it measured best under load; docs/benchmarks.md).",
     )
     max_reviews: int = setting(1000, "Most reviews in one request; more is a 413.")
     max_batch: int = setting(64, "Most reviews in one forward pass of the micro-batcher.")
@@ -107,8 +109,10 @@ class ServerSettings:
             raise CriticError("max_reviews and max_batch must be at least 1")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise CriticError(f"batch_wait_ms must lie in 0-1000, got {self.batch_wait_ms}")
-        if not 1 <= self.workers <= 64:
-            raise CriticError(f"workers must lie in 1-64, got {self.workers}")
+        if not 0 <= self.workers <= 64:
+            raise CriticError(f"workers must lie in 0-64 (0: one per core), got {self.workers}")
+        if self.workers == 0:
+            object.__setattr__(self, "workers", min(available_cores(), 64))
         if self.max_queue is not None and self.max_queue < 1:
             raise CriticError(f"max_queue must be at least 1, got {self.max_queue}")
         if not 0 < self.queue_seconds <= 600:

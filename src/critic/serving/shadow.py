@@ -110,6 +110,7 @@ class ShadowRecord:
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     disagreements: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_SIZE))
     last_error: str | None = None
+    last_error_at: float = 0.0
 
 
 class PacedModel:
@@ -174,31 +175,82 @@ class ShadowVariant:
     def name(self) -> str:
         return self.spec.name
 
-    def describe(self) -> dict:
+    def snapshot(self) -> dict:
+        """This process's raw figures for the shadow: sums and windows, which add up across
+        the worker processes of one endpoint (:func:`describe_shadow`), where ratios and
+        percentiles would not."""
         record = self.record
         return {
             "name": self.name,
             "model": self.process.model_name,
             "bundle": str(self.spec.bundle),
             "fraction": self.spec.fraction,
+            "duty": self.model.duty,
             "copies": record.copies,
             "answered": record.answered,
             "errors": record.errors,
             "dropped": record.dropped,
-            "error_rate": record.errors / record.copies if record.copies else None,
             "reviews": record.reviews,
-            "agreement": record.agreed / record.reviews if record.reviews else None,
-            "mean_probability_gap": (
-                record.probability_gap / record.reviews if record.reviews else None
-            ),
-            # From the copy to its answer (queue and rest included), and the model's own time
-            # per forward pass: what it would cost a live request.
-            "latency_ms": _percentiles(record.latencies),
-            "pass_ms": _percentiles(self.model.passes),
-            "duty": self.model.duty,
+            "agreed": record.agreed,
+            "probability_gap": record.probability_gap,
+            "latencies": list(record.latencies),
+            "passes": list(self.model.passes),
             "last_error": record.last_error,
-            "disagreements": list(reversed(record.disagreements)),
+            "last_error_at": record.last_error_at,
+            "disagreements": list(record.disagreements),
         }
+
+    def describe(self) -> dict:
+        return describe_shadow([self.snapshot()])
+
+
+def describe_shadow(snapshots: list[dict]) -> dict:
+    """What the A/B view shows of one shadow, from the snapshots of every worker process that
+    runs it (one with a single process): counts summed, ratios of the sums, percentiles of the
+    pooled windows, the latest error and the latest disagreements of them all."""
+    first = snapshots[0]
+
+    def total(key: str):
+        return sum(snapshot[key] for snapshot in snapshots)
+
+    copies, reviews = total("copies"), total("reviews")
+    failed = max(snapshots, key=lambda snapshot: snapshot["last_error_at"])
+    disagreements = sorted(
+        (item for snapshot in snapshots for item in snapshot["disagreements"]),
+        key=lambda item: item["at"],
+        reverse=True,
+    )
+    return {
+        "name": first["name"],
+        "model": first["model"],
+        "bundle": first["bundle"],
+        "fraction": first["fraction"],
+        "workers": len(snapshots),
+        "copies": copies,
+        "answered": total("answered"),
+        "errors": total("errors"),
+        "dropped": total("dropped"),
+        "error_rate": total("errors") / copies if copies else None,
+        "reviews": reviews,
+        "agreement": total("agreed") / reviews if reviews else None,
+        "mean_probability_gap": total("probability_gap") / reviews if reviews else None,
+        # From the copy to its answer (queue and rest included), and the model's own time
+        # per forward pass: what it would cost a live request.
+        "latency_ms": _percentiles(x for snapshot in snapshots for x in snapshot["latencies"]),
+        "pass_ms": _percentiles(x for snapshot in snapshots for x in snapshot["passes"]),
+        "duty": first["duty"],
+        "last_error": failed["last_error"],
+        "disagreements": disagreements[:SAMPLE_SIZE],
+    }
+
+
+def describe_shadows(snapshots: list[list[dict]]) -> list[dict]:
+    """Every shadow's view from each worker's :meth:`Shadows.snapshot`, in the order given."""
+    by_name: dict[str, list[dict]] = {}
+    for worker in snapshots:
+        for snapshot in worker:
+            by_name.setdefault(snapshot["name"], []).append(snapshot)
+    return [describe_shadow(group) for group in by_name.values()]
 
 
 class Shadows:
@@ -262,6 +314,7 @@ class Shadows:
         except Exception as error:  # the shadow's own failure: counted, and no further
             shadow.record.errors += 1
             shadow.record.last_error = f"{type(error).__name__}: {error}"[:300]
+            shadow.record.last_error_at = time.time()
             self.outcomes.labels(shadow.name, "error").inc()
             return
         seconds = time.perf_counter() - started
@@ -286,6 +339,8 @@ class Shadows:
                     "variant": variant,
                     "live": {"label": theirs["label"], "probability": theirs["probability"]},
                     "shadow": {"label": mine["label"], "probability": mine["probability"]},
+                    # When: the view merges the latest of every worker process.
+                    "at": round(time.time(), 3),
                 }
             )
         record.reviews += len(reviews)
@@ -295,8 +350,12 @@ class Shadows:
         if len(reviews) > agreed:
             self.compared.labels(shadow.name, "disagree").inc(len(reviews) - agreed)
 
+    def snapshot(self) -> list[dict]:
+        """This process's raw figures, one entry per shadow (see :func:`describe_shadows`)."""
+        return [shadow.snapshot() for shadow in self.shadows.values()]
+
     def describe(self) -> list[dict]:
-        return [shadow.describe() for shadow in self.shadows.values()]
+        return describe_shadows([self.snapshot()])
 
 
 # --- the shadow's own process ------------------------------------------------------------------

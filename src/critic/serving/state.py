@@ -21,14 +21,15 @@ from critic.errors import CriticError
 from critic.serving.answers import AnswerIds, new_key
 from critic.serving.autoweights import AutoWeights
 from critic.serving.batching import MicroBatcher
-from critic.serving.capture import CaptureConfig, CaptureWriter
+from critic.serving.capture import CaptureConfig, CaptureWriter, describe_capture
 from critic.serving.counts import CountFlusher, CountStore
 from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
-from critic.serving.shadow import Shadows, ShadowSpec, start_shadows
+from critic.serving.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
 from critic.serving.weights import SharedWeights
+from critic.serving.worker_stats import WorkerStats
 
 
 @dataclass
@@ -51,6 +52,9 @@ class EndpointState:
     """Shadow variants (critic serve --shadow): copies of the live traffic, answering nobody."""
     capture: CaptureWriter | None = None
     """Data capture (critic serve --capture-dir)."""
+    worker_stats: WorkerStats | None = None
+    """With several worker processes and shadows or capture: where each worker's figures
+    meet, for the A/B view."""
 
     def answered(
         self,
@@ -66,6 +70,28 @@ class EndpointState:
             self.shadows.offer(variant, reviews, predictions)
         if self.capture is not None:
             self.capture.offer(variant, *request, *response, predictions[0].get("id"), reviews)
+
+    def worker_snapshot(self) -> dict:
+        """This process's shadow and capture figures, raw (they add up across workers)."""
+        return {
+            "shadows": self.shadows.snapshot() if self.shadows is not None else [],
+            "capture": self.capture.describe() if self.capture is not None else None,
+        }
+
+    async def shadow_view(self) -> dict:
+        """The shadows and the capture as the A/B view shows them, across every worker."""
+        own = self.worker_snapshot()
+        snapshots = (
+            [own]
+            if self.worker_stats is None
+            else await asyncio.to_thread(self.worker_stats.gather, own)
+        )
+        captures = [snapshot["capture"] for snapshot in snapshots if snapshot["capture"]]
+        return {
+            "workers": len(snapshots),
+            "shadows": describe_shadows([snapshot["shadows"] for snapshot in snapshots]),
+            "capture": describe_capture(captures) if captures else None,
+        }
 
     def sync_weights(self) -> None:
         """Take up the weights another worker published, if it did since the last look."""
@@ -91,6 +117,8 @@ class EndpointState:
             self.auto_weights.stop()
         if self.count_flusher is not None:
             self.count_flusher.stop()  # after the batchers: the last answers count too
+        if self.worker_stats is not None:
+            self.worker_stats.stop()
         if self.shadows is not None:
             await self.shadows.stop(self.settings.graceful_timeout_s)
         if self.capture is not None:
@@ -186,6 +214,9 @@ def start_state(
         state.count_flusher.start()
     state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry, batchers)
     state.capture = start_capture(settings, metrics.registry)
+    if runtime_dir is not None and (state.shadows is not None or state.capture is not None):
+        state.worker_stats = WorkerStats(runtime_dir, state.worker_snapshot)
+        state.worker_stats.start()
     if runtime_dir is not None:
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights

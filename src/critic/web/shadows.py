@@ -4,8 +4,9 @@
                            agreement with the live answers and the latest disagreements;
                            and the data capture's counts when capture is on
 
-Counts are this worker process's (with ``--workers N`` each worker has its own shadows; the
-Prometheus series ``critic_shadow_*`` on /metrics add up every worker).
+With ``--workers N`` every worker runs its own copy of each shadow (and its own capture
+writer): the figures are those of all the workers together (critic.serving.worker_stats);
+``workers`` says how many answered for them.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ router = APIRouter()
 
 @router.get("/api/ab/shadows")
 async def shadow_stats(state: State) -> JSONResponse:
+    view = await state.shadow_view()
     return JSONResponse(
         {
             "endpoint": state.settings.endpoint_name,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "shadows": state.shadows.describe() if state.shadows is not None else [],
-            "capture": state.capture.describe() if state.capture is not None else None,
+            **view,
         }
     )

@@ -1,0 +1,72 @@
+"""Figures that live in each worker process, gathered for a page that any one worker answers.
+
+`critic serve --workers N` runs N processes behind one port, and the kernel hands each
+request to whichever accepts it first. Counters that Prometheus can add up already do so
+(its multiprocess files); what it cannot add -- a shadow's latest disagreements, the windows
+its percentiles come from, the capture's counts beside them -- each worker writes to a JSON
+file of its own in the endpoint's runtime folder, about once a second and only when it
+changed, written atomically. The worker that answers the page writes its own at that moment
+and reads the others', so its own figures are exact and the others' at most a second old.
+
+A worker that died and was restarted by the supervisor leaves its file behind: what it counted
+was counted, so it stays in the totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+FOLDER = "worker-stats"
+
+
+class WorkerStats:
+    def __init__(self, runtime_dir: Path, snapshot: Callable[[], dict], period_s: float = 1.0):
+        self.folder = Path(runtime_dir) / FOLDER
+        self.folder.mkdir(exist_ok=True)
+        self.path = self.folder / f"{os.getpid()}.json"
+        self._snapshot = snapshot
+        self._period_s = period_s
+        self._written: bytes | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Publish every ``period_s`` from the running event loop (where the figures change,
+        so a snapshot never sees one half-updated); the file is written in a thread."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._period_s)
+            data = orjson.dumps(self._snapshot())
+            if data != self._written:
+                await asyncio.to_thread(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, self.path)
+        self._written = data
+
+    def gather(self, own: dict) -> list[dict]:
+        """Every worker's snapshot, this one's being ``own`` (taken now, on the loop). Blocking
+        file work: call it in a thread."""
+        self._write(orjson.dumps(own))
+        snapshots = [own]
+        for path in sorted(self.folder.glob("*.json")):
+            if path == self.path:
+                continue
+            # A file renamed into place is whole; one that vanished or cannot be read is a
+            # worker's figures missing from this look, not an error for the page.
+            with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                snapshots.append(orjson.loads(path.read_bytes()))
+        return snapshots
