@@ -79,7 +79,10 @@ def app_from_environment() -> FastAPI:
     # Each process gets its share of the cores: N processes each running torch on every core
     # would only fight over them.
     torch.set_num_threads(max(1, available_cores() // settings.workers))
-    signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+    # No SIGTERM handler of critic's here: uvicorn calls this factory while its own handler is
+    # installed, the one that stops accepting and finishes the requests in flight. Replacing
+    # it made a worker exit mid-request (a 500 for every request it held); its re-raise of
+    # the signal once done ends only this worker, after the supervisor has stopped listening.
     return create_app(specs, settings, Path(config["runtime_dir"]), shadows)
 
 

@@ -128,22 +128,25 @@ def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):
     assert 1000 <= computed <= 1300, computed
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_finishes_the_requests_in_flight_keeps_the_feedback_and_exits_0(
-    trained_bundle, tmp_path
+    trained_bundle, tmp_path, workers
 ):
     process, port, _, feedback = start_server(
-        trained_bundle, tmp_path, max_reviews=1000, max_queue=5000
+        trained_bundle, tmp_path, max_reviews=1000, max_queue=5000, workers=workers
     )
     _, _, payload, _ = post(port, REVIEW.encode(), "text/plain")
     (prediction,) = json.loads(payload)["predictions"]
     vote = {"review": REVIEW, "variant": "AllTraffic", "label": prediction["label"],
             "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
     answers = []
-    body = json.dumps({"instances": [REVIEW] * 300}).encode()
+    # Long enough to be in flight when the signal comes, with one worker or two.
+    body = json.dumps({"instances": [" ".join([REVIEW] * 8)] * 1000}).encode()
     try:
         assert post(port, json.dumps(vote).encode(), path="/api/feedback")[0] == 201
         clients = [
-            threading.Thread(target=lambda: answers.append(post(port, body))) for _ in range(4)
+            threading.Thread(target=lambda: answers.append((*post(port, body), time.monotonic())))
+            for _ in range(4)
         ]
         for thread in clients:
             thread.start()
@@ -159,7 +162,9 @@ def test_sigterm_finishes_the_requests_in_flight_keeps_the_feedback_and_exits_0(
     assert code == 0
     assert took < 25
     assert [status for status, *_ in answers] == [200] * 4
-    assert all(len(json.loads(p)["predictions"]) == 300 for _, _, p, _ in answers)
+    assert all(len(json.loads(p)["predictions"]) == 1000 for _, _, p, _, _ in answers)
+    # Answered after the signal: they were in flight when it came.
+    assert max(finished for *_, finished in answers) > sent
     with sqlite3.connect(feedback) as connection:
         rows = connection.execute("SELECT answer_id, feedback FROM feedback").fetchall()
     assert rows == [(prediction["id"], "right")]
