@@ -294,6 +294,17 @@ def wait_for_ping(url, process, seconds=60):
     raise AssertionError("server did not answer /ping")
 
 
+def wait_for(condition, seconds=60, every=0.05):
+    """The first true value ``condition()`` returns, polled until ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("the condition did not hold in time")
+
+
 def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, steps + 1, (batch,), generator=generator)

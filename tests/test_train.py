@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_nbsvm_config, small_run_config, write_aclimdb
+from conftest import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
 from critic.artifact import save_training_result
 from critic.checkpoints import CHECKPOINT_DIR
 from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
-from critic.models import NEURAL, model_names
+from critic.models import NEURAL, build_model, model_names
 from critic.train import resolve_device, train
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -342,3 +342,48 @@ def test_a_nearly_full_disk_fails_before_any_data_is_read(tmp_path, monkeypatch)
         train(config, tmp_path / "out", cache_dir=tmp_path / "cache", log=lambda _: None)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_adversarial_push_follows_the_embedding_gradient_with_norm_epsilon_per_review():
+    from critic.train import EmbeddingPush
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru", vocab_size=50, embedding_dim=8, hidden_dim=6))
+    token_ids, lengths = random_batch(vocab_size=50)
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    push = EmbeddingPush(model, epsilon=0.5)
+    plain = model(token_ids, lengths)
+    torch.nn.functional.binary_cross_entropy_with_logits(plain, labels).backward()
+    embedded = push._embedded
+    with push.pushed():
+        vector = push._push
+        pushed = model(token_ids, lengths)
+    # epsilon per review, along the gradient; nothing on the padding.
+    assert torch.allclose(vector.flatten(1).norm(dim=1), torch.full((6,), 0.5))
+    gradient = embedded.grad.flatten(1)
+    assert torch.allclose(
+        torch.nn.functional.cosine_similarity(vector.flatten(1), gradient), torch.ones(6)
+    )
+    padding = token_ids == 0
+    assert padding.any() and bool((vector[padding] == 0).all())
+    # A small push the way of the gradient raises the loss, and the push ends with the block.
+    loss = torch.nn.functional.binary_cross_entropy_with_logits
+    assert loss(pushed, labels) > loss(plain, labels)
+    assert torch.equal(model(token_ids, lengths), plain)
+    push.close()
+    with pytest.raises(CriticError, match="needs a model with a word embedding"):
+        EmbeddingPush(torch.nn.Linear(2, 1), epsilon=1.0)
+
+
+@pytest.mark.slow
+def test_adversarial_training_runs_and_gives_the_same_model_for_a_seed(tmp_path, cache_dir):
+    config = small_run_config(adversarial=1.0)
+    first = train(config, tmp_path / "a", cache_dir=cache_dir, **QUIET)
+    second = train(config, tmp_path / "b", cache_dir=cache_dir, **QUIET)
+    plain = train(small_run_config(), tmp_path / "plain", cache_dir=cache_dir, **QUIET)
+    weights = first.model.state_dict()
+    assert all(torch.equal(weights[k], second.model.state_dict()[k]) for k in weights)
+    assert not all(torch.equal(weights[k], plain.model.state_dict()[k]) for k in weights)
+    assert first.config.train.adversarial == 1.0
+    with pytest.raises(CriticError, match="adversarial must not be negative"):
+        small_run_config(adversarial=-1.0)

@@ -20,6 +20,7 @@ calibration (see :func:`critic.calibration.calibrate`).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import random
 import time
@@ -372,12 +373,17 @@ def _train_epoch(
         batches, total=len(batches), desc=f"epoch {epoch}/{config.train.epochs}",
         unit="batch", disable=not progress, dynamic_ncols=True, leave=True,
     )  # fmt: skip
+    push = EmbeddingPush(model, config.train.adversarial) if config.train.adversarial else None
     for batch in bar:
         batch = batch.to(device)
         logits = model(batch.token_ids, batch.lengths)
         loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if push is not None:
+            with push.pushed():
+                pushed = model(batch.token_ids, batch.lengths)
+                F.binary_cross_entropy_with_logits(pushed, batch.labels).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
         size = len(batch.labels)
@@ -389,7 +395,57 @@ def _train_epoch(
             loss=f"{total_loss / seen:.4f}", reviews_s=f"{seen / elapsed:.0f}", refresh=False
         )
     bar.close()
+    if push is not None:
+        push.close()
     return (total_loss, correct, seen), time.perf_counter() - started
+
+
+class EmbeddingPush:
+    """Adversarial training's second pass (``--adversarial EPSILON``).
+
+    A forward hook on the model's word embedding keeps the embedded batch of the plain pass
+    (and its gradient, once the plain loss is backpropagated); inside :meth:`pushed`, the next
+    pass adds ``epsilon * g / ||g||`` to it, ``g`` being that gradient and the norm taken per
+    review over all its positions and dimensions. The push is a constant: no gradient flows
+    through it (Goodfellow et al.'s fast gradient method), and the pushed loss's gradients add
+    to the plain one's before the step. Padding positions have no gradient, so they are not
+    pushed. Unlike Miyato et al. the embeddings are not normalised first: the push is relative
+    to vectors of the size training gives them.
+    """
+
+    def __init__(self, model: torch.nn.Module, epsilon: float):
+        embedding = getattr(getattr(model, "module", model), "embedding", None)
+        if not isinstance(embedding, torch.nn.Module):
+            raise CriticError("adversarial training needs a model with a word embedding")
+        self.epsilon = epsilon
+        self._embedded: torch.Tensor | None = None
+        self._push: torch.Tensor | None = None
+        self._handle = embedding.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
+        if self._push is not None:
+            return output + self._push
+        if output.requires_grad:
+            output.retain_grad()
+            self._embedded = output
+        return output
+
+    @contextlib.contextmanager
+    def pushed(self):
+        """The model's next forward pass sees the pushed embeddings."""
+        embedded, self._embedded = self._embedded, None
+        if embedded is None or embedded.grad is None:
+            raise CriticError("adversarial training: the plain pass left no embedding gradient")
+        gradient = embedded.grad.detach()
+        norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12)
+        self._push = self.epsilon * gradient / norms.view(-1, *[1] * (gradient.dim() - 1))
+        try:
+            yield
+        finally:
+            self._push = None
+
+    def close(self) -> None:
+        self._handle.remove()
 
 
 # --- the n-gram model: fitted in one go -----------------------------------------------

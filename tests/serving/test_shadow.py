@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import free_port, wait_for_ping
+from conftest import free_port, wait_for, wait_for_ping
 from critic.endpoint import create_app
 from critic.errors import CriticError
 from critic.predictor import Predictor
@@ -83,16 +83,6 @@ def shadows(url):
 
 def settled(shadow):
     return shadow["answered"] + shadow["errors"] + shadow["dropped"] == shadow["copies"]
-
-
-def wait_for(condition, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("the condition did not hold in time")
 
 
 def test_a_shadowed_endpoint_answers_exactly_as_without_its_shadow(servers):

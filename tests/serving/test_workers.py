@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_ping
+from conftest import free_port, wait_for, wait_for_ping
 
 TOKEN = "workers-admin-token"
 
@@ -23,16 +23,6 @@ def fetch(url, data=None, headers=None):
     request = urllib.request.Request(url, data=data, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, response.headers, response.read()
-
-
-def wait_for(condition, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("the condition never held")
 
 
 TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
