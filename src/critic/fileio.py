@@ -40,6 +40,21 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def replace_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
+    """Call ``fill(temporary_folder)`` beside ``path`` and rename the folder onto it (an old
+    one removed first): a reader finds the whole of one entry or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        fill(temporary)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 

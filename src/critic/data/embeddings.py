@@ -17,9 +17,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from critic.errors import CriticError
-from critic.fileio import write_atomic
+from critic.fileio import replace_folder_atomic, write_atomic
 
 WORD2VEC = "word2vec"
 """Said instead of a file (``--embeddings word2vec``): train word2vec on the training split
@@ -149,7 +146,9 @@ def cached_word2vec(
         digest.update("\x1f".join(tokens).encode("utf-8"))
         digest.update(b"\x1e")
     folder = Path(cache_dir) / WORD2VEC_CACHE / digest.hexdigest()[:32]
-    if settings.workers == 1 and (folder / "vectors.npy").is_file():
+    # Several threads would not give these vectors again: only one thread's are kept.
+    cacheable = settings.workers == 1
+    if cacheable and (folder / "vectors.npy").is_file():
         try:
             words = json.loads((folder / "words.json").read_text(encoding="utf-8"))
             vectors = np.load(folder / "vectors.npy", allow_pickle=False)
@@ -161,18 +160,14 @@ def cached_word2vec(
         except (OSError, ValueError) as error:
             log(f"word2vec: ignoring a broken cache entry at {folder} ({error})")
     vectors = train_word2vec(sentences, settings, log=log)
-    if settings.workers == 1:
+    if cacheable:
+
+        def fill(temporary: Path) -> None:
+            np.save(temporary / "vectors.npy", vectors.vectors, allow_pickle=False)
+            (temporary / "words.json").write_text(json.dumps(vectors.words), encoding="utf-8")
+
         try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-            try:
-                np.save(temporary / "vectors.npy", vectors.vectors, allow_pickle=False)
-                (temporary / "words.json").write_text(json.dumps(vectors.words), encoding="utf-8")
-                if folder.exists():
-                    shutil.rmtree(folder)
-                os.replace(temporary, folder)
-            finally:
-                shutil.rmtree(temporary, ignore_errors=True)
+            replace_folder_atomic(folder, fill)
         except OSError as error:
             log(f"word2vec: could not cache the vectors at {folder} ({error.strerror})")
     return vectors

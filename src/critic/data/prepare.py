@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from critic.data.split import split_reviews, stratified_sample
 from critic.data.text import TOKENIZER_VERSION, tokenize_many
 from critic.data.vocab import UNK_ID, Vocab
 from critic.errors import DataError
+from critic.fileio import replace_folder_atomic
 
 SPLITS = ("train", "validation", "test")
 CACHE_FORMAT = 1
@@ -151,25 +150,20 @@ def _log_stats(stats: dict, log) -> None:
 
 
 def _save_cache(path: Path, prepared: PreparedData) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Build the whole entry in a temporary folder and rename it into place: another run never
+    # The whole entry is built in a temporary folder and renamed into place: another run never
     # reads a half-written cache.
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    def fill(folder: Path) -> None:
         arrays = {}
         for name, split in prepared.splits.items():
             arrays[f"{name}_tokens"] = split.tokens
             arrays[f"{name}_offsets"] = split.offsets
             arrays[f"{name}_labels"] = split.labels
             arrays[f"{name}_ratings"] = split.ratings
-        np.savez(temporary / "data.npz", **arrays)
-        prepared.vocab.save(temporary / "vocab.json")
-        (temporary / "stats.json").write_text(json.dumps(prepared.stats, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        np.savez(folder / "data.npz", **arrays)
+        prepared.vocab.save(folder / "vocab.json")
+        (folder / "stats.json").write_text(json.dumps(prepared.stats, indent=2))
+
+    replace_folder_atomic(path, fill)
 
 
 def _load_cache(path: Path) -> PreparedData:

@@ -200,9 +200,6 @@ class ShadowVariant:
             "disagreements": list(record.disagreements),
         }
 
-    def describe(self) -> dict:
-        return describe_shadow([self.snapshot()])
-
 
 def describe_shadow(snapshots: list[dict]) -> dict:
     """What the A/B view shows of one shadow, from the snapshots of every worker process that
@@ -353,9 +350,6 @@ class Shadows:
     def snapshot(self) -> list[dict]:
         """This process's raw figures, one entry per shadow (see :func:`describe_shadows`)."""
         return [shadow.snapshot() for shadow in self.shadows.values()]
-
-    def describe(self) -> list[dict]:
-        return describe_shadows([self.snapshot()])
 
 
 # --- the shadow's own process ------------------------------------------------------------------

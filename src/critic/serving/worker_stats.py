@@ -22,6 +22,8 @@ from pathlib import Path
 
 import orjson
 
+from critic.fileio import write_bytes_atomic
+
 FOLDER = "worker-stats"
 
 
@@ -52,9 +54,9 @@ class WorkerStats:
                 await asyncio.to_thread(self._write, data)
 
     def _write(self, data: bytes) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, self.path)
+        # A temporary name of its own per write: the publisher and a page's gather may write
+        # at the same moment, from two threads.
+        write_bytes_atomic(self.path, data)
         self._written = data
 
     def gather(self, own: dict) -> list[dict]:
