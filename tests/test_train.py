@@ -387,3 +387,32 @@ def test_adversarial_training_runs_and_gives_the_same_model_for_a_seed(tmp_path,
     assert first.config.train.adversarial == 1.0
     with pytest.raises(CriticError, match="adversarial must not be negative"):
         small_run_config(adversarial=-1.0)
+
+
+def test_the_ngram_branch_learns_at_its_own_rate_and_other_models_refuse_one():
+    from critic.config import TrainConfig
+    from critic.train import build_optimizer
+
+    config = ModelConfig(
+        name="attention-ngrams", vocab_size=50, embedding_dim=8, hidden_dim=6, ngram_buckets=64
+    )
+    model = build_model(config)
+    plain = build_optimizer(model, TrainConfig(learning_rate=0.002))
+    assert [group["lr"] for group in plain.param_groups] == [0.002]
+    split = build_optimizer(model, TrainConfig(learning_rate=0.002, ngram_learning_rate=0.01))
+    rest, ngrams = split.param_groups
+    assert (rest["lr"], ngrams["lr"]) == (0.002, 0.01)
+    # Every parameter in exactly one group; the n-gram table's at the n-gram rate.
+    grouped = [id(p) for group in split.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+    assert {id(p) for p in ngrams["params"]} == {id(p) for p in model.ngrams.parameters()}
+    with pytest.raises(CriticError, match="ngram_learning_rate must be positive"):
+        TrainConfig(ngram_learning_rate=0.0)
+
+
+def test_an_ngram_learning_rate_for_a_model_without_ngrams_fails_before_any_data(tmp_path):
+    config = small_run_config(ngram_learning_rate=0.01)
+    config = config.replace(data=config.data.replace(source=str(tmp_path / "not-there.csv")))
+    with pytest.raises(CriticError, match="n-gram branch") as error:
+        train(config, tmp_path / "out", cache_dir=tmp_path / "cache", **QUIET)
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()

@@ -44,7 +44,7 @@ from critic.checkpoints import (  # noqa: F401  (CHECKPOINT_DIR, recover_checkpo
     restore_checkpoint,
     save_checkpoint,
 )
-from critic.config import RunConfig
+from critic.config import RunConfig, TrainConfig
 from critic.data.batches import BucketedBatches
 from critic.data.embeddings import (
     WORD2VEC,
@@ -156,7 +156,8 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
         and not Path(config.train.embeddings).is_file()
     ):
         raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
-    check_model_config(config.model)
+    # Fails in a second, before the data is read or word2vec trained.
+    build_optimizer(check_model_config(config.model), config.train)
     processes = run.processes
     if run.resume:
         with distributed.main_first(processes):  # rank 0 repairs a half-swapped checkpoint
@@ -189,9 +190,7 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     model = build_model(config.model).to(device)
     if embedding_init is not None:
         initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
-    )
+    optimizer = build_optimizer(model, config.train)
     parameters = sum(p.numel() for p in model.parameters())
     run.log(f"model: {config.model.name}, {parameters:,} parameters, on {device}")
     if processes.active:
@@ -212,6 +211,25 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
         return TrainingResult(config, prepared.vocab, model, {}, state.history)
     metrics = {"parameters": parameters, "processes": processes.world_size, **embedding_metrics}
     return _neural_result(config, model, prepared, device, state, stop_reason, metrics, run.log)
+
+
+def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Adam:
+    """Adam over the model's parameters; a model's n-gram branch (its ``ngrams`` module) at
+    ``train.ngram_learning_rate`` when that is set."""
+    if train.ngram_learning_rate is None:
+        groups: list[dict] = [{"params": list(model.parameters())}]
+    else:
+        branch = getattr(model, "ngrams", None)
+        if not isinstance(branch, torch.nn.Module):
+            raise CriticError(
+                "--ngram-learning-rate is for a model with an n-gram branch (attention-ngrams)"
+            )
+        in_branch = {id(p) for p in branch.parameters()}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in in_branch]},
+            {"params": list(branch.parameters()), "lr": train.ngram_learning_rate},
+        ]
+    return torch.optim.Adam(groups, lr=train.learning_rate, weight_decay=train.weight_decay)
 
 
 def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, run) -> str:

@@ -92,14 +92,15 @@ def build_model(config: ModelConfig) -> Any:
     return _REGISTRY[config.name](config)
 
 
-def check_model_config(config: ModelConfig) -> None:
-    """Raise what building ``config``'s model would raise, without its real size.
+def check_model_config(config: ModelConfig) -> Any:
+    """Raise what building ``config``'s model would raise, without its real size; return the
+    miniature (to check what else a setting needs of the model).
 
     An architecture may refuse a setting it does not use (``--pooling`` on attention); a
     miniature copy (a vocabulary of 3 words, one n-gram bucket) runs the same checks in
     milliseconds, so ``critic train`` fails before reading data or training word2vec.
     """
-    build_model(config.replace(vocab_size=3, ngram_buckets=1))
+    return build_model(config.replace(vocab_size=3, ngram_buckets=1))
 
 
 def check_model_name(name: str) -> None:
