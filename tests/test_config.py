@@ -64,7 +64,9 @@ def test_an_unknown_setting_is_refused_and_the_valid_ones_are_named():
     with pytest.raises(CriticError) as raised:
         TrainConfig.from_dict({"epochz": 3})
     message = str(raised.value)
-    assert message.startswith("TrainConfig: unknown setting(s) epochz; valid: adversarial, batch_size,")
+    assert message.startswith(
+        "TrainConfig: unknown setting(s) epochz; valid: adversarial, batch_size,"
+    )
     with pytest.raises(CriticError, match=r"ModelConfig: unknown setting\(s\) layers"):
         RunConfig.from_dict({"model": {"layers": 2}})
 
