@@ -70,7 +70,6 @@ DEFAULT_RECIPES: dict[str, str] = {
     "bilstm": "--model bilstm",
     "cnn-lstm": "--model cnn-lstm",
     "attention": "--model attention",
-    "attention-random": "--model attention --embeddings none",
     "attention-ngrams": "--model attention-ngrams",
     "ngrams": "--model ngrams",
     "nbsvm": "--model nbsvm",
