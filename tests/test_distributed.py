@@ -127,6 +127,19 @@ def test_two_processes_train_one_bundle_with_the_same_weights_on_both(tmp_path, 
 
 
 @pytest.mark.slow
+def test_two_processes_train_adversarially_in_step(tmp_path, cache_dir):
+    # attention's recipe trains adversarially: two forward and backward passes a step, each
+    # backward all-reducing through DDP, and the ranks still end with the same weights.
+    out = tmp_path / "run"
+    arguments = ["--out", str(out), "--cache-dir", str(cache_dir), "--epochs", "1"]
+    output = torchrun(*arguments, "--adversarial", "1", *SMALL)
+    sums = checksums(output)
+    assert set(sums) == {0, 1} and sums[0] == sums[1], output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["adversarial"] == 1.0
+
+
+@pytest.mark.slow
 def test_two_processes_resume_a_checkpoint_and_end_in_step(tmp_path, cache_dir):
     out = tmp_path / "run"
     config = small_run_config(epochs=2, patience=5)

@@ -211,7 +211,8 @@ class TrainConfig(_Config):
     )
     # Goodfellow et al. 2015 for text, as Miyato et al. 2017 apply it: each batch is trained
     # once as it is and once with its word vectors pushed, within this L2 norm per review, the
-    # way that most raises the loss (the gradient's direction). About twice the cost of a step.
+    # way that most raises the loss (the gradient's direction). Two passes a step: attention's
+    # epochs took about three times as long with it (docs/benchmarks.md).
     adversarial: float = setting(
         0.0,
         "Adversarial training on the word embeddings: the L2 norm of the push per review "
