@@ -159,10 +159,11 @@ def measure(name: str, arguments: list[str], folder: Path, rotten_tomatoes) -> d
         vocabulary = "its members'"
     else:
         vocabulary = f"{len(vocab) if vocab is not None else bundle.config.data.vocab_size:,}"
-    # Everything it took to make the bundle: word2vec before the epochs, the members of an
-    # ensemble before its own fitting.
+    # Everything it took to make the bundle: word2vec and language-model pre-training before
+    # the epochs, the members of an ensemble before its own fitting.
     seconds = [
-        metrics.get(k) for k in ("train_seconds", "embeddings_seconds", "member_train_seconds")
+        metrics.get(k)
+        for k in ("train_seconds", "embeddings_seconds", "pretrain_seconds", "member_train_seconds")
     ]
     train_seconds = sum(v for v in seconds if v is not None) if seconds[0] is not None else None
     return {

@@ -227,8 +227,20 @@ class TrainConfig(_Config):
         "--learning-rate.",
     )
 
+    # Dai & Le 2015, ULMFiT: the recurrent weights start from a language model trained on the
+    # training split's texts (critic.pretrain); never the validation or test texts.
+    pretrain_epochs: int = setting(
+        0,
+        "Epochs of language-model pre-training on the training split's texts before the "
+        "classifier trains (gru, bilstm, attention, attention-ngrams); 0: none.",
+    )
+
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(
+            self.pretrain_epochs >= 0,
+            f"pretrain_epochs must not be negative, got {self.pretrain_epochs}",
+        )
         _check(self.adversarial >= 0, f"adversarial must not be negative, got {self.adversarial}")
         _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")

@@ -137,6 +137,37 @@ def _reduce(values, processes, device, op) -> list[float]:
     return tensor.tolist()
 
 
+def broadcast_parameters(module: torch.nn.Module, processes: Processes) -> None:
+    """Every rank's parameters set to rank 0's (what DDP does when it wraps a model)."""
+    if not processes.active:
+        return
+    for parameter in module.parameters():
+        dist.broadcast(parameter.data, src=0)
+
+
+def average_gradients(module: torch.nn.Module, processes: Processes) -> None:
+    """Each parameter's gradient averaged over the ranks, in one all-reduce.
+
+    For a module trained for a while beside the model DDP wraps (language-model pre-training):
+    a second DDP over shared parameters would leave its hooks on them. A parameter without a
+    gradient on this rank counts as zero.
+    """
+    if not processes.active:
+        return
+    parameters = list(module.parameters())
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    flat = torch.cat([p.grad.reshape(-1) for p in parameters])
+    dist.all_reduce(flat)
+    flat /= processes.world_size
+    offset = 0
+    for parameter in parameters:
+        size = parameter.numel()
+        parameter.grad.copy_(flat[offset : offset + size].view_as(parameter))
+        offset += size
+
+
 def shard(split: EncodedSplit, processes: Processes) -> EncodedSplit:
     """This rank's share of a split (every ``world_size``-th review): for evaluating it once
     across the ranks instead of once on each."""

@@ -116,11 +116,13 @@ def build_ensemble(
         "test_reviews": len(test),
         "train_reviews": len(splits["train"]),
         "train_seconds": round(time.perf_counter() - started, 2),
-        # What training the members cost: their loops and the word2vec they trained first.
+        # What training the members cost: their loops, and the word2vec and language-model
+        # pre-training before them.
         "member_train_seconds": round(
             sum(
                 (p.bundle.metrics.get("train_seconds") or 0)
                 + (p.bundle.metrics.get("embeddings_seconds") or 0)
+                + (p.bundle.metrics.get("pretrain_seconds") or 0)
                 for p in predictors
             ),
             2,

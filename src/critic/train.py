@@ -64,6 +64,8 @@ from critic.errors import CriticError, DataError
 from critic.evaluate import predict_split, predict_split_logits, split_metrics
 from critic.fileio import check_output_folder
 from critic.models import NEURAL, build_model, check_model_config, model_kind
+from critic.models.language_model import check_pretrainable
+from critic.pretrain import pretrain_language_model
 
 Log = Callable[[str], None]
 
@@ -157,7 +159,10 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     ):
         raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
     # Fails in a second, before the data is read or word2vec trained.
-    build_optimizer(check_model_config(config.model), config.train)
+    miniature = check_model_config(config.model)
+    build_optimizer(miniature, config.train)
+    if config.train.pretrain_epochs:
+        check_pretrainable(miniature, config.model.name)
     processes = run.processes
     if run.resume:
         with distributed.main_first(processes):  # rank 0 repairs a half-swapped checkpoint
@@ -198,10 +203,15 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
             f"data-parallel: {processes.world_size} processes, {torch.get_num_threads()} "
             "thread(s) each; every batch split across them"
         )
+    pretrain_metrics: dict = {"pretrain_epochs": 0, "pretrain_seconds": None}
     if run.resume:
         state = restore_checkpoint(run.out, model, optimizer, device)
         run.log(f"resume: continuing after epoch {state.epoch} of {config.train.epochs}")
     else:
+        if config.train.pretrain_epochs:
+            pretrain_metrics = pretrain_language_model(
+                model, config, prepared, device, processes, progress=run.progress, log=run.log
+            )
         state = TrainState.start(model)
 
     stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run)
@@ -209,7 +219,12 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     if not processes.main:
         # Its weights are rank 0's; rank 0 alone measures them and writes the bundle.
         return TrainingResult(config, prepared.vocab, model, {}, state.history)
-    metrics = {"parameters": parameters, "processes": processes.world_size, **embedding_metrics}
+    metrics = {
+        "parameters": parameters,
+        "processes": processes.world_size,
+        **embedding_metrics,
+        **pretrain_metrics,
+    }
     return _neural_result(config, model, prepared, device, state, stop_reason, metrics, run.log)
 
 
@@ -317,6 +332,7 @@ def _neural_result(
         "prepare_seconds": prepared.stats.get("prepare_seconds"),
         "embeddings_coverage": extra["embeddings_coverage"],
         "embeddings_seconds": extra["embeddings_seconds"],
+        **{k: v for k, v in extra.items() if k.startswith("pretrain_")},
         "device": str(device),
         "processes": extra["processes"],
         "threads": torch.get_num_threads(),

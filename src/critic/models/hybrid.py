@@ -43,6 +43,11 @@ class AttentionNgramClassifier(nn.Module):
         """The word embedding of the recurrent branch: what ``--embeddings`` starts."""
         return self.sequence.embedding
 
+    @property
+    def word_encoder(self):
+        """The recurrent branch's encoder: language-model pre-training trains it."""
+        return self.sequence.word_encoder
+
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.sequence(token_ids, lengths) + self.ngrams(token_ids, lengths)
 

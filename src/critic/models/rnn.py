@@ -236,6 +236,12 @@ class _RecurrentClassifier(nn.Module):
     def _encoder_input_size(self, config: ModelConfig) -> int:
         return config.embedding_dim
 
+    @property
+    def word_encoder(self) -> RecurrentEncoder | None:
+        """The encoder reading the word embeddings: what language-model pre-training trains
+        (see :mod:`critic.models.language_model`)."""
+        return self.encoder
+
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embedding)
         outputs = self.encoder(embedded, lengths)  # (batch, time, hidden * directions)
@@ -303,6 +309,10 @@ class CNNLSTMClassifier(_RecurrentClassifier):
     def _encoder_input_size(self, config: ModelConfig) -> int:
         return config.conv_channels
 
+    @property
+    def word_encoder(self) -> RecurrentEncoder | None:
+        return None  # the LSTM reads pooled phrase features, not words
+
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(token_ids))  # (batch, time, embedding)
         steps = embedded.size(1)
@@ -367,6 +377,11 @@ class AttentionClassifier(nn.Module):
         self.attention = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(size, 1)
+
+    @property
+    def word_encoder(self) -> RecurrentEncoder:
+        """The encoder reading the word embeddings (see :mod:`critic.models.language_model`)."""
+        return self.encoder
 
     def _encode(self, token_ids, lengths) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs (batch, time, size) and attention weights (batch, time)."""

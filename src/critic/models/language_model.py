@@ -1,0 +1,103 @@
+"""A language model on a classifier's own embedding and recurrent encoder, for pre-training.
+
+Dai & Le (2015) and ULMFiT (Howard & Ruder 2018) start a sentiment network from a language
+model trained on the task's texts: predicting the next word teaches the recurrent weights what
+a review's sentences look like -- negation, contrast, a verdict in the last line -- before any
+label is seen. :class:`EncoderLanguageModel` borrows the classifier's ``embedding`` and its
+word encoder (:attr:`word_encoder`, a :class:`~critic.models.rnn.RecurrentEncoder`): the
+forward direction's output at word ``t`` predicts word ``t + 1``, the backward direction's
+predicts word ``t - 1`` (each has read only its own side of the review, so neither sees the
+word it predicts). Training it trains those shared modules; the heads are thrown away.
+
+The output layer is PyTorch's adaptive softmax (Grave et al. 2017): a vocabulary sorted by
+frequency, as :class:`~critic.data.vocab.Vocab` is, splits into a head of frequent words and
+smaller tail clusters, so a step costs a fraction of a 30,000-way softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from critic.errors import CriticError
+from critic.models.rnn import RecurrentEncoder, padding_mask
+
+# Where the adaptive softmax's clusters start, for a vocabulary sorted by frequency. On the
+# embedded reviews the first 2,000 words are about 85% of the running text, the next 8,000
+# about 12%: most predictions stop at the head.
+CUTOFFS = (2000, 10000)
+
+
+def word_encoder(model: nn.Module) -> RecurrentEncoder | None:
+    """The recurrent encoder that reads ``model``'s word embeddings directly, or None.
+
+    Models say so through a ``word_encoder`` attribute; those without one (the reference LSTM,
+    the n-gram and convolutional models, whose recurrent layers read phrase features) cannot
+    be pre-trained this way.
+    """
+    encoder = getattr(getattr(model, "module", model), "word_encoder", None)
+    return encoder if isinstance(encoder, RecurrentEncoder) else None
+
+
+def check_pretrainable(model: nn.Module, name: str) -> RecurrentEncoder:
+    """``model``'s word encoder, or one clear error saying why it cannot be pre-trained."""
+    encoder = word_encoder(model)
+    if encoder is None:
+        raise CriticError(
+            f"--pretrain-epochs: {name} has no recurrent encoder reading its word embeddings; "
+            "pre-train gru, bilstm, attention or attention-ngrams"
+        )
+    if encoder.directions == 2 and len(encoder.layers) > 1:
+        # The second layer's forward half reads the first layer's backward half, which has
+        # already read the word it would be asked to predict.
+        raise CriticError(
+            f"--pretrain-epochs: a bidirectional encoder of {len(encoder.layers)} layers would "
+            "see the words it predicts; pre-train one layer (--num-layers 1)"
+        )
+    return encoder
+
+
+class EncoderLanguageModel(nn.Module):
+    """Next- and previous-word prediction from a classifier's embedding and word encoder."""
+
+    def __init__(self, classifier: nn.Module, name: str, dropout: float):
+        super().__init__()
+        self.encoder = check_pretrainable(classifier, name)
+        self.embedding = getattr(classifier, "module", classifier).embedding
+        self.dropout = nn.Dropout(dropout)
+        vocab_size = self.embedding.num_embeddings
+        hidden = self.encoder.output_size // self.encoder.directions
+        cutoffs = [c for c in CUTOFFS if c < vocab_size - 1] or [max(1, vocab_size // 2)]
+        self.heads = nn.ModuleList(
+            nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
+            for _ in range(self.encoder.directions)
+        )
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(summed negative log-likelihood, number of words predicted) over the batch."""
+        embedded = self.dropout(self.embedding(token_ids))
+        outputs = self.dropout(self.encoder(embedded, lengths))  # (batch, time, out)
+        # A word has a next word when the one after it is real, and a previous word when it is
+        # itself real and not the first: the same mask, shifted.
+        pairs = padding_mask(lengths, token_ids.size(1))[:, 1:]  # (batch, time - 1)
+        hidden = self.encoder.output_size // self.encoder.directions
+        total = outputs.new_zeros(())
+        # Forward half at t predicts t + 1; backward half at t + 1 predicts t.
+        sides = [(outputs[:, :-1, :hidden], token_ids[:, 1:])]
+        if self.encoder.directions == 2:
+            sides.append((outputs[:, 1:, hidden:], token_ids[:, :-1]))
+        count = 0
+        for head, (states, targets) in zip(self.heads, sides, strict=True):
+            chosen = states[pairs]
+            if len(chosen) == 0:
+                continue
+            result = head(chosen, targets[pairs])
+            # ``result.loss`` is the mean; the caller sums across batches of unequal size.
+            total = total + result.loss * len(chosen)
+            count += len(chosen)
+        return total, count
+
+    def language_loss(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The mean negative log-likelihood per predicted word (what training minimises)."""
+        total, count = self(token_ids, lengths)
+        return total / max(count, 1)
