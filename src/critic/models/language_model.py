@@ -22,10 +22,12 @@ from torch import nn
 from critic.errors import CriticError
 from critic.models.rnn import RecurrentEncoder, padding_mask
 
-# Where the adaptive softmax's clusters start, for a vocabulary sorted by frequency. On the
-# embedded reviews the first 2,000 words are about 85% of the running text, the next 8,000
-# about 12%: most predictions stop at the head.
-CUTOFFS = (2000, 10000)
+# Where the adaptive softmax's clusters start, for a vocabulary sorted by frequency. The head
+# is what every word pays for: with 2,000 words in it a pre-training step of attention took
+# 0.98 s on 2 cores against the classifier's 0.21 s; with these, 0.30 s (64 reviews of 250
+# words, /tmp-style microbenchmark in docs/benchmarks.md). The rarer clusters' smaller
+# projections cost the rare words some accuracy, which pre-training does not need.
+CUTOFFS = (200, 1000, 5000)
 
 
 def word_encoder(model: nn.Module) -> RecurrentEncoder | None:
