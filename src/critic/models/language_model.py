@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
 from critic.models.rnn import RecurrentEncoder, padding_mask
 
@@ -28,6 +29,10 @@ from critic.models.rnn import RecurrentEncoder, padding_mask
 # words, /tmp-style microbenchmark in docs/benchmarks.md). The rarer clusters' smaller
 # projections cost the rare words some accuracy, which pre-training does not need.
 CUTOFFS = (200, 1000, 5000)
+# The words it predicts: the most frequent, about 96% of the running text; rarer ones are
+# predicted as <unk>. A cluster of the 20,000 rarest words costs as much as the head, for words
+# that pre-training learns little from.
+OUTPUT_WORDS = 10000
 
 
 def word_encoder(model: nn.Module) -> RecurrentEncoder | None:
@@ -62,16 +67,24 @@ def check_pretrainable(model: nn.Module, name: str) -> RecurrentEncoder:
 class EncoderLanguageModel(nn.Module):
     """Next- and previous-word prediction from a classifier's embedding and word encoder."""
 
-    def __init__(self, classifier: nn.Module, name: str, dropout: float):
+    def __init__(
+        self,
+        classifier: nn.Module,
+        name: str,
+        dropout: float,
+        *,
+        cutoffs: tuple[int, ...] = CUTOFFS,
+        output_words: int = OUTPUT_WORDS,
+    ):
         super().__init__()
         self.encoder = check_pretrainable(classifier, name)
         self.embedding = getattr(classifier, "module", classifier).embedding
         self.dropout = nn.Dropout(dropout)
-        vocab_size = self.embedding.num_embeddings
+        self.output_words = min(self.embedding.num_embeddings, output_words)
         hidden = self.encoder.output_size // self.encoder.directions
-        cutoffs = [c for c in CUTOFFS if c < vocab_size - 1] or [max(1, vocab_size // 2)]
+        cuts = [c for c in cutoffs if c < self.output_words - 1] or [max(1, self.output_words // 2)]
         self.heads = nn.ModuleList(
-            nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
+            nn.AdaptiveLogSoftmaxWithLoss(hidden, self.output_words, cuts, div_value=4.0)
             for _ in range(self.encoder.directions)
         )
 
@@ -93,7 +106,9 @@ class EncoderLanguageModel(nn.Module):
             chosen = states[pairs]
             if len(chosen) == 0:
                 continue
-            result = head(chosen, targets[pairs])
+            words = targets[pairs]
+            words = words.masked_fill(words >= self.output_words, UNK_ID)
+            result = head(chosen, words)
             # ``result.loss`` is the mean; the caller sums across batches of unequal size.
             total = total + result.loss * len(chosen)
             count += len(chosen)
