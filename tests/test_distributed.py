@@ -140,6 +140,20 @@ def test_two_processes_train_adversarially_in_step(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
+def test_two_processes_pretrain_a_language_model_and_end_in_step(tmp_path, cache_dir):
+    # The language model's gradients are averaged by hand, not by a second DDP: one left on the
+    # shared embedding and encoder would all-reduce again in every classifier step.
+    out = tmp_path / "run"
+    arguments = ["--out", str(out), "--cache-dir", str(cache_dir), "--epochs", "1"]
+    output = torchrun(*arguments, "--model", "gru", "--pretrain-epochs", "1", *SMALL)
+    sums = checksums(output)
+    assert set(sums) == {0, 1} and sums[0] == sums[1], output
+    assert output.count("pre-train epoch 1: language-model loss") == 1  # rank 0 speaks
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["pretrain_epochs"] == 1
+
+
+@pytest.mark.slow
 def test_two_processes_resume_a_checkpoint_and_end_in_step(tmp_path, cache_dir):
     out = tmp_path / "run"
     config = small_run_config(epochs=2, patience=5)

@@ -60,15 +60,18 @@ def test_an_ensemble_needs_two_members_and_never_overwrites_one(trained_bundle, 
     assert (copy / "bundle.json").is_file()
 
 
-def test_the_members_training_cost_counts_the_word_vectors_they_trained(
+def test_the_members_training_cost_counts_the_word_vectors_and_pretraining_before_it(
     trained_bundle, nbsvm_bundle, tmp_path
 ):
-    # A recipe with --embeddings word2vec trains word2vec before its epochs: part of its cost.
+    # A recipe with --embeddings word2vec trains word2vec before its epochs, and one with
+    # --pretrain-epochs a language model: both are part of its cost.
     member = tmp_path / "member"
     shutil.copytree(trained_bundle, member)
     edit_signed_json(
-        member, "metrics.json", lambda m: m.update(train_seconds=100.0, embeddings_seconds=60.0)
+        member,
+        "metrics.json",
+        lambda m: m.update(train_seconds=100.0, embeddings_seconds=60.0, pretrain_seconds=40.0),
     )
     nbsvm_seconds = json.loads((nbsvm_bundle / "metrics.json").read_text())["train_seconds"]
     metrics = build_ensemble([nbsvm_bundle, member], tmp_path / "ensemble", log=lambda _: None)
-    assert metrics["member_train_seconds"] == pytest.approx(nbsvm_seconds + 160.0, abs=0.01)
+    assert metrics["member_train_seconds"] == pytest.approx(nbsvm_seconds + 200.0, abs=0.01)

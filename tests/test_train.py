@@ -416,3 +416,58 @@ def test_an_ngram_learning_rate_for_a_model_without_ngrams_fails_before_any_data
     with pytest.raises(CriticError, match="n-gram branch") as error:
         train(config, tmp_path / "out", cache_dir=tmp_path / "cache", **QUIET)
     assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+
+
+def small_gru_config(**train_changes):
+    config = small_run_config(**train_changes)
+    return config.replace(model=ModelConfig(name="gru", bidirectional=True, hidden_dim=16))
+
+
+@pytest.mark.slow
+def test_pretraining_reads_the_training_texts_first_and_gives_the_same_model_for_a_seed(
+    tmp_path, cache_dir
+):
+    lines = []
+    config = small_gru_config(pretrain_epochs=2)
+    first = train(config, tmp_path / "a", cache_dir=cache_dir, progress=False, log=lines.append)
+    second = train(config, tmp_path / "b", cache_dir=cache_dir, **QUIET)
+    plain = train(small_gru_config(), tmp_path / "plain", cache_dir=cache_dir, **QUIET)
+    pretrained = [line for line in lines if line.startswith("pre-train epoch")]
+    assert len(pretrained) == 2 and all("language-model loss" in line for line in pretrained)
+    # Epoch 2's loss is below epoch 1's: it learned from the text.
+    losses = [float(line.split("loss ")[1].split()[0]) for line in pretrained]
+    assert losses[1] < losses[0]
+    metrics = first.metrics
+    assert metrics["pretrain_epochs"] == 2 and metrics["pretrain_seconds"] > 0
+    assert metrics["pretrain_loss"] == pytest.approx(losses[1], abs=1e-4)
+    weights = first.model.state_dict()
+    assert all(torch.equal(weights[k], second.model.state_dict()[k]) for k in weights)
+    assert not torch.equal(weights["encoder.layers.0.0.weight_hh_l0"],
+                           plain.model.state_dict()["encoder.layers.0.0.weight_hh_l0"])  # fmt: skip
+    assert plain.metrics["pretrain_epochs"] == 0 and plain.metrics["pretrain_seconds"] is None
+    # The bundle keeps the figures.
+    save_training_result(tmp_path / "bundle", first)
+    saved = json.loads((tmp_path / "bundle" / "metrics.json").read_text())
+    assert saved["pretrain_epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (ModelConfig(name="cnn-lstm"), "cnn-lstm has no recurrent encoder reading its word"),
+        (ModelConfig(), "lstm has no recurrent encoder reading its word embeddings"),
+        (ModelConfig(name="nbsvm"), "nbsvm is fitted in one go: it has no language model"),
+        (
+            ModelConfig(name="bilstm", num_layers=2),
+            "bidirectional encoder of 2 layers would see the words it predicts",
+        ),
+    ],
+)
+def test_pretraining_a_model_it_cannot_fails_before_any_data_is_read(tmp_path, model, message):
+    config = small_run_config(pretrain_epochs=1).replace(model=model)
+    config = config.replace(data=config.data.replace(source=str(tmp_path / "not-there.csv")))
+    with pytest.raises(CriticError, match=message) as error:
+        train(config, tmp_path / "out", cache_dir=tmp_path / "cache", **QUIET)
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+    with pytest.raises(CriticError, match="pretrain_epochs must not be negative"):
+        small_run_config(pretrain_epochs=-1)

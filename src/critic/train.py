@@ -493,6 +493,11 @@ def train_nbsvm(config: RunConfig, run: RunOptions) -> TrainingResult:
     """
     if run.resume:
         raise CriticError(f"{config.model.name} trains in one go: there is nothing to resume")
+    if config.train.pretrain_epochs:
+        raise CriticError(
+            f"--pretrain-epochs: {config.model.name} is fitted in one go: it has no language "
+            "model to pre-train"
+        )
     remove_checkpoint(run.out)
     log = run.log
     started = time.perf_counter()
