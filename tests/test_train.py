@@ -451,6 +451,27 @@ def test_pretraining_reads_the_training_texts_first_and_gives_the_same_model_for
     assert saved["pretrain_epochs"] == 2
 
 
+@pytest.mark.slow
+def test_a_pretrained_run_resumes_without_pretraining_again_to_the_same_result(tmp_path, cache_dir):
+    config = small_gru_config(pretrain_epochs=1, epochs=2, patience=5)
+    straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            config, tmp_path / "resumed", cache_dir=cache_dir, progress=False,
+            log=interrupt_at("epoch 2:"),
+        )  # fmt: skip
+    lines = []
+    resumed = train(
+        config, tmp_path / "resumed", resume=True, cache_dir=cache_dir, progress=False,
+        log=lines.append,
+    )  # fmt: skip
+    assert not any(line.startswith("pre-train") for line in lines)  # its effect is in the weights
+    assert resumed.metrics["test_loss"] == straight.metrics["test_loss"]
+    assert resumed.metrics["pretrain_epochs"] == 1 and resumed.metrics["pretrain_seconds"] is None
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name])
+
+
 @pytest.mark.parametrize(
     "model, message",
     [

@@ -4,6 +4,8 @@
   After every epoch the loop evaluates on the validation split and writes a checkpoint (see
   :mod:`critic.checkpoints`); ``resume=True`` continues from the last completed epoch and gives
   the same result as a run that was never interrupted.
+  With ``--pretrain-epochs N`` the embedding and word encoder first train as a language model
+  on the training split's texts (:mod:`critic.pretrain`).
 * ``nbsvm`` -- :func:`train_nbsvm`: fitted by scikit-learn in one go (no epochs, nothing to
   resume), on the same train / validation / test split.
 
@@ -203,7 +205,11 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
             f"data-parallel: {processes.world_size} processes, {torch.get_num_threads()} "
             "thread(s) each; every batch split across them"
         )
-    pretrain_metrics: dict = {"pretrain_epochs": 0, "pretrain_seconds": None}
+    # A resumed run pre-trained before its first checkpoint; how long that took is not kept.
+    pretrain_metrics: dict = {
+        "pretrain_epochs": config.train.pretrain_epochs,
+        "pretrain_seconds": None,
+    }
     if run.resume:
         state = restore_checkpoint(run.out, model, optimizer, device)
         run.log(f"resume: continuing after epoch {state.epoch} of {config.train.epochs}")

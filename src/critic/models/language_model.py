@@ -23,15 +23,16 @@ from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
 from critic.models.rnn import RecurrentEncoder, padding_mask
 
-# Where the adaptive softmax's clusters start, for a vocabulary sorted by frequency. The head
-# is what every word pays for: with 2,000 words in it a pre-training step of attention took
-# 0.98 s on 2 cores against the classifier's 0.21 s; with these, 0.30 s (64 reviews of 250
-# words, /tmp-style microbenchmark in docs/benchmarks.md). The rarer clusters' smaller
-# projections cost the rare words some accuracy, which pre-training does not need.
+# Where the adaptive softmax's clusters start, for a vocabulary sorted by frequency: the head
+# (here 200 words, 61% of the running text of the embedded reviews) is what every word pays
+# for. With a head of 2,000 words a pre-training step of attention (64 reviews of 250
+# words) took 0.98 s on 2 cores against the classifier's 0.21 s; with these cutoffs and
+# OUTPUT_WORDS an epoch over the training split takes 131-156 s, about one adversarial epoch
+# of attention's recipe.
 CUTOFFS = (200, 1000, 5000)
-# The words it predicts: the most frequent, about 96% of the running text; rarer ones are
-# predicted as <unk>. A cluster of the 20,000 rarest words costs as much as the head, for words
-# that pre-training learns little from.
+# The words it predicts: the most frequent, 96% of the running text; rarer ones are predicted
+# as <unk>. A cluster of the 20,000 rarest words cost as much as the head, for words that
+# pre-training learns little from.
 OUTPUT_WORDS = 10000
 
 
