@@ -17,6 +17,7 @@ LAYERS = [
     {"critic.models"},
     {"critic.calibration", "critic.abtest"},
     {"critic.evaluate", "critic.checkpoints", "critic.distributed"},
+    {"critic.pretrain"},
     {"critic.train"},
     {"critic.artifact"},
     {"critic.scoring"},
