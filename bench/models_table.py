@@ -54,6 +54,7 @@ from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
 from critic.fileio import write_text_atomic
 from critic.predictor import Predictor
+from critic.train import training_seconds
 
 # name -> `critic train` options. The reference LSTM only, for now. Add the other models here
 # as they land, one line each, e.g.:
@@ -159,13 +160,7 @@ def measure(name: str, arguments: list[str], folder: Path, rotten_tomatoes) -> d
         vocabulary = "its members'"
     else:
         vocabulary = f"{len(vocab) if vocab is not None else bundle.config.data.vocab_size:,}"
-    # Everything it took to make the bundle: word2vec and language-model pre-training before
-    # the epochs, the members of an ensemble before its own fitting.
-    seconds = [
-        metrics.get(k)
-        for k in ("train_seconds", "embeddings_seconds", "pretrain_seconds", "member_train_seconds")
-    ]
-    train_seconds = sum(v for v in seconds if v is not None) if seconds[0] is not None else None
+    train_seconds = training_seconds(metrics)  # word2vec, pre-training and members included
     return {
         "name": name,
         "recipe": shlex.join(arguments),

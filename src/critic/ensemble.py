@@ -31,6 +31,7 @@ from critic.errors import CriticError
 from critic.evaluate import split_metrics
 from critic.predictor import Predictor
 from critic.scoring import weighted_log_odds
+from critic.train import training_seconds
 
 
 def shared_data(predictors: Sequence[Predictor], paths: Sequence[Path]) -> DataConfig:
@@ -116,16 +117,8 @@ def build_ensemble(
         "test_reviews": len(test),
         "train_reviews": len(splits["train"]),
         "train_seconds": round(time.perf_counter() - started, 2),
-        # What training the members cost: their loops, and the word2vec and language-model
-        # pre-training before them.
         "member_train_seconds": round(
-            sum(
-                (p.bundle.metrics.get("train_seconds") or 0)
-                + (p.bundle.metrics.get("embeddings_seconds") or 0)
-                + (p.bundle.metrics.get("pretrain_seconds") or 0)
-                for p in predictors
-            ),
-            2,
+            sum(training_seconds(p.bundle.metrics) or 0 for p in predictors), 2
         ),
     }
     calibration, calibrated = calibrate(

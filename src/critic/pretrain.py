@@ -26,6 +26,7 @@ from critic.data.batches import BucketedBatches
 from critic.data.prepare import PreparedData
 from critic.distributed import Processes
 from critic.models.language_model import EncoderLanguageModel
+from critic.system import flush_subnormals
 
 
 def pretrain_language_model(
@@ -60,40 +61,36 @@ def pretrain_language_model(
     )
     started = time.perf_counter()
     loss_per_word = float("nan")
-    flush_before = torch.set_flush_denormal(True) if device.type == "cpu" else False
-    try:
-        for epoch in range(1, train.pretrain_epochs + 1):
-            epoch_started = time.perf_counter()
-            batches.set_epoch(epoch)
-            language_model.train()
-            total, words = 0.0, 0
-            bar = tqdm(
-                batches, total=len(batches), desc=f"pre-train {epoch}/{train.pretrain_epochs}",
-                unit="batch", disable=not progress, dynamic_ncols=True, leave=True,
-            )  # fmt: skip
-            for batch in bar:
-                batch = batch.to(device)
-                summed, count = language_model(batch.token_ids, batch.lengths)
-                optimizer.zero_grad(set_to_none=True)
-                if count:  # a batch of one-word reviews has nothing to predict
-                    (summed / count).backward()
-                distributed.average_gradients(language_model, processes)
-                torch.nn.utils.clip_grad_norm_(language_model.parameters(), train.grad_clip)
-                optimizer.step()
-                total += float(summed.detach())
-                words += count
-                bar.set_postfix(loss=f"{total / max(words, 1):.3f}", refresh=False)
-            bar.close()
-            total, words = distributed.all_sum([total, words], processes, device)
-            loss_per_word = total / max(words, 1)
-            log(
-                f"pre-train epoch {epoch}: language-model loss {loss_per_word:.4f} "
-                f"(perplexity {math.exp(min(loss_per_word, 50)):.0f}) over {int(words):,} words "
-                f"| {time.perf_counter() - epoch_started:.0f} s"
-            )
-    finally:
-        if device.type == "cpu":
-            torch.set_flush_denormal(flush_before)
+    flush_subnormals(device)  # as the classifier's epochs do
+    for epoch in range(1, train.pretrain_epochs + 1):
+        epoch_started = time.perf_counter()
+        batches.set_epoch(epoch)
+        language_model.train()
+        total, words = 0.0, 0
+        bar = tqdm(
+            batches, total=len(batches), desc=f"pre-train {epoch}/{train.pretrain_epochs}",
+            unit="batch", disable=not progress, dynamic_ncols=True, leave=True,
+        )  # fmt: skip
+        for batch in bar:
+            batch = batch.to(device)
+            summed, count = language_model(batch.token_ids, batch.lengths)
+            optimizer.zero_grad(set_to_none=True)
+            if count:  # a batch of one-word reviews has nothing to predict
+                (summed / count).backward()
+            distributed.average_gradients(language_model, processes)
+            torch.nn.utils.clip_grad_norm_(language_model.parameters(), train.grad_clip)
+            optimizer.step()
+            total += float(summed.detach())
+            words += count
+            bar.set_postfix(loss=f"{total / max(words, 1):.3f}", refresh=False)
+        bar.close()
+        total, words = distributed.all_sum([total, words], processes, device)
+        loss_per_word = total / max(words, 1)
+        log(
+            f"pre-train epoch {epoch}: language-model loss {loss_per_word:.4f} "
+            f"(perplexity {math.exp(min(loss_per_word, 50)):.0f}) over {int(words):,} words "
+            f"| {time.perf_counter() - epoch_started:.0f} s"
+        )
     (seconds,) = distributed.all_max([time.perf_counter() - started], processes, device)
     return {
         "pretrain_epochs": train.pretrain_epochs,

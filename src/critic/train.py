@@ -68,6 +68,7 @@ from critic.fileio import check_output_folder
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 from critic.models.language_model import check_pretrainable
 from critic.pretrain import pretrain_language_model
+from critic.system import flush_subnormals
 
 Log = Callable[[str], None]
 
@@ -98,6 +99,15 @@ class RunOptions:
     """The data already prepared (tests, benchmarks); read and encoded here when None."""
     processes: Processes = field(default_factory=Processes)
     """The processes training together (torchrun); one by default."""
+
+
+def training_seconds(metrics: dict) -> float | None:
+    """What making a bundle cost: its loop's seconds, the word2vec and language-model
+    pre-training before the epochs, and an ensemble's members; None without a loop's figure."""
+    if metrics.get("train_seconds") is None:
+        return None
+    keys = ("train_seconds", "embeddings_seconds", "pretrain_seconds", "member_train_seconds")
+    return sum(metrics.get(key) or 0 for key in keys)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -270,45 +280,38 @@ def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, r
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
-    # Gradients that vanish through hundreds of LSTM steps become subnormal floats, and CPU
-    # arithmetic on subnormals is many times slower: flushing them to zero made a training
-    # step here about 5x faster, with no measurable effect on accuracy.
-    flush_before = torch.set_flush_denormal(True) if device.type == "cpu" else False
-    try:
-        for epoch in range(state.epoch + 1, config.train.epochs + 1):
-            stop_reason = state.stop_reason(config.train)
-            if stop_reason is not None:
-                return stop_reason
-            started = time.perf_counter()
-            train_batches.set_epoch(epoch)
-            train_sums, seconds = _train_epoch(
-                trainer, optimizer, train_batches, device, config, epoch, run.progress
-            )
-            val_sums = _validation_sums(model, validation, config.data.max_length, device)
-            loss, correct, seen, val_loss, val_correct, val_seen = distributed.all_sum(
-                [*train_sums, *val_sums], processes, device
-            )
-            epoch_seconds, seconds = distributed.all_max(
-                [time.perf_counter() - started, seconds], processes, device
-            )
-            state.step_seconds += seconds
-            state.reviews_seen += len(prepared.splits["train"])
-            row = {"epoch": epoch, "train_loss": loss / seen, "train_accuracy": correct / seen}
-            row["val_loss"] = val_loss / val_seen
-            row["val_accuracy"] = val_correct / val_seen
-            row["seconds"] = round(epoch_seconds, 2)
-            state.train_seconds += epoch_seconds
-            improved = state.record(row, model)
-            run.log(
-                f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-                f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
-                f"{' (best)' if improved else ''} | {row['seconds']:.0f} s"
-            )
-            if processes.main:  # the sums above were the barrier: every rank ended the epoch
-                save_checkpoint(run.out, model, optimizer, config, state)
-    finally:
-        if device.type == "cpu":
-            torch.set_flush_denormal(flush_before)
+    flush_subnormals(device)
+    for epoch in range(state.epoch + 1, config.train.epochs + 1):
+        stop_reason = state.stop_reason(config.train)
+        if stop_reason is not None:
+            return stop_reason
+        started = time.perf_counter()
+        train_batches.set_epoch(epoch)
+        train_sums, seconds = _train_epoch(
+            trainer, optimizer, train_batches, device, config, epoch, run.progress
+        )
+        val_sums = _validation_sums(model, validation, config.data.max_length, device)
+        loss, correct, seen, val_loss, val_correct, val_seen = distributed.all_sum(
+            [*train_sums, *val_sums], processes, device
+        )
+        epoch_seconds, seconds = distributed.all_max(
+            [time.perf_counter() - started, seconds], processes, device
+        )
+        state.step_seconds += seconds
+        state.reviews_seen += len(prepared.splits["train"])
+        row = {"epoch": epoch, "train_loss": loss / seen, "train_accuracy": correct / seen}
+        row["val_loss"] = val_loss / val_seen
+        row["val_accuracy"] = val_correct / val_seen
+        row["seconds"] = round(epoch_seconds, 2)
+        state.train_seconds += epoch_seconds
+        improved = state.record(row, model)
+        run.log(
+            f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
+            f"{' (best)' if improved else ''} | {row['seconds']:.0f} s"
+        )
+        if processes.main:  # the sums above were the barrier: every rank ended the epoch
+            save_checkpoint(run.out, model, optimizer, config, state)
     return "completed all epochs"
 
 

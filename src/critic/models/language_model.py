@@ -82,21 +82,21 @@ class EncoderLanguageModel(nn.Module):
         self.embedding = getattr(classifier, "module", classifier).embedding
         self.dropout = nn.Dropout(dropout)
         self.output_words = min(self.embedding.num_embeddings, output_words)
-        hidden = self.encoder.output_size // self.encoder.directions
+        self.hidden = hidden = self.encoder.output_size // self.encoder.directions
         cuts = [c for c in cutoffs if c < self.output_words - 1] or [max(1, self.output_words // 2)]
         self.heads = nn.ModuleList(
             nn.AdaptiveLogSoftmaxWithLoss(hidden, self.output_words, cuts, div_value=4.0)
             for _ in range(self.encoder.directions)
         )
 
-    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(summed negative log-likelihood, number of words predicted) over the batch."""
         embedded = self.dropout(self.embedding(token_ids))
         outputs = self.dropout(self.encoder(embedded, lengths))  # (batch, time, out)
         # A word has a next word when the one after it is real, and a previous word when it is
         # itself real and not the first: the same mask, shifted.
         pairs = padding_mask(lengths, token_ids.size(1))[:, 1:]  # (batch, time - 1)
-        hidden = self.encoder.output_size // self.encoder.directions
+        hidden = self.hidden
         total = outputs.new_zeros(())
         # Forward half at t predicts t + 1; backward half at t + 1 predicts t.
         sides = [(outputs[:, :-1, :hidden], token_ids[:, 1:])]
