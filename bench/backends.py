@@ -7,7 +7,7 @@ For each neural bundle given and each backend:
 
 * ``eager`` -- the bundle's model as ``critic serve`` runs it today (:class:`NeuralScorer`);
 * ``onnx`` -- the same weights exported to ONNX and run by ONNX Runtime
-  (:class:`~critic.onnx_backend.OnnxScorer`, ``--backend onnx``);
+  (:class:`~critic.inference.onnx.OnnxScorer`, ``--backend onnx``);
 * ``int8`` -- ``torch.ao.quantization.quantize_dynamic`` of its ``nn.LSTM``, ``nn.GRU`` and
   ``nn.Linear`` modules (weights int8, activations quantized on the fly). critic's own
   fast LSTM (``models/fast_lstm.py``) is for training only; in eval mode every model calls
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from critic.artifact import load_bundle
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
-from critic.onnx_backend import OnnxScorer
-from critic.scoring import NeuralScorer
+from critic.inference.bundle import load_bundle
+from critic.inference.onnx import OnnxScorer
+from critic.inference.scoring import NeuralScorer
 
 BACKENDS = ("eager", "onnx", "int8")
 

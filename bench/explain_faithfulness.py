@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from critic.artifact import load_bundle
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.data.vocab import PAD_ID
-from critic.scoring import NeuralScorer, gradients_in_eval_mode, make_scorer
+from critic.inference.bundle import load_bundle
+from critic.inference.scoring import NeuralScorer, gradients_in_eval_mode, make_scorer
 
 RANDOM = "random words"
 GRADIENT_X_INPUT = "gradient x input"

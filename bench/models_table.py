@@ -47,14 +47,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from critic.calibration import expected_calibration_error
-from critic.compare import score_reviews
 from critic.data.prepare import load_splits
 from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
+from critic.evaluation.calibration import expected_calibration_error
+from critic.evaluation.compare import score_reviews
 from critic.fileio import write_text_atomic
-from critic.predictor import Predictor
-from critic.train import training_seconds
+from critic.inference.predictor import Predictor
+from critic.training.train import training_seconds
 
 # name -> `critic train` options. The reference LSTM only, for now. Add the other models here
 # as they land, one line each, e.g.:

@@ -17,7 +17,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from critic.predictor import Predictor
+from critic.inference.predictor import Predictor
 
 
 def naive_app(bundle: Path) -> FastAPI:

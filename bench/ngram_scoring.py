@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from critic.data.text import tokenize
-from critic.predictor import Predictor
-from critic.scoring import NBSVMScorer
+from critic.inference.predictor import Predictor
+from critic.inference.scoring import NBSVMScorer
 
 
 def cpu_microseconds(work, count: int, repeats: int) -> float:

@@ -93,7 +93,7 @@ def run_wrk(port: int, body_file: Path, content_type: str, clients: int, seconds
 
 def offline_reviews_per_second(bundle: Path, reviews: list[str], rounds: int) -> float:
     """The Predictor alone, in this process: 100-review batches, best of ``rounds`` passes."""
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
     predictor = Predictor.load(bundle)
     predictor.predict(reviews[:100])

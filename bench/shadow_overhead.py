@@ -54,11 +54,11 @@ def hook_costs(live: Path, shadow: Path, review: str, scratch: Path, count: int 
     """What one request pays for a shadow and for capture, in microseconds (in this process)."""
     from prometheus_client import CollectorRegistry
 
-    from critic.predictor import Predictor
-    from critic.serving.capture import CaptureConfig, CaptureWriter
+    from critic.inference.predictor import Predictor
     from critic.serving.codec import encode_predictions
     from critic.serving.settings import ServerSettings
-    from critic.serving.shadow import ShadowSpec, start_shadows
+    from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter
+    from critic.serving.sidecar.shadow import ShadowSpec, start_shadows
 
     predictions = Predictor.load(live).predict([review])
     answer = encode_predictions(predictions, "application/json")

@@ -5,7 +5,7 @@
 
 For each bundle, N reviews drawn from the embedded IMDB data are scored twice, alternately,
 ``--repeats`` times each: by ``Predictor.predict`` on batches of ``--batch-size`` held in
-memory (the offline figure), and by :func:`critic.transform.transform_file` over the same
+memory (the offline figure), and by :func:`critic.apps.batch.transform_file` over the same
 reviews as a text file, one a line (read, predicted, written, checkpointed). The best of each
 is kept; the target is a ratio of at least 0.90.
 
@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from critic.apps.batch import TransformSettings, transform_file
 from critic.data.sources import load_embedded
-from critic.predictor import Predictor
-from critic.transform import TransformSettings, transform_file
+from critic.inference.predictor import Predictor
 
 
 def draw_reviews(count: int, seed: int = 0) -> list[str]:
@@ -81,7 +81,7 @@ def measure(bundle: Path, reviews: list[str], source: Path, args: argparse.Names
 _CHILD = """
 import sys, time
 from pathlib import Path
-from critic.transform import TransformSettings, transform_files
+from critic.apps.batch import TransformSettings, transform_files
 bundle, source, out, batch_size = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 started = time.perf_counter()
 [result] = transform_files(bundle, [source], out, TransformSettings(batch_size=batch_size), show_progress=False)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from critic.artifact import MANIFEST, save_training_result
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from critic.fileio import sha256_file
-from critic.train import train
+from critic.inference.bundle import MANIFEST, save_training_result
+from critic.training.train import train
 
 AWS_TEST_REGION = "us-east-1"
 # The endpoints tests start run one worker process unless a test asks for more (with
@@ -136,7 +136,7 @@ def nbsvm_bundle(tmp_path_factory, cache_dir) -> Path:
 @pytest.fixture(scope="session")
 def ensemble_bundle(tmp_path_factory, trained_bundle, nbsvm_bundle) -> Path:
     """An ensemble of the small LSTM and the small n-gram model."""
-    from critic.ensemble import build_ensemble
+    from critic.inference.ensemble import build_ensemble
 
     out = tmp_path_factory.mktemp("ensemble") / "ensemble"
     build_ensemble([nbsvm_bundle, trained_bundle], out, log=lambda _: None)

@@ -5,7 +5,7 @@ written into a bundle's ``config.json`` and read back without pickle.
 
 Each field is declared once, with :func:`setting`: its type, default and the help a user
 reads. ``critic train`` builds one command-line option per field from that declaration
-(:mod:`critic.options`), and types SageMaker's string hyper-parameters with it, so a new
+(:mod:`critic.cli.options`), and types SageMaker's string hyper-parameters with it, so a new
 hyper-parameter is one field here and its use in the model.
 """
 
@@ -228,7 +228,7 @@ class TrainConfig(_Config):
     )
 
     # Dai & Le 2015, ULMFiT: the recurrent weights start from a language model trained on the
-    # training split's texts (critic.pretrain); never the validation or test texts.
+    # training split's texts (critic.training.pretrain); never the validation or test texts.
     pretrain_epochs: int = setting(
         0,
         "Epochs of language-model pre-training on the training split's texts before the "

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import BENCH, load_bench_script, random_batch
-from critic.artifact import load_bundle
 from critic.config import ModelConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
+from critic.inference.bundle import load_bundle
+from critic.inference.scoring import make_scorer, scale_to_unit
 from critic.models import build_model
-from critic.scoring import make_scorer, scale_to_unit
 
 SCRIPT = BENCH / "explain_faithfulness.py"
 

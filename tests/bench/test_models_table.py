@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from conftest import load_bench_script
-from critic.calibration import expected_calibration_error
 from critic.data.prepare import load_splits
 from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
-from critic.predictor import Predictor
+from critic.evaluation.calibration import expected_calibration_error
+from critic.inference.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,12 @@ def test_submit_training_job_uploads_critics_source_and_creates_the_job(aws, tmp
         names = tar.getnames()
         entry = tar.extractfile("train_entry.py").read().decode()
         requirements = tar.extractfile("requirements.txt").read().decode().splitlines()
-    assert {"train_entry.py", "requirements.txt", "critic/__init__.py", "critic/cli.py"} <= set(
-        names
-    )
+    assert {
+        "train_entry.py",
+        "requirements.txt",
+        "critic/__init__.py",
+        "critic/cli/__init__.py",
+    } <= set(names)
     assert "critic/sagemaker/training.py" in names
     assert all(
         n.startswith("critic/") for n in names if n not in ("train_entry.py", "requirements.txt")

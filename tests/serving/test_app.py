@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from critic.endpoint import create_app
-from critic.predictor import Predictor
+from critic.apps.endpoint import create_app
+from critic.inference.predictor import Predictor
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
 
@@ -315,7 +315,7 @@ def test_a_wrong_or_missing_admin_token_leaves_the_weights_unchanged(client, aut
 def test_the_endpoint_runs_the_lstm_on_onnx_runtime_by_default_and_answers_the_same(
     trained_bundle,
 ):
-    from critic.onnx_backend import OnnxScorer
+    from critic.inference.onnx import OnnxScorer
 
     answers = {}
     for backend in ("auto", "torch"):

@@ -270,7 +270,7 @@ def test_stopping_answers_what_is_queued_and_refuses_what_comes_after():
 
 
 def test_batched_answers_equal_one_at_a_time_answers(trained_bundle):
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
     predictor = Predictor.load(trained_bundle)
     reviews = [f"{word} film, {n} stars and a {word} ending." for n, word in

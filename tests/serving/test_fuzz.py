@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import get_client
 
-from critic.endpoint import create_app
+from critic.apps.endpoint import create_app
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
 

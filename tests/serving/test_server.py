@@ -115,7 +115,7 @@ def test_served_predictions_equal_critic_predict(server, trained_bundle):
 
 
 def test_concurrent_requests_are_micro_batched_and_each_gets_its_own_answer(server, trained_bundle):
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
     expected = {
         r: p["probability"]

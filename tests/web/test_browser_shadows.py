@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from test_browser import browser, page, start_server, stop
 
 from critic.data.prepare import load_splits
-from critic.predictor import Predictor
+from critic.inference.predictor import Predictor
 
 __all__ = ["browser", "page"]  # test_browser's fixtures, used here
 

@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from critic.endpoint import create_app
-from critic.serving.feedback import FEEDBACK_FILE
+from critic.apps.endpoint import create_app
+from critic.serving.ab.feedback import FEEDBACK_FILE
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
 

@@ -14,8 +14,31 @@ from collections import Counter
 
 import numpy as np
 
-from critic.data.sources import Reviews
+from critic.config import DataConfig
+from critic.data.sources import EMBEDDED_SOURCES, Reviews
 from critic.errors import DataError
+
+# The settings that decide which reviews land in which split: critic compare and critic
+# ensemble both refuse bundles that differ in one. The rest change how a model reads a review
+# (vocabulary size, maximum length) or what else is read with it (rating_column: the stars,
+# never which reviews), not which reviews it was trained, validated and tested on.
+SPLIT_SETTINGS = (
+    "source",
+    "text_column",
+    "label_column",
+    "max_reviews",
+    "validation_fraction",
+    "test_fraction",
+    "split_seed",
+)
+
+
+def split_identity(data: DataConfig) -> dict:
+    """The settings of a data config that decide which reviews land in which split; the
+    embedded source under any of its names."""
+    identity = {name: getattr(data, name, None) for name in SPLIT_SETTINGS}
+    identity["source"] = EMBEDDED_SOURCES.get(identity["source"], identity["source"])
+    return identity
 
 
 def stratified_sample(reviews: Reviews, count: int, seed: int) -> Reviews:

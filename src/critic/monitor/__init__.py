@@ -1,7 +1,7 @@
 """Drift: how captured live traffic differs from the data a bundle was trained on.
 
 ``critic monitor CAPTURE_DIR --baseline BUNDLE`` reads the JSON lines the endpoint captured
-(:mod:`critic.serving.capture`, SageMaker's data-capture shape) and compares them, over the
+(:mod:`critic.serving.sidecar.capture`, SageMaker's data-capture shape) and compares them, over the
 whole capture and hour by hour, with a baseline: the bundle's own held-out *validation*
 split, recomputed from the data settings its config.json records (source, split fractions and
 seed) and scored by the bundle. The validation split, because it is data the model never

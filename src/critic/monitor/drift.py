@@ -15,11 +15,11 @@ from critic.data.text import tokenize
 from critic.errors import CriticError
 from critic.fileio import write_atomic, write_text_atomic
 from critic.monitor.thresholds import DriftThresholds
-from critic.serving.capture import capture_files, captured_reviews, decode_payload
 from critic.serving.codec import decode_predictions
+from critic.serving.sidecar.capture import capture_files, captured_reviews, decode_payload
 
 if TYPE_CHECKING:  # the command line builds its options from DriftThresholds without torch
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
 REPORT_FILES = ("drift.md", "drift.json", "drift.png")
 PSI_FLOOR = 1e-4  # an empty bin's share, so that the logarithm stays finite
@@ -373,7 +373,7 @@ def monitor(
     log: Callable = print,
 ) -> DriftReport:
     """Compare a capture folder with a bundle's baseline, overall and hour by hour."""
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
     thresholds = thresholds or DriftThresholds()
     predictor = Predictor.load(baseline_bundle)

@@ -456,7 +456,7 @@ def _check_model_archive(spec: VariantSpec) -> None:
         raise CriticError(
             f"variant {spec.name}: {spec.bundle} has no {program}, which SageMaker's "
             "PyTorch container runs; make the archive with critic's packaging "
-            "(critic.artifact.package_bundle)"
+            "(critic.inference.bundle.package_bundle)"
         )
 
 

@@ -16,7 +16,7 @@ That model.tar.gz is the bundle alone; package it for serving before deploying i
 With ``instance_count`` N > 1 the job trains data-parallel on N instances: SageMaker runs the
 entry script on every one, and there :func:`torchrun_command` turns it into ``torchrun
 --nnodes N --node_rank I --master_addr FIRST-HOST -m critic.cli train`` (the same
-:mod:`critic.distributed` path as ``torchrun`` on one machine), from ``SM_HOSTS``,
+:mod:`critic.training.distributed` path as ``torchrun`` on one machine), from ``SM_HOSTS``,
 ``SM_CURRENT_HOST`` and ``SM_NUM_GPUS``. Rank 0, on the first host, alone writes the bundle;
 SageMaker gathers every host's ``SM_MODEL_DIR``, so the others leave theirs empty.
 """

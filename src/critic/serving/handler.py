@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from critic.predictor import Predictor
+from critic.inference.predictor import Predictor
 from critic.serving.codec import (
     ClientError,
     decode_reviews,

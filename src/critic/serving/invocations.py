@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from critic.errors import CriticError
-from critic.serving.answers import ID_HEADER
+from critic.serving.ab.answers import ID_HEADER
 from critic.serving.batching import ClientGone, DeadlineExceeded, Overloaded, Stopping
 from critic.serving.codec import (
     JSON,

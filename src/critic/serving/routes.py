@@ -9,7 +9,7 @@
     GET  /variants                          variants, weights and traffic shares
     POST /admin/weights                     change weights at run time (bearer token)
 
-The page and the A/B view (critic.web) are served beside these; critic.endpoint composes
+The page and the A/B view (critic.web) are served beside these; critic.apps.endpoint composes
 both into one app. Each request is decoded and checked on the event loop (critic.serving.
 invocations), then its reviews go to the chosen variant's micro-batcher, which runs the model
 in a thread of its own. Every client mistake is a 4xx with a JSON ``message``; never a 500.

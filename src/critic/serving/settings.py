@@ -68,7 +68,7 @@ class ServerSettings:
         "SQLite file for the page's feedback (default: feedback.sqlite beside the first "
         "variant's bundle; 'off' turns feedback off).",
     )
-    # Shadow variants and data capture (critic.serving.shadow, critic.serving.capture).
+    # Shadow variants and data capture (critic.serving.sidecar.shadow, critic.serving.sidecar.capture).
     shadow_queue: int = setting(
         16,
         "Most reviews queued per shadow variant; copies past it are dropped (and counted), "

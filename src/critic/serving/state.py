@@ -16,17 +16,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from critic.artifact import NBSVM_KIND
 from critic.errors import CriticError
-from critic.serving.answers import AnswerIds, new_key
-from critic.serving.autoweights import AutoWeights
+from critic.inference.bundle import NBSVM_KIND
+from critic.serving.ab.answers import AnswerIds, new_key
+from critic.serving.ab.autoweights import AutoWeights
+from critic.serving.ab.counts import CountFlusher, CountStore
+from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.batching import MicroBatcher
-from critic.serving.capture import CaptureConfig, CaptureWriter, describe_capture
-from critic.serving.counts import CountFlusher, CountStore
-from critic.serving.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.metrics import EndpointMetrics
 from critic.serving.settings import ServerSettings
-from critic.serving.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
+from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, describe_capture
+from critic.serving.sidecar.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
 from critic.serving.weights import SharedWeights
 from critic.serving.worker_stats import WorkerStats

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from critic.errors import CriticError
 
 if TYPE_CHECKING:  # loading a predictor imports torch; naming a variant must not
-    from critic.predictor import Predictor
+    from critic.inference.predictor import Predictor
 
 DEFAULT_VARIANT = "AllTraffic"  # the name SageMaker's SDK gives a single variant
 # SageMaker's rule for the names of endpoints, endpoint configs, models, variants and training
@@ -182,8 +182,8 @@ def load_variants(
     specs: list[VariantSpec], device: str = "cpu", seed: int | None = None, backend: str = "torch"
 ) -> VariantRouter:
     """Load every variant's bundle once, behind one router; neural models run on ``backend``
-    (see :data:`critic.predictor.BACKENDS`)."""
-    from critic.predictor import Predictor
+    (see :data:`critic.inference.predictor.BACKENDS`)."""
+    from critic.inference.predictor import Predictor
 
     return VariantRouter(
         [

@@ -15,7 +15,7 @@
 The page asks ``POST /invocations?explain=true`` like any other client: it has no API of its
 own for predictions. The page sits above the endpoint: it reads the endpoint's state (its
 variants, metrics and feedback store) through the same ``State`` dependency as the endpoint's
-routes; nothing in critic.serving imports this package, and critic.endpoint composes both.
+routes; nothing in critic.serving imports this package, and critic.apps.endpoint composes both.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from critic.abtest import DecisionParameters, decide
 from critic.errors import CriticError
+from critic.evaluation.abtest import DecisionParameters, decide
+from critic.serving.ab.counts import added, live_totals, summary
+from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.codec import JSON, ClientError, media_type, parse_json
-from critic.serving.counts import added, live_totals, summary
-from critic.serving.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.http import error_response, read_body
 from critic.serving.state import State
 from critic.web import shadows

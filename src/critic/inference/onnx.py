@@ -1,0 +1,184 @@
+"""The ONNX Runtime backend: a neural bundle's model exported to ONNX and run by onnxruntime.
+
+``Predictor.load(path, backend="onnx")`` scores with :class:`OnnxScorer`: the model is exported
+when the bundle loads, in memory (nothing is written into the bundle, whose manifest signs
+every file in it), checked against PyTorch on a batch of reviews of different lengths, and
+handed to an ``onnxruntime.InferenceSession``. The graph takes ``token_ids`` (batch, time)
+int64 padded with 0 and ``lengths`` (batch,) int64, and returns ``logits`` (batch,) float32:
+the same contract as every model's ``forward``, with batch and time left free.
+
+Word weights (``explain=True``) still come from the PyTorch model: an ONNX Runtime session
+computes no gradients, and the attention models' own word weights are a different graph.
+
+The exporter is PyTorch's TorchScript-based one (``dynamo=False``): it turns ``nn.LSTM`` and
+``nn.GRU`` into ONNX's LSTM and GRU operators, with free batch and time axes. (torch 2.13's
+dynamo exporter, which also needs onnxscript, failed on most of critic's models: a GRU's
+reshape was fixed to the traced length, and any model with two RNN layers or pooling over
+time did not get through ``torch.export``.) The training-only fast LSTM
+(:mod:`critic.models.fast_lstm`) never runs here: an exported model is in eval mode, where
+every recurrent model calls ``nn.LSTM`` / ``nn.GRU``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from critic.errors import CriticError
+from critic.inference.bundle import Bundle
+from critic.inference.scoring import NeuralScorer
+
+INPUT_NAMES = ["token_ids", "lengths"]
+OUTPUT_NAMES = ["logits"]
+DYNAMIC_AXES = {
+    "token_ids": {0: "batch", 1: "time"},
+    "lengths": {0: "batch"},
+    "logits": {0: "batch"},
+}
+OPSET = 17
+# ONNX Runtime and PyTorch add in different orders; their logits agree to float precision.
+TOLERANCE = 1e-5
+
+# Architectures whose forward the exporter cannot reproduce, and why (found by exporting
+# each one and comparing its answers with PyTorch's on reviews of different lengths).
+UNEXPORTABLE = {
+    "ngrams": "its n-gram bag is an nn.EmbeddingBag with padding_idx, which the ONNX "
+    "exporter refuses",
+    "attention-ngrams": "its n-gram branch is an nn.EmbeddingBag with padding_idx, which the "
+    "ONNX exporter refuses",
+    "cnn-lstm": "the exporter turns its ceil division of the review length, "
+    "-(-steps // pool_size), into a truncating one, which gives wrong shapes for most lengths",
+}
+
+
+# Where ONNX Runtime measured faster than eager PyTorch at batch 1 and at batch 64, with the
+# same answers (bench/backends.py, docs/benchmarks.md): what backend "auto" runs with it. The
+# other exportable architectures (bilstm) were not measured, so they stay with PyTorch.
+FASTER_WITH_ONNX = frozenset({"lstm", "gru", "attention"})
+
+
+class OnnxExportError(CriticError):
+    """A model that cannot be run by ONNX Runtime with the same answers as PyTorch."""
+
+
+def check_exportable(name: str) -> None:
+    """An :class:`OnnxExportError` of one line naming the architecture, unless it exports."""
+    if name in UNEXPORTABLE:
+        raise OnnxExportError(
+            f"the {name} model cannot be served with --backend onnx: {UNEXPORTABLE[name]}; "
+            f"serve it with --backend torch"
+        )
+
+
+def _example_batch(vocab_size: int, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, steps) ids and lengths all different: the trace must not fix either axis to 1."""
+    generator = torch.Generator().manual_seed(0)
+    token_ids = torch.randint(1, vocab_size, (3, steps), generator=generator)
+    lengths = torch.tensor([steps, steps // 2 + 1, 1])
+    token_ids[torch.arange(steps) >= lengths.unsqueeze(1)] = 0
+    return token_ids, lengths
+
+
+def export_model(model: torch.nn.Module, name: str, out: Path | io.BytesIO) -> None:
+    """Write ``model`` (in eval mode, on the CPU) as ONNX to a path or a buffer."""
+    check_exportable(name)
+    example = _example_batch(model.embedding.num_embeddings)
+    with warnings.catch_warnings():
+        # The legacy exporter's deprecation notice, and the tracer's notes on nn.LSTM's own
+        # shape checks (Python booleans), which do not depend on the input's values.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            example,
+            out,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes=DYNAMIC_AXES,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def export_bundle(bundle: Bundle, out: Path) -> Path:
+    """Write a neural bundle's model to ``out`` (e.g. ``model.onnx``), checked against PyTorch."""
+    buffer = io.BytesIO()
+    model = bundle.model.cpu().eval()
+    export_model(model, bundle.config.model.name, buffer)
+    check_session(new_session(buffer.getvalue()), model, bundle.config.model.name)
+    Path(out).write_bytes(buffer.getvalue())
+    return Path(out)
+
+
+def new_session(onnx_bytes: bytes, threads: int | None = None):
+    """An ONNX Runtime session on the CPU, with as many threads as PyTorch uses here."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CriticError("--backend onnx needs onnxruntime: pip install 'critic[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    # The same number of threads as torch: whoever set torch's (the server, per worker)
+    # meant it for inference whichever backend runs it.
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(batch,) float32 logits of a padded (batch, time) int64 batch."""
+    return session.run(OUTPUT_NAMES, {"token_ids": token_ids, "lengths": lengths})[0]
+
+
+def check_session(session, model: torch.nn.Module, name: str) -> None:
+    """Refuse a graph whose logits differ from PyTorch's on reviews of 1 to 13 tokens."""
+    token_ids, lengths = _example_batch(model.embedding.num_embeddings, steps=13)
+    with torch.no_grad():
+        expected = model(token_ids, lengths).numpy()
+    got = run_session(session, token_ids.numpy(), lengths.numpy())
+    if not np.allclose(got, expected, rtol=TOLERANCE, atol=TOLERANCE):
+        worst = float(np.abs(got - expected).max())
+        raise OnnxExportError(
+            f"the {name} model exported to ONNX answers differently from PyTorch "
+            f"(by up to {worst:.2g}); serve it with --backend torch"
+        )
+
+
+class OnnxScorer(NeuralScorer):
+    """:class:`~critic.inference.scoring.NeuralScorer` whose logits come from ONNX Runtime.
+
+    Same tokens, same length-sorted batches, same padding; word weights from the PyTorch
+    model (ONNX Runtime has no gradients).
+    """
+
+    def __init__(self, bundle: Bundle, batch_size: int = 64):
+        super().__init__(bundle, batch_size)
+        if self.device.type != "cpu":
+            raise CriticError(f"--backend onnx runs on the CPU, not on {self.device.type}")
+        buffer = io.BytesIO()
+        export_model(self.model, bundle.config.model.name, buffer)
+        self.session = new_session(buffer.getvalue())
+        check_session(self.session, self.model, bundle.config.model.name)
+
+    def logits(self, tokenized) -> np.ndarray:
+        encoded = self._encode(tokenized)
+        logits = np.zeros(len(encoded), dtype=np.float64)
+        for chosen, token_ids, lengths in self._batches(encoded):
+            logits[chosen] = run_session(self.session, token_ids.numpy(), lengths.numpy())
+        return logits
+
+
+def preferred_scorer(bundle: Bundle, batch_size: int = 64) -> NeuralScorer:
+    """Backend ``auto``: :class:`OnnxScorer` for an architecture in :data:`FASTER_WITH_ONNX` on
+    the CPU when onnxruntime is installed, else PyTorch's :class:`NeuralScorer`."""
+    on_cpu = next(bundle.model.parameters()).device.type == "cpu"
+    if (
+        bundle.config.model.name in FASTER_WITH_ONNX
+        and on_cpu
+        and importlib.util.find_spec("onnxruntime") is not None
+    ):
+        return OnnxScorer(bundle, batch_size)
+    return NeuralScorer(bundle, batch_size)

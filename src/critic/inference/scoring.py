@@ -1,0 +1,209 @@
+"""One interface for every kind of model: token lists in, log-odds and word weights out.
+
+The :class:`~critic.inference.predictor.Predictor` turns text into tokens and log-odds into answers; a
+:class:`Scorer` does what lies between, for one kind of bundle:
+
+* :class:`NeuralScorer` -- a PyTorch model over vocabulary ids, in length-sorted batches; word
+  weights from the model itself (``model.word_weights``, e.g. attention) or gradient x input
+  on the embeddings;
+* :class:`NBSVMScorer` -- the n-gram model's coefficients; each token's weight is its share
+  of the n-grams that cover it;
+* :class:`EnsembleScorer` -- its members' calibrated log-odds, weighted; word weights are the
+  members' word weights, weighted the same way.
+
+Each scorer reads at most ``max_length`` tokens of a review (the rest are ignored) and returns
+raw log-odds: calibration is the predictor's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from critic.data.batches import pad_batch
+from critic.data.vocab import UNK_ID
+from critic.inference.bundle import ENSEMBLE, NBSVM_KIND, Bundle
+
+TokenLists = Sequence[Sequence[str]]
+
+
+class Scorer(Protocol):
+    max_length: int
+    """The most tokens of a review the model reads."""
+
+    def logits(self, tokenized: TokenLists) -> np.ndarray:
+        """(reviews,) raw log-odds of positive, float64."""
+        ...
+
+    def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
+        """Per review, one weight per token read (``min(len, max_length)``), in [-1, 1]."""
+        ...
+
+
+def make_scorer(
+    bundle: Bundle, batch_size: int = 64, neural: Callable[[Bundle, int], Scorer] | None = None
+) -> Scorer:
+    """The scorer for ``bundle``'s kind; ``neural`` builds the one for a neural model (or an
+    ensemble's neural members): :class:`NeuralScorer` unless another backend is given."""
+    if bundle.kind == NBSVM_KIND:
+        return NBSVMScorer(bundle)
+    if bundle.kind == ENSEMBLE:
+        return EnsembleScorer(bundle, batch_size, neural)
+    return (neural or NeuralScorer)(bundle, batch_size)
+
+
+def scale_to_unit(values: np.ndarray) -> np.ndarray:
+    """Divide by the largest magnitude, so the strongest token weighs 1 (or -1)."""
+    peak = np.abs(values).max() if len(values) else 0.0
+    return values / peak if peak > 0 else values
+
+
+def weighted_log_odds(
+    member_logits: np.ndarray, weights: Sequence[float], bias: float
+) -> np.ndarray:
+    """An ensemble's log-odds, ``bias + sum(weight_i * member_logit_i)``, per review, from its
+    members' (reviews, members) calibrated log-odds."""
+    # A row-wise sum rather than a matrix product: BLAS may add in another order for another
+    # number of rows, and a review's answer must not depend on its neighbours.
+    weights = np.asarray(weights, dtype=np.float64)
+    return bias + (np.asarray(member_logits, dtype=np.float64) * weights).sum(axis=1)
+
+
+@contextlib.contextmanager
+def gradients_in_eval_mode():
+    """Gradients through a model in eval mode (for word weights), whatever its kernels.
+
+    oneDNN's and cuDNN's RNN kernels refuse a backward pass in eval mode; PyTorch's native
+    kernels give the same forward values and do allow it.
+    """
+    with warnings.catch_warnings(), torch.enable_grad():
+        # mkldnn.flags() also re-sets oneDNN's TF32 switch, which warns on every call that this
+        # build has no Intel GPU support: noise, not news.
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
+            yield
+
+
+class NeuralScorer:
+    def __init__(self, bundle: Bundle, batch_size: int = 64):
+        assert bundle.vocab is not None
+        self.model = bundle.model.eval()
+        self.vocab = bundle.vocab
+        self.max_length = bundle.config.data.max_length
+        self.batch_size = batch_size
+        self.device = next(self.model.parameters()).device
+
+    def _encode(self, tokenized: TokenLists) -> list[np.ndarray]:
+        # A review of punctuation alone still gets an answer, from one unknown token.
+        return [
+            self.vocab.encode(tokens[: self.max_length]) if tokens else np.array([UNK_ID], np.int32)
+            for tokens in tokenized
+        ]
+
+    def _batches(self, encoded: list[np.ndarray]):
+        # Longest first, in batches of similar length: the least padding to step through.
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            token_ids, lengths = pad_batch([encoded[i] for i in chosen], self.max_length)
+            yield chosen, token_ids.to(self.device), lengths.to(self.device)
+
+    @torch.no_grad()
+    def logits(self, tokenized: TokenLists) -> np.ndarray:
+        encoded = self._encode(tokenized)
+        logits = np.zeros(len(encoded), dtype=np.float64)
+        for chosen, token_ids, lengths in self._batches(encoded):
+            logits[chosen] = self.model(token_ids, lengths).double().cpu().numpy()
+        return logits
+
+    def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
+        encoded = self._encode(tokenized)
+        read = [min(len(tokens), self.max_length) for tokens in tokenized]
+        weights: list[np.ndarray] = [np.zeros(0)] * len(encoded)
+        for chosen, token_ids, lengths in self._batches(encoded):
+            scores = self.token_scores(token_ids, lengths).detach().double().cpu().numpy()
+            for row, index in enumerate(chosen):
+                weights[index] = scale_to_unit(scores[row, : read[index]])
+        return weights
+
+    def token_scores(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch, time) each token's signed push on its review's logit, before scaling: the
+        model's own ``word_weights`` when it has them, otherwise gradient x input."""
+        own = getattr(self.model, "word_weights", None)
+        if own is not None:
+            return own(token_ids, lengths)
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep_embeddings(module, inputs, output):
+            output.retain_grad()
+            captured["embedded"] = output
+
+        hook = self.model.embedding.register_forward_hook(keep_embeddings)
+        try:
+            with gradients_in_eval_mode():
+                # Each review's logit depends on its own row only, so one backward pass of the
+                # sum gives every review's gradient at once.
+                self.model(token_ids, lengths).sum().backward()
+        finally:
+            hook.remove()
+            self.model.zero_grad(set_to_none=True)
+        embedded = captured["embedded"]  # (batch, time, embedding)
+        return (embedded.grad * embedded).sum(-1)
+
+
+class NBSVMScorer:
+    def __init__(self, bundle: Bundle):
+        self.model = bundle.model
+        self.max_length = bundle.config.data.max_length
+
+    def logits(self, tokenized: TokenLists) -> np.ndarray:
+        return self.model.decision_function([tokens[: self.max_length] for tokens in tokenized])
+
+    def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
+        return [
+            scale_to_unit(self.model.token_contributions(tokens[: self.max_length]))
+            for tokens in tokenized
+        ]
+
+
+class EnsembleScorer:
+    def __init__(
+        self,
+        bundle: Bundle,
+        batch_size: int = 64,
+        neural: Callable[[Bundle, int], Scorer] | None = None,
+    ):
+        ensemble = bundle.model
+        self.members = [make_scorer(member, batch_size, neural) for member in ensemble.members]
+        self.temperatures = np.array([m.calibration.temperature for m in ensemble.members])
+        self.weights = np.asarray(ensemble.weights, dtype=np.float64)
+        self.bias = float(ensemble.bias)
+        self.max_length = max(member.max_length for member in self.members)
+
+    def member_logits(self, tokenized: TokenLists) -> np.ndarray:
+        """(reviews, members): every member's calibrated log-odds."""
+        return np.stack(
+            [
+                member.logits(tokenized) / temperature
+                for member, temperature in zip(self.members, self.temperatures, strict=True)
+            ],
+            axis=1,
+        )
+
+    def logits(self, tokenized: TokenLists) -> np.ndarray:
+        return weighted_log_odds(self.member_logits(tokenized), self.weights, self.bias)
+
+    def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
+        combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]
+        for member, weight in zip(self.members, self.weights, strict=True):
+            if weight == 0:
+                continue
+            for total, weights in zip(combined, member.word_weights(tokenized), strict=True):
+                # A member that reads fewer tokens says nothing about the ones after.
+                total[: len(weights)] += weight * weights
+        return [scale_to_unit(total) for total in combined]

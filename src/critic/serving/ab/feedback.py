@@ -1,0 +1,200 @@
+"""Feedback on served answers, kept in SQLite: was the model right about this review?
+
+One table, one row per click of "Right" or "Wrong" on the page (or per POST from any client):
+the review, the variant and model that answered, what they answered, the verdict on it and
+when. The file lives beside the served models by default; WAL mode lets the A/B page read
+while answers are written, and every statement is parameterised -- a review is data, never SQL.
+
+Each operation opens its own short connection: the server calls in from a pool of threads,
+and SQLite connections are not to be shared between threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from scipy.stats import binomtest
+
+from critic.errors import CriticError
+from critic.serving.ab.answers import new_key
+
+SCHEMA_VERSION = 2
+FEEDBACK_FILE = "feedback.sqlite"
+VERDICTS = ("right", "wrong")
+LABELS = ("positive", "negative")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id          INTEGER PRIMARY KEY,
+    created_at  TEXT    NOT NULL,   -- UTC, ISO 8601
+    variant     TEXT    NOT NULL,
+    model       TEXT,
+    review      TEXT    NOT NULL,
+    label       TEXT    NOT NULL CHECK (label IN ('positive', 'negative')),
+    probability REAL    CHECK (probability BETWEEN 0 AND 1),
+    rating      INTEGER CHECK (rating BETWEEN 1 AND 10),
+    feedback    TEXT    NOT NULL CHECK (feedback IN ('right', 'wrong'))
+);
+CREATE INDEX IF NOT EXISTS feedback_variant ON feedback (variant);
+-- The key of the answer ids (critic.serving.ab.answers): one per file, shared by every worker.
+CREATE TABLE IF NOT EXISTS answer_key (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL);
+"""
+# Version 2: each verdict names the answer it judges, at most once. Rows from version 1 have
+# no answer id (NULL), which the unique index allows any number of.
+_MIGRATIONS = {
+    1: "ALTER TABLE feedback ADD COLUMN answer_id TEXT;",
+}
+_AFTER_MIGRATIONS = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);"
+
+
+class FeedbackError(CriticError):
+    """The feedback database cannot be opened or written."""
+
+
+class DuplicateFeedback(FeedbackError):
+    """The answer named already has its verdict."""
+
+
+def accuracy_interval(right: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of ``right / total``: sensible at 0, at 100% and at small counts,
+    where the normal approximation gives intervals outside [0, 1]."""
+    interval = binomtest(right, total).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+class FeedbackStore:
+    """The feedback table of one SQLite file; created on first use."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as connection:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise FeedbackError(
+                        f"feedback database {self.path} has schema {version}; this critic "
+                        f"knows up to {SCHEMA_VERSION}"
+                    )
+                # WAL is a property of the file: set once, it holds for every later connection.
+                connection.execute("PRAGMA journal_mode=WAL")
+                fresh = not connection.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'feedback'"
+                ).fetchone()
+                connection.executescript(_SCHEMA)
+                if fresh:
+                    connection.executescript(_MIGRATIONS[1])
+                else:
+                    for step in range(max(version, 1), SCHEMA_VERSION):
+                        connection.executescript(_MIGRATIONS[step])
+                connection.executescript(_AFTER_MIGRATIONS)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                connection.execute(
+                    "INSERT OR IGNORE INTO answer_key (id, key) VALUES (1, ?)", (new_key(),)
+                )
+                self.answer_key = bytes(
+                    connection.execute("SELECT key FROM answer_key WHERE id = 1").fetchone()[0]
+                )
+        except (sqlite3.Error, OSError) as error:
+            raise FeedbackError(f"feedback database {self.path}: {error}") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # closing() closes; the inner "with connection" commits, or rolls back on an error.
+        with closing(sqlite3.connect(self.path, timeout=10)) as connection:
+            # FULL: a verdict answered 201 is on disk, even if the machine loses power next.
+            connection.execute("PRAGMA synchronous=FULL")
+            with connection:
+                yield connection
+
+    def record(
+        self,
+        *,
+        review: str,
+        variant: str,
+        label: str,
+        feedback: str,
+        model: str | None = None,
+        probability: float | None = None,
+        rating: int | None = None,
+        answer_id: str | None = None,
+    ) -> int:
+        """Store one verdict on one answer; its row id. A second verdict on the same answer
+        id is refused (:class:`DuplicateFeedback`)."""
+        if feedback not in VERDICTS:
+            raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
+        if label not in LABELS:
+            raise FeedbackError(f"label must be one of {', '.join(LABELS)}")
+        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        try:
+            with self._connect() as connection:
+                cursor = connection.execute(
+                    "INSERT INTO feedback (created_at, variant, model, review, label,"
+                    " probability, rating, feedback, answer_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (created, variant, model, review, label, probability, rating, feedback,
+                     answer_id),
+                )  # fmt: skip
+                return int(cursor.lastrowid)
+        except sqlite3.IntegrityError as error:
+            if "answer_id" in str(error):
+                raise DuplicateFeedback("this answer already has its feedback") from None
+            raise FeedbackError(f"feedback database {self.path}: {error}") from None
+        except sqlite3.Error as error:
+            raise FeedbackError(f"feedback database {self.path}: {error}") from None
+
+    def rows(self, limit: int = 100) -> list[dict]:
+        """The most recent rows, newest first."""
+        with self._connect() as connection:
+            connection.row_factory = sqlite3.Row
+            cursor = connection.execute(
+                "SELECT * FROM feedback ORDER BY id DESC LIMIT ?", (int(limit),)
+            )
+            return [dict(row) for row in cursor.fetchall()]
+
+    def votes(self, variants: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Every verdict on these variants in the order given: the variant, and 1 if "right".
+        What a sequential test replays."""
+        marks = ", ".join("?" * len(variants))
+        with self._connect() as connection:
+            rows = connection.execute(
+                f"SELECT variant, feedback = 'right' FROM feedback WHERE variant IN ({marks})"
+                " ORDER BY id",
+                list(variants),
+            ).fetchall()
+        return [variant for variant, _ in rows], [int(right) for _, right in rows]
+
+    def summary(self, variants: Sequence[str] = ()) -> list[dict]:
+        """Per variant: how many verdicts, how many "right", the accuracy and its 95% interval.
+
+        ``variants`` are listed even without feedback (the page shows them all); variants
+        found only in the file (served earlier) follow.
+        """
+        with self._connect() as connection:
+            counts = {
+                variant: (int(total), int(right))
+                for variant, total, right in connection.execute(
+                    "SELECT variant, COUNT(*), SUM(feedback = 'right') FROM feedback"
+                    " GROUP BY variant ORDER BY variant"
+                )
+            }
+        names = list(variants) + [name for name in counts if name not in variants]
+        summary = []
+        for name in names:
+            total, right = counts.get(name, (0, 0))
+            low, high = accuracy_interval(right, total) if total else (None, None)
+            summary.append(
+                {
+                    "variant": name,
+                    "feedback": total,
+                    "right": right,
+                    "wrong": total - right,
+                    "accuracy": right / total if total else None,
+                    "interval": None if low is None else [low, high],
+                }
+            )
+        return summary

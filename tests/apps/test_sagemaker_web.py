@@ -1,0 +1,202 @@
+"""critic.apps.sagemaker_web in process, against moto's server: the page's /invocations answered by
+InvokeEndpoint, answer ids issued here and accepted as feedback, the variants read from
+DescribeEndpoint (or learnt from the answers when it cannot be read), and bad requests refused
+before any AWS call."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import AWS_TEST_REGION
+from critic.apps.sagemaker_web import create_proxy_app
+from critic.apps.sagemaker_web_settings import ProxySettings
+from critic.errors import CriticError
+
+ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
+ENDPOINT = "critic-proxied"
+REVIEW = "A wonderful film, I loved it."
+
+
+def queue_answers(moto_url: str, *answers: dict) -> None:
+    """What moto's sagemaker-runtime answers next, in order (its documented test API)."""
+    request = urllib.request.Request(
+        f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps({"region": AWS_TEST_REGION, "results": list(answers)}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request).close()
+
+
+def sagemaker_answer(label: str, variant: str) -> dict:
+    """An answer as critic's handler gives it inside SageMaker: no variant or model in it."""
+    body = {"predictions": [{"label": label, "probability": 0.9, "score": 0.88, "rating": 9}]}
+    return {
+        "Body": json.dumps(body),
+        "ContentType": "application/json",
+        "InvokedProductionVariant": variant,
+    }
+
+
+@pytest.fixture(scope="module")
+def endpoint(moto_url):
+    """An endpoint of two variants, champion (weight 3) and challenger (weight 1), in moto."""
+    sagemaker = boto3.session.Session().client("sagemaker")
+    variants = []
+    for name, weight in (("champion", 3.0), ("challenger", 1.0)):
+        sagemaker.create_model(
+            ModelName=f"{ENDPOINT}-{name}",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{name}.tar.gz"},
+        )
+        variants.append(
+            {"VariantName": name, "ModelName": f"{ENDPOINT}-{name}", "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+        )  # fmt: skip
+    sagemaker.create_endpoint_config(EndpointConfigName=ENDPOINT, ProductionVariants=variants)
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+    yield moto_url
+    # moto's state outlives its server: later modules expect an account without endpoints.
+    sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+    sagemaker.delete_endpoint_config(EndpointConfigName=ENDPOINT)
+    for variant in variants:
+        sagemaker.delete_model(ModelName=variant["ModelName"])
+
+
+def client_for(name: str, feedback: Path | str, lines: list[str] | None = None) -> TestClient:
+    settings = ProxySettings(endpoint_name=name, feedback_db=str(feedback))
+    return TestClient(create_proxy_app(settings, log=(lines if lines is not None else []).append))
+
+
+def ask(client: TestClient, review: str = REVIEW, **headers: str):
+    return client.post(
+        "/invocations?explain=true",
+        json={"instances": [review]},
+        headers={"Accept": "application/json", **headers},
+    )
+
+
+def test_an_answer_names_its_variant_and_model_and_carries_an_id_feedback_accepts(
+    endpoint, tmp_path
+):
+    queue_answers(endpoint, sagemaker_answer("positive", "challenger"))
+    with client_for(ENDPOINT, tmp_path / "feedback.sqlite") as client:
+        answer = ask(client)
+        assert answer.status_code == 200
+        assert answer.headers["x-amzn-invoked-production-variant"] == "challenger"
+        body = answer.json()
+        assert body["variant"] == "challenger"
+        assert body["model"] == f"{ENDPOINT}-challenger"  # DescribeEndpointConfig's model name
+        (prediction,) = body["predictions"]
+        assert prediction["label"] == "positive" and prediction["rating"] == 9
+        assert answer.headers["x-critic-answer-id"] == prediction["id"]
+
+        vote = {"review": REVIEW, "variant": "challenger", "label": "positive",
+                "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
+        assert client.post("/api/feedback", json=vote).status_code == 201
+        assert client.post("/api/feedback", json=vote).status_code == 409  # once per answer
+        forged = {**vote, "answer_id": prediction["id"], "label": "negative"}
+        assert client.post("/api/feedback", json=forged).status_code == 403
+
+        ab = client.get("/api/ab").json()
+    assert ab["endpoint"] == ENDPOINT
+    rows = {row["name"]: row for row in ab["variants"]}
+    assert {name: (row["weight"], row["share"]) for name, row in rows.items()} == {
+        "champion": (3.0, 0.75),
+        "challenger": (1.0, 0.25),
+    }
+    assert rows["challenger"]["requests"] == 1 and rows["challenger"]["reviews"] == 1
+    assert rows["challenger"]["feedback"]["right"] == 1
+    with sqlite3.connect(tmp_path / "feedback.sqlite") as connection:
+        stored = connection.execute(
+            "SELECT variant, model, label, feedback FROM feedback"
+        ).fetchall()
+    assert stored == [("challenger", f"{ENDPOINT}-challenger", "positive", "right")]
+
+
+def test_the_ab_view_takes_up_weights_changed_on_sagemaker(endpoint, tmp_path):
+    with client_for(ENDPOINT, "off") as client:
+        client.app.state.endpoint.refresh_s = 0.0
+        sagemaker = boto3.session.Session().client("sagemaker")
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT,
+            DesiredWeightsAndCapacities=[{"VariantName": "challenger", "DesiredWeight": 3.0}],
+        )
+        shares = {}
+        for _ in range(50):  # the first look starts a DescribeEndpoint in a thread
+            shares = {row["name"]: row["share"] for row in client.get("/api/ab").json()["variants"]}
+            if shares["challenger"] == 0.5:
+                break
+            time.sleep(0.1)
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT,
+            DesiredWeightsAndCapacities=[{"VariantName": "challenger", "DesiredWeight": 1.0}],
+        )
+    assert shares == {"champion": 0.5, "challenger": 0.5}
+
+
+def test_explain_travels_to_the_model_as_a_custom_attribute(endpoint, tmp_path):
+    session = boto3.session.Session()
+    sent = []
+    session.events.register(
+        "before-send.sagemaker-runtime.InvokeEndpoint", lambda request, **_: sent.append(request)
+    )
+    queue_answers(endpoint, sagemaker_answer("negative", "champion"))
+    app = create_proxy_app(ProxySettings(endpoint_name=ENDPOINT, feedback_db="off"), log=[].append)
+    with TestClient(app) as client:
+        client.app.state.endpoint.runtime = session.client("sagemaker-runtime")
+        answer = ask(client, "Dull.", **{"X-Amzn-SageMaker-Target-Variant": "champion"})
+    assert answer.status_code == 200 and answer.json()["variant"] == "champion"
+    (request,) = sent
+    assert request.headers["X-Amzn-SageMaker-Custom-Attributes"] == b"explain=true"
+    assert request.headers["X-Amzn-SageMaker-Target-Variant"] == b"champion"
+    assert json.loads(request.body) == {"instances": ["Dull."]}
+
+
+def test_without_describe_the_variants_are_learnt_from_the_answers(endpoint, tmp_path):
+    lines: list[str] = []
+    queue_answers(endpoint, sagemaker_answer("positive", "blue"))
+    with client_for("critic-undescribed", tmp_path / "feedback.sqlite", lines) as client:
+        assert client.get("/api/ab").json()["variants"] == []
+        answer = ask(client, "Blue is the warmest colour.")  # moto answers each body once
+        assert answer.json()["variant"] == "blue" and answer.json()["model"] == "blue"
+        (row,) = client.get("/api/ab").json()["variants"]
+    assert (row["name"], row["weight"], row["share"], row["requests"]) == ("blue", None, None, 1)
+    assert any("variants will be learnt from the answers" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "words"),
+    [({"X-Amzn-SageMaker-Target-Variant": "no such"}, 400, "target variant name 'no such'"),
+     ({"X-Amzn-SageMaker-Custom-Attributes": "x" * 2000}, 400, "1024"),
+     ({"X-Amzn-SageMaker-Custom-Attributes": "explain=maybe"}, 400, "explain must be true")],
+)  # fmt: skip
+def test_a_bad_request_is_refused_here_before_any_aws_call(
+    endpoint, tmp_path, headers, status, words
+):
+    with client_for(ENDPOINT, "off") as client:
+        answer = ask(client, **headers)
+        assert answer.status_code == status
+        assert words in answer.json()["message"]
+        assert client.get("/api/ab").json()["variants"][0]["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({}, "needs --sagemaker-endpoint"),
+     ({"endpoint_name": "bad name"}, "endpoint name 'bad name' is not valid"),
+     ({"endpoint_name": "ok", "endpoint_url": "localhost:8080"}, "http(s) URL"),
+     ({"endpoint_name": "ok", "port": 0}, "port must be 1-65535"),
+     ({"endpoint_name": "ok", "timeout_s": 0}, "timeout_s must lie in")],
+)  # fmt: skip
+def test_settings_are_checked_with_one_clear_line(changes, words):
+    with pytest.raises(CriticError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        ProxySettings(**changes)
