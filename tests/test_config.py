@@ -80,3 +80,42 @@ def test_an_unknown_section_is_refused():
 def test_configs_are_frozen():
     with pytest.raises(AttributeError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "text, kind, expected",
+    [("true", bool, True), (" Yes ", bool, True), ("on", bool, True), ("1", bool, True),
+     ("FALSE", bool, False), ("no", bool, False), ("off", bool, False), ("0", bool, False),
+     ("8080", int, 8080), (" 3 ", int, 3), ("0.25", float, 0.25), ("1e-3", float, 1e-3),
+     ("reviews.csv", str, "reviews.csv"), (2, float, 2.0), (True, bool, True)],
+)  # fmt: skip
+def test_one_parser_turns_text_into_every_kind_of_setting(text, kind, expected):
+    from critic.config import parse_value
+
+    value = parse_value(text, kind, "--x")
+    assert value == expected and type(value) is kind
+
+
+@pytest.mark.parametrize(
+    "text, kind, message",
+    [("ture", bool, "CRITIC_X: expected true or false, got 'ture'"),
+     ("", bool, "CRITIC_X: expected true or false, got ''"),
+     ("three", int, "CRITIC_X: expected an integer, got 'three'"),
+     ("1.5", int, "CRITIC_X: expected an integer, got '1.5'"),
+     ("fast", float, "CRITIC_X: expected a number, got 'fast'")],
+)  # fmt: skip
+def test_text_that_is_not_its_settings_type_is_one_line_naming_the_setting(text, kind, message):
+    from critic.config import parse_value
+
+    with pytest.raises(CriticError) as raised:
+        parse_value(text, kind, "CRITIC_X")
+    assert str(raised.value) == message
+
+
+def test_the_lambda_accepts_the_same_words_for_true_and_false_as_critic():
+    # The Lambda's file travels alone (no critic to import), so it keeps its own copy.
+    from critic import config
+    from critic.sagemaker import lambda_handler
+
+    assert lambda_handler.TRUE_WORDS == config.TRUE_WORDS
+    assert lambda_handler.FALSE_WORDS == config.FALSE_WORDS

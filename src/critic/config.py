@@ -7,11 +7,17 @@ Each field is declared once, with :func:`setting`: its type, default and the hel
 reads. ``critic train`` builds one command-line option per field from that declaration
 (:mod:`critic.cli.options`), and types SageMaker's string hyper-parameters with it, so a new
 hyper-parameter is one field here and its use in the model.
+
+Text becomes a typed value in one place, :func:`parse_value`: the command line, the
+``CRITIC_*`` environment, SageMaker's ``SM_HPS`` and the ``explain`` custom attribute all go
+through it, so ``yes`` means the same everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +41,54 @@ def setting(
     user can undo a model recipe's choice (``--embeddings none``).
     """
     return field(default=default, metadata={"help": help, "option": option, "none_word": none_word})
+
+
+SETTING_TYPES = (bool, int, float, str)  # bool first: it is an int too
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def setting_type(annotation: Any) -> type:
+    """``int`` of ``int | None``; a setting's type must be one that text can be parsed into."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if annotation not in SETTING_TYPES:
+        raise TypeError(f"a setting must be a bool, int, float or str, not {annotation!r}")
+    return annotation
+
+
+def setting_types(config_class: type) -> dict[str, type]:
+    """Each field of a settings dataclass and the type its text parses into."""
+    hints = typing.get_type_hints(config_class)
+    return {f.name: setting_type(hints[f.name]) for f in dataclasses.fields(config_class)}
+
+
+def parse_boolean(text: str, name: str) -> bool:
+    """``true``/``false`` as a user may write them (1/0, yes/no, on/off, any case)."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise CriticError(f"{name}: expected true or false, got {text!r}")
+
+
+def parse_value(value: Any, kind: type, name: str) -> Any:
+    """``value`` as a setting of type ``kind``: text (an environment variable, a SageMaker
+    hyper-parameter, a custom attribute) is parsed; a value typed already (the command line,
+    what JSON made of a hyper-parameter) is checked and converted. ``name`` is what the error
+    calls it (``--port``, ``CRITIC_PORT``)."""
+    if value is None:
+        return None
+    if kind is bool:
+        return parse_boolean(value, name) if isinstance(value, str) else bool(value)
+    if kind is str:
+        return str(value)
+    try:
+        return kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        expected = {int: "an integer", float: "a number"}[kind]
+        raise CriticError(f"{name}: expected {expected}, got {value!r}") from None
 
 
 class _Config:

@@ -93,8 +93,13 @@ def test_sagemaker_strings_are_typed_by_the_same_declarations():
     assert type(sections["train"]["epochs"]) is int and type(sections["model"]["c"]) is float
     with pytest.raises(CriticError, match=r"^epochs: expected an integer, got 'three'$"):
         by_section(RUN_OPTIONS, {"epochs": "three"})
-    with pytest.raises(CriticError, match=r"^bidirectional: expected true or false, got 'yes'$"):
-        by_section(RUN_OPTIONS, {"bidirectional": "yes"})
+    with pytest.raises(CriticError, match=r"^bidirectional: expected true or false, got 'ture'$"):
+        by_section(RUN_OPTIONS, {"bidirectional": "ture"})
+    # The words of critic.config.parse_boolean, as for CRITIC_* variables and ?explain=.
+    for word, meant in (("yes", True), ("On", True), ("no", False), ("OFF", False)):
+        assert by_section(RUN_OPTIONS, {"bidirectional": word}) == {
+            "model": {"bidirectional": meant}
+        }
 
 
 def test_every_typed_setting_makes_a_config_the_run_accepts():

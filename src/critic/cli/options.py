@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any
 
 import typer
 
-from critic.config import RunConfig
-from critic.errors import CriticError
-
-_KINDS = (bool, int, float, str)  # bool first: it is an int too
+from critic.config import RunConfig, parse_value, setting_type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,28 +61,7 @@ class Option:
     def parse(self, value: Any) -> Any:
         """``value`` as the setting's type: from the command line (typed already) or a
         SageMaker hyper-parameter (a string, or what JSON made of it)."""
-        if value is None:
-            return None
-        if self.kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise CriticError(f"{self.name}: expected true or false, got {value!r}")
-                return value.lower() in ("true", "1")
-            return bool(value)
-        try:
-            return self.kind(value)
-        except (TypeError, ValueError):
-            expected = {int: "an integer", float: "a number"}.get(self.kind, self.kind.__name__)
-            raise CriticError(f"{self.name}: expected {expected}, got {value!r}") from None
-
-
-def _kind(annotation: Any) -> type:
-    """``int`` of ``int | None``; a setting's type must be one the command line can parse."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-    if annotation not in _KINDS:
-        raise TypeError(f"a setting must be a bool, int, float or str, not {annotation!r}")
-    return annotation
+        return parse_value(value, self.kind, self.name)
 
 
 def options_of(config_class: type, section: str | None = None) -> list[Option]:
@@ -107,7 +82,7 @@ def options_of(config_class: type, section: str | None = None) -> list[Option]:
                 name=chosen if isinstance(chosen, str) else config_field.name,
                 field=config_field.name,
                 section=section,
-                kind=_kind(hints[config_field.name]),
+                kind=setting_type(hints[config_field.name]),
                 default=config_field.default,
                 help=config_field.metadata.get("help", ""),
                 none_word=config_field.metadata.get("none_word"),

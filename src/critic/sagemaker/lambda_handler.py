@@ -32,6 +32,8 @@ import os
 ENDPOINT_VARIABLE = "CRITIC_ENDPOINT_NAME"
 ORIGIN_VARIABLE = "CRITIC_ALLOWED_ORIGIN"
 TIMEOUT_VARIABLE = "CRITIC_TIMEOUT_S"
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 TARGET_HEADER = "x-amzn-sagemaker-target-variant"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # what a SageMaker real-time endpoint accepts
 MAX_REVIEWS = 1000
@@ -115,10 +117,12 @@ def _invocation(event: dict, endpoint: str, reviews: list[str]) -> dict:
         "ContentType": "application/json",
         "Accept": "application/json",
     }
+    # The words of critic.config.parse_boolean: this file travels alone in the Lambda's zip
+    # (standard library and boto3 only), so it cannot import them; a test holds them equal.
     explain = str(query.get("explain", "")).strip().lower()
-    if explain not in ("", "0", "1", "true", "false", "yes", "no"):
+    if explain not in ("", *TRUE_WORDS, *FALSE_WORDS):
         raise BadRequest(f"explain must be true or false, got {explain!r}")
-    if explain in ("1", "true", "yes"):
+    if explain in TRUE_WORDS:
         # SageMaker passes no query string to the model: explain travels as an attribute.
         params["CustomAttributes"] = "explain=true"
     target = query.get("variant") or _header(event, TARGET_HEADER)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from critic.config import parse_boolean
 from critic.data.text import has_words
 from critic.errors import CriticError
 
@@ -212,10 +213,6 @@ def check_custom_attributes(value: str | None) -> str | None:
     return value
 
 
-_YES = ("1", "true", "yes")
-_NO = ("", "0", "false", "no")
-
-
 def wants_explanation(query_value: str | None, custom_attributes: str | None) -> bool:
     """``?explain=true``, or ``explain=true`` among the custom attributes (``a=1;explain=true``),
     which is how a client asks through SageMaker, whose runtime API passes no query string.
@@ -229,10 +226,12 @@ def wants_explanation(query_value: str | None, custom_attributes: str | None) ->
             values.append(value)
     asked = False
     for value in values:
-        value = value.strip()
-        if value.lower() not in _YES + _NO:
-            raise ClientError(400, f"explain must be true or false, got {value!r}")
-        asked = asked or value.lower() in _YES
+        if not value.strip():
+            continue  # ?explain= and a bare explain= say nothing
+        try:
+            asked = parse_boolean(value, "explain") or asked
+        except CriticError:
+            raise ClientError(400, f"explain must be true or false, got {value!r}") from None
     return asked
 
 

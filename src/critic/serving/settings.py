@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from critic.config import setting
+from critic.config import parse_value, setting, setting_types
 from critic.errors import CriticError
 from critic.system import available_cores
 
@@ -149,35 +149,14 @@ class ServerSettings:
         SageMaker's own ``SAGEMAKER_BIND_TO_PORT`` is honoured too.
         """
         environ = os.environ if environ is None else environ
+        kinds = setting_types(cls)
         values: dict = {}
-        for field in fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
-            if field.name == "port" and raw is None:
-                raw = environ.get("SAGEMAKER_BIND_TO_PORT")
-            if raw is None:
-                continue
-            kind = field.type if isinstance(field.type, str) else field.type.__name__
-            try:
-                if kind.startswith("bool"):
-                    values[field.name] = _boolean(raw)
-                elif kind.startswith("int"):
-                    values[field.name] = int(raw)
-                elif kind.startswith("float"):
-                    values[field.name] = float(raw)
-                else:
-                    values[field.name] = raw
-            except ValueError:
-                expected = "true or false" if kind.startswith("bool") else "a number"
-                raise CriticError(
-                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not {expected}"
-                ) from None
+        for name, kind in kinds.items():
+            variable = ENV_PREFIX + name.upper()
+            raw = environ.get(variable)
+            if name == "port" and raw is None:
+                variable, raw = "SAGEMAKER_BIND_TO_PORT", environ.get("SAGEMAKER_BIND_TO_PORT")
+            if raw is not None:
+                values[name] = parse_value(raw, kind, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-def _boolean(raw: str) -> bool:
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
