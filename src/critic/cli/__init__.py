@@ -21,6 +21,7 @@ from critic.apps.batch import TransformSettings
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.cli.options import by_section, hide, options_of, pick, run_options, with_options
 from critic.config import ModelConfig, setting
+from critic.data.embeddings import Word2VecSettings
 from critic.errors import CriticError
 from critic.monitor.thresholds import DriftThresholds
 from critic.serving.settings import ServerSettings
@@ -258,24 +259,16 @@ app.add_typer(embeddings_app, name="embeddings")
 EMBEDDINGS_DATA_OPTIONS = pick(
     DATA_OPTIONS, "data", "max_reviews", "split_seed", "text_column", "label_column"
 )
+WORD2VEC_OPTIONS = options_of(Word2VecSettings)
 
 
 @embeddings_app.command("train")
-@with_options(data_settings=EMBEDDINGS_DATA_OPTIONS)
+@with_options(data_settings=EMBEDDINGS_DATA_OPTIONS, word2vec=WORD2VEC_OPTIONS)
 def embeddings_train(
     out: Annotated[Path, typer.Option(help="The word2vec text file to write.")] = ...,  # type: ignore[assignment]
-    dimension: Annotated[int, typer.Option(help="Vector size.")] = 100,
-    window: Annotated[int, typer.Option(help="Context words on each side.")] = 5,
-    negative: Annotated[int, typer.Option(help="Negative samples per word.")] = 5,
-    min_count: Annotated[int, typer.Option(help="Ignore words seen fewer times.")] = 2,
-    epochs: Annotated[int, typer.Option(help="Passes over the reviews.")] = 5,
-    cbow: Annotated[
-        bool, typer.Option("--cbow/--skip-gram", help="CBOW instead of skip-gram.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    workers: Annotated[int, typer.Option(help="Training threads.")] = 2,
     *,
     data_settings: dict,
+    word2vec: dict,
 ) -> None:
     """Train word2vec (skip-gram with negative sampling by default) on the training split's
     reviews, tokenised as critic does, and write the word2vec text format. Use it with
@@ -285,10 +278,7 @@ def embeddings_train(
     from critic.data.prepare import load_splits
     from critic.data.text import tokenize_many
 
-    settings = Word2VecSettings(
-        dimension=dimension, window=window, negative=negative, min_count=min_count,
-        epochs=epochs, cbow=cbow, seed=seed, workers=workers,
-    )  # fmt: skip
+    settings = Word2VecSettings(**by_section(WORD2VEC_OPTIONS, word2vec).get("", {}))
     config = DataConfig.from_dict(
         by_section(EMBEDDINGS_DATA_OPTIONS, data_settings).get("data", {})
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from critic.config import setting
 from critic.errors import CriticError
 from critic.fileio import replace_folder_atomic, write_atomic
 
@@ -54,20 +55,25 @@ class WordVectors:
 
 @dataclass(frozen=True)
 class Word2VecSettings:
-    """gensim Word2Vec settings; the defaults are Mikolov et al.'s skip-gram recipe."""
+    """gensim Word2Vec settings; the defaults are Mikolov et al.'s skip-gram recipe. Each field
+    is an option of ``critic embeddings train``, declared here once."""
 
-    dimension: int = 100
-    window: int = 5
-    negative: int = 5
-    min_count: int = 2
-    epochs: int = 5
-    cbow: bool = False
-    """Continuous bag of words instead of skip-gram: faster, a little weaker on rare words."""
-    seed: int = 0
-    workers: int = 1
-    """Training threads. One by default: gensim's threads apply their updates in whatever order
-    the OS schedules them, so two runs of several threads differ; one thread makes a seed give
-    the same vectors every time (and `critic train` caches them, so a seed pays once)."""
+    dimension: int = setting(100, "Vector size.")
+    window: int = setting(5, "Context words on each side.")
+    negative: int = setting(5, "Negative samples per word.")
+    min_count: int = setting(2, "Ignore words seen fewer times.")
+    epochs: int = setting(5, "Passes over the reviews.")
+    cbow: bool = setting(
+        False,
+        "Continuous bag of words instead of skip-gram: faster, a little weaker on rare words.",
+    )
+    seed: int = setting(0, "Random seed.")
+    # One thread by default: gensim's threads apply their updates in whatever order the OS
+    # schedules them, so two runs of several threads differ; one thread makes a seed give the
+    # same vectors every time (and `critic train` caches them, so a seed pays once).
+    workers: int = setting(
+        1, "Training threads; more than one is faster but gives other vectors every run."
+    )
 
     def __post_init__(self) -> None:
         for name in ("dimension", "window", "negative", "min_count", "epochs", "workers"):
