@@ -206,7 +206,7 @@ def test_bad_settings_are_refused(settings, message):
 
 
 def test_content_type_spellings_are_those_of_the_endpoint():
-    assert TransformSettings.create(content_type="application/x-ndjson").content_type == (
+    assert TransformSettings(content_type="application/x-ndjson").content_type == (
         "application/jsonlines"
     )
 

@@ -7,8 +7,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from critic.cli import RUN_OPTIONS, app
+from critic.cli import app
 from critic.cli.options import by_section, options_of, run_options, with_options
+from critic.cli.train import RUN_OPTIONS
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig, setting
 from critic.errors import CriticError
 from critic.serving.settings import ServerSettings

@@ -90,9 +90,8 @@ def test_deploy_update_weights_and_delete_an_endpoint(
     ]
 
 
-@pytest.mark.parametrize("group", [["sagemaker"], []], ids=["sagemaker-group", "old-names"])
-def test_aws_mistakes_are_one_line(sagemaker, trained_bundle, group):
-    # The old top-level names (critic deploy, ...) still work, hidden, for one release.
+def test_aws_mistakes_are_one_line(sagemaker, trained_bundle):
+    group = ["sagemaker"]
     missing = critic(*group, "delete-endpoint", "never-made", check=False)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
     assert "never-made" in missing.stderr
@@ -113,16 +112,8 @@ def test_aws_mistakes_are_one_line(sagemaker, trained_bundle, group):
     assert no_bucket.returncode == 1 and len(no_bucket.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(
-    ("command", "job_name", "spelled"),
-    [
-        (["sagemaker", "train"], "critic-job-1", "critic sagemaker train"),
-        (["train", "--sagemaker"], "critic-job-2", "--sagemaker"),  # the old spelling
-    ],
-)
-def test_sagemaker_train_submits_a_training_job_with_the_options_given(
-    sagemaker, command, job_name, spelled
-):
+def test_sagemaker_train_submits_a_training_job_with_the_options_given(sagemaker):
+    command, job_name, spelled = ["sagemaker", "train"], "critic-job-1", "critic sagemaker train"
     submitted = critic(
         *command, "--role", ROLE, "--bucket", BUCKET, "--job-name", job_name,
         "--model", "lstm", "--epochs", "4", "--vocab-size", "8000", "--ngram-dim", "8",
@@ -140,6 +131,8 @@ def test_sagemaker_train_submits_a_training_job_with_the_options_given(
     assert hyperparameters["sagemaker_program"] == "train_entry.py"
     needs_role = critic(*command, "--bucket", BUCKET, check=False)
     assert needs_role.returncode == 1 and f"{spelled} needs --role" in needs_role.stderr
+    old_spelling = critic("train", "--sagemaker", "--role", ROLE, check=False)
+    assert old_spelling.returncode == 2 and "No such option: --sagemaker" in old_spelling.stderr
 
 
 def test_invoke_calls_a_local_endpoint_through_boto3(trained_bundle):
@@ -159,8 +152,10 @@ def test_invoke_calls_a_local_endpoint_through_boto3(trained_bundle):
             critic("sagemaker", "invoke", "critic", "A wonderful film!", "Dull.", env=env).stdout
         )
         assert answer["variant"] == "AllTraffic" and len(answer["predictions"]) == 2
-        one = json.loads(critic("invoke", "critic", "Just one review.", env=env).stdout)
-        assert len(one["predictions"]) == 1  # the old name, still working
+        one = json.loads(
+            critic("sagemaker", "invoke", "critic", "Just one review.", env=env).stdout
+        )
+        assert len(one["predictions"]) == 1
         from_stdin = subprocess.run(
             [*CLI, "sagemaker", "invoke", "critic"], input="Loved it.\n\nHated it.\n",
             capture_output=True, text=True, timeout=180, env={**os.environ, **env},

@@ -103,6 +103,8 @@ class TransformSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.content_type:  # Text/CSV; charset=utf-8 is text/csv
+            object.__setattr__(self, "content_type", media_type(self.content_type))
         if self.content_type is not None and self.content_type not in CONTENT_TYPES:
             raise CriticError(
                 f"cannot read {self.content_type!r}; content types: {', '.join(CONTENT_TYPES)}"
@@ -113,14 +115,6 @@ class TransformSettings:
             raise CriticError("text_column must name a column")
         if self.checkpoint_seconds < 0:
             raise CriticError("checkpoint_seconds must not be negative")
-
-    @classmethod
-    def create(cls, **values: Any) -> TransformSettings:
-        """The settings given (None: not given), the content type's spelling normalised."""
-        given = {name: value for name, value in values.items() if value is not None}
-        if given.get("content_type"):
-            given["content_type"] = media_type(given["content_type"])
-        return cls(**given)
 
 
 @dataclass(frozen=True)

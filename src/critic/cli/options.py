@@ -131,6 +131,13 @@ def by_section(options: Sequence[Option], values: dict[str, Any]) -> dict[str, d
     return sections
 
 
+def given(options: Sequence[Option], values: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one flat settings class (``ServerSettings``, ``Word2VecSettings``...)
+    given in ``values``, typed, by field name: what its constructor takes, the defaults
+    filling the rest. :func:`by_section` does the same for a run's three sections."""
+    return by_section(options, values).get("", {})
+
+
 def with_options(**groups: Sequence[Option]) -> Callable[[Callable], Callable]:
     """Decorator: give a Typer command one option per :class:`Option` of each group.
 

@@ -58,6 +58,7 @@ CLI_DELETE = "critic sagemaker delete-endpoint {name}"
 INFERENCE_PROGRAM = "inference.py"
 INFERENCE_CODE_DIR = "/opt/ml/model/code"
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
+INSTANCE_TYPE = "ml.m5.large"
 WAIT_DELAY_S = 15
 TAG_KEY = "critic:endpoint"
 
@@ -137,12 +138,26 @@ def invocation_hints(endpoint_name: str, region: str) -> list[str]:
     ]
 
 
+def packaged_variants(specs: Sequence[VariantSpec], scratch: Path) -> list[VariantSpec]:
+    """The variants with every bundle folder packaged into ``scratch`` as the model.tar.gz
+    SageMaker's serving container loads (an archive already packaged is taken as it is)."""
+    from critic.inference.bundle import package_bundle
+
+    packaged = []
+    for spec in specs:
+        path = spec.bundle
+        if path.is_dir():
+            path = package_bundle(path, Path(scratch) / f"{spec.name}.tar.gz")
+        packaged.append(VariantSpec(spec.name, path, spec.weight))
+    return packaged
+
+
 def deploy(
     variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
     endpoint_name: str,
     role_arn: str,
     bucket: str,
-    instance_type: str = "ml.m5.large",
+    instance_type: str = INSTANCE_TYPE,
     instance_count: int = 1,
     image_uri: str | None = None,
     region: str | None = None,

@@ -26,15 +26,18 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from critic.config import ModelConfig, setting
 from critic.errors import CriticError
 from critic.fileio import package_files, write_atomic
 from critic.sagemaker.aws import aws_errors, check_bucket, connect, describe_or_none, upload_file
@@ -86,7 +89,26 @@ MAX_HYPERPARAMETER_KEY = 256
 MAX_HYPERPARAMETER_VALUE = 2500
 WAIT_DELAY_S = 30
 MASTER_PORT = 7777
+INSTANCE_TYPE = "ml.m5.xlarge"
+# What the container sets inside a training job; critic train reads them (job_settings).
+JOB_VARIABLES = ("SM_MODEL_DIR", "SM_CHANNEL_TRAINING", "SM_HPS")
 """The port the master host listens on, as SageMaker's training toolkit uses for torchrun."""
+
+
+@dataclass(frozen=True)
+class TrainingJobOptions:
+    """Where and how a SageMaker training job runs: never sent to it as hyper-parameters.
+    Each field is an option of ``critic sagemaker train``."""
+
+    role: str | None = setting(None, "The job's IAM execution role ARN.")
+    bucket: str | None = setting(None, "S3 bucket for code and output.")
+    instance_type: str = setting(INSTANCE_TYPE, "Training instance type.")
+    instance_count: int = setting(
+        1, "Instances to train on; more than one trains data-parallel (torchrun on each)."
+    )
+    job_name: str | None = setting(None, "Job name (default: critic-MODEL-TIME).")
+    region: str | None = setting(None, "AWS region (default: from the environment).")
+    wait: bool = setting(False, "Wait for the job to end.")
 
 
 @dataclass(frozen=True)
@@ -194,7 +216,7 @@ def submit_training_job(
     role_arn: str,
     bucket: str,
     hyperparameters: Mapping[str, Any],
-    instance_type: str = "ml.m5.xlarge",
+    instance_type: str = INSTANCE_TYPE,
     data_s3_uri: str | None = None,
     image_uri: str | None = None,
     region: str | None = None,
@@ -447,3 +469,67 @@ def torchrun_command(environ: Mapping[str, str], python: str = sys.executable) -
         "--nproc_per_node", str(processes_per_host), "--master_addr", master,
         "--master_port", port, "-m", "critic.cli", "train", "--no-progress",
     ]  # fmt: skip
+
+
+JOB_OPTION_NAMES = tuple(TrainingJobOptions.__dataclass_fields__)
+
+
+def job_settings(environ: Mapping[str, str] | None = None) -> dict | None:
+    """Inside a SageMaker training job (the container set ``SM_MODEL_DIR``,
+    ``SM_CHANNEL_TRAINING`` and ``SM_HPS``): ``critic train``'s settings by option name, from
+    the hyper-parameters (strings, typed later like the command line's), with ``data`` a path
+    in the training channel and ``out`` the model folder. None outside a job."""
+    environ = os.environ if environ is None else environ
+    if not all(name in environ for name in JOB_VARIABLES):
+        return None
+    try:
+        hyperparameters = json.loads(environ["SM_HPS"] or "{}")
+    except ValueError as error:
+        raise CriticError(f"SM_HPS is not valid JSON ({error})") from None
+    if not isinstance(hyperparameters, dict):
+        raise CriticError("SM_HPS must be a JSON object of hyper-parameters")
+    settings = {key.replace("-", "_"): value for key, value in hyperparameters.items()}
+    data = settings.get("data")
+    if data is None or data in BUILT_IN_DATA:
+        settings.setdefault("data", "embedded")
+    else:
+        settings["data"] = str(Path(environ["SM_CHANNEL_TRAINING"]) / data)
+    settings["out"] = environ["SM_MODEL_DIR"]
+    for name in JOB_OPTION_NAMES:  # where the job ran, never a setting of the training
+        settings.pop(name, None)
+    return settings
+
+
+def submit_training(
+    settings: Mapping[str, Any], options: TrainingJobOptions, log: Log = print
+) -> TrainingJob:
+    """``critic sagemaker train``: the training settings given (by option name, None: not
+    given, so the job keeps the model's recipe and the defaults) become the job's
+    hyper-parameters; ``data`` s3://... becomes its training channel, another data source
+    travels by name. The job's machine picks its own device."""
+    for required in ("role", "bucket"):
+        if not getattr(options, required):
+            raise CriticError(f"critic sagemaker train needs --{required}")
+    hyperparameters = {
+        name: value
+        for name, value in settings.items()
+        if value is not None and name not in ("data", "device")
+    }
+    data = settings.get("data")
+    data_s3_uri = data if data and data.startswith("s3://") else None
+    if data and data_s3_uri is None:
+        hyperparameters["data"] = data
+    model = settings.get("model") or ModelConfig.name
+    name = options.job_name or f"critic-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return submit_training_job(
+        name,
+        options.role,
+        options.bucket,
+        hyperparameters,
+        instance_type=options.instance_type,
+        data_s3_uri=data_s3_uri,
+        region=options.region,
+        wait=options.wait,
+        log=log,
+        instance_count=options.instance_count,
+    )

@@ -36,6 +36,7 @@ Log = Callable[[str], None]
 CONTENT_TYPES = (JSON_LINES, CSV, TEXT)
 WAIT_DELAY_S = 30
 TAG_KEY = "critic:transform-job"
+INSTANCE_TYPE = "ml.m5.large"
 MAX_PAYLOAD_MB = MAX_BODY_BYTES // (1024 * 1024)
 # A MultiRecord request holds as many lines as fit in MaxPayloadInMB; the container's handler
 # must take them all in one request (each line is at least a character and its line break).
@@ -65,7 +66,7 @@ def run_transform_job(
     content_type: str = JSON_LINES,
     join_input: bool = False,
     variant: str | None = None,
-    instance_type: str = "ml.m5.large",
+    instance_type: str = INSTANCE_TYPE,
     instance_count: int = 1,
     job_name: str | None = None,
     region: str | None = None,

@@ -97,6 +97,21 @@ class VariantSpec:
         return cls(*split_spec(text, "--variant", "WEIGHT", "champion=runs/lstm:0.9"))
 
 
+def parse_weights(texts: Sequence[str]) -> dict[str, float]:
+    """``VARIANT=WEIGHT`` texts (``critic sagemaker update-weights``) as weights by name."""
+    weights = {}
+    for text in texts:
+        name, separator, value = text.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            separator = ""
+        if not separator or not name:
+            raise CriticError(f"{text!r}: expected VARIANT=WEIGHT, e.g. champion=0.5")
+        weights[name] = weight
+    return weights
+
+
 def variant_specs(first: Path | None, texts: Sequence[str] | None) -> list[VariantSpec]:
     """The variants a command line names: ``first`` (if given) as the single variant AllTraffic,
     then each ``NAME=PATH[:WEIGHT]`` text; names checked distinct. Empty when none is named."""

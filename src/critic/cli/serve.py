@@ -1,0 +1,148 @@
+"""Commands that serve: the endpoint (serve), the page in front of SageMaker (web), and the
+drift report over what the endpoint captured (monitor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from critic.apps.sagemaker_web_settings import ProxySettings
+from critic.cli.app import app
+from critic.cli.options import given, options_of, with_options
+from critic.errors import CriticError
+from critic.monitor.thresholds import DriftThresholds
+from critic.serving.settings import ServerSettings
+
+SERVER_OPTIONS = options_of(ServerSettings)
+DRIFT_OPTIONS = options_of(DriftThresholds)
+PROXY_OPTIONS = options_of(ProxySettings)
+
+
+@app.command()
+@with_options(server=SERVER_OPTIONS)
+def serve(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="A bundle to serve as the single variant AllTraffic.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
+        ),
+    ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=BUNDLE(:FRACTION), repeatable: a shadow variant gets a copy of that "
+            "fraction (default 1) of the live requests after they are answered; its answers are "
+            "compared with the live ones on the A/B view, never returned."
+        ),
+    ] = None,
+    *,
+    server: dict,
+) -> None:
+    """Serve bundles on SageMaker's hosting contract: GET /ping, POST /invocations, port 8080.
+
+    The same server answers the web page at / and the A/B view at /ab.
+
+    Settings may also come from the environment: CRITIC_PORT, CRITIC_ADMIN_TOKEN, ... (and
+    SAGEMAKER_BIND_TO_PORT).
+    """
+    from critic.apps.endpoint import feedback_path
+    from critic.apps.endpoint import serve as serve_endpoint
+    from critic.inference.bundle import verify_bundle
+    from critic.serving.ab.feedback import FeedbackStore
+    from critic.serving.sidecar.shadow import shadow_specs
+    from critic.serving.variants import variant_specs
+
+    specs = variant_specs(bundle, variant)
+    if not specs:
+        raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
+    shadows = shadow_specs(shadow, [spec.name for spec in specs])
+    for spec in [*specs, *shadows]:
+        verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
+    settings = ServerSettings.from_env(**given(SERVER_OPTIONS, server))
+    feedback = feedback_path(specs, settings)
+    if feedback is not None:
+        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+    for spec in specs:
+        typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
+    for spec in shadows:
+        typer.echo(f"serve: shadow {spec.name} = {spec.bundle} ({spec.fraction:.0%} of requests)")
+    if settings.capture_dir:
+        typer.echo(
+            f"serve: capturing {settings.capture_percent:g}% of requests to {settings.capture_dir}"
+        )
+    typer.echo(f"serve: feedback in {feedback if feedback is not None else '(off)'}")
+    typer.echo(
+        f"serve: the page http://{settings.host}:{settings.port}/ and the A/B view /ab; "
+        "POST /invocations, GET /ping, GET /metrics"
+    )
+    serve_endpoint(specs, settings, shadows)
+
+
+@app.command()
+@with_options(thresholds=DRIFT_OPTIONS)
+def monitor(
+    capture: Annotated[Path, typer.Argument(help="A capture folder (critic serve --capture-dir).")],
+    baseline: Annotated[
+        Path, typer.Option(help="The bundle whose training data is the baseline.")
+    ] = ...,  # type: ignore[assignment]
+    out: Annotated[
+        Path | None, typer.Option(help="Also write drift.md, drift.json and drift.png here.")
+    ] = None,
+    baseline_reviews: Annotated[
+        int, typer.Option(help="Most reviews of the bundle's validation split to compare with.")
+    ] = 2000,
+    *,
+    thresholds: dict,
+) -> None:
+    """Drift: how captured live traffic differs from the bundle's own held-out data.
+
+    Score distribution (PSI and a Kolmogorov-Smirnov test), share of words outside the
+    vocabulary, review length and the share of positive answers, over the whole capture and
+    hour by hour, printed as Markdown. Exits 1 when the whole capture drifted past a threshold,
+    so a scheduler can run it.
+    """
+    from critic.monitor.drift import monitor as monitor_capture
+    from critic.monitor.drift import write_report
+
+    limits = given(DRIFT_OPTIONS, thresholds)
+    report = monitor_capture(
+        capture, baseline, DriftThresholds(**limits), baseline_reviews,
+        log=lambda line: typer.echo(line, err=True),
+    )  # fmt: skip
+    written = write_report(report, out) if out is not None else []
+    typer.echo(report.to_markdown())
+    if written:
+        typer.echo(f"monitor: wrote {', '.join(str(path) for path in written)}", err=True)
+    if report.drift:
+        raise typer.Exit(1)
+
+
+@app.command()
+@with_options(settings=PROXY_OPTIONS)
+def web(*, settings: dict) -> None:
+    """Serve the page, the feedback and the A/B view in front of a SageMaker endpoint.
+
+    Reviews are answered by the endpoint (boto3's invoke_endpoint); the variant that answered
+    comes from SageMaker, feedback is kept here. The page of a local model comes with
+    critic serve itself. AWS credentials and region come from the environment as for every
+    AWS command; the role needs sagemaker:InvokeEndpoint (and DescribeEndpoint to show the
+    variants' weights).
+    """
+    from critic.apps.sagemaker_web import serve_proxy
+    from critic.sagemaker.aws import connect
+    from critic.serving.ab.feedback import FeedbackStore
+
+    proxy = ProxySettings(**given(PROXY_OPTIONS, settings))
+    connect(proxy.region)  # no region, or no boto3, is one line here
+    feedback = proxy.feedback_path()
+    if feedback is not None:
+        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+    typer.echo(f"web: reviews answered by SageMaker endpoint {proxy.endpoint_name}")
+    typer.echo(f"web: feedback in {feedback if feedback is not None else '(off)'}")
+    typer.echo(f"web: the page http://{proxy.host}:{proxy.port}/ and the A/B view /ab")
+    serve_proxy(proxy, log=typer.echo)
