@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from critic.serving import routes as serving
 from critic.serving.http import install_error_handlers
+from critic.serving.invocations import InvocationsEntry, add_to_openapi
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.shadow import ShadowSpec
 from critic.serving.state import feedback_path, start_state
@@ -59,7 +60,8 @@ def create_app(
     )
     app.include_router(serving.router)
     web.mount(app)
-    app.add_middleware(serving.InvocationsFastPath)
+    app.add_middleware(InvocationsEntry)
+    add_to_openapi(app)
     install_error_handlers(app)
 
     return app

@@ -39,19 +39,22 @@ from starlette.concurrency import run_in_threadpool
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.errors import CriticError
 from critic.sagemaker.aws import Aws, aws_errors, client_error_message, connect, one_line
-from critic.sagemaker.checks import check_name
 from critic.sagemaker.runtime import model_error_message
 from critic.serving.ab.answers import ID_HEADER, AnswerIds, new_key
 from critic.serving.ab.feedback import FeedbackStore
 from critic.serving.codec import (
     JSON,
     ClientError,
-    check_custom_attributes,
     media_type,
     wants_explanation,
 )
 from critic.serving.http import error_response, install_error_handlers, read_body
-from critic.serving.invocations import CUSTOM_ATTRIBUTES, INVOKED_VARIANT, TARGET_VARIANT
+from critic.serving.invocations import (
+    CUSTOM_ATTRIBUTES,
+    INVOKED_VARIANT,
+    TARGET_VARIANT,
+    read_asked,
+)
 from critic.serving.metrics import NO_VARIANT, EndpointMetrics
 from critic.web import routes as web
 
@@ -289,18 +292,19 @@ async def invoke(request: Request) -> Response:
     headers = request.headers
     started = time.perf_counter()
     try:
-        attributes = check_custom_attributes(headers.get(CUSTOM_ATTRIBUTES))
         body = await read_body(request)
-        target = headers.get(TARGET_VARIANT)
-        if target is not None:
-            check_name("target variant", target)
-        explain = wants_explanation(request.query_params.get("explain"), attributes)
-    except CriticError as error:
-        status = error.status if isinstance(error, ClientError) else 400
-        state.metrics.observe(NO_VARIANT, status, 0.0)
-        return error_response(status, str(error))
+        # The endpoint's own checks (critic.serving.invocations), before anything is sent on.
+        asked = read_asked(
+            headers.get(CUSTOM_ATTRIBUTES),
+            headers.get(TARGET_VARIANT),
+            request.query_params.get("explain"),
+        )
+    except ClientError as error:
+        state.metrics.observe(NO_VARIANT, error.status, 0.0)
+        return error_response(error.status, error.message)
+    attributes, target = asked.attributes, asked.target_variant
     # SageMaker passes no query string to the container: explain travels as an attribute.
-    if explain and not wants_explanation(None, attributes):
+    if asked.explain and not wants_explanation(None, attributes):
         attributes = ";".join(filter(None, [attributes, "explain=true"]))
     params: dict[str, Any] = {
         "Body": body,

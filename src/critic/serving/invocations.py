@@ -1,8 +1,18 @@
-"""One invocation, without HTTP: body and headers in, a response (or an error) out.
+"""The one request path: an invocation, from what the client sent to what it gets back.
 
-The seam STYLE.md asks for: the routes only read the request and write what this returns,
-so everything an invocation can answer -- predictions, every client mistake -- is decided
-here and tested without a server.
+Every ``POST /invocations`` (SageMaker's container contract) and ``POST
+/endpoints/NAME/invocations`` (its runtime API, what boto3 calls) goes through
+:func:`invocations`, and every check -- the custom attributes, ``explain``, the endpoint's name,
+the content types, the body, the variant, the model's queue -- is made there, so what an
+invocation can answer is decided and tested without a server.
+
+:class:`InvocationsEntry` is the HTTP side: an ASGI middleware that reads the body (at most
+6 MB) and headers, calls :func:`invocations` and writes its answer, ahead of Starlette's routing
+and FastAPI's route machinery. Matching the path against every route (the page's and the A/B
+view's too), the request's AsyncExitStack and the exception middleware's wrapping cost the
+n-gram model's endpoint half its requests/s at 64 clients (1,163 against 2,377). The
+OpenAPI description of both paths, which the fuzzing tests read, is made here too
+(:func:`add_to_openapi`): no FastAPI route is declared for them.
 """
 
 from __future__ import annotations
@@ -11,17 +21,25 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from critic.errors import CriticError
 from critic.serving.ab.answers import ID_HEADER
 from critic.serving.batching import ClientGone, DeadlineExceeded, Overloaded, Stopping
 from critic.serving.codec import (
     JSON,
+    REQUEST_TYPES,
+    RESPONSE_TYPES,
     ClientError,
+    check_custom_attributes,
     decode_reviews,
     encode_error,
     encode_predictions,
     negotiate,
+    wants_explanation,
 )
+from critic.serving.http import error_response, read_body
 from critic.serving.metrics import NO_VARIANT
 from critic.serving.state import EndpointState
 from critic.serving.variants import check_name
@@ -29,11 +47,13 @@ from critic.serving.variants import check_name
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
+CONTAINER_PATH = "/invocations"
+RUNTIME_PREFIX, RUNTIME_SUFFIX = "/endpoints/", "/invocations"
 
 
 @dataclass
-class Invocation:
-    """An answer to one invocation; ``message`` is set exactly when it is an error."""
+class Answer:
+    """What one invocation answers; ``message`` is set exactly when it is an error."""
 
     status: int
     body: bytes
@@ -42,8 +62,32 @@ class Invocation:
     message: str | None = None
 
     @classmethod
-    def error(cls, status: int, message: str, headers: dict[str, str]) -> Invocation:
+    def error(cls, status: int, message: str, headers: dict[str, str]) -> Answer:
         return cls(status, encode_error(status, message), JSON, headers, message)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a request asks for beside its reviews, checked: the custom attributes (echoed
+    back), the variant it names, and whether it wants each word's weight."""
+
+    attributes: str | None
+    target_variant: str | None
+    explain: bool
+
+
+def read_asked(
+    custom_attributes: str | None, target_variant: str | None, explain_query: str | None
+) -> Asked:
+    """The request's headers and ``?explain=`` checked, or a ClientError (400) naming what is
+    wrong. The page in front of SageMaker forwards requests after the same checks."""
+    attributes = check_custom_attributes(custom_attributes)
+    if target_variant is not None:
+        try:
+            check_name("target variant", target_variant)
+        except CriticError as error:
+            raise ClientError(400, str(error)) from None
+    return Asked(attributes, target_variant, wants_explanation(explain_query, attributes))
 
 
 async def invocations(
@@ -51,34 +95,45 @@ async def invocations(
     body: bytes,
     content_type: str | None,
     accept: str | None,
+    *,
+    endpoint_name: str | None = None,
     target_variant: str | None = None,
     custom_attributes: str | None = None,
-    explain: bool = False,
+    explain_query: str | None = None,
     is_disconnected: Callable[[], Awaitable[bool]] | None = None,
-) -> Invocation:
-    """Answer one invocation: decode, route, predict (micro-batched), encode."""
+) -> Answer:
+    """Answer one invocation: check what it asks, decode, route, predict (micro-batched),
+    encode. ``endpoint_name``: the name in the runtime API's path (None on the container's
+    ``/invocations``); ``explain_query``: the ``explain`` query parameter, if any."""
     started = time.perf_counter()
     variant_name = NO_VARIANT
-    echo = {CUSTOM_ATTRIBUTES: custom_attributes} if custom_attributes else {}
+    echo: dict[str, str] = {}
     try:
+        asked = read_asked(custom_attributes, target_variant, explain_query)
+        if asked.attributes:
+            echo[CUSTOM_ATTRIBUTES] = asked.attributes
+        if endpoint_name is not None and endpoint_name != state.settings.endpoint_name:
+            raise ClientError(
+                400,
+                f"Endpoint {endpoint_name} not found; this server is endpoint "
+                f"{state.settings.endpoint_name}",
+            )
         response_type = negotiate(accept)
         reviews = decode_reviews(body, content_type, state.settings.max_reviews)
         state.sync_weights()
         try:
-            if target_variant is not None:
-                check_name("target variant", target_variant)
-            variant = state.router.choose(target_variant)
+            variant = state.router.choose(asked.target_variant)
         except CriticError as error:
             raise ClientError(400, str(error)) from None
         variant_name = variant.name
         batcher = state.batchers[variant.name]
         try:
-            predictions = await batcher.submit(reviews, explain, is_disconnected)
+            predictions = await batcher.submit(reviews, asked.explain, is_disconnected)
         except Overloaded as error:
-            echo = {**echo, "Retry-After": str(error.retry_after)}
+            echo["Retry-After"] = str(error.retry_after)
             raise ClientError(503, str(error)) from None
         except Stopping as error:
-            echo = {**echo, "Retry-After": "1"}
+            echo["Retry-After"] = "1"
             raise ClientError(503, str(error)) from None
         except DeadlineExceeded as error:
             raise ClientError(504, f"{error}; the model is slower than the traffic") from None
@@ -86,10 +141,7 @@ async def invocations(
             # Nobody reads this answer; the status is nginx's "client closed request".
             raise ClientError(499, str(error)) from None
     except ClientError as error:
-        state.metrics.observe(variant_name, error.status, time.perf_counter() - started)
-        if variant_name != NO_VARIANT:
-            echo = {**echo, INVOKED_VARIANT: variant_name}
-        return Invocation.error(error.status, error.message, echo)
+        return refused(state, error, echo, variant_name, started)
     state.metrics.observe(variant_name, 200, time.perf_counter() - started, predictions)
     for prediction in predictions:
         prediction["id"] = state.answers.issue(variant_name, prediction["label"])
@@ -102,4 +154,136 @@ async def invocations(
         state.answered(
             variant_name, reviews, predictions, (body, content_type), (body_out, response_type)
         )
-    return Invocation(200, body_out, response_type, headers)
+    return Answer(200, body_out, response_type, headers)
+
+
+def refused(
+    state: EndpointState,
+    error: ClientError,
+    echo: dict[str, str] | None = None,
+    variant_name: str = NO_VARIANT,
+    started: float | None = None,
+) -> Answer:
+    """The answer to an invocation refused, counted in the metrics like every other answer:
+    also for a body refused while it was read (413), before :func:`invocations` could run."""
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    state.metrics.observe(variant_name, error.status, seconds)
+    headers = dict(echo or {})
+    if variant_name != NO_VARIANT:
+        headers[INVOKED_VARIANT] = variant_name
+    return Answer.error(error.status, error.message, headers)
+
+
+def invocation_path(path: str) -> tuple[bool, str | None]:
+    """Whether ``path`` is an invocation, and the endpoint name the runtime API's path names
+    (None for the container's ``/invocations``)."""
+    if path == CONTAINER_PATH:
+        return True, None
+    if path.startswith(RUNTIME_PREFIX) and path.endswith(RUNTIME_SUFFIX):
+        name = path[len(RUNTIME_PREFIX) : -len(RUNTIME_SUFFIX)]
+        if name and "/" not in name:
+            return True, name
+    return False, None
+
+
+class InvocationsEntry:
+    """ASGI middleware: ``POST`` to an invocation path goes to :func:`invocations`; every
+    other request to the app it wraps."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            matched, endpoint_name = invocation_path(scope["path"])
+            if matched:
+                response = await self._respond(scope, receive, endpoint_name)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _respond(self, scope, receive, endpoint_name: str | None) -> Response:
+        if scope["method"] != "POST":
+            return error_response(405, "Method Not Allowed", {"Allow": "POST"})
+        state: EndpointState | None = getattr(scope["app"].state, "endpoint", None)
+        if state is None:  # only while the lifespan has not finished starting
+            return error_response(503, "models are still loading")
+        return await self._answer(Request(scope, receive), state, endpoint_name)
+
+    @staticmethod
+    async def _answer(request: Request, state: EndpointState, endpoint_name: str | None):
+        headers = request.headers
+        try:
+            body = await read_body(request)
+        except ClientError as error:
+            answer = refused(state, error)
+        else:
+            # Parsing the query string costs more than looking whether there is one.
+            query = request.query_params.get("explain") if request.scope["query_string"] else None
+            answer = await invocations(
+                state,
+                body,
+                headers.get("content-type"),
+                headers.get("accept"),
+                endpoint_name=endpoint_name,
+                target_variant=headers.get(TARGET_VARIANT),
+                custom_attributes=headers.get(CUSTOM_ATTRIBUTES),
+                explain_query=query,
+                is_disconnected=request.is_disconnected,
+            )
+        if answer.message is not None:
+            return error_response(answer.status, answer.message, answer.headers)
+        return Response(
+            answer.body,
+            status_code=answer.status,
+            media_type=answer.content_type,
+            headers=answer.headers,
+        )
+
+
+def _parameter(name: str, where: str, required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required, "schema": {"type": "string"}}
+
+
+def _operation(summary: str, parameters: list[dict]) -> dict:
+    text_body = {"schema": {"type": "string"}}
+    headers = [_parameter(name, "header") for name in (TARGET_VARIANT, CUSTOM_ATTRIBUTES, "Accept")]
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [*parameters, _parameter("explain", "query"), *headers],
+            "requestBody": {
+                "required": True,
+                "content": {content_type: text_body for content_type in REQUEST_TYPES},
+            },
+            "responses": {
+                "200": {
+                    "description": "One answer per review",
+                    "content": {content_type: text_body for content_type in RESPONSE_TYPES},
+                },
+                "4XX": {"description": "A client mistake, as JSON with a message"},
+                "503": {"description": "Loading, or the model's queue is full (Retry-After)"},
+            },
+        }
+    }
+
+
+def add_to_openapi(app) -> None:
+    """Describe both invocation paths in the app's OpenAPI schema (``/openapi.json``, the API
+    page, the fuzzing tests): they have no route for FastAPI to describe."""
+    describe = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = describe()
+            schema["paths"][CONTAINER_PATH] = _operation(
+                "Answer reviews (SageMaker's container contract)", []
+            )
+            schema["paths"]["/endpoints/{endpoint_name}/invocations"] = _operation(
+                "Answer reviews (the SageMaker Runtime API, as boto3 calls it)",
+                [_parameter("endpoint_name", "path", required=True)],
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

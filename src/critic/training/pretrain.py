@@ -24,7 +24,6 @@ from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
 from critic.data.prepare import PreparedData
 from critic.models.language_model import EncoderLanguageModel
-from critic.system import flush_subnormals
 from critic.training import distributed
 from critic.training.distributed import Processes
 
@@ -61,7 +60,6 @@ def pretrain_language_model(
     )
     started = time.perf_counter()
     loss_per_word = float("nan")
-    flush_subnormals(device)  # as the classifier's epochs do
     for epoch in range(1, train.pretrain_epochs + 1):
         epoch_started = time.perf_counter()
         batches.set_epoch(epoch)

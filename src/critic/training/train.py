@@ -56,7 +56,7 @@ from critic.evaluation.evaluate import predict_split, predict_split_logits, spli
 from critic.fileio import check_output_folder
 from critic.models import NEURAL, build_model, check_model_config, model_kind
 from critic.models.language_model import check_pretrainable
-from critic.system import flush_subnormals
+from critic.system import subnormals_flushed
 from critic.training import distributed
 from critic.training.checkpoints import (  # noqa: F401  (CHECKPOINT_DIR, recover_checkpoint: as before)
     CHECKPOINT_DIR,
@@ -225,12 +225,14 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
         run.log(f"resume: continuing after epoch {state.epoch} of {config.train.epochs}")
     else:
         if config.train.pretrain_epochs:
-            pretrain_metrics = pretrain_language_model(
-                model, config, prepared, device, processes, progress=run.progress, log=run.log
-            )
+            with subnormals_flushed(device):  # as the classifier's epochs are
+                pretrain_metrics = pretrain_language_model(
+                    model, config, prepared, device, processes, progress=run.progress, log=run.log
+                )
         state = TrainState.start(model)
 
-    stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run)
+    with subnormals_flushed(device):
+        stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run)
     model.load_state_dict(state.best_weights)
     if not processes.main:
         # Its weights are rank 0's; rank 0 alone measures them and writes the bundle.
@@ -280,7 +282,6 @@ def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, r
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
-    flush_subnormals(device)
     for epoch in range(state.epoch + 1, config.train.epochs + 1):
         stop_reason = state.stop_reason(config.train)
         if stop_reason is not None:
