@@ -200,3 +200,15 @@ def test_a_bad_request_is_refused_here_before_any_aws_call(
 def test_settings_are_checked_with_one_clear_line(changes, words):
     with pytest.raises(CriticError, match=words.replace("(", r"\(").replace(")", r"\)")):
         ProxySettings(**changes)
+
+
+def test_the_ab_views_shadow_section_is_empty_in_front_of_sagemaker(endpoint, tmp_path):
+    # The page's state is typed as critic.web.state.PageState, which both states satisfy:
+    # this route once reached for a method the page in front of SageMaker did not have.
+    with client_for(ENDPOINT, tmp_path / "feedback.sqlite") as client:
+        response = client.get("/api/ab/shadows")
+        assert response.status_code == 200
+        view = response.json()
+        assert view["endpoint"] == ENDPOINT
+        assert (view["workers"], view["shadows"], view["capture"]) == (1, [], None)
+        assert client.get("/api/ab").status_code == 200

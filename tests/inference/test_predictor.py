@@ -86,7 +86,7 @@ def test_an_empty_review_is_an_error_not_a_guess(predictor, review):
 
 
 def test_a_review_of_punctuation_only_gets_no_verdict(predictor):
-    # Before issue 12 it was answered from one unknown token: a verdict on nothing.
+    # It was once answered from one unknown token: a verdict on nothing.
     for review in ("...", "?!"):
         with pytest.raises(EmptyReviewError, match="no words to judge"):
             predictor.predict(review)

@@ -125,17 +125,20 @@ class ProxyState:
     feedback: FeedbackStore | None = None
     answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
     ready: bool = False
-    # What the A/B view also reads from a local endpoint's state: in front of SageMaker there
-    # are no online counts kept across restarts (SageMaker's CloudWatch metrics have them), no
-    # shadow variants and no capture here (SageMaker's own shadow tests and DataCaptureConfig).
-    counts: None = None
-    shadows: None = None
-    capture: None = None
     aws: Aws | None = None
     described_at: float | None = None
     """When DescribeEndpoint last answered (monotonic); None if it never has: no refresh."""
     refresh_s: float = 30.0
     _refreshing: bool = False
+
+    # In front of SageMaker there are no online counts kept across restarts (SageMaker's
+    # CloudWatch metrics have them), no shadow variants and no capture here (SageMaker's own
+    # shadow tests and DataCaptureConfig): the page's view of them is empty.
+    def earlier_counts(self) -> None:
+        return None
+
+    async def shadow_view(self) -> dict:
+        return {"workers": 1, "shadows": [], "capture": None}
 
     def sync_weights(self) -> None:
         """Take up the weights SageMaker reports now (after an update-weights): read again at

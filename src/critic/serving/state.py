@@ -78,6 +78,11 @@ class EndpointState:
             "capture": self.capture.describe() if self.capture is not None else None,
         }
 
+    def earlier_counts(self) -> dict | None:
+        """The online counts of the endpoint's earlier runs, from the feedback file; None
+        when feedback (and with it the counts) is off."""
+        return self.counts.earlier() if self.counts is not None else None
+
     async def shadow_view(self) -> dict:
         """The shadows and the capture as the A/B view shows them, across every worker."""
         own = self.worker_snapshot()

@@ -37,8 +37,8 @@ from critic.serving.ab.counts import added, live_totals, summary
 from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.codec import JSON, ClientError, media_type, parse_json
 from critic.serving.http import error_response, read_body
-from critic.serving.state import State
 from critic.web import shadows
+from critic.web.state import Page, PageState
 
 STATIC = Path(__file__).with_name("static")
 MAX_FEEDBACK_BYTES = 256 * 1024
@@ -130,7 +130,7 @@ async def _read_feedback(request: Request) -> Feedback:
 
 
 @router.post("/api/feedback", status_code=201)
-async def post_feedback(request: Request, state: State) -> Response:
+async def post_feedback(request: Request, state: Page) -> Response:
     if state.feedback is None:
         return error_response(503, "feedback is off on this endpoint")
     refused = _cross_site(request)
@@ -167,7 +167,7 @@ async def post_feedback(request: Request, state: State) -> Response:
 
 
 @router.get("/api/feedback/summary")
-async def feedback_summary(state: State) -> Response:
+async def feedback_summary(state: Page) -> Response:
     if state.feedback is None:
         return error_response(503, "feedback is off on this endpoint")
     summary = await run_in_threadpool(state.feedback.summary, state.router.names)
@@ -175,7 +175,7 @@ async def feedback_summary(state: State) -> Response:
 
 
 @router.get("/api/ab")
-async def ab_stats(request: Request, state: State) -> Response:
+async def ab_stats(request: Request, state: Page) -> Response:
     try:
         parameters = _decision_parameters(request)
     except ClientError as error:
@@ -214,13 +214,14 @@ async def ab_stats(request: Request, state: State) -> Response:
     )
 
 
-# --- Counts across restarts (issue 14): earlier runs from the SQLite file, this one live ---
+# --- Counts across restarts: earlier runs from the SQLite file, this one live ---------------
 
 
-def _all_runs(state) -> dict | None:
-    if state.counts is None:
+def _all_runs(state: PageState) -> dict | None:
+    earlier = state.earlier_counts()
+    if earlier is None:
         return None
-    return added(state.counts.earlier(), live_totals(state.metrics))
+    return added(earlier, live_totals(state.metrics))
 
 
 def _counts_of(counts: dict | None, variant: str) -> dict:
@@ -238,7 +239,7 @@ def _counts_of(counts: dict | None, variant: str) -> dict:
     }
 
 
-# --- The decision (issue 14): each challenger against the champion --------------------------
+# --- The decision: each challenger against the champion -----------------------------------
 
 
 def _decision_parameters(request: Request) -> DecisionParameters:
@@ -258,14 +259,14 @@ def _decision_parameters(request: Request) -> DecisionParameters:
         raise ClientError(422, str(error)) from None
 
 
-def _decision(state, parameters: DecisionParameters) -> dict:
+def _decision(state: PageState, parameters: DecisionParameters) -> dict:
     weights = {name: variant.weight for name, variant in state.router.variants.items()}
     voted, right = state.feedback.votes(list(weights))
     return decide(weights, voted, right, parameters)
 
 
 @router.get("/api/ab/decision")
-async def ab_decision(request: Request, state: State) -> Response:
+async def ab_decision(request: Request, state: Page) -> Response:
     if state.feedback is None:
         return error_response(
             503, "feedback is off on this endpoint: there is nothing to decide on"

@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from critic.serving.state import State
+from critic.web.state import Page
 
 router = APIRouter()
 
 
 @router.get("/api/ab/shadows")
-async def shadow_stats(state: State) -> JSONResponse:
+async def shadow_stats(state: Page) -> JSONResponse:
     view = await state.shadow_view()
     return JSONResponse(
         {
