@@ -54,6 +54,7 @@ from critic.fileio import sha256_file, write_text_atomic
 from critic.serving.codec import (
     CSV,
     JSON_LINES,
+    REVIEW_KEYS,
     TEXT,
     ClientError,
     encode_predictions,
@@ -69,7 +70,6 @@ CONTENT_TYPES = (TEXT, JSON_LINES, CSV)
 SUFFIX_TYPES = {".csv": CSV, ".jsonl": JSON_LINES, ".jsonlines": JSON_LINES, ".ndjson": JSON_LINES}
 OUTPUT_SUFFIX = ".out"
 CSV_OUTPUT_COLUMNS = ("label", "probability", "score", "rating", "error")
-DEFAULT_TEXT_KEYS = ("text", "review")  # what the endpoint reads from a JSON object
 PROGRESS_VERSION = 1
 
 
@@ -235,7 +235,7 @@ class RecordReader:
 
     def _json_review(self, value: object, where: str) -> str:
         if isinstance(value, dict):
-            keys = (self.text_column,) if self.text_column else DEFAULT_TEXT_KEYS
+            keys = (self.text_column,) if self.text_column else REVIEW_KEYS
             key = next((key for key in keys if key in value), None)
             if key is None:
                 raise ClientError(400, f"{where}: an object needs a {keys[0]!r} field")

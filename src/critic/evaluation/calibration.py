@@ -107,12 +107,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The ``T`` that minimises the log loss of ``sigmoid(logits / T)``."""
     from scipy.optimize import minimize_scalar
 
+    from critic.models.losses import logit_log_loss  # critic.models brings torch: only here
+
     logits = np.asarray(logits, dtype=np.float64)
-    signs = np.where(np.asarray(labels) == 1, 1.0, -1.0)
 
     def log_loss(log_temperature: float) -> float:
-        # -log sigmoid(s * z / T) = logaddexp(0, -s * z / T), exact for any magnitude.
-        return float(np.logaddexp(0.0, -signs * logits / math.exp(log_temperature)).mean())
+        return logit_log_loss(labels, logits / math.exp(log_temperature))
 
     # log T searched in [-4, 6]: T from 0.02 to 400, far beyond what any model here needs.
     found = minimize_scalar(log_loss, bounds=(-4.0, 6.0), method="bounded")

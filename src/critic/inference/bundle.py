@@ -49,7 +49,7 @@ from critic.data.vocab import Vocab
 from critic.errors import BundleError, CriticError
 from critic.evaluation.calibration import Calibration
 from critic.fileio import package_files, sha256_file, write_atomic, write_text_atomic
-from critic.models import NEURAL, build_model, model_kind
+from critic.models import NBSVM_KIND, NEURAL, build_model, model_kind
 from critic.models.nbsvm import NBSVM
 from critic.training.checkpoints import has_checkpoint, remove_checkpoint
 
@@ -60,7 +60,6 @@ MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "critic-bundle"
 BUNDLE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-NBSVM_KIND = "nbsvm"
 ENSEMBLE = "ensemble"
 KIND_FILES = {
     NEURAL: ("config.json", "vocab.json", "model.safetensors", "metrics.json"),

@@ -31,6 +31,7 @@ from critic.evaluation.evaluate import split_metrics
 from critic.inference.bundle import ENSEMBLE, save_ensemble
 from critic.inference.predictor import Predictor
 from critic.inference.scoring import weighted_log_odds
+from critic.models.losses import logit_log_loss
 from critic.training.train import training_seconds
 
 
@@ -61,10 +62,9 @@ def fit_weights(member_logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
 
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
         weights, bias = parameters[:members], parameters[members]
-        margins = signs * weighted_log_odds(logits, weights, bias)
-        loss = np.logaddexp(0.0, -margins).mean()
-        pull = -signs * sigmoid(-margins) / count  # d loss / d logit, per review
-        return float(loss), np.append(logits.T @ pull, pull.sum())
+        combined = weighted_log_odds(logits, weights, bias)
+        pull = -signs * sigmoid(-signs * combined) / count  # d loss / d logit, per review
+        return logit_log_loss(labels, combined), np.append(logits.T @ pull, pull.sum())
 
     start = np.append(np.full(members, 1.0 / members), 0.0)
     bounds = [(0.0, None)] * members + [(None, None)]

@@ -27,7 +27,8 @@ import torch
 
 from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
-from critic.inference.bundle import ENSEMBLE, NBSVM_KIND, Bundle
+from critic.inference.bundle import ENSEMBLE, Bundle
+from critic.models import NBSVM_KIND
 
 TokenLists = Sequence[Sequence[str]]
 

@@ -2,6 +2,7 @@
 
 from critic.models import hybrid, nbsvm, ngrams, rnn  # noqa: F401  (register their architectures)
 from critic.models.registry import (
+    NBSVM_KIND,
     NEURAL,
     build_model,
     check_model_config,
@@ -14,6 +15,7 @@ from critic.models.registry import (
 )
 
 __all__ = [
+    "NBSVM_KIND",
     "NEURAL",
     "build_model",
     "check_model_config",

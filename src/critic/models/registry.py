@@ -24,7 +24,9 @@ from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from critic.errors import CriticError
 
 NEURAL = "neural"
-KINDS = (NEURAL, "nbsvm")
+NBSVM_KIND = "nbsvm"
+"""The n-gram logistic model's kind: fitted in one go by scikit-learn, its own bundle files."""
+KINDS = (NEURAL, NBSVM_KIND)
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Any]] = {}
 _KINDS: dict[str, str] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,40 @@ def aws_errors(action: str) -> Iterator[None]:
         ) from error
     except BotoCoreError as error:
         raise CriticError(one_line(f"{action} failed: {error}")) from error
+
+
+def wait_until(
+    client: Any,
+    waiter_name: str,
+    what: str,
+    *,
+    delay_s: float,
+    attempts: int,
+    status_key: str,
+    failed: Callable[[str | None, str | None, Exception], str],
+    stopped_waiting: str,
+    log: Callable[[str], None],
+    **params: Any,
+) -> None:
+    """Wait with one of boto3's SageMaker waiters (``delay_s`` apart, ``attempts`` looks).
+
+    A wait that ends badly is one CriticError: ``failed(status, reason, error)`` says it, from
+    the last answer's ``status_key`` (``EndpointStatus``...) and ``FailureReason`` (or the
+    error's message). Ctrl-C logs ``stopped_waiting`` -- what carries on, and is billed, and
+    how to stop it -- and stops the command."""
+    from botocore.exceptions import WaiterError
+
+    waiter = client.get_waiter(waiter_name)
+    with aws_errors(f"waiting for {what}"):
+        try:
+            waiter.wait(**params, WaiterConfig={"Delay": delay_s, "MaxAttempts": attempts})
+        except WaiterError as error:
+            last = error.last_response or {}
+            reason = last.get("FailureReason") or last.get("Error", {}).get("Message")
+            raise CriticError(failed(last.get(status_key), reason, error)) from None
+        except KeyboardInterrupt:
+            log(stopped_waiting)
+            raise
 
 
 def check_bucket(aws: Aws, s3: Any, bucket: str) -> None:

@@ -35,6 +35,7 @@ from critic.sagemaker.aws import (
     describe_or_none,
     is_not_found,
     upload_file,
+    wait_until,
 )
 from critic.sagemaker.checks import (
     MAX_NAME_LENGTH,
@@ -561,43 +562,39 @@ def _wait_or_say_how(
 
 def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: Log) -> str:
     """Wait with boto3's ``endpoint_in_service`` waiter, at most ``timeout_s``."""
-    from botocore.exceptions import WaiterError
 
-    attempts = max(1, math.ceil(timeout_s / WAIT_DELAY_S))
-    waiter = sagemaker.get_waiter("endpoint_in_service")
-    with aws_errors(f"waiting for endpoint {endpoint_name}"):
-        try:
-            waiter.wait(
-                EndpointName=endpoint_name,
-                WaiterConfig={"Delay": WAIT_DELAY_S, "MaxAttempts": attempts},
-            )
-        except WaiterError as error:
-            last = error.last_response or {}
-            status = last.get("EndpointStatus")
-            reason = last.get("FailureReason") or last.get("Error", {}).get("Message")
-            if status == "Failed":
-                raise CriticError(
-                    f"endpoint {endpoint_name} failed: {reason or 'no reason given'}; the "
-                    f"container's logs are in CloudWatch log group "
-                    f"/aws/sagemaker/Endpoints/{endpoint_name}; remove what is left with "
-                    f"{CLI_DELETE.format(name=endpoint_name)}"
-                ) from None
-            if status is None:
-                raise CriticError(
-                    f"waiting for endpoint {endpoint_name} failed: {reason or error}"
-                ) from None
-            raise CriticError(
-                f"endpoint {endpoint_name} is still {status} after {_duration(timeout_s)} "
-                "and is billed while it runs: check it with `aws sagemaker describe-endpoint "
-                f"--endpoint-name {endpoint_name}`, or delete it with "
+    def failed(status: str | None, reason: str | None, error: Exception) -> str:
+        if status == "Failed":
+            return (
+                f"endpoint {endpoint_name} failed: {reason or 'no reason given'}; the "
+                f"container's logs are in CloudWatch log group "
+                f"/aws/sagemaker/Endpoints/{endpoint_name}; remove what is left with "
                 f"{CLI_DELETE.format(name=endpoint_name)}"
-            ) from None
-        except KeyboardInterrupt:
-            log(
-                f"stopped waiting; endpoint {endpoint_name} carries on starting and is billed "
-                f"until deleted: {CLI_DELETE.format(name=endpoint_name)}"
             )
-            raise
+        if status is None:
+            return f"waiting for endpoint {endpoint_name} failed: {reason or error}"
+        return (
+            f"endpoint {endpoint_name} is still {status} after {_duration(timeout_s)} "
+            "and is billed while it runs: check it with `aws sagemaker describe-endpoint "
+            f"--endpoint-name {endpoint_name}`, or delete it with "
+            f"{CLI_DELETE.format(name=endpoint_name)}"
+        )
+
+    wait_until(
+        sagemaker,
+        "endpoint_in_service",
+        f"endpoint {endpoint_name}",
+        delay_s=WAIT_DELAY_S,
+        attempts=max(1, math.ceil(timeout_s / WAIT_DELAY_S)),
+        status_key="EndpointStatus",
+        failed=failed,
+        stopped_waiting=(
+            f"stopped waiting; endpoint {endpoint_name} carries on starting and is billed "
+            f"until deleted: {CLI_DELETE.format(name=endpoint_name)}"
+        ),
+        log=log,
+        EndpointName=endpoint_name,
+    )
     return "InService"
 
 

@@ -40,7 +40,14 @@ from typing import Any
 from critic.config import ModelConfig, setting
 from critic.errors import CriticError
 from critic.fileio import package_files, write_atomic
-from critic.sagemaker.aws import aws_errors, check_bucket, connect, describe_or_none, upload_file
+from critic.sagemaker.aws import (
+    aws_errors,
+    check_bucket,
+    connect,
+    describe_or_none,
+    upload_file,
+    wait_until,
+)
 from critic.sagemaker.checks import (
     bucket_name,
     check_instance_type,
@@ -313,7 +320,12 @@ def submit_training_job(
 def _check_instances(instance_type: str, instance_count: int, settings: Any) -> None:
     check_instance_type(instance_type)
     check_positive_int("instance_count", instance_count)
-    if instance_count > 1 and isinstance(settings, Mapping) and settings.get("model") == "nbsvm":
+    if instance_count == 1 or not isinstance(settings, Mapping):
+        return
+    from critic.models import NBSVM_KIND, model_kind, model_names  # torch: only when it matters
+
+    model = settings.get("model")
+    if model in model_names() and model_kind(model) == NBSVM_KIND:
         raise CriticError(
             "nbsvm is fitted in one go by scikit-learn, on one machine: train it with "
             "instance_count 1"
@@ -408,30 +420,28 @@ def _wait_until_done(
 ) -> str:
     """Wait with boto3's ``training_job_completed_or_stopped`` waiter, bounded by the job's own
     stopping condition plus an hour for starting instances and uploading the model."""
-    from botocore.exceptions import WaiterError
-
-    attempts = math.ceil((max_runtime_s + 3600) / WAIT_DELAY_S)
-    waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
-    with aws_errors(f"waiting for training job {job_name}"):
-        try:
-            waiter.wait(
-                TrainingJobName=job_name,
-                WaiterConfig={"Delay": WAIT_DELAY_S, "MaxAttempts": attempts},
-            )
-        except WaiterError as error:
-            last = error.last_response or {}
-            reason = last.get("FailureReason") or last.get("Error", {}).get("Message") or error
-            status = last.get("TrainingJobStatus", "unknown")
-            raise CriticError(
-                f"training job {job_name} is {status}: {reason}; its logs: aws logs tail "
-                f"/aws/sagemaker/TrainingJobs --log-stream-name-prefix {job_name} --region {region}"
-            ) from None
-        except KeyboardInterrupt:
-            log(
-                f"stopped waiting; training job {job_name} carries on (stop it with aws "
-                f"sagemaker stop-training-job --training-job-name {job_name} --region {region})"
-            )
-            raise
+    logs = (
+        f"aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix {job_name} "
+        f"--region {region}"
+    )
+    wait_until(
+        sagemaker,
+        "training_job_completed_or_stopped",
+        f"training job {job_name}",
+        delay_s=WAIT_DELAY_S,
+        attempts=math.ceil((max_runtime_s + 3600) / WAIT_DELAY_S),
+        status_key="TrainingJobStatus",
+        failed=lambda status, reason, error: (
+            f"training job {job_name} is {status or 'unknown'}: {reason or error}; its logs: {logs}"
+        ),
+        stopped_waiting=(
+            f"stopped waiting; training job {job_name} carries on (stop it with aws "
+            f"sagemaker stop-training-job --training-job-name {job_name} --region {region})"
+        ),
+        log=log,
+        TrainingJobName=job_name,
+    )
+    with aws_errors(f"describing training job {job_name}"):
         answer = sagemaker.describe_training_job(TrainingJobName=job_name)
     status = answer.get("TrainingJobStatus", "unknown")
     artifacts = answer.get("ModelArtifacts", {}).get("S3ModelArtifacts")

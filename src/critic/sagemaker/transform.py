@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from critic.errors import CriticError
-from critic.sagemaker.aws import aws_errors, connect, describe_or_none
+from critic.sagemaker.aws import aws_errors, connect, describe_or_none, wait_until
 from critic.sagemaker.checks import (
     check_instance_type,
     check_name,
@@ -204,33 +204,28 @@ def _model_of(sagemaker: Any, name: str, variant: str | None, region: str) -> st
 
 def _wait_until_done(sagemaker: Any, name: str, region: str, timeout_s: float, log: Log) -> str:
     """Wait with boto3's ``transform_job_completed_or_stopped`` waiter."""
-    from botocore.exceptions import WaiterError
-
-    attempts = max(1, math.ceil(timeout_s / WAIT_DELAY_S))
-    waiter = sagemaker.get_waiter("transform_job_completed_or_stopped")
     logs = (
         f"aws logs tail /aws/sagemaker/TransformJobs --log-stream-name-prefix {name} "
         f"--region {region}"
     )
-    with aws_errors(f"waiting for transform job {name}"):
-        try:
-            waiter.wait(
-                TransformJobName=name,
-                WaiterConfig={"Delay": WAIT_DELAY_S, "MaxAttempts": attempts},
-            )
-        except WaiterError as error:
-            last = error.last_response or {}
-            reason = last.get("FailureReason") or last.get("Error", {}).get("Message") or error
-            status = last.get("TransformJobStatus", "unknown")
-            raise CriticError(
-                f"transform job {name} is {status}: {reason}; its logs: {logs}"
-            ) from None
-        except KeyboardInterrupt:
-            log(
-                f"stopped waiting; transform job {name} carries on (stop it with aws sagemaker "
-                f"stop-transform-job --transform-job-name {name} --region {region})"
-            )
-            raise
+    wait_until(
+        sagemaker,
+        "transform_job_completed_or_stopped",
+        f"transform job {name}",
+        delay_s=WAIT_DELAY_S,
+        attempts=max(1, math.ceil(timeout_s / WAIT_DELAY_S)),
+        status_key="TransformJobStatus",
+        failed=lambda status, reason, error: (
+            f"transform job {name} is {status or 'unknown'}: {reason or error}; its logs: {logs}"
+        ),
+        stopped_waiting=(
+            f"stopped waiting; transform job {name} carries on (stop it with aws sagemaker "
+            f"stop-transform-job --transform-job-name {name} --region {region})"
+        ),
+        log=log,
+        TransformJobName=name,
+    )
+    with aws_errors(f"describing transform job {name}"):
         answer = sagemaker.describe_transform_job(TransformJobName=name)
     status = answer.get("TransformJobStatus", "unknown")
     log(f"transform job {name} is {status}")

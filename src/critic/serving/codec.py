@@ -36,6 +36,8 @@ _ALIASES = {
     "text/x-csv": CSV,
     "application/csv": CSV,
 }
+REVIEW_KEYS = ("text", "review")
+"""The keys a JSON object may hold its review under (``{"text": ...}``), in order of preference."""
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse larger payloads
 
 
@@ -110,7 +112,7 @@ def parse_json(body: bytes | str, what: str = "the body") -> object:
 
 def _review(value: object, where: str) -> str:
     if isinstance(value, dict):
-        for key in ("text", "review"):
+        for key in REVIEW_KEYS:
             if key in value:
                 value = value[key]
                 break
@@ -158,7 +160,7 @@ def decode_reviews(
         payload = parse_json(text)
         if isinstance(payload, dict) and "instances" in payload:
             payload = payload["instances"]
-        elif isinstance(payload, dict) and ("text" in payload or "review" in payload):
+        elif isinstance(payload, dict) and any(key in payload for key in REVIEW_KEYS):
             payload = [payload]
         if isinstance(payload, str):
             payload = [payload]

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from critic.errors import CriticError
-from critic.inference.bundle import NBSVM_KIND
+from critic.models import NBSVM_KIND
 from critic.serving.ab.answers import AnswerIds, new_key
 from critic.serving.ab.autoweights import AutoWeights
 from critic.serving.ab.counts import CountFlusher, CountStore

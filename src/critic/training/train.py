@@ -54,7 +54,7 @@ from critic.errors import CriticError, DataError
 from critic.evaluation.calibration import Calibration, binary_log_loss, calibrate
 from critic.evaluation.evaluate import predict_split, predict_split_logits, split_metrics
 from critic.fileio import check_output_folder
-from critic.models import NEURAL, build_model, check_model_config, model_kind
+from critic.models import NBSVM_KIND, NEURAL, build_model, check_model_config, model_kind
 from critic.models.language_model import check_pretrainable
 from critic.system import subnormals_flushed
 from critic.training import distributed
@@ -571,6 +571,6 @@ def train_nbsvm(config: RunConfig, run: RunOptions) -> TrainingResult:
 
 FITTERS: dict[str, Callable[[RunConfig, RunOptions], TrainingResult]] = {
     NEURAL: train_neural,
-    "nbsvm": train_nbsvm,
+    NBSVM_KIND: train_nbsvm,
 }
 """One fitter per kind of model (:func:`critic.models.model_kind`)."""
