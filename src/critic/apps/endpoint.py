@@ -23,12 +23,12 @@ from critic.serving.http import install_error_handlers
 from critic.serving.invocations import InvocationsEntry, add_to_openapi
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.shadow import ShadowSpec
-from critic.serving.state import feedback_path, start_state
+from critic.serving.state import start_state
 from critic.serving.variants import VariantSpec
 from critic.system import available_cores
 from critic.web import routes as web
 
-__all__ = ["app_from_environment", "create_app", "feedback_path", "serve"]
+__all__ = ["app_from_environment", "create_app", "serve"]
 
 WORKER_CONFIG = "CRITIC_WORKER_CONFIG"
 

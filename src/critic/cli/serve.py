@@ -50,11 +50,11 @@ def serve(
     Settings may also come from the environment: CRITIC_PORT, CRITIC_ADMIN_TOKEN, ... (and
     SAGEMAKER_BIND_TO_PORT).
     """
-    from critic.apps.endpoint import feedback_path
     from critic.apps.endpoint import serve as serve_endpoint
     from critic.inference.bundle import verify_bundle
     from critic.serving.ab.feedback import FeedbackStore
     from critic.serving.sidecar.shadow import shadow_specs
+    from critic.serving.state import feedback_path
     from critic.serving.variants import variant_specs
 
     specs = variant_specs(bundle, variant)

@@ -58,11 +58,9 @@ from critic.models import NBSVM_KIND, NEURAL, build_model, check_model_config, m
 from critic.models.language_model import check_pretrainable
 from critic.system import subnormals_flushed
 from critic.training import distributed
-from critic.training.checkpoints import (  # noqa: F401  (CHECKPOINT_DIR, recover_checkpoint: as before)
-    CHECKPOINT_DIR,
+from critic.training.checkpoints import (
     TrainState,
     checkpoint_config,
-    recover_checkpoint,
     remove_checkpoint,
     restore_checkpoint,
     save_checkpoint,
