@@ -54,7 +54,7 @@ from critic.evaluation.calibration import expected_calibration_error
 from critic.evaluation.compare import score_reviews
 from critic.fileio import write_text_atomic
 from critic.inference.predictor import Predictor
-from critic.training.train import training_seconds
+from critic.training.run import training_seconds
 
 # name -> `critic train` options. The reference LSTM only, for now. Add the other models here
 # as they land, one line each, e.g.:

@@ -337,7 +337,7 @@ def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path,
         assert "--resume" in stderr and "Traceback" not in stderr
     else:
         assert process.returncode == -signal.SIGKILL
-    from critic.training.train import recover_checkpoint
+    from critic.training.checkpoints import recover_checkpoint
 
     done = json.loads((recover_checkpoint(out) / "state.json").read_text())["history"]
     assert 1 <= len(done) < 12

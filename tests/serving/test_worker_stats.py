@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from critic.serving.worker_stats import FOLDER, WorkerStats
+from critic.serving.workers import FOLDER, WorkerStats
 
 
 def test_a_worker_gathers_its_own_fresh_figures_and_the_others_published_ones(tmp_path):

@@ -11,7 +11,8 @@ from critic.errors import CriticError
 from critic.inference.bundle import save_training_result
 from critic.models import NEURAL, build_model, model_names
 from critic.training.checkpoints import CHECKPOINT_DIR
-from critic.training.train import resolve_device, train
+from critic.training.run import resolve_device
+from critic.training.train import train
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -345,7 +346,7 @@ def test_a_nearly_full_disk_fails_before_any_data_is_read(tmp_path, monkeypatch)
 
 
 def test_the_adversarial_push_follows_the_embedding_gradient_with_norm_epsilon_per_review():
-    from critic.training.train import EmbeddingPush
+    from critic.training.neural import EmbeddingPush
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="gru", vocab_size=50, embedding_dim=8, hidden_dim=6))
@@ -391,7 +392,7 @@ def test_adversarial_training_runs_and_gives_the_same_model_for_a_seed(tmp_path,
 
 def test_the_ngram_branch_learns_at_its_own_rate_and_other_models_refuse_one():
     from critic.config import TrainConfig
-    from critic.training.train import build_optimizer
+    from critic.training.neural import build_optimizer
 
     config = ModelConfig(
         name="attention-ngrams", vocab_size=50, embedding_dim=8, hidden_dim=6, ngram_buckets=64

@@ -54,7 +54,7 @@ from critic.models.nbsvm import NBSVM
 from critic.training.checkpoints import has_checkpoint, remove_checkpoint
 
 if TYPE_CHECKING:
-    from critic.training.train import TrainingResult
+    from critic.training.run import TrainingResult
 
 MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "critic-bundle"

@@ -32,7 +32,7 @@ from critic.inference.bundle import ENSEMBLE, save_ensemble
 from critic.inference.predictor import Predictor
 from critic.inference.scoring import weighted_log_odds
 from critic.models.losses import logit_log_loss
-from critic.training.train import training_seconds
+from critic.training.run import training_seconds
 
 
 def shared_data(predictors: Sequence[Predictor], paths: Sequence[Path]) -> DataConfig:

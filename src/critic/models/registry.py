@@ -4,7 +4,7 @@
   :class:`~critic.config.ModelConfig` whose ``forward(token_ids, lengths)`` takes (batch,
   time) int64 ids padded with 0 and (batch,) lengths, and returns (batch,) logits of the
   positive class. The sigmoid belongs to the loss and to prediction, not to the module. The
-  loop in ``critic.training.train`` trains it.
+  loop in ``critic.training.neural`` trains it.
 * ``nbsvm``: an n-gram linear model fitted by scikit-learn (``critic.models.nbsvm``).
 
 A bundle records its kind; a third kind, ``ensemble``, is made from trained bundles by

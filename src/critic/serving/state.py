@@ -28,8 +28,7 @@ from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, describe_capture
 from critic.serving.sidecar.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
-from critic.serving.weights import SharedWeights
-from critic.serving.worker_stats import WorkerStats
+from critic.serving.workers import SharedWeights, WorkerStats
 
 
 @dataclass

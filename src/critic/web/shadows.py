@@ -5,7 +5,7 @@
                            and the data capture's counts when capture is on
 
 With ``--workers N`` every worker runs its own copy of each shadow (and its own capture
-writer): the figures are those of all the workers together (critic.serving.worker_stats);
+writer): the figures are those of all the workers together (critic.serving.workers);
 ``workers`` says how many answered for them.
 """
 
