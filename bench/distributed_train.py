@@ -84,14 +84,14 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("bench/out/distributed"))
     parser.add_argument("--runs", nargs="+", default=["1", "1:1", "2"])
     parser.add_argument("--max-reviews", type=int, default=None, help="A slice of the data.")
-    args, extra = parser.parse_known_args()
+    args, extra = parser.parse_known_args(argv)
     from critic.data.prepare import prepare
     from critic.models import run_config
 
@@ -100,14 +100,17 @@ def main() -> None:
     if args.max_reviews is not None:
         extra += ["--max-reviews", str(args.max_reviews)]
     cache = Path(tempfile.mkdtemp(prefix="critic-bench-cache-"))
+    rows = []
     try:
         # Prepared once here, then read from the cache by every run (and every rank).
         prepare(run_config("lstm", data=data).data, cache, log=lambda _: None)
         for spec in args.runs:
             figures = run(spec, args.out / spec.replace(":", "x"), cache, extra)
             print(json.dumps(figures), flush=True)
+            rows.append(figures)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Benchmark: do the word weights name the words that drove the answer?
 
-    python bench/explain_faithfulness.py bench/out/lstm bench/out/gru bench/out/bilstm \
-        bench/out/cnn-lstm bench/out/attention bench/out/nbsvm bench/out/ensemble --reviews 300
-    python bench/explain_faithfulness.py bench/out/lstm --reviews 200 --k 1 --k 5
+    python bench/explain_faithfulness.py bench/out/models/{lstm,gru,bilstm,cnn-lstm} \
+        bench/out/models/{attention,nbsvm,ensemble} --reviews 300
+    python bench/explain_faithfulness.py runs/lstm --reviews 200 --k 1 --k 5
 
 A deletion test (DeYoung et al. 2020's "comprehensiveness"): for each of the first N reviews
 of the bundle's own test split, take the k words whose weights pushed hardest towards the
@@ -127,12 +127,12 @@ def deletion_test(scorer, tokenized, ks, weights=None, seed=0) -> dict[int, tupl
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="+", type=Path)
     parser.add_argument("--reviews", type=int, default=500, help="test reviews per bundle")
     parser.add_argument("--k", type=int, action="append", help="words deleted (repeatable)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ks = sorted(set(args.k or [1, 5, 10]))
 
     header = ["model", "word weights", "ms per review"]
@@ -158,6 +158,7 @@ def main() -> None:
     print("| " + " | ".join(["---", "---"] + ["---:"] * (len(header) - 2)) + " |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def _cells(found: dict[int, tuple[float, float]], ks: list[int]) -> list[str]:

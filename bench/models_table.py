@@ -308,7 +308,7 @@ def write_into_doc(doc: Path, text: str) -> None:
     write_text_atomic(doc, updated)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -336,7 +336,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true", help="write only the JSON")
     parser.add_argument("--json", type=Path, default=Path("docs/models_table.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     recipes = parse_recipes(args.recipe, args.recipes)
     common = shlex.split(args.common)
@@ -361,7 +361,9 @@ def main() -> None:
             print(json.dumps(run), flush=True)
         rows.append(summarise(runs))
 
-    command = shlex.join(["python", "bench/models_table.py", *sys.argv[1:]])
+    command = shlex.join(
+        ["python", "bench/models_table.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     table = markdown_table(rows)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +386,7 @@ def main() -> None:
     if not args.no_doc:
         write_into_doc(args.doc, section(rows, command))
         print(f"models_table: wrote the table into {args.doc} and {args.json}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("bench/out/lstm"))
     parser.add_argument("--model", default="lstm")
-    args, extra = parser.parse_known_args()
+    args, extra = parser.parse_known_args(argv)
 
     cache = Path(tempfile.mkdtemp(prefix="critic-bench-cache-"))
     env = {**os.environ, "CRITIC_CACHE": str(cache)}
@@ -49,29 +49,27 @@ def main() -> None:
     )  # fmt: skip
     metrics = json.loads((args.out / "metrics.json").read_text())
     shutil.rmtree(cache, ignore_errors=True)
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "options": extra,
-                "wall_seconds": round(wall, 1),
-                "prepare_seconds": metrics["prepare_seconds"],
-                "train_seconds": metrics["train_seconds"],
-                "epochs": metrics["epochs"],
-                "best_epoch": metrics["best_epoch"],
-                "train_reviews_per_second": metrics["train_reviews_per_second"],
-                "val_accuracy": round(metrics["val_accuracy"], 4),
-                "test_accuracy": round(evaluation["accuracy"], 4),
-                "test_f1": round(evaluation["f1"], 4),
-                "test_roc_auc": round(evaluation["roc_auc"], 4),
-                "test_loss": round(evaluation["log_loss"], 4),
-                "cpu_count": os.cpu_count(),
-                "machine": platform.machine(),
-                "torch": metrics["torch"],
-                "device": metrics["device"],
-            }
-        )
-    )
+    figures = {
+        "model": args.model,
+        "options": extra,
+        "wall_seconds": round(wall, 1),
+        "prepare_seconds": metrics["prepare_seconds"],
+        "train_seconds": metrics["train_seconds"],
+        "epochs": metrics["epochs"],
+        "best_epoch": metrics["best_epoch"],
+        "train_reviews_per_second": metrics["train_reviews_per_second"],
+        "val_accuracy": round(metrics["val_accuracy"], 4),
+        "test_accuracy": round(evaluation["accuracy"], 4),
+        "test_f1": round(evaluation["f1"], 4),
+        "test_roc_auc": round(evaluation["roc_auc"], 4),
+        "test_loss": round(evaluation["log_loss"], 4),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": metrics["torch"],
+        "device": metrics["device"],
+    }
+    print(json.dumps(figures))
+    return figures
 
 
 if __name__ == "__main__":

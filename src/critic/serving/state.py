@@ -8,8 +8,10 @@ routes both take ``state: State`` and neither knows how the other is built.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -45,8 +47,6 @@ class EndpointState:
     started: float = field(default_factory=time.time)
     counts: CountStore | None = None
     """The online counts of earlier runs, and where this one's go (beside the feedback)."""
-    count_flusher: CountFlusher | None = None
-    auto_weights: AutoWeights | None = None
     shadows: Shadows | None = None
     """Shadow variants (critic serve --shadow): copies of the live traffic, answering nobody."""
     capture: CaptureWriter | None = None
@@ -54,6 +54,21 @@ class EndpointState:
     worker_stats: WorkerStats | None = None
     """With several worker processes and shadows or capture: where each worker's figures
     meet, for the A/B view."""
+    stops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    """How each running component stops, in the order they must: each component's start
+    (:func:`start_state`) adds its own, so closing needs no list of what might be running."""
+
+    def on_close(self, name: str, stop: Callable[[], Awaitable[None] | None]) -> None:
+        """Stop ``name`` with ``stop`` when the endpoint closes: awaited when it is a
+        coroutine function, else called on the event loop (as a task's cancel must be)."""
+
+        async def run() -> None:
+            if inspect.iscoroutinefunction(stop):
+                await stop()
+            else:
+                stop()
+
+        self.stops.append((name, run))
 
     def answered(
         self,
@@ -113,21 +128,12 @@ class EndpointState:
             self.shared_weights.save({n: v.weight for n, v in self.router.variants.items()})
 
     async def close(self) -> None:
-        """Stop answering, then let every model finish what it holds."""
+        """Stop answering, then stop every component in the order it was started: the
+        batchers first (every model finishes what it holds), then what their answers feed
+        (the counts, the shadows, the capture) and what watches them."""
         self.ready = False
-        for batcher in self.batchers.values():
-            await batcher.stop(self.settings.graceful_timeout_s)
-        if self.auto_weights is not None:
-            self.auto_weights.stop()
-        if self.count_flusher is not None:
-            self.count_flusher.stop()  # after the batchers: the last answers count too
-        if self.worker_stats is not None:
-            self.worker_stats.stop()
-        if self.shadows is not None:
-            await self.shadows.stop(self.settings.graceful_timeout_s)
-        if self.capture is not None:
-            # Off the loop: writing what is queued may take a moment.
-            await asyncio.to_thread(self.capture.close)
+        for _name, stop in self.stops:
+            await stop()
 
 
 def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
@@ -185,7 +191,7 @@ def start_state(
     shadow_specs: list[ShadowSpec] | None = None,
 ) -> EndpointState:
     """Load every variant's model, time it, and start its batcher (inside the event loop);
-    the same for the shadows, and the capture's writer when capture is on.
+    then each component the settings ask for, each starting itself and saying how it stops.
 
     ``runtime_dir`` is the folder the worker processes of one endpoint share (weights and
     metrics); None for a single process."""
@@ -198,37 +204,88 @@ def start_state(
         specs, device=settings.device, seed=settings.seed, backend=settings.backend
     )
     metrics = EndpointMetrics(multiprocess=runtime_dir is not None)
-    batchers = {}
-    for name, variant in variant_router.variants.items():
-        batchers[name] = _batcher(name, variant, settings, metrics)
-        batchers[name].start()
-        metrics.weight.labels(name).set(variant.weight)
     path = feedback_path(specs, settings)
     feedback = FeedbackStore(path) if path is not None else None
     # The ids' key lives in the feedback file, so that every worker and a restarted endpoint
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
-    state = EndpointState(settings, variant_router, batchers, metrics, feedback, answers=answers)
-    if feedback is not None:
-        # One run per start of the endpoint: its worker processes share the runtime folder,
-        # whose name is fresh each time; a lone process draws its own.
-        run = runtime_dir.name if runtime_dir is not None else uuid.uuid4().hex
-        state.counts = CountStore(feedback.path, run)
-        state.count_flusher = CountFlusher(state.counts, metrics.registry)
-        state.count_flusher.start()
-    state.shadows = start_shadows(shadow_specs or [], settings, metrics.registry, batchers)
-    state.capture = start_capture(settings, metrics.registry)
-    if runtime_dir is not None and (state.shadows is not None or state.capture is not None):
-        state.worker_stats = WorkerStats(runtime_dir, state.worker_snapshot)
-        state.worker_stats.start()
+    state = EndpointState(settings, variant_router, {}, metrics, feedback, answers=answers)
+    for start in (_start_batchers, _start_counts, _start_shadows, _start_capture):
+        start(state, runtime_dir, shadow_specs or [])
     if runtime_dir is not None:
+        _start_worker_stats(state, runtime_dir)
         state.shared_weights = SharedWeights(runtime_dir)
         state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
-    if settings.auto_weights_s and feedback is not None:
-        state.auto_weights = _auto_weights(state)
-        state.auto_weights.start()
+    _start_auto_weights(state)
     state.ready = True
     return state
+
+
+def _start_batchers(state: EndpointState, runtime_dir, shadow_specs) -> None:
+    for name, variant in state.router.variants.items():
+        batcher = _batcher(name, variant, state.settings, state.metrics)
+        batcher.start()
+        state.batchers[name] = batcher
+        state.metrics.weight.labels(name).set(variant.weight)
+
+    async def stop() -> None:
+        for batcher in state.batchers.values():
+            await batcher.stop(state.settings.graceful_timeout_s)
+
+    state.on_close("batchers", stop)
+
+
+def _start_counts(state: EndpointState, runtime_dir, shadow_specs) -> None:
+    """The online counts, kept beside the feedback (none without it)."""
+    if state.feedback is None:
+        return
+    # One run per start of the endpoint: its worker processes share the runtime folder,
+    # whose name is fresh each time; a lone process draws its own.
+    run = runtime_dir.name if runtime_dir is not None else uuid.uuid4().hex
+    state.counts = CountStore(state.feedback.path, run)
+    flusher = CountFlusher(state.counts, state.metrics.registry)
+    flusher.start()
+    state.on_close("counts", flusher.stop)  # after the batchers: their last answers count too
+
+
+def _start_shadows(state: EndpointState, runtime_dir, shadow_specs) -> None:
+    state.shadows = start_shadows(
+        shadow_specs, state.settings, state.metrics.registry, state.batchers
+    )
+    if state.shadows is not None:
+        shadows = state.shadows
+
+        async def stop() -> None:
+            await shadows.stop(state.settings.graceful_timeout_s)
+
+        state.on_close("shadows", stop)
+
+
+def _start_capture(state: EndpointState, runtime_dir, shadow_specs) -> None:
+    state.capture = start_capture(state.settings, state.metrics.registry)
+    if state.capture is not None:
+        capture = state.capture
+
+        async def stop() -> None:
+            await asyncio.to_thread(capture.close)  # off the loop: it writes what is queued
+
+        state.on_close("capture", stop)
+
+
+def _start_worker_stats(state: EndpointState, runtime_dir: Path) -> None:
+    if state.shadows is None and state.capture is None:
+        return
+    state.worker_stats = WorkerStats(runtime_dir, state.worker_snapshot)
+    state.worker_stats.start()
+    state.on_close("worker stats", state.worker_stats.stop)
+
+
+def _start_auto_weights(state: EndpointState) -> None:
+    if not state.settings.auto_weights_s or state.feedback is None:
+        return
+    auto_weights = _auto_weights(state)
+    auto_weights.start()
+    state.on_close("auto-weights", auto_weights.stop)
 
 
 def _auto_weights(state: EndpointState) -> AutoWeights:
