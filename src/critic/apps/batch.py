@@ -375,8 +375,13 @@ def _row(item: _Item, width: int) -> list[str]:
 
 def _csv_fields(answer: dict) -> list[str]:
     if "label" in answer:
-        return [answer["label"], repr(answer["probability"]), repr(answer["score"]),
-                str(answer["rating"]), ""]  # fmt: skip
+        return [
+            answer["label"],
+            repr(answer["probability"]),
+            repr(answer["score"]),
+            str(answer["rating"]),
+            "",
+        ]
     return ["", "", "", "", f"line {answer['line']}: {answer['message']}"]
 
 
@@ -504,10 +509,14 @@ def transform_file(
     partial, progress_file = _side_files(final)
     stat = input_path.stat()
     identity = {
-        "input": str(input_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "model": model_id, "content_type": content_type, "text_column": settings.text_column,
+        "input": str(input_path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "model": model_id,
+        "content_type": content_type,
+        "text_column": settings.text_column,
         "join_input": settings.join_input,
-    }  # fmt: skip
+    }
     reader = RecordReader(content_type, settings.text_column)
     writer = ChunkWriter(predictor, reader, settings.join_input)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -676,10 +685,13 @@ def transform_files(
     for path in inputs:
         total = count_lines(path) if show_progress and sys.stderr.isatty() else None
         with tqdm(
-            total=total, unit=" reviews", desc=path.name,
+            total=total,
+            unit=" reviews",
+            desc=path.name,
             disable=None if show_progress else True,  # None: shown only on a terminal
-            dynamic_ncols=True, smoothing=0.1,
-        ) as bar:  # fmt: skip
+            dynamic_ncols=True,
+            smoothing=0.1,
+        ) as bar:
             result = transform_file(
                 predictor, path, output_dir, settings, model_id=model_id, progress=bar.update
             )

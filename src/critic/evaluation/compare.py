@@ -268,8 +268,10 @@ def common_test_split(configs: dict[str, DataConfig]) -> Reviews:
     """The test split all the bundles share; a clear error when their data or split differ."""
     identities = {name: split_identity(config) for name, config in configs.items()}
     first = next(iter(identities.values()))
-    differing = sorted({k for identity in identities.values() for k, v in identity.items()
-                        if v != first[k]}, key=SPLIT_SETTINGS.index)  # fmt: skip
+    differing = sorted(
+        {k for identity in identities.values() for k, v in identity.items() if v != first[k]},
+        key=SPLIT_SETTINGS.index,
+    )
     if differing:
         described = "; ".join(
             f"{name}: " + ", ".join(f"{key} {identity[key]!r}" for key in differing)
@@ -406,9 +408,13 @@ def plot_accuracies(comparison: Comparison, path: Path) -> None:
     axes.errorbar(accuracy, positions, xerr=errors, fmt="o", capsize=4, color="tab:blue")
     for position, model in zip(positions, models, strict=True):
         axes.annotate(
-            f"{model.accuracy:.2%}", (model.accuracy, position), textcoords="offset points",
-            xytext=(0, 7), ha="center", fontsize=8,
-        )  # fmt: skip
+            f"{model.accuracy:.2%}",
+            (model.accuracy, position),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+        )
     axes.set_yticks(positions, [model.name for model in models])
     axes.set_ylim(-0.7, len(models) - 0.3)
     axes.xaxis.set_major_formatter(PercentFormatter(1.0))

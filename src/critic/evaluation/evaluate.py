@@ -96,9 +96,14 @@ def plot_evaluation(
 
     figure, axes = plt.subplots(figsize=(4.5, 4))
     skm.ConfusionMatrixDisplay.from_predictions(
-        labels, predicted, labels=[0, 1], display_labels=["negative", "positive"], ax=axes,
-        colorbar=False, cmap="Blues",
-    )  # fmt: skip
+        labels,
+        predicted,
+        labels=[0, 1],
+        display_labels=["negative", "positive"],
+        ax=axes,
+        colorbar=False,
+        cmap="Blues",
+    )
     axes.set_title(f"Confusion matrix\n{title}", fontsize=10)
     figure.tight_layout()
     figure.savefig(folder / "confusion_matrix.png", dpi=120)
@@ -133,16 +138,29 @@ def plot_reliability(reliability: dict, path: Path, title: str = "") -> None:
         table = reliability[name]
         width = 1.0 / reliability.get("bins", ECE_BINS)
         axes.bar(
-            table["lower"], table["accuracy"], width=width, align="edge", alpha=0.75,
-            edgecolor="black", label="accuracy",
-        )  # fmt: skip
-        axes.plot(table["confidence"], table["accuracy"], "o", color="darkred", markersize=3,
-                  label="(mean confidence, accuracy)")  # fmt: skip
+            table["lower"],
+            table["accuracy"],
+            width=width,
+            align="edge",
+            alpha=0.75,
+            edgecolor="black",
+            label="accuracy",
+        )
+        axes.plot(
+            table["confidence"],
+            table["accuracy"],
+            "o",
+            color="darkred",
+            markersize=3,
+            label="(mean confidence, accuracy)",
+        )
         axes.plot([0.5, 1], [0.5, 1], linestyle=":", color="grey", label="perfect calibration")
         axes.set(
-            xlim=(0.5, 1.0), ylim=(0.0, 1.0), xlabel="confidence",
+            xlim=(0.5, 1.0),
+            ylim=(0.0, 1.0),
+            xlabel="confidence",
             title=f"{label}: ECE {table['ece']:.3f}",
-        )  # fmt: skip
+        )
         axes.grid(alpha=0.3)
     axes_row[0].set_ylabel("accuracy")
     axes_row[0].legend(loc="upper left", fontsize=8)

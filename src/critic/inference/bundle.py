@@ -215,9 +215,14 @@ def _finish(out: Path, config: RunConfig, kind: str, files: list[str]) -> Path:
 def save_training_result(out: Path, result: TrainingResult) -> Path:
     """Write a finished run's bundle, then drop its resume checkpoint (no longer needed)."""
     save_bundle(
-        out, result.config, result.vocab, result.model, result.metrics, result.history,
-        result.calibration,
-    )  # fmt: skip
+        out,
+        result.config,
+        vocab=result.vocab,
+        model=result.model,
+        metrics=result.metrics,
+        history=result.history,
+        calibration=result.calibration,
+    )
     remove_checkpoint(out)
     return Path(out)
 

@@ -127,9 +127,14 @@ def build_ensemble(
     metrics.update(calibrated)
     config = RunConfig(data=data, model=ModelConfig(name=ENSEMBLE))
     save_ensemble(
-        out, config, list(zip(names, members, strict=True)), [float(w) for w in weights], bias,
-        metrics, calibration,
-    )  # fmt: skip
+        out,
+        config,
+        members=list(zip(names, members, strict=True)),
+        weights=[float(w) for w in weights],
+        bias=bias,
+        metrics=metrics,
+        calibration=calibration,
+    )
     log(
         f"ensemble: val accuracy {metrics['val_accuracy']:.4f}, test accuracy "
         f"{metrics['test_accuracy']:.4f}; bundle {out}"

@@ -172,12 +172,15 @@ def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -
             "baseline_share": baseline.unknown_share,
         }
         if rise > limits.unknown_words:
-            breaches.append(f"unknown words {live.unknown_share:.1%} "
-                            f"(baseline {baseline.unknown_share:.1%})")  # fmt: skip
+            breaches.append(
+                f"unknown words {live.unknown_share:.1%} (baseline {baseline.unknown_share:.1%})"
+            )
     if live.positive_share is not None and baseline.positive_share is not None:
         moved = live.positive_share - baseline.positive_share
-        table = [[live.positive, live.answers - live.positive],
-                 [baseline.positive, baseline.answers - baseline.positive]]  # fmt: skip
+        table = [
+            [live.positive, live.answers - live.positive],
+            [baseline.positive, baseline.answers - baseline.positive],
+        ]
         p_value = float(stats.fisher_exact(table).pvalue)
         result["label"] = {
             "positive_share": live.positive_share,
@@ -185,8 +188,9 @@ def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -
             "fisher_p": p_value,
         }
         if abs(moved) > limits.label_share and p_value < limits.alpha:
-            breaches.append(f"positive share {live.positive_share:.1%} "
-                            f"(baseline {baseline.positive_share:.1%})")  # fmt: skip
+            breaches.append(
+                f"positive share {live.positive_share:.1%} (baseline {baseline.positive_share:.1%})"
+            )
     result["breaches"] = breaches if result["judged"] else []
     result["drift"] = bool(result["breaches"])
     return result
@@ -232,8 +236,11 @@ def _answers(record: dict) -> list[dict]:
     if isinstance(decoded, dict):
         decoded = decoded.get("predictions", [])
     if isinstance(decoded, str):  # text/plain: "1" or "0" per review, no probability
-        return [{"label": "positive" if line.strip() == "1" else "negative"}
-                for line in decoded.splitlines() if line.strip()]  # fmt: skip
+        return [
+            {"label": "positive" if line.strip() == "1" else "negative"}
+            for line in decoded.splitlines()
+            if line.strip()
+        ]
     return [a for a in decoded if isinstance(a, dict) and "label" in a]
 
 
@@ -313,10 +320,15 @@ class DriftReport:
 
     def to_markdown(self) -> str:
         base = self.baseline
-        verdict = "**DRIFT**: " + "; ".join(self.overall["breaches"]) if self.drift else (
-            "no drift past the thresholds" if self.overall["judged"] else
-            f"too few reviews to judge (fewer than {self.thresholds['min_reviews']})"
-        )  # fmt: skip
+        verdict = (
+            "**DRIFT**: " + "; ".join(self.overall["breaches"])
+            if self.drift
+            else (
+                "no drift past the thresholds"
+                if self.overall["judged"]
+                else f"too few reviews to judge (fewer than {self.thresholds['min_reviews']})"
+            )
+        )
         lines = [
             "# Drift report",
             "",
@@ -344,8 +356,11 @@ class DriftReport:
             "reviews to be judged. PSI over the baseline's deciles.",
         ]
         if self.unreadable:
-            lines += ["", f"{len(self.unreadable)} capture line(s) could not be read, e.g. "
-                      f"`{self.unreadable[0]}`."]  # fmt: skip
+            lines += [
+                "",
+                f"{len(self.unreadable)} capture line(s) could not be read, e.g. "
+                f"`{self.unreadable[0]}`.",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -446,8 +461,9 @@ def plot_drift(report: DriftReport, path: Path) -> None:
     axes[1, 1].set_title("share of unknown words by hour", fontsize=9)
     axes[1, 1].legend(fontsize=8)
     for ax in axes[1]:
-        ax.set_xticks(positions, [h[5:].replace("T", " ") + "h" for h in hours], fontsize=7,
-                      rotation=30)  # fmt: skip
+        ax.set_xticks(
+            positions, [h[5:].replace("T", " ") + "h" for h in hours], fontsize=7, rotation=30
+        )
         ax.grid(alpha=0.3)
     figure.suptitle(f"Drift: {'yes' if report.drift else 'no'} ({report.capture})", fontsize=10)
     figure.tight_layout()

@@ -17,9 +17,10 @@ class DriftThresholds:
     """When a difference from the baseline counts as drift."""
 
     psi: float = setting(
-        0.2, "Population stability index (of the scores, and of review lengths) past which "
-        "traffic has drifted; 0.1-0.2 is a moderate shift, above 0.2 a significant one."
-    )  # fmt: skip
+        0.2,
+        "Population stability index (of the scores, and of review lengths) past which "
+        "traffic has drifted; 0.1-0.2 is a moderate shift, above 0.2 a significant one.",
+    )
     alpha: float = setting(
         0.001,
         "Significance level: a difference counts only if chance alone (the sizes of the two "

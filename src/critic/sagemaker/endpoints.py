@@ -216,18 +216,25 @@ def deploy(
         sagemaker,
         endpoint_name,
         models=[
-            {"ModelName": models[spec.name], "ExecutionRoleArn": role_arn,
-             "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]}}
+            {
+                "ModelName": models[spec.name],
+                "ExecutionRoleArn": role_arn,
+                "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]},
+            }
             for spec in specs
         ],
         variants=[
-            {"VariantName": spec.name, "ModelName": models[spec.name],
-             "InitialInstanceCount": instance_count, "InstanceType": instance_type,
-             "InitialVariantWeight": spec.weight}
+            {
+                "VariantName": spec.name,
+                "ModelName": models[spec.name],
+                "InitialInstanceCount": instance_count,
+                "InstanceType": instance_type,
+                "InitialVariantWeight": spec.weight,
+            }
             for spec in specs
         ],
         log=log,
-    )  # fmt: skip
+    )
 
     weights = {spec.name: spec.weight for spec in specs}
     log(

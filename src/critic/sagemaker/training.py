@@ -286,9 +286,16 @@ def submit_training_job(
             f"at most {MAX_HYPERPARAMETERS - 5} hyper-parameters, got {len(settings)}"
         )
     request = _job_request(
-        job_name, role_arn, image, encoded, bucket, (instance_type, instance_count),
-        volume_size_gb, max_runtime_s, data_s3_uri,
-    )  # fmt: skip
+        job_name,
+        role_arn,
+        image,
+        encoded,
+        bucket,
+        (instance_type, instance_count),
+        volume_size_gb,
+        max_runtime_s,
+        data_s3_uri,
+    )
     with aws_errors(f"creating training job {job_name}"):
         created = sagemaker.create_training_job(**request)
     output_uri = f"s3://{bucket}/{prefix}/output/model.tar.gz"
@@ -474,11 +481,24 @@ def torchrun_command(environ: Mapping[str, str], python: str = sys.executable) -
     master = environ.get("SM_MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1")
     port = environ.get("SM_MASTER_PORT") or str(MASTER_PORT)
     return [
-        python, "-m", "torch.distributed.run", "--nnodes", str(nodes),
-        "--node_rank", str(hosts.index(current) if hosts else 0),
-        "--nproc_per_node", str(processes_per_host), "--master_addr", master,
-        "--master_port", port, "-m", "critic.cli", "train", "--no-progress",
-    ]  # fmt: skip
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(nodes),
+        "--node_rank",
+        str(hosts.index(current) if hosts else 0),
+        "--nproc_per_node",
+        str(processes_per_host),
+        "--master_addr",
+        master,
+        "--master_port",
+        port,
+        "-m",
+        "critic.cli",
+        "train",
+        "--no-progress",
+    ]
 
 
 JOB_OPTION_NAMES = tuple(TrainingJobOptions.__dataclass_fields__)

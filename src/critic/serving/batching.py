@@ -231,9 +231,9 @@ class MicroBatcher:
         results = self.predict(reviews)
         pace = len(reviews) / max(time.perf_counter() - started, 1e-6)
         # A moving average: one odd pass (a cold cache, a long review) does not swing it.
-        self.reviews_per_second = pace if not self.reviews_per_second else (
-            0.8 * self.reviews_per_second + 0.2 * pace
-        )  # fmt: skip
+        self.reviews_per_second = (
+            pace if not self.reviews_per_second else (0.8 * self.reviews_per_second + 0.2 * pace)
+        )
         return results
 
     async def _take_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Pending]:

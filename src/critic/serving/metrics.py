@@ -65,30 +65,44 @@ class EndpointMetrics:
         # A registry per app, not the global one: several endpoints (tests) in one process.
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "critic_requests", "Invocation requests by variant and HTTP status.",
-            ["variant", "status"], registry=self.registry,
-        )  # fmt: skip
+            "critic_requests",
+            "Invocation requests by variant and HTTP status.",
+            ["variant", "status"],
+            registry=self.registry,
+        )
         self.errors = Counter(
-            "critic_request_errors", "Invocation requests answered with an error, by kind.",
-            ["variant", "status"], registry=self.registry,
-        )  # fmt: skip
+            "critic_request_errors",
+            "Invocation requests answered with an error, by kind.",
+            ["variant", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "critic_request_latency_seconds", "Time to answer an invocation request.",
-            ["variant"], registry=self.registry,
+            "critic_request_latency_seconds",
+            "Time to answer an invocation request.",
+            ["variant"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )  # fmt: skip
+        )
         self.predictions = Counter(
-            "critic_predictions", "Reviews answered, by variant and label.",
-            ["variant", "label"], registry=self.registry,
-        )  # fmt: skip
+            "critic_predictions",
+            "Reviews answered, by variant and label.",
+            ["variant", "label"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
-            "critic_batch_reviews", "Reviews per forward pass (micro-batching).",
-            ["variant"], registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-        )  # fmt: skip
+            "critic_batch_reviews",
+            "Reviews per forward pass (micro-batching).",
+            ["variant"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        )
         self.weight = Gauge(
-            "critic_variant_weight", "Current traffic weight of each variant.",
-            ["variant"], registry=self.registry, multiprocess_mode="mostrecent",
-        )  # fmt: skip
+            "critic_variant_weight",
+            "Current traffic weight of each variant.",
+            ["variant"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
         self._windows: dict[str, VariantWindow] = {}
         # prometheus-client's labels() look-up costs microseconds a call: on the request path
         # each series is looked up once and kept.

@@ -148,11 +148,13 @@ def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | 
 # A made-up review of typical length (about 230 words, the IMDB median) for timing a model at
 # start-up: the queue's default size is what the model answers in queue_seconds at that pace.
 _TIMING_REVIEW = " ".join(
-    ["The film opens well and the cast is strong, but the story loses its way in the middle,"
-     " the jokes fall flat and the ending is far too long; still, the music is lovely, the"
-     " camera work is often beautiful and two of the actors give performances worth seeing."]
+    [
+        "The film opens well and the cast is strong, but the story loses its way in the middle,"
+        " the jokes fall flat and the ending is far too long; still, the music is lovely, the"
+        " camera work is often beautiful and two of the actors give performances worth seeing."
+    ]
     * 5
-)  # fmt: skip
+)
 
 
 def measure_pace(predict, max_batch: int) -> float:
@@ -292,17 +294,23 @@ def _auto_weights(state: EndpointState) -> AutoWeights:
     names = state.router.names
 
     def counts() -> dict[str, tuple[int, int]]:
-        return {e["variant"]: (e["feedback"], e["right"]) for e in state.feedback.summary(names)
-                if e["variant"] in names}  # fmt: skip
+        return {
+            e["variant"]: (e["feedback"], e["right"])
+            for e in state.feedback.summary(names)
+            if e["variant"] in names
+        }
 
     def current() -> dict[str, float]:
         state.sync_weights()
         return {name: variant.weight for name, variant in state.router.variants.items()}
 
     return AutoWeights(
-        counts, current, state.set_weights,
-        state.settings.auto_weights_s, state.settings.auto_weights_floor,
-    )  # fmt: skip
+        counts,
+        current,
+        state.set_weights,
+        state.settings.auto_weights_s,
+        state.settings.auto_weights_floor,
+    )
 
 
 def start_capture(settings: ServerSettings, registry=None) -> CaptureWriter | None:

@@ -50,9 +50,12 @@ def train_nbsvm(config: RunConfig, run: RunOptions) -> TrainingResult:
     fit_started = time.perf_counter()
     model = build_model(config.model)
     tried = model.fit(
-        tokenized["train"], raw["train"].labels, tokenized["validation"],
-        raw["validation"].labels, log=log,
-    )  # fmt: skip
+        tokenized["train"],
+        raw["train"].labels,
+        tokenized["validation"],
+        raw["validation"].labels,
+        log=log,
+    )
     train_seconds = time.perf_counter() - fit_started
     if len(model) < 3:
         raise DataError(

@@ -302,9 +302,14 @@ def _train_epoch(
     seen = 0
     started = time.perf_counter()
     bar = tqdm(
-        batches, total=len(batches), desc=f"epoch {epoch}/{config.train.epochs}",
-        unit="batch", disable=not progress, dynamic_ncols=True, leave=True,
-    )  # fmt: skip
+        batches,
+        total=len(batches),
+        desc=f"epoch {epoch}/{config.train.epochs}",
+        unit="batch",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     push = EmbeddingPush(model, config.train.adversarial) if config.train.adversarial else None
     for batch in bar:
         batch = batch.to(device)

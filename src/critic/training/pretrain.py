@@ -66,9 +66,14 @@ def pretrain_language_model(
         language_model.train()
         total, words = 0.0, 0
         bar = tqdm(
-            batches, total=len(batches), desc=f"pre-train {epoch}/{train.pretrain_epochs}",
-            unit="batch", disable=not progress, dynamic_ncols=True, leave=True,
-        )  # fmt: skip
+            batches,
+            total=len(batches),
+            desc=f"pre-train {epoch}/{train.pretrain_epochs}",
+            unit="batch",
+            disable=not progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
         for batch in bar:
             batch = batch.to(device)
             summed, count = language_model(batch.token_ids, batch.lengths)

@@ -58,9 +58,14 @@ def train(
     # Rank 0 speaks for all: the others would print the same lines again.
     quiet = not processes.main
     options = RunOptions(
-        Path(out), resume, cache_dir, progress and not quiet, (lambda _: None) if quiet else log,
-        prepared, processes,
-    )  # fmt: skip
+        out=Path(out),
+        resume=resume,
+        cache_dir=cache_dir,
+        progress=progress and not quiet,
+        log=(lambda _: None) if quiet else log,
+        prepared=prepared,
+        processes=processes,
+    )
     cuda = resolve_device(config.train.device).type == "cuda"
     with distributed.session(processes, cuda=cuda):
         result = FITTERS[kind](config, options)

@@ -136,9 +136,18 @@ class FeedbackStore:
                     "INSERT INTO feedback (created_at, variant, model, review, label,"
                     " probability, rating, feedback, answer_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (created, variant, model, review, label, probability, rating, feedback,
-                     answer_id),
-                )  # fmt: skip
+                    (
+                        created,
+                        variant,
+                        model,
+                        review,
+                        label,
+                        probability,
+                        rating,
+                        feedback,
+                        answer_id,
+                    ),
+                )
                 return int(cursor.lastrowid)
         except sqlite3.IntegrityError as error:
             if "answer_id" in str(error):

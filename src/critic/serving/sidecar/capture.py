@@ -139,8 +139,9 @@ def validate_record(record: Any) -> list[str]:
         return ["a capture line must be a JSON object"]
     problems = []
     if set(record) != {"captureData", "eventMetadata", "eventVersion"}:
-        problems.append(f"top-level keys must be captureData, eventMetadata, eventVersion; "
-                        f"got {sorted(record)}")  # fmt: skip
+        problems.append(
+            f"top-level keys must be captureData, eventMetadata, eventVersion; got {sorted(record)}"
+        )
     if record.get("eventVersion") != EVENT_VERSION:
         problems.append(f"eventVersion must be {EVENT_VERSION!r}")
     data = record.get("captureData")
@@ -300,9 +301,15 @@ class CaptureWriter:
         if self.config.percent < 100 and self._random.random() * 100 >= self.config.percent:
             return
         item = _Captured(
-            variant, request_body, request_type, response_body, response_type, inference_id,
-            when or datetime.now(timezone.utc), None if self.config.keep_text else reviews,
-        )  # fmt: skip
+            variant,
+            request_body,
+            request_type,
+            response_body,
+            response_type,
+            inference_id,
+            when or datetime.now(timezone.utc),
+            None if self.config.keep_text else reviews,
+        )
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -352,9 +359,14 @@ class CaptureWriter:
 
     def _write(self, item: _Captured) -> None:
         record = capture_record(
-            item.request_body, item.request_type, item.response_body, item.response_type,
-            item.inference_id, item.when, item.reviews,
-        )  # fmt: skip
+            item.request_body,
+            item.request_type,
+            item.response_body,
+            item.response_type,
+            item.inference_id,
+            item.when,
+            item.reviews,
+        )
         line = _escape_line_breaks(orjson.dumps(record)) + b"\n"
         self._file(item.variant, item.when).write(line)
         self.captured += 1

@@ -259,18 +259,24 @@ class Shadows:
         self._tasks: set[asyncio.Task] = set()  # held, so that none is collected half-way
         self._lock = threading.Lock()
         self.outcomes = Counter(
-            "critic_shadow_requests", "Requests copied to each shadow, by outcome.",
-            ["shadow", "outcome"], registry=registry,
-        )  # fmt: skip
+            "critic_shadow_requests",
+            "Requests copied to each shadow, by outcome.",
+            ["shadow", "outcome"],
+            registry=registry,
+        )
         self.compared = Counter(
-            "critic_shadow_reviews", "Reviews a shadow answered, by agreement with the live label.",
-            ["shadow", "agreement"], registry=registry,
-        )  # fmt: skip
+            "critic_shadow_reviews",
+            "Reviews a shadow answered, by agreement with the live label.",
+            ["shadow", "agreement"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "critic_shadow_latency_seconds", "Time a shadow took to answer its copy.",
-            ["shadow"], registry=registry,
+            "critic_shadow_latency_seconds",
+            "Time a shadow took to answer its copy.",
+            ["shadow"],
+            registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )  # fmt: skip
+        )
 
     def start(self) -> None:
         for shadow in self.shadows.values():
