@@ -289,7 +289,7 @@ def _annotate(state: ProxyState, answer: Forwarded) -> tuple[bytes, list[dict]]:
     return json.dumps(payload, ensure_ascii=False).encode(), predictions
 
 
-async def invoke(request: Request) -> Response:
+async def forward_invocation(request: Request) -> Response:
     """The page's ``POST /invocations``, answered by the SageMaker endpoint."""
     state: ProxyState = request.app.state.endpoint
     headers = request.headers
@@ -344,7 +344,7 @@ def create_proxy_app(settings: ProxySettings, log=print) -> FastAPI:
         description=f"Movie-review sentiment, answered by endpoint {settings.endpoint_name}.",
         lifespan=lifespan,
     )
-    app.add_api_route("/invocations", invoke, methods=["POST"])
+    app.add_api_route("/invocations", forward_invocation, methods=["POST"])
     app.add_api_route("/ping", _ping, methods=["GET"])
     web.mount(app)
     install_error_handlers(app)

@@ -46,6 +46,15 @@ def echo_json(payload) -> None:
     typer.echo(json.dumps(payload, ensure_ascii=False))
 
 
+def show_report(command: str, report, out: Path | None, write) -> None:
+    """Print a report's Markdown (critic compare, critic monitor); with --out, also write its
+    files with ``write(report, out)`` and say where, on stderr."""
+    written = write(report, out) if out is not None else []
+    typer.echo(report.to_markdown())
+    if written:
+        typer.echo(f"{command}: wrote {', '.join(str(path) for path in written)}", err=True)
+
+
 def reviews_or_stdin(reviews: list[str] | None) -> list[str]:
     """The reviews given as arguments, else one per line on stdin (blank lines skipped)."""
     texts = (

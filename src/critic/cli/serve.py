@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from critic.apps.sagemaker_web_settings import ProxySettings
-from critic.cli.app import app
+from critic.cli.app import app, show_report
 from critic.cli.options import given, options_of, with_options
 from critic.errors import CriticError
 from critic.monitor.thresholds import DriftThresholds
@@ -117,10 +117,7 @@ def monitor(
         baseline_reviews=baseline_reviews,
         log=lambda line: typer.echo(line, err=True),
     )
-    written = write_report(report, out) if out is not None else []
-    typer.echo(report.to_markdown())
-    if written:
-        typer.echo(f"monitor: wrote {', '.join(str(path) for path in written)}", err=True)
+    show_report("monitor", report, out, write_report)
     if report.drift:
         raise typer.Exit(1)
 

@@ -15,7 +15,14 @@ from typing import Annotated
 import typer
 
 from critic.apps.batch import TransformSettings
-from critic.cli.app import BundleArgument, ReviewsArgument, SourceOption, app, echo_json
+from critic.cli.app import (
+    BundleArgument,
+    ReviewsArgument,
+    SourceOption,
+    app,
+    echo_json,
+    show_report,
+)
 from critic.cli.options import by_section, given, options_of, pick, run_options, with_options
 from critic.config import ModelConfig
 from critic.data.embeddings import Word2VecSettings
@@ -244,10 +251,7 @@ def compare(
         repeats=repeats,
         log=lambda line: typer.echo(line, err=True),
     )
-    written = write_report(comparison, out) if out is not None else []
-    typer.echo(comparison.to_markdown())
-    if written:
-        typer.echo(f"compare: wrote {', '.join(str(path) for path in written)}", err=True)
+    show_report("compare", comparison, out, write_report)
 
 
 @app.command()
