@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NEGATIVE, POSITIVE
 from critic.apps.batch import (
     TransformFailed,
     TransformSettings,
@@ -28,6 +27,7 @@ from critic.apps.batch import (
 )
 from critic.errors import CriticError
 from critic.inference.predictor import Predictor
+from support.data import NEGATIVE, POSITIVE
 
 REVIEWS = POSITIVE + NEGATIVE
 
@@ -309,7 +309,7 @@ def test_a_changed_input_is_not_resumed_but_started_again(predictor, tmp_path):
 @pytest.fixture(scope="module")
 def endpoint(nbsvm_bundle, tmp_path_factory):
     """``critic serve`` of the n-gram bundle, a real process on a loopback port."""
-    from conftest import free_port, wait_for_ping
+    from support.servers import free_port, wait_for_ping
 
     port = free_port()
     feedback = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"

@@ -82,8 +82,8 @@ def test_evaluate_on_another_source(cli_bundle, cache_dir):
 
 
 def test_evaluate_on_every_review_of_a_source_with_its_own_columns(cli_bundle, cache_dir, tmp_path):
-    from conftest import csv_text
     from critic.inference.predictor import Predictor
+    from support.data import csv_text
 
     out, _ = cli_bundle
     rows = [["review", "sentiment"]] + [
@@ -377,7 +377,7 @@ def test_nbsvm_ensemble_evaluate_and_predict_from_the_command_line(cli_bundle, c
 
 
 def test_evaluate_on_star_rated_reviews_reports_the_rating_error(cli_bundle, cache_dir, tmp_path):
-    from conftest import write_aclimdb
+    from support.data import write_aclimdb
 
     folder = write_aclimdb(tmp_path, per_class=10)
     metrics = json.loads(

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import small_nbsvm_config
 from critic.apps.endpoint import create_app
 from critic.data.prepare import load_splits
 from critic.data.sources import load_embedded
@@ -25,6 +24,7 @@ from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, capture_files
 from critic.serving.variants import VariantSpec
 from critic.training.train import train
+from support.data import small_nbsvm_config
 
 CLI = [sys.executable, "-m", "critic.cli"]
 # Enough reviews that a PSI over deciles means something (about 20 a bin), few enough to

@@ -12,7 +12,6 @@ import sys
 
 import boto3
 import pytest
-from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import (
@@ -25,8 +24,7 @@ from critic.sagemaker import (
     suggested_target,
 )
 from critic.sagemaker.autoscaling import METRIC, POLICY_NAME, SCALABLE_DIMENSION
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import BUCKET, ROLE, assert_one_line, quiet
 
 CLI = [sys.executable, "-m", "critic.cli"]
 

@@ -8,7 +8,7 @@ import sys
 import boto3
 import pytest
 
-from conftest import free_port, wait_for_ping
+from support.servers import free_port, wait_for_ping
 
 CLI = [sys.executable, "-m", "critic.cli"]
 ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"

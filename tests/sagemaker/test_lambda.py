@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for_ping
 from critic.sagemaker import lambda_handler
+from support.servers import free_port, wait_for_ping
 
 CLI = [sys.executable, "-m", "critic.cli"]
 EVENT = json.loads((Path(__file__).parent / "data" / "apigateway_proxy_event.json").read_text())

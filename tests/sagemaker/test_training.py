@@ -13,13 +13,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from sagemaker_helpers import BUCKET, CPU_TRAINING_IMAGE, ROLE, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import submit_training_job
 from critic.sagemaker.training import MASTER_PORT, build_source_archive, torchrun_command
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import BUCKET, CPU_TRAINING_IMAGE, ROLE, quiet
 
 
 def test_submit_training_job_uploads_critics_source_and_creates_the_job(aws, tmp_path):
@@ -271,7 +269,7 @@ def test_a_current_host_outside_the_hosts_is_a_clear_error():
 def test_two_hosts_of_a_job_train_together_and_only_the_first_writes_the_bundle(
     tmp_path, cache_dir
 ):
-    from conftest import free_port
+    from support.servers import free_port
 
     code = tmp_path / "code"
     archive = tmp_path / "sourcedir.tar.gz"

@@ -9,12 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet, recording_session
 
 from critic.errors import CriticError
 from critic.sagemaker import delete_endpoint, deploy, run_transform_job
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import BUCKET, ROLE, assert_one_line, quiet, recording_session
 
 INPUT = f"s3://{BUCKET}/batch/in/"
 OUTPUT = f"s3://{BUCKET}/batch/out/"

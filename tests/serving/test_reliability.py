@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_ping
+from support.servers import free_port, wait_for_ping
 
 REVIEW = "A moving story, a superb cast and a score I still hum; the ending is a little long."
 

@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import free_port, wait_for_ping
+from support.servers import free_port, wait_for_ping
 
 CLI = [sys.executable, "-m", "critic.cli"]
 TOKEN = "admin-token-for-tests"

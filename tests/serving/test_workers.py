@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for, wait_for_ping
+from support.servers import free_port, wait_for, wait_for_ping
 
 TOKEN = "workers-admin-token"
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
 from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
@@ -12,6 +11,7 @@ from critic.inference.bundle import save_training_result
 from critic.models import NEURAL, build_model, model_names
 from critic.training.checkpoints import CHECKPOINT_DIR
 from critic.training.train import resolve_device, train
+from support.data import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -142,7 +142,7 @@ def test_device_auto_is_the_cpu_without_a_gpu():
 def test_a_sagemaker_training_job_takes_hyperparameters_and_paths_from_the_environment(
     tmp_path, monkeypatch, cache_dir
 ):
-    from conftest import write_aclimdb
+    from support.data import write_aclimdb
 
     channel = tmp_path / "opt" / "ml" / "input" / "data" / "training"
     write_aclimdb(channel, per_class=12)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import free_port, wait_for_ping
+from support.servers import free_port, wait_for_ping
 
 CHROMIUM = Path(os.environ.get("CRITIC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -15,7 +15,7 @@ import test_browser
 from playwright.sync_api import expect
 from test_browser import CLI, REVIEW, judge, start_server, stop
 
-from conftest import free_port, wait_for_ping
+from support.servers import free_port, wait_for_ping
 
 # The same chromium and page fixtures as the page's own browser tests.
 browser = test_browser.browser

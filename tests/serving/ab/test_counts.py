@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_ping
 from critic.serving.ab.counts import CountFlusher, CountStore, added, summary, totals
 from critic.serving.metrics import EndpointMetrics
+from support.servers import free_port, wait_for_ping
 
 
 def predictions(*labels: str) -> list[dict]:

@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import free_port, wait_for, wait_for_ping
 from critic.apps.endpoint import create_app
 from critic.errors import CriticError
 from critic.inference.predictor import Predictor
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.shadow import SAMPLE_SIZE, ShadowSpec, describe_shadows, shadow_specs
 from critic.serving.variants import VariantSpec
+from support.servers import free_port, wait_for, wait_for_ping
 
 CLI = [sys.executable, "-m", "critic.cli"]
 REVIEWS = [
