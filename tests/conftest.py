@@ -13,6 +13,7 @@ from critic.inference.bundle import save_training_result
 from critic.training.train import train
 from support.aws import AWS_TEST_REGION
 from support.data import small_nbsvm_config, small_run_config
+from support.servers import SHOWN_CHARACTERS, running
 
 
 def pytest_configure(config):
@@ -116,3 +117,16 @@ def moto_url(tmp_path_factory):
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         yield url
     server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under a test that fails while servers run (a module's, started by a fixture), what
+    each has written: a failing request's cause is often only in the server's log."""
+    report = yield
+    if report.failed:
+        for server in running():
+            report.sections.append(
+                (f"output of {server.describe()}", server.log(last=SHOWN_CHARACTERS))
+            )
+    return report

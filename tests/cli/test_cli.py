@@ -3,22 +3,16 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-CLI = [sys.executable, "-m", "critic.cli"]
+from support.cli import CLI, run_cli
 
 
 def run(*args, cache_dir, stdin=None, check=True, cwd=None):
-    env = {**os.environ, "CRITIC_CACHE": str(cache_dir)}
-    completed = subprocess.run(
-        [*CLI, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
-        timeout=300, cwd=cwd,
-    )  # fmt: skip
-    if check and completed.returncode != 0:
-        raise AssertionError(f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
-    return completed
+    """``critic ARGS`` with its cache in ``cache_dir``, which must succeed unless ``check`` is
+    false (see run_cli)."""
+    return run_cli(*args, env={"CRITIC_CACHE": str(cache_dir)}, input=stdin, check=check, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +241,7 @@ def test_a_corrupt_bundle_is_one_line_too(cli_bundle, cache_dir, tmp_path):
 
 
 def test_help_is_worth_reading():
-    completed = subprocess.run([*CLI, "train", "--help"], capture_output=True, text=True)
+    completed = run_cli("train", "--help")
     assert completed.returncode == 0
     for option in (
         "--model",
@@ -260,7 +254,7 @@ def test_help_is_worth_reading():
         "--resume",
     ):
         assert option in completed.stdout
-    completed = subprocess.run([*CLI, "compare", "--help"], capture_output=True, text=True)
+    completed = run_cli("compare", "--help")
     assert completed.returncode == 0
     for words in ("--out", "--source", "--resamples", "McNemar", "bootstrap"):
         assert words in completed.stdout
@@ -273,8 +267,8 @@ def test_the_command_list_gives_each_commands_summary_whole():
     from critic.cli import app
 
     group = typer.main.get_command(app)
-    env = {**os.environ, "COLUMNS": "400"}
-    completed = subprocess.run([*CLI, "--help"], capture_output=True, text=True, env=env)
+    env = {"COLUMNS": "400"}
+    completed = run_cli("--help", env=env)
     listed = {
         line.strip("│ ").split(None, 1)[0]: line.strip("│ ").split(None, 1)[1].strip()
         for line in completed.stdout.splitlines()
@@ -283,9 +277,7 @@ def test_the_command_list_gives_each_commands_summary_whole():
     for name, command in group.commands.items():
         summary = " ".join((command.help or "").split("\n\n")[0].split())
         assert listed.get(name) == (None if command.hidden else summary), name
-    completed = subprocess.run(
-        [*CLI, "sagemaker", "train", "--help"], capture_output=True, text=True, env=env
-    )
+    completed = run_cli("sagemaker", "train", "--help", env=env)
     assert "(default: critic-MODEL-TIME)" in completed.stdout
 
 

@@ -5,16 +5,13 @@ figures add up both, and SIGTERM stops them cleanly."""
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from support.servers import free_port, wait_for, wait_for_ping
+from support.servers import start_server, wait_for
 
 TOKEN = "workers-admin-token"
 
@@ -32,23 +29,21 @@ TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
 def test_two_workers_share_weights_metrics_feedback_and_shadows_and_stop_cleanly(
     trained_bundle, second_bundle, tmp_path
 ):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     feedback = tmp_path / "feedback.sqlite"
     capture = tmp_path / "capture"
     # The default worker count, on a process given exactly two cores: two workers.
-    env = {**os.environ, "CRITIC_ADMIN_TOKEN": TOKEN}
-    env.pop("CRITIC_WORKERS", None)  # set to 1 for the other tests by conftest
-    process = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "serve",
+    server = start_server(
+        ["serve",
          "--variant", f"champion={trained_bundle}:1", "--variant", f"challenger={second_bundle}:1",
-         "--port", str(port), "--feedback-db", str(feedback),
-         "--shadow", f"candidate={second_bundle}", "--capture-dir", str(capture)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+         "--feedback-db", feedback,
+         "--shadow", f"candidate={second_bundle}", "--capture-dir", capture],
+        # CRITIC_WORKERS is set to 1 for the other tests by conftest.
+        env={"CRITIC_ADMIN_TOKEN": TOKEN, "CRITIC_WORKERS": None},
         preexec_fn=lambda: os.sched_setaffinity(0, TWO_CORES),
+        seconds=120,
     )  # fmt: skip
+    url = server.url
     try:
-        wait_for_ping(url, process, seconds=120)
         parameters = json.loads(fetch(f"{url}/execution-parameters")[2])
         assert parameters["MaxConcurrentTransforms"] == 2  # one worker per core, by default
         weights = json.dumps({"champion": 0, "challenger": 1}).encode()
@@ -140,6 +135,5 @@ def test_two_workers_share_weights_metrics_feedback_and_shadows_and_stop_cleanly
         assert shadow["answered"] > 0 and shadow["agreement"] == 1.0  # the challenger, shadowed
         assert view["capture"]["captured"] == sent
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=60)
-    assert code == 0, process.stderr.read()
+        code = server.stop(timeout=60)  # SIGTERM, then SIGKILL if still running a minute later
+    assert code == 0, server.log()
