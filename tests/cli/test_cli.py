@@ -1,12 +1,10 @@
 """The ``critic`` command end to end, as a user runs it: real processes, a few hundred reviews."""
 
 import json
-import os
-import subprocess
 
 import pytest
 
-from support.cli import CLI, run_cli
+from support.cli import run_cli, start_cli
 
 
 def run(*args, cache_dir, stdin=None, check=True, cwd=None):
@@ -315,21 +313,26 @@ def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path,
     out = tmp_path / "run"
     args = ["train", "--out", out, "--epochs", "12", "--patience", "12", "--max-reviews", "400",
             "--vocab-size", "2000", "--max-length", "200", "--device", "cpu", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "CRITIC_CACHE": str(cache_dir)}
-    process = subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    state = out / "checkpoint" / "state.json"
-    deadline = time.monotonic() + 120
-    while not state.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(getattr(signal, stop))
-    _, stderr = process.communicate(timeout=60)
+    # start_cli sets SIGINT back to its default in the child: a suite run as a background job
+    # of a script (`make test &`) would otherwise start it ignored, and the run would finish.
+    training = start_cli(*args, env={"CRITIC_CACHE": str(cache_dir)})
+    try:
+        state = out / "checkpoint" / "state.json"
+        deadline = time.monotonic() + 120
+        while (
+            not state.exists() and time.monotonic() < deadline and training.process.poll() is None
+        ):
+            time.sleep(0.02)
+        training.process.send_signal(getattr(signal, stop))
+        code = training.wait(timeout=60)
+    finally:
+        training.stop()
+    stderr = training.stderr()
     if stop == "SIGINT":
-        assert process.returncode == 130, stderr
+        assert code == 130, stderr
         assert "--resume" in stderr and "Traceback" not in stderr
     else:
-        assert process.returncode == -signal.SIGKILL
+        assert code == -signal.SIGKILL
     from critic.training.train import recover_checkpoint
 
     done = json.loads((recover_checkpoint(out) / "state.json").read_text())["history"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,21 @@ def run_cli(
     return completed
 
 
+# A background job of a non-interactive shell (`make test &` in a script) starts with SIGINT
+# and SIGQUIT ignored, and so does everything it starts: a Python started with SIGINT ignored
+# keeps it ignored (it installs its KeyboardInterrupt handler only over the default), so a
+# test's SIGINT would never reach critic. subprocess's restore_signals puts back only SIGPIPE
+# and SIGXFSZ. SIGTERM too, in case whatever runs the tests ignores it: the tests stop their
+# servers with it.
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+
+
+def default_signals() -> None:
+    """In the child, before it runs the command: the signals above back to their defaults."""
+    for number in DEFAULT_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+
+
 class Process:
     """A command started in the background. What it writes goes to files, read at any time
     with stdout(), stderr() and log(); never to a pipe nobody reads, which, once full, blocks
@@ -72,6 +88,11 @@ class Process:
         self._stdout = folder / "stdout"
         self._stderr = folder / "stderr"
 
+        def prepare() -> None:
+            default_signals()
+            if preexec_fn is not None:
+                preexec_fn()
+
         # Unbuffered, so that what was printed is in the file by the time anyone reads it.
         changes = {"PYTHONUNBUFFERED": "1", **(env or {})}
         with self._stdout.open("wb") as stdout, self._stderr.open("wb") as stderr:
@@ -82,7 +103,7 @@ class Process:
                 stderr=stderr,
                 env=environment(changes),
                 cwd=cwd,
-                preexec_fn=preexec_fn,
+                preexec_fn=prepare,
             )
 
     def stdout(self) -> str:
@@ -135,5 +156,6 @@ def start_cli(
     preexec_fn: Callable[[], None] | None = None,
 ) -> Process:
     """``critic ARGS`` started in the background (see Process). ``env``: changes to the
-    environment; ``preexec_fn``: run in the child before the command."""
+    environment; ``preexec_fn``: run in the child before the command, after the signals
+    are set back to their defaults."""
     return Process([*CLI, *map(str, args)], env=env, cwd=cwd, preexec_fn=preexec_fn)
