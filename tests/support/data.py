@@ -89,3 +89,9 @@ def random_batch(vocab_size=50, batch=6, steps=12, seed=0):
     token_ids = torch.randint(2, vocab_size, (batch, steps), generator=generator)
     token_ids[torch.arange(steps).expand(batch, -1) >= lengths.unsqueeze(1)] = 0
     return token_ids, lengths
+
+
+def predictions(*labels: str) -> list[dict]:
+    """What a model answered for one request, one prediction per label: what the endpoint's
+    metrics count (EndpointMetrics.observe)."""
+    return [{"label": label, "probability": 0.5} for label in labels]

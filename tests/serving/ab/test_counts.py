@@ -10,11 +10,8 @@ import pytest
 
 from critic.serving.ab.counts import CountFlusher, CountStore, added, summary, totals
 from critic.serving.metrics import EndpointMetrics
+from support.data import predictions
 from support.servers import start_server
-
-
-def predictions(*labels: str) -> list[dict]:
-    return [{"label": label, "probability": 0.5} for label in labels]
 
 
 def rows(path) -> int:
