@@ -125,7 +125,7 @@ def running_server(args: list[object], *, stop_timeout: float = 30, **options) -
     server = start_server(args, **options)
     try:
         yield server
-    except Exception as error:
+    except BaseException as error:  # pytest.fail's exception is no Exception
         server.stop(stop_timeout)
         show_log(error, server)
         raise
