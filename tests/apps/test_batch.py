@@ -9,14 +9,12 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import NEGATIVE, POSITIVE
 from critic.apps.batch import (
     TransformFailed,
     TransformSettings,
@@ -28,6 +26,9 @@ from critic.apps.batch import (
 )
 from critic.errors import CriticError
 from critic.inference.predictor import Predictor
+from support.cli import Process, run_cli
+from support.data import NEGATIVE, POSITIVE
+from support.servers import running_server
 
 REVIEWS = POSITIVE + NEGATIVE
 
@@ -240,13 +241,10 @@ for result in transform_files(bundle, [source], out, settings, show_progress=Fal
 """
 
 
-def _run(bundle: Path, source: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+def _run(bundle: Path, source: Path, out: Path) -> Process:
+    return Process(
         [sys.executable, "-c", _RUN, str(bundle), str(source), str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={"PYTHONPATH": os.pathsep.join(sys.path)},
     )
 
 
@@ -267,7 +265,8 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_bytes(nbsvm_bundle,
 
     out = tmp_path / "resumed"
     progress = out / ".reviews.txt.out.progress.json"
-    process = _run(nbsvm_bundle, source, out)
+    killed = _run(nbsvm_bundle, source, out)
+    process = killed.process
     deadline = time.monotonic() + 120
     while not progress.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -278,9 +277,12 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_bytes(nbsvm_bundle,
     assert not (out / "reviews.txt.out").exists()  # never a half-written answer file
 
     again = _run(nbsvm_bundle, source, out)
-    stdout, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
-    resumed_at = int(stdout.strip())
+    try:
+        code = again.wait(timeout=300)
+    finally:
+        again.stop()
+    assert code == 0, again.stderr()
+    resumed_at = int(again.stdout().strip())
     assert 1 < resumed_at <= len(lines), f"seed {seed}"
     assert (out / "reviews.txt.out").read_bytes() == whole, f"seed {seed}"
     assert sorted(p.name for p in out.iterdir()) == ["reviews.txt.out"]
@@ -309,22 +311,11 @@ def test_a_changed_input_is_not_resumed_but_started_again(predictor, tmp_path):
 @pytest.fixture(scope="module")
 def endpoint(nbsvm_bundle, tmp_path_factory):
     """``critic serve`` of the n-gram bundle, a real process on a loopback port."""
-    from conftest import free_port, wait_for_ping
-
-    port = free_port()
     feedback = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "serve", str(nbsvm_bundle), "--port", str(port),
-         "--workers", "1", "--feedback-db", str(feedback)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_server(
+        ["serve", nbsvm_bundle, "--workers", "1", "--feedback-db", feedback]
+    ) as server:
+        yield server.url
 
 
 def _http(url: str, body: bytes | None = None, content_type: str = "", accept: str = ""):
@@ -386,18 +377,11 @@ def test_the_sagemaker_handler_takes_a_whole_multi_record_request_when_the_job_s
     assert len(reviews) == 1500 and reviews[-1] == "review 1499" and explain is False
 
 
-def _critic(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
 def test_critic_transform_answers_files_and_a_bad_input_is_one_line(nbsvm_bundle, tmp_path):
     (tmp_path / "in.jsonl").write_text(json.dumps({"text": REVIEWS[0]}) + "\n\n")
     (tmp_path / "columns.csv").write_text("id,review\n1,good\n")
     out = tmp_path / "out"
-    done = _critic(
+    done = run_cli(
         "transform", nbsvm_bundle, tmp_path / "in.jsonl", "--output", out, "--join-input"
     )
     assert done.returncode == 0, done.stderr
@@ -415,7 +399,7 @@ def test_critic_transform_answers_files_and_a_bad_input_is_one_line(nbsvm_bundle
         ([tmp_path / "columns.csv"], "no column 'text' in the CSV header"),
         ([tmp_path / "in.jsonl", "--fail-on-error"], "in.jsonl: line 2: the line is empty"),
     ]:
-        failed = _critic("transform", nbsvm_bundle, *args, "--output", tmp_path / "failed")
+        failed = run_cli("transform", nbsvm_bundle, *args, "--output", tmp_path / "failed")
         assert failed.returncode == 1
         assert failed.stderr.startswith("critic: error: ") and message in failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr

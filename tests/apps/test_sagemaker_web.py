@@ -8,32 +8,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import AWS_TEST_REGION
 from critic.apps.sagemaker_web import create_proxy_app
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.errors import CriticError
+from support.aws import ROLE, queue_endpoint_answers
 
-ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
 ENDPOINT = "critic-proxied"
 REVIEW = "A wonderful film, I loved it."
-
-
-def queue_answers(moto_url: str, *answers: dict) -> None:
-    """What moto's sagemaker-runtime answers next, in order (its documented test API)."""
-    request = urllib.request.Request(
-        f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
-        data=json.dumps({"region": AWS_TEST_REGION, "results": list(answers)}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
 
 
 def sagemaker_answer(label: str, variant: str) -> dict:
@@ -87,7 +74,7 @@ def ask(client: TestClient, review: str = REVIEW, **headers: str):
 def test_an_answer_names_its_variant_and_model_and_carries_an_id_feedback_accepts(
     endpoint, tmp_path
 ):
-    queue_answers(endpoint, sagemaker_answer("positive", "challenger"))
+    queue_endpoint_answers(endpoint, sagemaker_answer("positive", "challenger"))
     with client_for(ENDPOINT, tmp_path / "feedback.sqlite") as client:
         answer = ask(client)
         assert answer.status_code == 200
@@ -149,7 +136,7 @@ def test_explain_travels_to_the_model_as_a_custom_attribute(endpoint, tmp_path):
     session.events.register(
         "before-send.sagemaker-runtime.InvokeEndpoint", lambda request, **_: sent.append(request)
     )
-    queue_answers(endpoint, sagemaker_answer("negative", "champion"))
+    queue_endpoint_answers(endpoint, sagemaker_answer("negative", "champion"))
     app = create_proxy_app(ProxySettings(endpoint_name=ENDPOINT, feedback_db="off"), log=[].append)
     with TestClient(app) as client:
         client.app.state.endpoint.runtime = session.client("sagemaker-runtime")
@@ -163,7 +150,7 @@ def test_explain_travels_to_the_model_as_a_custom_attribute(endpoint, tmp_path):
 
 def test_without_describe_the_variants_are_learnt_from_the_answers(endpoint, tmp_path):
     lines: list[str] = []
-    queue_answers(endpoint, sagemaker_answer("positive", "blue"))
+    queue_endpoint_answers(endpoint, sagemaker_answer("positive", "blue"))
     with client_for("critic-undescribed", tmp_path / "feedback.sqlite", lines) as client:
         assert client.get("/api/ab").json()["variants"] == []
         answer = ask(client, "Blue is the warmest colour.")  # moto answers each body once

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 pytest.importorskip("onnxruntime")
 

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BENCH, load_bench_script, random_batch
 from critic.config import ModelConfig
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.inference.bundle import load_bundle
 from critic.inference.scoring import make_scorer, scale_to_unit
 from critic.models import build_model
+from support.bench import BENCH, load_bench_script
+from support.data import random_batch
 
 SCRIPT = BENCH / "explain_faithfulness.py"
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from conftest import load_bench_script
 from critic.data.prepare import load_splits
 from critic.data.sources import load_all_reviews
 from critic.data.split import stratified_sample
 from critic.evaluation.calibration import expected_calibration_error
 from critic.inference.predictor import Predictor
+from support.bench import load_bench_script
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_ngram_benchmark_times_both_paths_and_finds_them_equal(nbsvm_bundle, capsys):

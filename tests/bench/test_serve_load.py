@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_load_benchmark_drives_both_servers_and_reports_ratios(nbsvm_bundle, capsys):

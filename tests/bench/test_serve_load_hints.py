@@ -1,7 +1,7 @@
 """bench/serve_load.py's autoscaling hint: the best single-review rate of each bundle, and the
 target AWS's guidance makes of it."""
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_hint_takes_each_bundles_best_single_review_rate_and_suggests_its_target():

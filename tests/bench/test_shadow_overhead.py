@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_shadow_benchmark_measures_every_set_up_and_the_hooks(

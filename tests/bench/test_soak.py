@@ -1,6 +1,6 @@
 """bench/soak.py against a real server, briefly: it overloads, counts and recovers."""
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_soak_overloads_the_server_and_reports_what_it_promises(trained_bundle, capsys):

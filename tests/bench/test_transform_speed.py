@@ -1,6 +1,6 @@
 """bench/transform_speed.py: the transform's speed beside the Predictor's, and a big file's RSS."""
 
-from conftest import load_bench_script
+from support.bench import load_bench_script
 
 
 def test_the_transform_benchmark_compares_both_speeds_and_measures_memory(nbsvm_bundle, capsys):

@@ -1,24 +1,16 @@
 """The ``critic`` command end to end, as a user runs it: real processes, a few hundred reviews."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-CLI = [sys.executable, "-m", "critic.cli"]
+from support.cli import run_cli, start_cli
 
 
 def run(*args, cache_dir, stdin=None, check=True, cwd=None):
-    env = {**os.environ, "CRITIC_CACHE": str(cache_dir)}
-    completed = subprocess.run(
-        [*CLI, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
-        timeout=300, cwd=cwd,
-    )  # fmt: skip
-    if check and completed.returncode != 0:
-        raise AssertionError(f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
-    return completed
+    """``critic ARGS`` with its cache in ``cache_dir``, which must succeed unless ``check`` is
+    false (see run_cli)."""
+    return run_cli(*args, env={"CRITIC_CACHE": str(cache_dir)}, input=stdin, check=check, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +74,8 @@ def test_evaluate_on_another_source(cli_bundle, cache_dir):
 
 
 def test_evaluate_on_every_review_of_a_source_with_its_own_columns(cli_bundle, cache_dir, tmp_path):
-    from conftest import csv_text
     from critic.inference.predictor import Predictor
+    from support.data import csv_text
 
     out, _ = cli_bundle
     rows = [["review", "sentiment"]] + [
@@ -247,7 +239,7 @@ def test_a_corrupt_bundle_is_one_line_too(cli_bundle, cache_dir, tmp_path):
 
 
 def test_help_is_worth_reading():
-    completed = subprocess.run([*CLI, "train", "--help"], capture_output=True, text=True)
+    completed = run_cli("train", "--help")
     assert completed.returncode == 0
     for option in (
         "--model",
@@ -260,7 +252,7 @@ def test_help_is_worth_reading():
         "--resume",
     ):
         assert option in completed.stdout
-    completed = subprocess.run([*CLI, "compare", "--help"], capture_output=True, text=True)
+    completed = run_cli("compare", "--help")
     assert completed.returncode == 0
     for words in ("--out", "--source", "--resamples", "McNemar", "bootstrap"):
         assert words in completed.stdout
@@ -273,8 +265,8 @@ def test_the_command_list_gives_each_commands_summary_whole():
     from critic.cli import app
 
     group = typer.main.get_command(app)
-    env = {**os.environ, "COLUMNS": "400"}
-    completed = subprocess.run([*CLI, "--help"], capture_output=True, text=True, env=env)
+    env = {"COLUMNS": "400"}
+    completed = run_cli("--help", env=env)
     listed = {
         line.strip("│ ").split(None, 1)[0]: line.strip("│ ").split(None, 1)[1].strip()
         for line in completed.stdout.splitlines()
@@ -283,9 +275,7 @@ def test_the_command_list_gives_each_commands_summary_whole():
     for name, command in group.commands.items():
         summary = " ".join((command.help or "").split("\n\n")[0].split())
         assert listed.get(name) == (None if command.hidden else summary), name
-    completed = subprocess.run(
-        [*CLI, "sagemaker", "train", "--help"], capture_output=True, text=True, env=env
-    )
+    completed = run_cli("sagemaker", "train", "--help", env=env)
     assert "(default: critic-MODEL-TIME)" in completed.stdout
 
 
@@ -310,7 +300,7 @@ def test_the_aws_commands_are_a_group_and_the_old_top_level_names_are_gone():
     assert not {"deploy", "invoke", "update-weights", "delete-endpoint"} & set(group.commands)
     train_options = {option for p in group.commands["train"].params for option in p.opts}
     assert not {"--sagemaker", "--role", "--bucket", "--job-name"} & train_options
-    old = subprocess.run([*CLI, "deploy", "model.tar.gz"], capture_output=True, text=True)
+    old = run_cli("deploy", "model.tar.gz")
     assert old.returncode == 2 and "No such command 'deploy'" in old.stderr
 
 
@@ -322,21 +312,26 @@ def test_an_interrupted_or_killed_training_resumes_from_its_last_epoch(tmp_path,
     out = tmp_path / "run"
     args = ["train", "--out", out, "--epochs", "12", "--patience", "12", "--max-reviews", "400",
             "--vocab-size", "2000", "--max-length", "200", "--device", "cpu", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "CRITIC_CACHE": str(cache_dir)}
-    process = subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    state = out / "checkpoint" / "state.json"
-    deadline = time.monotonic() + 120
-    while not state.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(getattr(signal, stop))
-    _, stderr = process.communicate(timeout=60)
+    # start_cli sets SIGINT back to its default in the child: a suite run as a background job
+    # of a script (`make test &`) would otherwise start it ignored, and the run would finish.
+    training = start_cli(*args, env={"CRITIC_CACHE": str(cache_dir)})
+    try:
+        state = out / "checkpoint" / "state.json"
+        deadline = time.monotonic() + 120
+        while (
+            not state.exists() and time.monotonic() < deadline and training.process.poll() is None
+        ):
+            time.sleep(0.02)
+        training.process.send_signal(getattr(signal, stop))
+        code = training.wait(timeout=60)
+    finally:
+        training.stop()
+    stderr = training.stderr()
     if stop == "SIGINT":
-        assert process.returncode == 130, stderr
+        assert code == 130, stderr
         assert "--resume" in stderr and "Traceback" not in stderr
     else:
-        assert process.returncode == -signal.SIGKILL
+        assert code == -signal.SIGKILL
     from critic.training.checkpoints import recover_checkpoint
 
     done = json.loads((recover_checkpoint(out) / "state.json").read_text())["history"]
@@ -376,7 +371,7 @@ def test_nbsvm_ensemble_evaluate_and_predict_from_the_command_line(cli_bundle, c
 
 
 def test_evaluate_on_star_rated_reviews_reports_the_rating_error(cli_bundle, cache_dir, tmp_path):
-    from conftest import write_aclimdb
+    from support.data import write_aclimdb
 
     folder = write_aclimdb(tmp_path, per_class=10)
     metrics = json.loads(

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from conftest import csv_text, write_aclimdb, write_aclimdb_tarball, write_jsonl
 from critic.data.sources import load_all_reviews, load_embedded, load_source, source_fingerprint
 from critic.errors import DataError
+from support.data import csv_text, write_aclimdb, write_aclimdb_tarball, write_jsonl
 
 
 def test_the_embedded_imdb_reviews_are_25000_balanced_and_need_no_download():

@@ -2,11 +2,11 @@ from collections import Counter
 
 import numpy as np
 
-from conftest import write_aclimdb
 from critic.config import DataConfig
 from critic.data.prepare import load_splits
 from critic.data.sources import Reviews, load_source
 from critic.data.split import split_reviews, stratified_sample
+from support.data import write_aclimdb
 
 
 def test_the_embedded_split_is_20000_2500_2500_stratified_and_disjoint():

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import csv_text, edit_signed_json, small_run_config
 from critic.data.prepare import load_splits
 from critic.data.split import SPLIT_SETTINGS, split_identity
 from critic.errors import BundleError, CriticError
@@ -24,6 +23,8 @@ from critic.evaluation.compare import (
 from critic.inference.bundle import load_bundle, save_bundle
 from critic.inference.ensemble import build_ensemble
 from critic.inference.predictor import Predictor
+from support.bundles import edit_signed_json
+from support.data import csv_text, small_run_config
 
 
 def binomial_two_sided_p(only_a: int, only_b: int) -> float:

@@ -5,10 +5,10 @@ import shutil
 import pytest
 import torch
 
-from conftest import edit_signed_json, rewrite_manifest, safe_format, unsafe_files
 from critic.errors import BundleError
 from critic.inference.bundle import MANIFEST, load_bundle
 from critic.inference.predictor import Predictor, rating_from_probability
+from support.bundles import edit_signed_json, rewrite_manifest, safe_format, unsafe_files
 
 REVIEWS = ["A wonderful film, I loved it!", "Not good. Boring and far too long.", "meh"]
 

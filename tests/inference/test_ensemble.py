@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import edit_signed_json
 from critic.errors import CriticError
 from critic.evaluation.calibration import sigmoid
 from critic.inference.ensemble import build_ensemble, fit_weights
+from support.bundles import edit_signed_json
 
 
 def test_stacking_weights_are_never_negative_and_favour_the_informative_member():

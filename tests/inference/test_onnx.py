@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NEGATIVE, POSITIVE, random_batch
-from critic.config import DataConfig, ModelConfig, RunConfig
-from critic.data.text import tokenize_many
-from critic.data.vocab import Vocab
+from critic.config import ModelConfig
 from critic.errors import CriticError
-from critic.inference.bundle import save_bundle
 from critic.inference.onnx import (
     FASTER_WITH_ONNX,
     UNEXPORTABLE,
@@ -25,6 +21,8 @@ from critic.inference.onnx import (
 from critic.inference.predictor import Predictor
 from critic.inference.scoring import NeuralScorer
 from critic.models import NEURAL, build_model, model_names
+from support.bundles import SMALL_BUNDLE_TEXTS, small_bundle
+from support.data import random_batch
 
 # onnxruntime is the optional extra critic[onnx] (in dev too); critic.inference.onnx imports it
 # only when a session is made.
@@ -39,7 +37,7 @@ VARIANTS = [
     ("gru", {"pooling": "mean", "bidirectional": True}),
     ("attention", {"cell": "lstm"}),
 ]
-TEXTS = [*POSITIVE, *NEGATIVE, "Bad.", "Bad!", " ".join(POSITIVE + NEGATIVE)]
+TEXTS = SMALL_BUNDLE_TEXTS  # reviews in the words small_bundle's vocabulary knows
 
 
 def tiny_model(name: str, **changes) -> torch.nn.Module:
@@ -92,19 +90,6 @@ def test_a_model_that_cannot_be_exported_refuses_in_one_line_naming_it(name):
     with pytest.raises(OnnxExportError, match=f"the {name} model cannot be served with") as error:
         export_model(model, name, io.BytesIO())
     assert "\n" not in str(error.value)
-
-
-def small_bundle(tmp_path, name: str, **changes):
-    """A random (untrained) neural bundle over the words of the test reviews."""
-    vocab = Vocab.build(tokenize_many(TEXTS), size=60)
-    config = RunConfig(
-        data=DataConfig(max_length=30),
-        model=ModelConfig(
-            name=name, vocab_size=len(vocab), embedding_dim=8, hidden_dim=6, **changes
-        ),
-    )
-    torch.manual_seed(0)
-    return save_bundle(tmp_path / name, config, vocab, build_model(config.model), {})
 
 
 def assert_same_predictions(torch_predictor, onnx_predictor, texts):

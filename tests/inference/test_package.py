@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unsafe_files
 from critic.fileio import package_files
 from critic.inference.predictor import Predictor
+from support.bundles import small_bundle, unsafe_files
+from support.cli import run_cli
 
 REVIEWS = [
     "A wonderful, moving film!",
@@ -250,15 +251,9 @@ def test_the_default_artifact_keeps_the_containers_pytorch(trained_bundle, tmp_p
 
 
 def test_package_refuses_in_one_line_a_model_onnx_runtime_cannot_answer_for(tmp_path):
-    from test_onnx import small_bundle
-
     bundle = small_bundle(tmp_path, "cnn-lstm")
     out = tmp_path / "model.tar.gz"
-    completed = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "package", str(bundle), "--out", str(out),
-         "--backend", "onnx"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    completed = run_cli("package", bundle, "--out", out, "--backend", "onnx", timeout=120)
     assert completed.returncode == 1
     assert (
         completed.stderr.strip().splitlines() == [completed.stderr.strip()]

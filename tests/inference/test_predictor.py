@@ -64,13 +64,6 @@ def test_the_score_is_the_probability_at_the_bundle_temperature(predictor):
     )
 
 
-@pytest.mark.parametrize(
-    ("probability", "rating"), [(0.0, 1), (0.05, 1), (0.4999, 5), (0.5, 6), (0.95, 10), (1.0, 10)]
-)
-def test_the_rating_spreads_the_probability_over_one_to_ten(probability, rating):
-    assert rating_from_probability(probability) == rating
-
-
 def test_token_counts_and_cutting_are_reported(predictor):
     max_length = predictor.max_length
     short = predictor.predict("good film")

@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import random_batch
 from critic.config import ModelConfig, RunConfig
 from critic.errors import CriticError
 from critic.models import NEURAL, build_model, model_names, recipe, register, run_config
@@ -11,6 +10,7 @@ from critic.models.fast_lstm import lstm_layer
 from critic.models.nbsvm import NBSVM, ngrams
 from critic.models.ngrams import ngram_ids
 from critic.models.rnn import reverse_padded
+from support.data import random_batch
 
 
 @pytest.mark.parametrize("name", model_names(NEURAL))

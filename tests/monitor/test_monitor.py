@@ -2,15 +2,12 @@
 drift, held-out IMDB reviews must not -- both captured by a real endpoint."""
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import small_nbsvm_config
 from critic.apps.endpoint import create_app
 from critic.data.prepare import load_splits
 from critic.data.sources import load_embedded
@@ -25,8 +22,9 @@ from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, capture_files
 from critic.serving.variants import VariantSpec
 from critic.training.train import train
+from support.cli import run_cli
+from support.data import small_nbsvm_config
 
-CLI = [sys.executable, "-m", "critic.cli"]
 # Enough reviews that a PSI over deciles means something (about 20 a bin), few enough to
 # train and score in seconds: the n-gram model on 2,000 embedded reviews (200 validation,
 # 200 test).
@@ -150,31 +148,22 @@ def test_a_capture_without_review_text_is_still_judged_on_length_and_scores(
 def test_critic_monitor_exits_1_on_drift_and_0_without(
     rotten_capture, imdb_capture, drift_bundle, tmp_path
 ):
-    drifted = subprocess.run(
-        [*CLI, "monitor", str(rotten_capture), "--baseline", str(drift_bundle),
-         "--out", str(tmp_path / "rt")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    drifted = run_cli(
+        "monitor", rotten_capture, "--baseline", drift_bundle, "--out", tmp_path / "rt"
+    )
     assert drifted.returncode == 1, drifted.stderr
     assert "Verdict: **DRIFT**" in drifted.stdout
     assert (tmp_path / "rt" / "drift.png").is_file()
-    calm = subprocess.run(
-        [*CLI, "monitor", str(imdb_capture), "--baseline", str(drift_bundle)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    calm = run_cli("monitor", imdb_capture, "--baseline", drift_bundle)
     assert calm.returncode == 0, calm.stdout + calm.stderr
     assert "no drift past the thresholds" in calm.stdout
     # A threshold loose enough lets even the snippets pass; a bad one is one line.
-    loose = subprocess.run(
-        [*CLI, "monitor", str(rotten_capture), "--baseline", str(drift_bundle), "--psi", "100",
-         "--ks-statistic", "0.99", "--label-share", "0.99", "--unknown-words", "0.99"],
-        capture_output=True, text=True, timeout=300,
+    loose = run_cli(
+        "monitor", rotten_capture, "--baseline", drift_bundle, "--psi", "100",
+        "--ks-statistic", "0.99", "--label-share", "0.99", "--unknown-words", "0.99",
     )  # fmt: skip
     assert loose.returncode == 0, loose.stdout + loose.stderr
-    bad = subprocess.run(
-        [*CLI, "monitor", str(tmp_path / "nothing"), "--baseline", str(drift_bundle)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    bad = run_cli("monitor", tmp_path / "nothing", "--baseline", drift_bundle)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "is not a folder of captured data" in bad.stderr
 

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 
 import boto3
 import pytest
-from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import (
@@ -25,10 +21,8 @@ from critic.sagemaker import (
     suggested_target,
 )
 from critic.sagemaker.autoscaling import METRIC, POLICY_NAME, SCALABLE_DIMENSION
-
-pytest_plugins = ["sagemaker_fixtures"]
-
-CLI = [sys.executable, "-m", "critic.cli"]
+from support.aws import BUCKET, ROLE, assert_one_line, quiet
+from support.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +166,8 @@ def test_deploy_refuses_limits_it_cannot_apply_before_making_anything(
 
 
 def critic(*args, check=True):
-    completed = subprocess.run(
-        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=180, env=dict(os.environ)
-    )
-    if check and completed.returncode != 0:
-        raise AssertionError(f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
-    return completed
+    """``critic ARGS``, which must succeed unless ``check`` is false (see run_cli)."""
+    return run_cli(*args, check=check, timeout=180)
 
 
 def test_the_cli_deploys_with_autoscaling_then_changes_shows_and_removes_it(aws, archives, scaling):

@@ -8,13 +8,11 @@ import sys
 
 import pytest
 from botocore.exceptions import ClientError
-from sagemaker_helpers import assert_one_line, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import delete_endpoint
 from critic.sagemaker.aws import aws_errors, is_not_found
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import assert_one_line, quiet
 
 
 def test_an_aws_error_becomes_one_line_with_its_code_and_message(aws):

@@ -1,31 +1,20 @@
 """The AWS commands of ``critic`` end to end: real processes, boto3 against moto's server."""
 
 import json
-import os
-import subprocess
-import sys
 
 import boto3
 import pytest
 
-from conftest import free_port, wait_for_ping
+from support.aws import ROLE
+from support.cli import run_cli
+from support.servers import running_server
 
-CLI = [sys.executable, "-m", "critic.cli"]
-ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
 BUCKET = "critic-cli-bucket"
 
 
-def critic(*args, check=True, env=None):
-    completed = subprocess.run(
-        [*CLI, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
-    if check and completed.returncode != 0:
-        raise AssertionError(f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
-    return completed
+def critic(*args, check=True, env=None, **options):
+    """``critic ARGS``, which must succeed unless ``check`` is false (see run_cli)."""
+    return run_cli(*args, check=check, env=env, timeout=180, **options)
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +125,9 @@ def test_sagemaker_train_submits_a_training_job_with_the_options_given(sagemaker
 
 
 def test_invoke_calls_a_local_endpoint_through_boto3(trained_bundle):
-    port = free_port()
-    server = subprocess.Popen(
-        [*CLI, "serve", str(trained_bundle), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_ping(f"http://127.0.0.1:{port}", server)
+    with running_server(["serve", trained_bundle]) as server:
         env = {
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": server.url,
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
         }  # fmt: skip
         answer = json.loads(
@@ -156,13 +138,9 @@ def test_invoke_calls_a_local_endpoint_through_boto3(trained_bundle):
             critic("sagemaker", "invoke", "critic", "Just one review.", env=env).stdout
         )
         assert len(one["predictions"]) == 1
-        from_stdin = subprocess.run(
-            [*CLI, "sagemaker", "invoke", "critic"], input="Loved it.\n\nHated it.\n",
-            capture_output=True, text=True, timeout=180, env={**os.environ, **env},
-        )  # fmt: skip
+        from_stdin = critic(
+            "sagemaker", "invoke", "critic", input="Loved it.\n\nHated it.\n", env=env, check=False
+        )
         assert len(json.loads(from_stdin.stdout)["predictions"]) == 2  # the blank line skipped
         empty = critic("sagemaker", "invoke", "critic", "   ", env=env, check=False)
         assert empty.returncode == 1 and "empty" in empty.stderr and "Traceback" not in empty.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -10,7 +10,10 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from sagemaker_helpers import (
+
+from critic.errors import CriticError
+from critic.sagemaker import VariantSpec, delete_endpoint, deploy, update_weights
+from support.aws import (
     BUCKET,
     CPU_INFERENCE_IMAGE,
     GPU_INFERENCE_IMAGE,
@@ -22,11 +25,6 @@ from sagemaker_helpers import (
     recording_session,
     write_model_archive,
 )
-
-from critic.errors import CriticError
-from critic.sagemaker import VariantSpec, delete_endpoint, deploy, update_weights
-
-pytest_plugins = ["sagemaker_fixtures"]
 
 
 def test_deploy_uploads_each_archive_and_makes_models_a_config_and_an_in_service_endpoint(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sagemaker_helpers import CPU_INFERENCE_IMAGE, CPU_TRAINING_IMAGE, GPU_INFERENCE_IMAGE
 
 from critic.errors import CriticError
 from critic.sagemaker import framework_image_uri
+from support.aws import CPU_INFERENCE_IMAGE, CPU_TRAINING_IMAGE, GPU_INFERENCE_IMAGE
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for_ping
 from critic.sagemaker import lambda_handler
+from support.cli import run_cli
+from support.servers import free_port, running_server
 
-CLI = [sys.executable, "-m", "critic.cli"]
 EVENT = json.loads((Path(__file__).parent / "data" / "apigateway_proxy_event.json").read_text())
 ENDPOINT = "critic-lambda"
 
@@ -27,21 +27,15 @@ ENDPOINT = "critic-lambda"
 @pytest.fixture(scope="module")
 def local_endpoint(moto_url, trained_bundle):
     """`critic serve` as the endpoint ENDPOINT; boto3's sagemaker-runtime sent to it."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*CLI, "serve", "--variant", f"champion={trained_bundle}", "--port", str(port),
-         "--endpoint-name", ENDPOINT, "--feedback-db", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
-            yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with (
+        running_server(
+            ["serve", "--variant", f"champion={trained_bundle}",
+             "--endpoint-name", ENDPOINT, "--feedback-db", "off"]
+        ) as server,
+        pytest.MonkeyPatch.context() as patch,
+    ):  # fmt: skip
+        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", server.url)
+        yield server.url
 
 
 @pytest.fixture
@@ -157,9 +151,7 @@ def test_without_an_endpoint_name_the_function_says_what_to_set(function, monkey
 
 def test_the_packaged_function_runs_without_critic(local_endpoint, tmp_path):
     out = tmp_path / "api.zip"
-    completed = subprocess.run(
-        [*CLI, "package", "--lambda", out], capture_output=True, text=True, timeout=60
-    )
+    completed = run_cli("package", "--lambda", out, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert "lambda_handler.handler" in completed.stdout
     with zipfile.ZipFile(out) as archive:
@@ -182,8 +174,6 @@ def test_the_packaged_function_runs_without_critic(local_endpoint, tmp_path):
 
 
 def test_package_refuses_a_lambda_file_that_is_not_a_zip(tmp_path):
-    completed = subprocess.run(
-        [*CLI, "package", "--lambda", tmp_path / "api.tar"], capture_output=True, text=True
-    )
+    completed = run_cli("package", "--lambda", tmp_path / "api.tar")
     assert completed.returncode == 1
     assert completed.stderr.strip().endswith("a Lambda package is a .zip file")

@@ -9,14 +9,12 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from sagemaker_helpers import assert_one_line, queue_endpoint_answers, recording_session
 
 from critic.errors import CriticError
 from critic.sagemaker import invoke
 from critic.sagemaker.runtime import encode_reviews, model_error_message
 from critic.serving.codec import decode_reviews
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import assert_one_line, queue_endpoint_answers, recording_session
 
 
 def test_invoke_sends_a_list_as_json_instances_and_returns_the_answer_and_its_variant(

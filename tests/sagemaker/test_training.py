@@ -13,13 +13,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from sagemaker_helpers import BUCKET, CPU_TRAINING_IMAGE, ROLE, quiet
 
 from critic.errors import CriticError
 from critic.sagemaker import submit_training_job
 from critic.sagemaker.training import MASTER_PORT, build_source_archive, torchrun_command
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import BUCKET, CPU_TRAINING_IMAGE, ROLE, quiet
 
 
 def test_submit_training_job_uploads_critics_source_and_creates_the_job(aws, tmp_path):
@@ -271,7 +269,8 @@ def test_a_current_host_outside_the_hosts_is_a_clear_error():
 def test_two_hosts_of_a_job_train_together_and_only_the_first_writes_the_bundle(
     tmp_path, cache_dir
 ):
-    from conftest import free_port
+    from support.cli import Process
+    from support.servers import free_port
 
     code = tmp_path / "code"
     archive = tmp_path / "sourcedir.tar.gz"
@@ -282,7 +281,7 @@ def test_two_hosts_of_a_job_train_together_and_only_the_first_writes_the_bundle(
     # Two processes on this machine, each pretending to be one instance of a 2-instance CPU
     # job; the master address SageMaker's launcher sets points at loopback.
     hosts = ["algo-1", "algo-2"]
-    base = {name: value for name, value in os.environ.items() if not name.startswith("SM_")}
+    base = {name: None for name in os.environ if name.startswith("SM_")}  # None: removed
     base.update(
         SM_HOSTS=json.dumps(hosts), SM_NUM_GPUS="0", SM_NUM_CPUS="1",
         SM_MASTER_ADDR="127.0.0.1", SM_MASTER_PORT=str(free_port()), CRITIC_CACHE=str(cache_dir),
@@ -296,13 +295,18 @@ def test_two_hosts_of_a_job_train_together_and_only_the_first_writes_the_bundle(
         model_dir = tmp_path / host / "model"
         model_dir.mkdir(parents=True)
         environment = {**base, "SM_CURRENT_HOST": host, "SM_MODEL_DIR": str(model_dir)}
-        process = subprocess.Popen(
-            [sys.executable, "train_entry.py", "--epochs", "1"], cwd=code, env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        started.append(process)
-    outputs = [process.communicate(timeout=300)[0] for process in started]
-    assert [process.returncode for process in started] == [0, 0], outputs
+        # Their output goes to files: a pipe read only once the other host has finished could
+        # fill, and stop the host writing to it half-way through an epoch both must finish.
+        started.append(
+            Process([sys.executable, "train_entry.py", "--epochs", "1"], env=environment, cwd=code)
+        )
+    try:
+        codes = [process.wait(timeout=300) for process in started]
+    finally:
+        for process in started:
+            process.stop()
+    outputs = [process.stdout() + process.stderr() for process in started]
+    assert codes == [0, 0], outputs
     assert "--nnodes 2 --node_rank 1 --nproc_per_node 1" in outputs[1]
     sums = [re.search(r"rank \d of 2: weights checksum (\w+)", out).group(1) for out in outputs]
     assert sums[0] == sums[1], outputs

@@ -4,17 +4,13 @@ model ``deploy`` made, and ``critic sagemaker transform`` as a user runs it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from sagemaker_helpers import BUCKET, ROLE, assert_one_line, quiet, recording_session
 
 from critic.errors import CriticError
 from critic.sagemaker import delete_endpoint, deploy, run_transform_job
-
-pytest_plugins = ["sagemaker_fixtures"]
+from support.aws import BUCKET, ROLE, assert_one_line, quiet, recording_session
+from support.cli import run_cli
 
 INPUT = f"s3://{BUCKET}/batch/in/"
 OUTPUT = f"s3://{BUCKET}/batch/out/"
@@ -125,10 +121,9 @@ def test_mistakes_are_one_line_and_start_no_job(endpoints, arguments, message):
 
 
 def test_critic_sagemaker_transform_from_the_command_line(endpoints):
-    completed = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "sagemaker", "transform", "critic-one",
-         "--input", INPUT, "--output", OUTPUT, "--job-name", "critic-batch-cli"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    completed = run_cli(
+        "sagemaker", "transform", "critic-one", "--input", INPUT, "--output", OUTPUT,
+        "--job-name", "critic-batch-cli", timeout=120,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout.splitlines()[-1]) == {
@@ -137,11 +132,16 @@ def test_critic_sagemaker_transform_from_the_command_line(endpoints):
         "status": "Completed",
         "output": OUTPUT,
     }
-    failed = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "sagemaker", "transform", "missing-model",
-         "--input", INPUT, "--output", OUTPUT],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
-    )  # fmt: skip
+    failed = run_cli(
+        "sagemaker",
+        "transform",
+        "missing-model",
+        "--input",
+        INPUT,
+        "--output",
+        OUTPUT,
+        timeout=120,
+    )
     assert failed.returncode == 1
     assert failed.stderr.startswith("critic: error: there is no model or endpoint named missing")
     assert len(failed.stderr.strip().splitlines()) == 1

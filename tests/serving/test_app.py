@@ -34,7 +34,10 @@ def client(trained_bundle, second_bundle):
         yield test_client
 
 
-def test_ping_is_200_once_the_models_are_loaded(client):
+def test_ping_is_200_once_the_app_has_started(client):
+    # The models load in the app's lifespan, before it takes its first request (uvicorn
+    # listens only once the lifespan has started; TestClient sends nothing before): no client
+    # can see the 503 /ping gives while they load, so only the 200 after is checked.
     assert client.get("/ping").status_code == 200
 
 

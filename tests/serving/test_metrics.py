@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from critic.serving.metrics import LATENCY_WINDOW, NO_VARIANT, EndpointMetrics, VariantWindow
+from support.data import predictions
 
 
 def samples(metrics: EndpointMetrics) -> dict[tuple[str, frozenset], float]:
@@ -20,10 +21,6 @@ def samples(metrics: EndpointMetrics) -> dict[tuple[str, frozenset], float]:
 
 def value(table: dict, sample: str, **labels: str) -> float:
     return table[(sample, frozenset(labels.items()))]
-
-
-def predictions(*labels: str) -> list[dict]:
-    return [{"label": label, "probability": 0.5} for label in labels]
 
 
 def test_a_variant_before_its_first_request_shows_zeros_and_no_percentiles():

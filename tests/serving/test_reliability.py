@@ -3,42 +3,29 @@ loopback port, real sockets, real signals, a real SQLite file. Every loop is bou
 
 import http.client
 import json
-import os
 import re
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_ping
+from support.servers import running_server, start_server
 
 REVIEW = "A moving story, a superb cast and a score I still hum; the ending is a little long."
 
 
-def start_server(bundle, tmp_path, **environment):
-    port = free_port()
-    feedback = tmp_path / "feedback.sqlite"
-    env = {**os.environ, **{f"CRITIC_{k.upper()}": str(v) for k, v in environment.items()}}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "serve", str(bundle), "--port", str(port),
-         "--feedback-db", str(feedback)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_for_ping(url, process)
-    return process, port, url, feedback
-
-
-def stop(process):
-    if process.poll() is None:
-        process.kill()
-    process.communicate(timeout=30)
+def serving(bundle, tmp_path, **environment):
+    """How to start ``critic serve BUNDLE`` with its feedback in tmp_path/feedback.sqlite and
+    settings given as CRITIC_ variables (max_queue=150: CRITIC_MAX_QUEUE=150): the options of
+    running_server and start_server."""
+    return {
+        "args": ["serve", bundle, "--feedback-db", tmp_path / "feedback.sqlite"],
+        "env": {f"CRITIC_{k.upper()}": str(v) for k, v in environment.items()},
+    }
 
 
 def post(port, body, content_type="application/json", path="/invocations", timeout=60):
@@ -58,24 +45,23 @@ def hundred_reviews() -> bytes:
 def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
     trained_bundle, tmp_path
 ):
-    process, port, url, _ = start_server(trained_bundle, tmp_path, max_queue=150)
     answers, pings = [], []
     body = hundred_reviews()
     done = threading.Event()
+    with running_server(**serving(trained_bundle, tmp_path, max_queue=150)) as server:
 
-    def client():
-        for _ in range(6):
-            answers.append(post(port, body))
+        def client():
+            for _ in range(6):
+                answers.append(post(server.port, body))
 
-    def pinger():
-        while not done.is_set():
-            started = time.perf_counter()
-            with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
-                assert response.status == 200
-            pings.append(time.perf_counter() - started)
-            time.sleep(0.02)
+        def pinger():
+            while not done.is_set():
+                started = time.perf_counter()
+                with urllib.request.urlopen(f"{server.url}/ping", timeout=10) as response:
+                    assert response.status == 200
+                pings.append(time.perf_counter() - started)
+                time.sleep(0.02)
 
-    try:
         ping_thread = threading.Thread(target=pinger)
         ping_thread.start()
         clients = [threading.Thread(target=client) for _ in range(12)]
@@ -85,8 +71,6 @@ def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
             thread.join(timeout=120)
         done.set()
         ping_thread.join(timeout=30)
-    finally:
-        stop(process)
     statuses = [status for status, *_ in answers]
     assert len(statuses) == 72 and set(statuses) <= {200, 503}, sorted(set(statuses))
     assert statuses.count(200) >= 2 and statuses.count(503) >= 2
@@ -99,9 +83,9 @@ def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
 
 
 def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):
-    process, port, url, _ = start_server(trained_bundle, tmp_path, max_reviews=1000)
     big = json.dumps({"instances": [REVIEW] * 1000}).encode()
-    try:
+    with running_server(**serving(trained_bundle, tmp_path, max_reviews=1000)) as server:
+        port = server.port
         busy = threading.Thread(target=post, args=(port, big))
         busy.start()
         time.sleep(0.05)
@@ -116,10 +100,8 @@ def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):
                 )
         busy.join(timeout=120)
         time.sleep(0.5)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
-    finally:
-        stop(process)
     computed = float(
         re.search(r'critic_batch_reviews_sum\{variant="AllTraffic"\} (\S+)', metrics)[1]
     )
@@ -132,17 +114,18 @@ def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):
 def test_sigterm_finishes_the_requests_in_flight_keeps_the_feedback_and_exits_0(
     trained_bundle, tmp_path, workers
 ):
-    process, port, _, feedback = start_server(
-        trained_bundle, tmp_path, max_reviews=1000, max_queue=5000, workers=workers
+    server = start_server(
+        **serving(trained_bundle, tmp_path, max_reviews=1000, max_queue=5000, workers=workers)
     )
-    _, _, payload, _ = post(port, REVIEW.encode(), "text/plain")
-    (prediction,) = json.loads(payload)["predictions"]
-    vote = {"review": REVIEW, "variant": "AllTraffic", "label": prediction["label"],
-            "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
+    port = server.port
     answers = []
     # Long enough to be in flight when the signal comes, with one worker or two.
     body = json.dumps({"instances": [" ".join([REVIEW] * 8)] * 1000}).encode()
     try:
+        _, _, payload, _ = post(port, REVIEW.encode(), "text/plain")
+        (prediction,) = json.loads(payload)["predictions"]
+        vote = {"review": REVIEW, "variant": "AllTraffic", "label": prediction["label"],
+                "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
         assert post(port, json.dumps(vote).encode(), path="/api/feedback")[0] == 201
         clients = [
             threading.Thread(target=lambda: answers.append((*post(port, body), time.monotonic())))
@@ -152,26 +135,27 @@ def test_sigterm_finishes_the_requests_in_flight_keeps_the_feedback_and_exits_0(
             thread.start()
         time.sleep(0.3)  # the requests are in flight
         sent = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
+        server.process.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
         took = time.monotonic() - sent
         for thread in clients:
             thread.join(timeout=30)
     finally:
-        stop(process)
-    assert code == 0
+        server.stop()
+    assert code == 0, server.log()
     assert took < 25
     assert [status for status, *_ in answers] == [200] * 4
     assert all(len(json.loads(p)["predictions"]) == 1000 for _, _, p, _, _ in answers)
     # Answered after the signal: they were in flight when it came.
     assert max(finished for *_, finished in answers) > sent
-    with sqlite3.connect(feedback) as connection:
+    with sqlite3.connect(tmp_path / "feedback.sqlite") as connection:
         rows = connection.execute("SELECT answer_id, feedback FROM feedback").fetchall()
     assert rows == [(prediction["id"], "right")]
 
 
 def test_feedback_answered_201_survives_a_kill_9_straight_after(trained_bundle, tmp_path):
-    process, port, _, feedback = start_server(trained_bundle, tmp_path)
+    server = start_server(**serving(trained_bundle, tmp_path))
+    port = server.port
     try:
         ids = []
         for _ in range(5):
@@ -181,11 +165,11 @@ def test_feedback_answered_201_survives_a_kill_9_straight_after(trained_bundle, 
                     "feedback": "wrong", "answer_id": prediction["id"]}  # fmt: skip
             assert post(port, json.dumps(vote).encode(), path="/api/feedback")[0] == 201
             ids.append(prediction["id"])
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        server.process.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
     finally:
-        stop(process)
-    with sqlite3.connect(feedback) as connection:
+        server.stop()
+    with sqlite3.connect(tmp_path / "feedback.sqlite") as connection:
         stored = [
             row[0] for row in connection.execute("SELECT answer_id FROM feedback ORDER BY id")
         ]
@@ -197,13 +181,10 @@ def test_feedback_answered_201_survives_a_kill_9_straight_after(trained_bundle, 
 def test_a_body_of_exactly_six_mib_is_read_and_one_byte_more_is_413(
     trained_bundle, tmp_path, size, status
 ):
-    process, port, _, _ = start_server(trained_bundle, tmp_path)
     head = b'{"instances": ["'
     tail = b'"]}'
     body = head + (b"good film " * size)[: size - len(head) - len(tail)] + tail
     assert len(body) == size
-    try:
-        answer = post(port, body)
-    finally:
-        stop(process)
+    with running_server(**serving(trained_bundle, tmp_path)) as server:
+        answer = post(server.port, body)
     assert answer[0] == status, answer[2][:200]

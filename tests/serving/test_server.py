@@ -1,9 +1,6 @@
 """``critic serve`` as a real process on a loopback port, called with urllib and with boto3."""
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +10,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import free_port, wait_for_ping
+from support.cli import run_cli
+from support.servers import free_port, running_server
 
-CLI = [sys.executable, "-m", "critic.cli"]
 TOKEN = "admin-token-for-tests"
 REVIEWS = [
     "A wonderful, moving film! The cast is superb.",
@@ -27,19 +24,11 @@ REVIEWS = [
 
 @pytest.fixture(scope="module")
 def server(trained_bundle, second_bundle):
-    port = free_port()
-    process = subprocess.Popen(
-        [*CLI, "serve", "--variant", f"champion={trained_bundle}:0.9", "--variant", f"challenger={second_bundle}:0.1",
-         "--port", str(port), "--admin-token", TOKEN, "--endpoint-name", "critic-reviews", "--batch-wait-ms", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}:0.9", "--variant", f"challenger={second_bundle}:0.1",
+         "--admin-token", TOKEN, "--endpoint-name", "critic-reviews", "--batch-wait-ms", "20"]
+    ) as server:  # fmt: skip
+        yield server.url
 
 
 def post(url, body, content_type="text/plain", headers=None):
@@ -98,9 +87,7 @@ def test_boto3_sees_a_client_mistake_as_a_validation_error(runtime):
 
 
 def test_served_predictions_equal_critic_predict(server, trained_bundle):
-    completed = subprocess.run(
-        [*CLI, "predict", str(trained_bundle), *REVIEWS], capture_output=True, text=True, check=True
-    )
+    completed = run_cli("predict", trained_bundle, *REVIEWS, check=True)
     expected = [json.loads(line) for line in completed.stdout.splitlines()]
     status, _, body = post(
         server,
@@ -177,34 +164,19 @@ def test_weights_change_without_a_restart(server):
 
 
 def test_serve_refuses_a_bad_bundle_in_one_line(tmp_path):
-    completed = subprocess.run(
-        [*CLI, "serve", "--variant", f"a={tmp_path}/missing"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    completed = run_cli("serve", "--variant", f"a={tmp_path}/missing", timeout=60)
     assert completed.returncode == 1
     assert completed.stderr.strip().splitlines() == [
         f"critic: error: no model bundle at {tmp_path}/missing"
     ]
-    nothing = subprocess.run([*CLI, "serve"], capture_output=True, text=True, timeout=60)
+    nothing = run_cli("serve", timeout=60)
     assert nothing.returncode == 1 and "nothing to serve" in nothing.stderr
 
 
 def test_serve_reads_its_port_from_the_environment(trained_bundle):
     port = free_port()
-    env = {**os.environ, "CRITIC_PORT": str(port)}
-    process = subprocess.Popen(
-        [*CLI, "serve", str(trained_bundle)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_ping(f"http://127.0.0.1:{port}", process)
-        status, headers, _ = post(f"http://127.0.0.1:{port}", "Nice.")
+    with running_server(
+        ["serve", trained_bundle], env={"CRITIC_PORT": str(port)}, port=port, pass_port=False
+    ) as server:
+        status, headers, _ = post(server.url, "Nice.")
         assert status == 200 and headers["x-Amzn-Invoked-Production-Variant"] == "AllTraffic"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

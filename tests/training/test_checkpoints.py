@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from conftest import small_run_config, unsafe_files
 from critic.errors import CriticError
 from critic.training.checkpoints import (
     CHECKPOINT_DIR,
@@ -19,6 +18,8 @@ from critic.training.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
+from support.bundles import unsafe_files
+from support.data import small_run_config
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import free_port, small_nbsvm_config, small_run_config
 from critic.data.batches import BucketedBatches, EncodedSplit
 from critic.errors import CriticError
 from critic.inference.bundle import save_training_result
@@ -18,6 +17,8 @@ from critic.inference.predictor import Predictor
 from critic.training.checkpoints import CHECKPOINT_DIR
 from critic.training.distributed import Processes, from_environment, shard
 from critic.training.train import train
+from support.data import small_nbsvm_config, small_run_config
+from support.servers import free_port
 
 SMALL = ["--max-reviews", "300", "--vocab-size", "2000", "--max-length", "200"]
 SMALL += ["--batch-size", "32", "--device", "cpu", "--no-progress"]

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
 from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
@@ -13,6 +12,7 @@ from critic.models import NEURAL, build_model, model_names
 from critic.training.checkpoints import CHECKPOINT_DIR
 from critic.training.run import resolve_device
 from critic.training.train import train
+from support.data import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -143,7 +143,7 @@ def test_device_auto_is_the_cpu_without_a_gpu():
 def test_a_sagemaker_training_job_takes_hyperparameters_and_paths_from_the_environment(
     tmp_path, monkeypatch, cache_dir
 ):
-    from conftest import write_aclimdb
+    from support.data import write_aclimdb
 
     channel = tmp_path / "opt" / "ml" / "input" / "data" / "training"
     write_aclimdb(channel, per_class=12)

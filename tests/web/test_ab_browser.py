@@ -10,14 +10,10 @@ import os
 import urllib.request
 
 import pytest
-import test_browser
 from playwright.sync_api import expect
-from test_browser import start_server, stop
-from test_decision import seed
 
-# The browser and a fresh page for each test, as the page's own browser tests have them.
-browser = test_browser.browser
-page = test_browser.page
+from support.feedback import seed
+from support.servers import running_server
 
 TOKEN = "browser-admin-token"
 
@@ -26,12 +22,12 @@ TOKEN = "browser-admin-token"
 def server(trained_bundle, second_bundle, tmp_path_factory):
     feedback_db = tmp_path_factory.mktemp("ab") / "feedback.sqlite"
     seed(feedback_db, {"champion": 0.6, "challenger": 0.6}, votes_each=0)  # the schema
-    url, process = start_server(
-        f"champion={trained_bundle}:1", f"challenger={second_bundle}:1",
-        feedback_db=feedback_db, extra=("--admin-token", TOKEN),
-    )  # fmt: skip
-    yield url, feedback_db
-    stop(process)
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}:1",
+         "--variant", f"challenger={second_bundle}:1", "--feedback-db", feedback_db,
+         "--admin-token", TOKEN]
+    ) as server:  # fmt: skip
+        yield server.url, feedback_db
 
 
 def weights_now(url) -> dict[str, float]:

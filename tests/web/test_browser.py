@@ -1,112 +1,26 @@
-"""The page in a real browser: Debian's chromium, driven by Playwright, against `critic serve`.
-
-Playwright's own browser download cannot work here (no network); `make test` and `.ci/run`
-install Debian's chromium, which these tests launch. Without it they fail, loudly: a page
-nobody has looked at in a browser is not tested.
-"""
+"""The page in a real browser: Debian's chromium, driven by Playwright, against `critic serve`
+(the browser and page fixtures: tests/web/conftest.py)."""
 
 import json
-import os
+import re
 import sqlite3
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from conftest import free_port, wait_for_ping
-
-CHROMIUM = Path(os.environ.get("CRITIC_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    # The machine's network is closed: without these, chromium keeps trying to reach Google.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-CLI = [sys.executable, "-m", "critic.cli"]
-REVIEW = "A wonderful film: the acting is superb, the story moved me and I loved every minute!"
-
-expect.set_options(timeout=30_000)  # a loaded 2-core machine can be slow to answer
-
-
-def start_server(*variants, feedback_db, extra=()):
-    port = free_port()
-    arguments = [arg for variant in variants for arg in ("--variant", variant)]
-    process = subprocess.Popen(
-        [*CLI, "serve", *arguments, "--port", str(port), "--feedback-db", str(feedback_db), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-    except BaseException:
-        process.kill()
-        raise
-    return url, process
-
-
-def stop(process):
-    process.terminate()
-    process.wait(timeout=30)
+from support.browser import REVIEW, ask, judge
+from support.servers import running_server
 
 
 @pytest.fixture(scope="module")
 def server(trained_bundle, second_bundle, tmp_path_factory):
     feedback_db = tmp_path_factory.mktemp("web") / "feedback.sqlite"
-    url, process = start_server(
-        f"champion={trained_bundle}:1", f"challenger={second_bundle}:1", feedback_db=feedback_db
-    )
-    yield url, feedback_db
-    stop(process)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (make browser, or apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"the page raised: {errors}"
-
-
-def ask(url, review, variant):
-    """The endpoint's own answer for a review, from the same variant (what the page must show)."""
-    request = urllib.request.Request(
-        f"{url}/invocations?explain=true",
-        data=json.dumps({"instances": [review]}).encode(),
-        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Variant": variant},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["predictions"][0]
-
-
-def judge(page, url, review):
-    page.goto(url)
-    page.get_by_label("Your movie review").fill(review)
-    page.get_by_role("button", name="Submit").click()
-    expect(page.locator("#result")).to_be_visible()
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}:1",
+         "--variant", f"challenger={second_bundle}:1", "--feedback-db", feedback_db]
+    ) as server:  # fmt: skip
+        yield server.url, feedback_db
 
 
 def test_a_review_gets_the_verdict_rating_confidence_variant_and_highlighted_words(server, page):
@@ -122,7 +36,7 @@ def test_a_review_gets_the_verdict_rating_confidence_variant_and_highlighted_wor
     expect(page.locator("#confidence")).to_have_text(f"{sure}% sure it is {truth['label']}")
     expect(page.locator("#confidence-bar")).to_have_attribute("aria-valuenow", str(sure))
     expect(page.locator("#model")).to_have_text("lstm")
-    expect(page.locator("#elapsed")).to_have_text(__import__("re").compile(r"^\d+ ms$"))
+    expect(page.locator("#elapsed")).to_have_text(re.compile(r"^\d+ ms$"))
     # The review is shown whole, and its strongest words are marked with the server's weights.
     expect(page.locator("#highlighted")).to_have_text(REVIEW)
     weights = {entry["word"]: entry["weight"] for entry in truth["words"]}
@@ -159,7 +73,7 @@ def test_ctrl_enter_submits_from_the_keyboard_alone(server, page):
     page.keyboard.type("Dull, predictable and far too long. I do not recommend it.")
     page.keyboard.press("Control+Enter")
     expect(page.locator("#result")).to_be_visible()
-    expect(page.locator("#verdict")).to_have_text(__import__("re").compile("^(POSITIVE|NEGATIVE)$"))
+    expect(page.locator("#verdict")).to_have_text(re.compile("^(POSITIVE|NEGATIVE)$"))
     expect(page.get_by_role("status").first).to_contain_text("Verdict:")
 
 
@@ -169,7 +83,7 @@ def test_a_sample_review_is_one_click_away(server, page):
     page.get_by_role("button", name="Try the sample: A pan").press("Enter")
     expect(page.locator("#result")).to_be_visible()
     expect(page.get_by_label("Your movie review")).to_have_value(
-        __import__("re").compile("^What a waste of two hours")
+        re.compile("^What a waste of two hours")
     )
 
 
@@ -214,9 +128,16 @@ def test_a_server_error_is_shown_as_an_error_never_as_a_verdict(
 
 def test_busy_while_waiting_then_a_dead_server_is_an_error(trained_bundle, page, tmp_path):
     # Its own server, stopped half-way.
-    url, process = start_server(f"only={trained_bundle}", feedback_db=tmp_path / "feedback.sqlite")
-    try:
-        page.goto(url)
+    with running_server(
+        [
+            "serve",
+            "--variant",
+            f"only={trained_bundle}",
+            "--feedback-db",
+            tmp_path / "feedback.sqlite",
+        ]
+    ) as server:
+        page.goto(server.url)
         page.get_by_label("Your movie review").fill(REVIEW)
         # Every state the form passes through, recorded by the page itself: an answer that
         # comes back before a test could look (explain=true requests skip the batching wait)
@@ -237,8 +158,6 @@ def test_busy_while_waiting_then_a_dead_server_is_an_error(trained_bundle, page,
         assert [True, "Judging\u2026", "true"] in page.evaluate("window.formStates")
         expect(page.locator("#submit")).to_be_enabled()
         expect(page.locator("#submit")).to_have_text("Submit")
-    finally:
-        stop(process)
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_role("alert")).to_contain_text("Could not reach the endpoint")
     expect(page.locator("#result")).to_be_hidden()

@@ -2,44 +2,37 @@
 whose InvokeEndpoint calls reach a local `critic serve` through boto3's endpoint_url, and whose
 DescribeEndpoint reaches moto's server (the endpoint's variants and weights)."""
 
-import json
-import os
 import re
 import sqlite3
-import subprocess
-import urllib.request
 
 import boto3
 import pytest
-import test_browser
 from playwright.sync_api import expect
-from test_browser import CLI, REVIEW, judge, start_server, stop
 
-from conftest import free_port, wait_for_ping
-
-# The same chromium and page fixtures as the page's own browser tests.
-browser = test_browser.browser
-page = test_browser.page
+from support.aws import ROLE
+from support.browser import REVIEW, ask, judge
+from support.cli import run_cli
+from support.servers import free_port, running_server
 
 ENDPOINT = "critic-web"
-ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
 
 
-def start_page(endpoint, endpoint_url, feedback_db):
-    """`critic web` in front of ``endpoint``, its runtime calls sent to ``endpoint_url``."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*CLI, "web", "--sagemaker-endpoint", endpoint, "--endpoint-url", endpoint_url,
-         "--port", str(port), "--feedback-db", str(feedback_db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+def page_server(endpoint, endpoint_url, feedback_db):
+    """`critic web` in front of ``endpoint``, its runtime calls sent to ``endpoint_url``: the
+    running_server of it."""
+    return running_server(
+        ["web", "--sagemaker-endpoint", endpoint, "--endpoint-url", endpoint_url,
+         "--feedback-db", feedback_db]
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-    except BaseException:
-        process.kill()
-        raise
-    return url, process
+
+
+def model_server(*variants, endpoint_name):
+    """`critic serve` of ``variants`` (NAME=BUNDLE[:WEIGHT]), as SageMaker's runtime would
+    answer for ``endpoint_name``: the running_server of it."""
+    return running_server(
+        ["serve", *[arg for variant in variants for arg in ("--variant", variant)],
+         "--feedback-db", "off", "--endpoint-name", endpoint_name]
+    )  # fmt: skip
 
 
 def moto_endpoint(name, variants):
@@ -73,27 +66,18 @@ def remove_moto_endpoint(name, variants):
 def served(moto_url, trained_bundle, second_bundle, tmp_path_factory):
     """The model server (as SageMaker's runtime) and the page in front of it."""
     moto_endpoint(ENDPOINT, [("champion", 1.0), ("challenger", 1.0)])
-    folder = tmp_path_factory.mktemp("sagemaker-web")
-    model_url, model_server = start_server(
-        f"champion={trained_bundle}:1", f"challenger={second_bundle}:1",
-        feedback_db="off", extra=("--endpoint-name", ENDPOINT),
-    )  # fmt: skip
-    page_url, page_server = start_page(ENDPOINT, model_url, folder / "feedback.sqlite")
-    yield page_url, model_url, folder / "feedback.sqlite"
-    stop(page_server)
-    stop(model_server)
-    remove_moto_endpoint(ENDPOINT, ["champion", "challenger"])
-
-
-def ask_model(model_url, review, variant):
-    """What the model server itself answers, from the same variant (what the page must show)."""
-    request = urllib.request.Request(
-        f"{model_url}/invocations?explain=true",
-        data=json.dumps({"instances": [review]}).encode(),
-        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Variant": variant},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["predictions"][0]
+    feedback_db = tmp_path_factory.mktemp("sagemaker-web") / "feedback.sqlite"
+    try:
+        with (
+            model_server(
+                f"champion={trained_bundle}:1", f"challenger={second_bundle}:1",
+                endpoint_name=ENDPOINT,
+            ) as model,
+            page_server(ENDPOINT, model.url, feedback_db) as front,
+        ):  # fmt: skip
+            yield front.url, model.url, feedback_db
+    finally:
+        remove_moto_endpoint(ENDPOINT, ["champion", "challenger"])
 
 
 def test_the_endpoint_answers_the_page_with_its_verdict_variant_and_words(served, page):
@@ -101,7 +85,7 @@ def test_the_endpoint_answers_the_page_with_its_verdict_variant_and_words(served
     judge(page, page_url, REVIEW)
     variant = page.locator("#variant").inner_text()
     assert variant in ("champion", "challenger")
-    truth = ask_model(model_url, REVIEW, variant)
+    truth = ask(model_url, REVIEW, variant)  # what the model server itself answers
     expect(page.locator("#verdict")).to_have_text(truth["label"].upper())
     expect(page.locator("#rating")).to_have_text(str(truth["rating"]))
     sure = round(100 * max(truth["score"], 1 - truth["score"]))
@@ -142,28 +126,25 @@ def test_an_endpoint_that_does_not_exist_is_an_error_on_the_page_not_a_verdict(
     served, page, tmp_path
 ):
     _, model_url, _ = served
-    url, process = start_page("critic-elsewhere", model_url, tmp_path / "feedback.sqlite")
-    try:
-        page.goto(url)
+    with page_server("critic-elsewhere", model_url, tmp_path / "feedback.sqlite") as front:
+        page.goto(front.url)
         page.get_by_label("Your movie review").fill(REVIEW)
         page.get_by_role("button", name="Submit").click()
         expect(page.get_by_role("alert")).to_contain_text(
             re.compile(r"The endpoint answered 4\d\d: .*Endpoint critic-elsewhere not found")
         )
         expect(page.locator("#result")).to_be_hidden()
-    finally:
-        stop(process)
 
 
 def test_an_endpoint_it_may_not_describe_is_learnt_then_dying_it_is_an_error_not_a_verdict(
     moto_url, trained_bundle, page, tmp_path
 ):
     # No "critic-mortal" in the control plane: like a role allowed InvokeEndpoint alone.
-    model_url, model_server = start_server(
-        f"only={trained_bundle}", feedback_db="off", extra=("--endpoint-name", "critic-mortal")
-    )
-    url, process = start_page("critic-mortal", model_url, tmp_path / "feedback.sqlite")
-    try:
+    with (
+        model_server(f"only={trained_bundle}", endpoint_name="critic-mortal") as model,
+        page_server("critic-mortal", model.url, tmp_path / "feedback.sqlite") as front,
+    ):
+        url = front.url
         judge(page, url, REVIEW)
         expect(page.locator("#variant")).to_have_text("only")
         page.goto(f"{url}/ab?every=1")
@@ -171,7 +152,7 @@ def test_an_endpoint_it_may_not_describe_is_learnt_then_dying_it_is_an_error_not
         expect(row.locator("td.share")).to_have_text("\u2014 (weight unknown)")
         expect(row.locator("td.requests")).to_have_text("1")
 
-        stop(model_server)
+        model.stop()
         page.goto(url)
         page.get_by_label("Your movie review").fill(REVIEW)
         page.get_by_role("button", name="Submit").click()
@@ -180,16 +161,10 @@ def test_an_endpoint_it_may_not_describe_is_learnt_then_dying_it_is_an_error_not
         )
         expect(page.locator("#result")).to_be_hidden()
         expect(page.locator("#verdict")).to_be_hidden()
-    finally:
-        stop(process)
-        if model_server.poll() is None:
-            stop(model_server)
 
 
 def test_the_page_server_needs_an_endpoint_name(moto_url):
-    completed = subprocess.run(
-        [*CLI, "web", "--port", str(free_port())], capture_output=True, text=True, timeout=60
-    )
+    completed = run_cli("web", "--port", free_port(), timeout=60)
     assert completed.returncode == 1
     assert completed.stderr.strip() == (
         "critic: error: critic web needs --sagemaker-endpoint NAME: the endpoint to ask"

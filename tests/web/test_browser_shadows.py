@@ -6,12 +6,10 @@ import urllib.request
 
 import pytest
 from playwright.sync_api import expect
-from test_browser import browser, page, start_server, stop
 
 from critic.data.prepare import load_splits
 from critic.inference.predictor import Predictor
-
-__all__ = ["browser", "page"]  # test_browser's fixtures, used here
+from support.servers import running_server
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +27,13 @@ def disagreeing(trained_bundle, nbsvm_bundle):
 
 @pytest.fixture(scope="module")
 def shadowed_server(trained_bundle, nbsvm_bundle, tmp_path_factory):
-    url, process = start_server(
-        f"champion={trained_bundle}",
-        feedback_db=tmp_path_factory.mktemp("shadow-web") / "feedback.sqlite",
-        # A queue long enough that no copy is dropped: every review is compared.
-        extra=(
-            "--shadow",
-            f"candidate={nbsvm_bundle}",
-            "--shadow-duty",
-            "1",
-            "--shadow-queue",
-            "1000",
-        ),
-    )
-    yield url
-    stop(process)
+    feedback_db = tmp_path_factory.mktemp("shadow-web") / "feedback.sqlite"
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}", "--feedback-db", feedback_db,
+         # A queue long enough that no copy is dropped: every review is compared.
+         "--shadow", f"candidate={nbsvm_bundle}", "--shadow-duty", "1", "--shadow-queue", "1000"]
+    ) as server:  # fmt: skip
+        yield server.url
 
 
 def post(url, reviews):
@@ -79,14 +69,13 @@ def test_the_ab_view_shows_each_shadows_agreement_and_its_disagreements(
 
 
 def test_without_shadows_the_section_stays_hidden(trained_bundle, page, tmp_path):
-    url, process = start_server(f"champion={trained_bundle}", feedback_db=tmp_path / "f.sqlite")
-    try:
-        page.goto(f"{url}/ab?every=1")
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}", "--feedback-db", tmp_path / "f.sqlite"]
+    ) as server:
+        page.goto(f"{server.url}/ab?every=1")
         expect(page.locator("#rows tr")).to_have_count(1)
         # Refreshed twice at least: shadows.js has seen the (empty) list of shadows.
         expect(page.locator("body")).to_have_attribute(
             "data-shadows-refreshed", re.compile(r"^([2-9]|\d\d+)$")
         )
         expect(page.locator("#shadows")).to_be_hidden()
-    finally:
-        stop(process)

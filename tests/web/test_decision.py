@@ -1,36 +1,15 @@
 """The A/B view's decision through TestClient: the verdict from seeded feedback, the votes still
 needed, parameters checked, and counts that outlive a restart of the app."""
 
-import sqlite3
-
 import pytest
 from fastapi.testclient import TestClient
 
 from critic.apps.endpoint import create_app
-from critic.serving.ab.feedback import FeedbackStore
 from critic.serving.settings import ServerSettings
 from critic.serving.variants import VariantSpec
+from support.feedback import seed
 
 TOKEN = "decision-admin-token"
-
-
-def seed(feedback_db, accuracies: dict[str, float], votes_each: int) -> None:
-    """Interleaved votes, as they would come, in place of any before: variant by variant,
-    right on the first ``accuracy`` share of every ten (exact shares, no chance)."""
-    FeedbackStore(feedback_db)  # the schema
-    rows = [
-        ("2026-01-01T00:00:00Z", variant, f"review {index}", "positive",
-         "right" if index % 10 < round(accuracy * 10) else "wrong")
-        for index in range(votes_each)
-        for variant, accuracy in accuracies.items()
-    ]  # fmt: skip
-    with sqlite3.connect(feedback_db) as connection:
-        connection.execute("DELETE FROM feedback")
-        connection.executemany(
-            "INSERT INTO feedback (created_at, variant, review, label, feedback)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
 
 
 def make_app(trained_bundle, second_bundle, feedback_db):

@@ -3,22 +3,15 @@ file, the file sums them, and a restarted endpoint -- two worker processes, stop
 SIGTERM -- still shows every request it answered before."""
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_ping
 from critic.serving.ab.counts import CountFlusher, CountStore, added, summary, totals
 from critic.serving.metrics import EndpointMetrics
-
-
-def predictions(*labels: str) -> list[dict]:
-    return [{"label": label, "probability": 0.5} for label in labels]
+from support.data import predictions
+from support.servers import start_server
 
 
 def rows(path) -> int:
@@ -79,24 +72,6 @@ def ab_figures(url) -> dict:
         return {variant["name"]: variant for variant in json.load(response)["variants"]}
 
 
-def serve(trained_bundle, second_bundle, feedback_db):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "serve",
-         "--variant", f"champion={trained_bundle}:1", "--variant", f"challenger={second_bundle}:1",
-         "--port", str(port), "--feedback-db", str(feedback_db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "CRITIC_WORKERS": "2"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process, seconds=120)
-    except BaseException:
-        process.kill()
-        raise
-    return url, process
-
-
 def ask(url, variant, times):
     for _ in range(times):
         request = urllib.request.Request(
@@ -112,15 +87,18 @@ def test_a_restarted_endpoint_with_two_workers_still_has_its_counts(
 ):
     feedback_db = tmp_path / "feedback.sqlite"
     for run, asked in enumerate((12, 5)):
-        url, process = serve(trained_bundle, second_bundle, feedback_db)
+        server = start_server(
+            ["serve", "--variant", f"champion={trained_bundle}:1",
+             "--variant", f"challenger={second_bundle}:1", "--feedback-db", feedback_db],
+            env={"CRITIC_WORKERS": "2"}, seconds=120,
+        )  # fmt: skip
         try:
-            ask(url, "challenger", asked)
-            ask(url, "champion", 2)
-            figures = ab_figures(url)
+            ask(server.url, "challenger", asked)
+            ask(server.url, "champion", 2)
+            figures = ab_figures(server.url)
         finally:
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=60)
-        assert code == 0, process.stderr.read()
+            code = server.stop(timeout=60)  # SIGTERM
+        assert code == 0, server.log()
         # Earlier runs from the file, this one live: no wait for a flush, nothing twice.
         assert figures["challenger"]["requests"] == [12, 17][run]
         assert figures["champion"]["requests"] == [2, 4][run]

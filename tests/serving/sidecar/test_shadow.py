@@ -2,8 +2,6 @@
 figures appear; its failures and its slowness stay its own."""
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -12,15 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import free_port, wait_for, wait_for_ping
 from critic.apps.endpoint import create_app
 from critic.errors import CriticError
 from critic.inference.predictor import Predictor
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.shadow import SAMPLE_SIZE, ShadowSpec, describe_shadows, shadow_specs
 from critic.serving.variants import VariantSpec
+from support.cli import run_cli
+from support.servers import running_server, wait_for
 
-CLI = [sys.executable, "-m", "critic.cli"]
 REVIEWS = [
     "A wonderful, moving film! The cast is superb.",
     "Not good. Boring and far too long.",
@@ -31,32 +29,18 @@ REVIEWS = [
 ]
 
 
-def start(*arguments):
-    port = free_port()
-    process = subprocess.Popen(
-        [*CLI, "serve", *arguments, "--port", str(port), "--feedback-db", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(url, process)
-    except BaseException:
-        process.kill()
-        raise
-    return url, process
-
-
 @pytest.fixture(scope="module")
 def servers(trained_bundle, second_bundle):
     """The same endpoint twice: without a shadow, and with second_bundle shadowing it."""
-    plain = start(str(trained_bundle))
     # A queue long enough that no copy of these few requests is dropped (drops: tested below).
-    shadowed = start(str(trained_bundle), "--shadow", f"candidate={second_bundle}",
-                     "--shadow-queue", "1000")  # fmt: skip
-    yield plain[0], shadowed[0]
-    for _, process in (plain, shadowed):
-        process.terminate()
-        process.wait(timeout=30)
+    with (
+        running_server(["serve", trained_bundle, "--feedback-db", "off"]) as plain,
+        running_server(
+            ["serve", trained_bundle, "--shadow", f"candidate={second_bundle}",
+             "--shadow-queue", "1000", "--feedback-db", "off"]
+        ) as shadowed,
+    ):  # fmt: skip
+        yield plain.url, shadowed.url
 
 
 def post(url, reviews, accept="application/json"):
@@ -216,17 +200,13 @@ def test_a_shadow_is_named_like_a_variant_and_copies_a_fraction():
 
 
 def test_critic_serve_refuses_a_bad_shadow_in_one_line(trained_bundle, tmp_path):
-    completed = subprocess.run(
-        [*CLI, "serve", str(trained_bundle), "--shadow", f"AllTraffic={trained_bundle}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    completed = run_cli(
+        "serve", trained_bundle, "--shadow", f"AllTraffic={trained_bundle}", timeout=60
+    )
     assert completed.returncode != 0
     assert "repeated: AllTraffic" in completed.stderr
     assert "Traceback" not in completed.stderr
-    completed = subprocess.run(
-        [*CLI, "serve", str(trained_bundle), "--shadow", f"candidate={tmp_path}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    completed = run_cli("serve", trained_bundle, "--shadow", f"candidate={tmp_path}", timeout=60)
     assert completed.returncode != 0 and "Traceback" not in completed.stderr
 
 

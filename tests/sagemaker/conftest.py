@@ -1,9 +1,8 @@
-"""Fixtures of the SageMaker tests, loaded by each test module with
-``pytest_plugins = ["sagemaker_fixtures"]`` (see sagemaker_helpers.py for why not a conftest).
+"""Fixtures of the SageMaker tests.
 
 Nothing here can reach AWS: moto_url (tests/conftest.py) starts moto's server on 127.0.0.1 for
 each test module, points AWS_ENDPOINT_URL at it, gives fake credentials and hides the user's
-AWS configuration files.
+AWS configuration files. The names and helpers these tests share are in support/aws.py.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from sagemaker_helpers import BUCKET, write_model_archive
+
+from support.aws import BUCKET, write_model_archive
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
-"""What the SageMaker tests share: the names they deploy under, and helpers that build model
-archives, record the requests boto3 sends, and queue what moto's runtime answers.
+"""What the tests that talk to AWS share: the names they deploy under, and helpers that build
+model archives, record the requests boto3 sends, and queue what moto's runtime answers.
 
-Plain functions and constants, imported by name. The fixtures are in sagemaker_fixtures.py, a
-plugin each test module names: a tests/sagemaker/conftest.py would be imported as "conftest"
-too, and would hide tests/conftest.py from every `from conftest import ...` collected after it.
+Nothing can reach AWS: the moto_url fixture (tests/conftest.py) starts moto's server on
+127.0.0.1 for each test module, points AWS_ENDPOINT_URL at it, gives fake credentials and hides
+the user's AWS configuration files; tests/sagemaker/conftest.py adds the aws and archives
+fixtures.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-REGION = "us-east-1"
+AWS_TEST_REGION = "us-east-1"
+REGION = AWS_TEST_REGION
 ROLE = "arn:aws:iam::123456789012:role/critic-sagemaker"
 BUCKET = "critic-test-bucket"
 REGISTRY = f"763104351884.dkr.ecr.{REGION}.amazonaws.com"

@@ -1,0 +1,133 @@
+"""A real ``critic serve`` (or ``critic web``) on a loopback port: one way to start it, wait
+until it answers, show what it wrote when a test fails, and stop it.
+
+    with running_server(["serve", bundle, "--feedback-db", "off"]) as server:
+        urllib.request.urlopen(f"{server.url}/ping")
+
+Tests that do something special to the process (SIGTERM mid-load, kill -9) use start_server
+and the handle's process, and stop() it in a finally. A server that must fail to start is
+run to its end with run_cli (support.cli).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+from support.cli import CLI, Process
+
+# The servers started and not yet stopped: tests/conftest.py shows their output under a test
+# that fails while they run (a module's server, say, started by a fixture).
+_RUNNING: list[Server] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, seconds=60, every=0.05):
+    """The first true value ``condition()`` returns, polled until ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("the condition did not hold in time")
+
+
+class Server(Process):
+    """A server process (see support.cli.Process) and the loopback port it listens on."""
+
+    def __init__(self, command: list[str], port: int, **options):
+        super().__init__(command, **options)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self, timeout: float = 30) -> int:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        return super().stop(timeout)
+
+
+def running() -> list[Server]:
+    """The servers started and not yet stopped."""
+    return list(_RUNNING)
+
+
+def wait_for_ping(server: Server, seconds: float = 60) -> None:
+    """Until ``GET /ping`` is 200; an AssertionError, with what the server wrote, at once if
+    it exits, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"the server exited: {server.describe()}\n{server.log()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # refused, 503 while it loads (an HTTPError), or slow to answer
+            time.sleep(0.1)
+    raise AssertionError(
+        f"the server did not answer /ping in {seconds:g} s: {server.describe()}\n{server.log()}"
+    )
+
+
+def start_server(
+    args: list[object],
+    *,
+    env: Mapping[str, str | None] | None = None,
+    port: int | None = None,
+    pass_port: bool = True,
+    seconds: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Server:
+    """``critic ARGS`` started and answering /ping on 127.0.0.1: on ``port``, else a free one,
+    given as ``--port`` unless ``pass_port`` is false (a server told its port some other way).
+    ``env``: changes to the environment (None removes a variable); ``preexec_fn``: run in the
+    child first. The caller stops it (stop()); running_server does that itself."""
+    port = port or free_port()
+    command = [*CLI, *map(str, args), *(["--port", str(port)] if pass_port else [])]
+    server = Server(command, port, env=env, preexec_fn=preexec_fn)
+    _RUNNING.append(server)
+    try:
+        wait_for_ping(server, seconds)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# Enough of a server's output to see why it failed, not a whole soak test's worth.
+SHOWN_CHARACTERS = 20_000
+
+
+def show_log(error: BaseException, server: Server) -> None:
+    """Add what ``server`` wrote to ``error``, shown under its traceback."""
+    note = f"the server's output: {server.describe()}\n{server.log(last=SHOWN_CHARACTERS)}"
+    if hasattr(error, "add_note"):  # Python 3.11
+        error.add_note(note)
+    else:
+        print(note, file=sys.stderr)  # pytest shows the captured stderr of a failed test
+
+
+@contextmanager
+def running_server(args: list[object], *, stop_timeout: float = 30, **options) -> Iterator[Server]:
+    """start_server(ARGS, **options) for the length of the block, then stopped: SIGTERM, and
+    SIGKILL ``stop_timeout`` seconds later. If the block raises, what the server wrote is
+    added to the error."""
+    server = start_server(args, **options)
+    try:
+        yield server
+    except BaseException as error:  # pytest.fail's exception is no Exception
+        server.stop(stop_timeout)
+        show_log(error, server)
+        raise
+    finally:
+        server.stop(stop_timeout)
