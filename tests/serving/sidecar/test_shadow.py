@@ -245,3 +245,44 @@ def test_the_figures_of_several_workers_add_up_as_one_shadow():
     # One worker alone reads as before.
     (alone,) = describe_shadows([[first]])
     assert alone["workers"] == 1 and alone["agreement"] == pytest.approx(0.9)
+
+
+def test_a_shadows_process_ends_when_the_worker_that_started_it_is_killed(nbsvm_bundle):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # A stand-in for a worker: it starts one shadow's process, says so, and waits to be killed.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from critic.serving.sidecar.shadow import ShadowProcess, ShadowSpec\n"
+            f"process = ShadowProcess(ShadowSpec('s', {str(nbsvm_bundle)!r}), 'cpu', 'torch')\n"
+            "print(process.model_name, flush=True)\n"
+            "time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stdout.readline().strip()  # the shadow's model loaded in its process
+        children = [
+            int(pid) for pid in subprocess.run(
+                ["ps", "-o", "pid=", "--ppid", str(worker.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]  # fmt: skip
+        assert children
+        os.kill(worker.pid, signal.SIGKILL)  # never a chance to shut its pool down
+        worker.wait(timeout=10)
+
+        def alive(pid: int) -> bool:
+            try:  # a zombie is gone but for its entry, which init reaps
+                with open(f"/proc/{pid}/stat") as stat:
+                    return stat.read().split(") ", 1)[1][0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        wait_for(lambda: not any(alive(pid) for pid in children), seconds=15)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)

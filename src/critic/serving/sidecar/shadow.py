@@ -363,7 +363,8 @@ class Shadows:
 _predictor = None  # the shadow's model, in the shadow's process
 
 
-def _load_in_child(bundle: str, device: str, backend: str) -> None:
+def _load_in_child(bundle: str, device: str, backend: str, parent: int) -> None:
+    _exit_with(parent)
     # The OS gives the CPU to the endpoint's process first; one thread leaves it the others.
     os.nice(19)
     import torch
@@ -373,6 +374,20 @@ def _load_in_child(bundle: str, device: str, backend: str) -> None:
     torch.set_num_threads(1)
     global _predictor
     _predictor = Predictor.load(Path(bundle), device=device, backend=backend)
+
+
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    """End this process once the worker that started it is gone. A worker killed (kill -9,
+    uvicorn's supervisor after a failed health check) never shuts its pool down, and the
+    shadow's process, waiting on a queue whose other end it holds itself, would wait forever:
+    an orphan holding a model's memory, found after test runs before this."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="critic-shadow-parent", daemon=True).start()
 
 
 def _predict_in_child(reviews: list[str]) -> list[dict]:
@@ -392,7 +407,7 @@ class ShadowProcess:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_load_in_child,
-            initargs=(str(spec.bundle), device, backend),
+            initargs=(str(spec.bundle), device, backend, os.getpid()),
         )
         try:
             self.model_name = self._pool.submit(_name_in_child).result()
