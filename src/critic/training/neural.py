@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from critic.config import RunConfig, TrainConfig
 from critic.data.batches import BucketedBatches
@@ -48,7 +47,14 @@ from critic.training.checkpoints import (
     save_checkpoint,
 )
 from critic.training.pretrain import pretrain_language_model
-from critic.training.run import Log, RunOptions, TrainingResult, resolve_device, seed_everything
+from critic.training.run import (
+    Log,
+    RunOptions,
+    TrainingResult,
+    progress_bar,
+    resolve_device,
+    seed_everything,
+)
 
 
 def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
@@ -301,15 +307,7 @@ def _train_epoch(
     correct = 0
     seen = 0
     started = time.perf_counter()
-    bar = tqdm(
-        batches,
-        total=len(batches),
-        desc=f"epoch {epoch}/{config.train.epochs}",
-        unit="batch",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    bar = progress_bar(batches, f"epoch {epoch}/{config.train.epochs}", progress)
     push = EmbeddingPush(model, config.train.adversarial) if config.train.adversarial else None
     for batch in bar:
         batch = batch.to(device)

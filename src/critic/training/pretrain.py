@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 import torch
-from tqdm import tqdm
 
 from critic.config import RunConfig
 from critic.data.batches import BucketedBatches
@@ -26,6 +25,7 @@ from critic.data.prepare import PreparedData
 from critic.models.language_model import EncoderLanguageModel
 from critic.training import distributed
 from critic.training.distributed import Processes
+from critic.training.run import progress_bar
 
 
 def pretrain_language_model(
@@ -65,15 +65,7 @@ def pretrain_language_model(
         batches.set_epoch(epoch)
         language_model.train()
         total, words = 0.0, 0
-        bar = tqdm(
-            batches,
-            total=len(batches),
-            desc=f"pre-train {epoch}/{train.pretrain_epochs}",
-            unit="batch",
-            disable=not progress,
-            dynamic_ncols=True,
-            leave=True,
-        )
+        bar = progress_bar(batches, f"pre-train {epoch}/{train.pretrain_epochs}", progress)
         for batch in bar:
             batch = batch.to(device)
             summed, count = language_model(batch.token_ids, batch.lengths)

@@ -72,3 +72,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def progress_bar(batches, description: str, shown: bool):
+    """An epoch's bar (batches, loss and reviews/s set by the loop), or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(
+        batches,
+        total=len(batches),
+        desc=description,
+        unit="batch",
+        disable=not shown,
+        dynamic_ncols=True,
+        leave=True,
+    )
