@@ -57,6 +57,9 @@ def create_app(
         title="critic endpoint",
         description="Movie-review sentiment with Amazon SageMaker's hosting contract.",
         lifespan=lifespan,
+        # critic.web serves /docs itself, offline; FastAPI's load Swagger UI and ReDoc from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(serving.router)
     web.mount(app)

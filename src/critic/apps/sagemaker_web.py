@@ -343,6 +343,8 @@ def create_proxy_app(settings: ProxySettings, log=print) -> FastAPI:
         title="critic page for a SageMaker endpoint",
         description=f"Movie-review sentiment, answered by endpoint {settings.endpoint_name}.",
         lifespan=lifespan,
+        docs_url=None,  # critic.web serves /docs itself, offline
+        redoc_url=None,
     )
     app.add_api_route("/invocations", forward_invocation, methods=["POST"])
     app.add_api_route("/ping", _ping, methods=["GET"])

@@ -281,6 +281,9 @@ async def ab_decision(request: Request, state: Page) -> Response:
 
 def mount(app) -> None:
     """Add the page, the A/B view, their assets and the feedback API to an app."""
+    from critic.web import docs  # it reads this module's headers: imported once both exist
+
     app.include_router(router)
     app.include_router(shadows.router)
+    docs.mount(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
