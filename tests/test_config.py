@@ -112,10 +112,14 @@ def test_text_that_is_not_its_settings_type_is_one_line_naming_the_setting(text,
     assert str(raised.value) == message
 
 
-def test_the_lambda_accepts_the_same_words_for_true_and_false_as_critic():
+def test_the_lambda_accepts_the_same_words_and_review_keys_as_critic():
     # The Lambda's file travels alone (no critic to import), so it keeps its own copy.
     from critic import config
     from critic.sagemaker import lambda_handler
 
     assert lambda_handler.TRUE_WORDS == config.TRUE_WORDS
     assert lambda_handler.FALSE_WORDS == config.FALSE_WORDS
+    # ... and reads a review from a JSON object under every key the endpoint does.
+    from critic.serving.codec import REVIEW_KEYS
+
+    assert {"instances", *REVIEW_KEYS} <= set(lambda_handler.PAYLOAD_KEYS)

@@ -32,6 +32,9 @@ import os
 ENDPOINT_VARIABLE = "CRITIC_ENDPOINT_NAME"
 ORIGIN_VARIABLE = "CRITIC_ALLOWED_ORIGIN"
 TIMEOUT_VARIABLE = "CRITIC_TIMEOUT_S"
+# Where a JSON body may hold its reviews: the endpoint's keys (critic.serving.codec's
+# "instances" and REVIEW_KEYS, held by a test) and Hugging Face's "inputs".
+PAYLOAD_KEYS = ("instances", "text", "review", "inputs")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 TARGET_HEADER = "x-amzn-sagemaker-target-variant"
@@ -103,7 +106,7 @@ def _reviews_of(payload: object) -> list:
     if isinstance(payload, list):
         return payload
     if isinstance(payload, dict):
-        for key in ("instances", "text", "review", "inputs"):
+        for key in PAYLOAD_KEYS:
             if key in payload:
                 return _reviews_of(payload[key])
     raise BadRequest('send a review as text, or JSON: "text", [...], {"text": ...}')
