@@ -54,13 +54,13 @@ class EndpointState:
     worker_stats: WorkerStats | None = None
     """With several worker processes and shadows or capture: where each worker's figures
     meet, for the A/B view."""
-    stops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """How each running component stops, in the order they must: each component's start
     (:func:`start_state`) adds its own, so closing needs no list of what might be running."""
 
-    def on_close(self, name: str, stop: Callable[[], Awaitable[None] | None]) -> None:
-        """Stop ``name`` with ``stop`` when the endpoint closes: awaited when it is a
-        coroutine function, else called on the event loop (as a task's cancel must be)."""
+    def on_close(self, stop: Callable[[], Awaitable[None] | None]) -> None:
+        """Call ``stop`` when the endpoint closes: awaited when it is a coroutine function,
+        else called on the event loop (as a task's cancel must be)."""
 
         async def run() -> None:
             if inspect.iscoroutinefunction(stop):
@@ -68,7 +68,7 @@ class EndpointState:
             else:
                 stop()
 
-        self.stops.append((name, run))
+        self.stops.append(run)
 
     def answered(
         self,
@@ -132,7 +132,7 @@ class EndpointState:
         batchers first (every model finishes what it holds), then what their answers feed
         (the counts, the shadows, the capture) and what watches them."""
         self.ready = False
-        for _name, stop in self.stops:
+        for stop in self.stops:
             await stop()
 
 
@@ -212,8 +212,10 @@ def start_state(
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(settings, variant_router, {}, metrics, feedback, answers=answers)
-    for start in (_start_batchers, _start_counts, _start_shadows, _start_capture):
-        start(state, runtime_dir, shadow_specs or [])
+    _start_batchers(state)
+    _start_counts(state, runtime_dir)
+    _start_shadows(state, shadow_specs or [])
+    _start_capture(state)
     if runtime_dir is not None:
         _start_worker_stats(state, runtime_dir)
         state.shared_weights = SharedWeights(runtime_dir)
@@ -223,7 +225,7 @@ def start_state(
     return state
 
 
-def _start_batchers(state: EndpointState, runtime_dir, shadow_specs) -> None:
+def _start_batchers(state: EndpointState) -> None:
     for name, variant in state.router.variants.items():
         batcher = _batcher(name, variant, state.settings, state.metrics)
         batcher.start()
@@ -234,10 +236,10 @@ def _start_batchers(state: EndpointState, runtime_dir, shadow_specs) -> None:
         for batcher in state.batchers.values():
             await batcher.stop(state.settings.graceful_timeout_s)
 
-    state.on_close("batchers", stop)
+    state.on_close(stop)
 
 
-def _start_counts(state: EndpointState, runtime_dir, shadow_specs) -> None:
+def _start_counts(state: EndpointState, runtime_dir: Path | None) -> None:
     """The online counts, kept beside the feedback (none without it)."""
     if state.feedback is None:
         return
@@ -247,10 +249,10 @@ def _start_counts(state: EndpointState, runtime_dir, shadow_specs) -> None:
     state.counts = CountStore(state.feedback.path, run)
     flusher = CountFlusher(state.counts, state.metrics.registry)
     flusher.start()
-    state.on_close("counts", flusher.stop)  # after the batchers: their last answers count too
+    state.on_close(flusher.stop)  # after the batchers: their last answers count too
 
 
-def _start_shadows(state: EndpointState, runtime_dir, shadow_specs) -> None:
+def _start_shadows(state: EndpointState, shadow_specs: list[ShadowSpec]) -> None:
     state.shadows = start_shadows(
         shadow_specs, state.settings, state.metrics.registry, state.batchers
     )
@@ -260,10 +262,10 @@ def _start_shadows(state: EndpointState, runtime_dir, shadow_specs) -> None:
         async def stop() -> None:
             await shadows.stop(state.settings.graceful_timeout_s)
 
-        state.on_close("shadows", stop)
+        state.on_close(stop)
 
 
-def _start_capture(state: EndpointState, runtime_dir, shadow_specs) -> None:
+def _start_capture(state: EndpointState) -> None:
     state.capture = start_capture(state.settings, state.metrics.registry)
     if state.capture is not None:
         capture = state.capture
@@ -271,7 +273,7 @@ def _start_capture(state: EndpointState, runtime_dir, shadow_specs) -> None:
         async def stop() -> None:
             await asyncio.to_thread(capture.close)  # off the loop: it writes what is queued
 
-        state.on_close("capture", stop)
+        state.on_close(stop)
 
 
 def _start_worker_stats(state: EndpointState, runtime_dir: Path) -> None:
@@ -279,7 +281,7 @@ def _start_worker_stats(state: EndpointState, runtime_dir: Path) -> None:
         return
     state.worker_stats = WorkerStats(runtime_dir, state.worker_snapshot)
     state.worker_stats.start()
-    state.on_close("worker stats", state.worker_stats.stop)
+    state.on_close(state.worker_stats.stop)
 
 
 def _start_auto_weights(state: EndpointState) -> None:
@@ -287,7 +289,7 @@ def _start_auto_weights(state: EndpointState) -> None:
         return
     auto_weights = _auto_weights(state)
     auto_weights.start()
-    state.on_close("auto-weights", auto_weights.stop)
+    state.on_close(auto_weights.stop)
 
 
 def _auto_weights(state: EndpointState) -> AutoWeights:
