@@ -107,11 +107,6 @@ def pick(options: Iterable[Option], *names: str, **changes: Any) -> list[Option]
     return [dataclasses.replace(by_name[name], **changes) for name in names]
 
 
-def hide(options: Iterable[Option]) -> list[Option]:
-    """The same options, left out of ``--help`` (the old spelling of a command)."""
-    return [dataclasses.replace(option, hidden=True) for option in options]
-
-
 def by_section(options: Sequence[Option], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The settings given in ``values`` (by option name), typed, by section and field name.
 
