@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from critic.web.routes import PAGE_HEADERS
+from critic.web.pages import PAGE_HEADERS
 from support.servers import running_server
 
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from critic.web.routes import PAGE_HEADERS, STATIC
+from critic.web.pages import html_page
 
 router = APIRouter()
 
@@ -30,7 +30,7 @@ def swagger_ui_assets() -> Path:
 
 @router.get("/docs", include_in_schema=False)
 async def docs() -> FileResponse:
-    return FileResponse(STATIC / "docs.html", media_type="text/html", headers=PAGE_HEADERS)
+    return html_page("docs.html")
 
 
 def mount(app) -> None:

@@ -21,7 +21,6 @@ routes; nothing in critic.serving imports this package, and critic.apps.endpoint
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -37,24 +36,12 @@ from critic.serving.ab.counts import added, live_totals, summary
 from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.codec import JSON, ClientError, media_type, parse_json
 from critic.serving.http import error_response, read_body
-from critic.web import shadows
+from critic.web import docs, shadows
+from critic.web.pages import STATIC, html_page
 from critic.web.state import Page, PageState
 
-STATIC = Path(__file__).with_name("static")
 MAX_FEEDBACK_BYTES = 256 * 1024
 MAX_REVIEW_CHARS = 100_000
-
-# The pages load only their own script and style and talk only to this server: even if a
-# review's text were ever put into the page as HTML, the browser would refuse to run it.
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 class Feedback(BaseModel):
@@ -80,18 +67,14 @@ class Feedback(BaseModel):
 router = APIRouter()
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(STATIC / name, media_type="text/html", headers=PAGE_HEADERS)
-
-
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
-    return _page("index.html")
+    return html_page("index.html")
 
 
 @router.get("/ab", include_in_schema=False)
 async def ab_page() -> FileResponse:
-    return _page("ab.html")
+    return html_page("ab.html")
 
 
 def _cross_site(request: Request) -> str | None:
@@ -281,8 +264,6 @@ async def ab_decision(request: Request, state: Page) -> Response:
 
 def mount(app) -> None:
     """Add the page, the A/B view, their assets and the feedback API to an app."""
-    from critic.web import docs  # it reads this module's headers: imported once both exist
-
     app.include_router(router)
     app.include_router(shadows.router)
     docs.mount(app)
