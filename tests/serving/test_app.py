@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from collections import Counter
 
 import pytest
@@ -349,3 +350,15 @@ def test_the_default_is_one_worker_per_core_this_process_may_use():
     assert ServerSettings(workers=0).workers == available_cores()
     assert ServerSettings(workers=3).workers == 3
     assert ServerSettings.from_env({"CRITIC_WORKERS": "1"}).workers == 1
+
+
+def test_a_lone_process_shows_itself_as_the_one_worker_never_restarted(client):
+    workers = client.get("/variants").json()["workers"]
+    ((process,),) = [workers["processes"]]
+    assert process["pid"] == os.getpid() and process["started_at"] <= time.time()
+    assert workers["restarts"] == 0 and workers["deaths"] == [] and not workers["crash_loop"]
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    (restarts,) = families["critic_worker_restarts"].samples
+    assert restarts.name == "critic_worker_restarts_total" and restarts.value == 0
+    (started,) = families["critic_worker_start_time_seconds"].samples
+    assert started.labels == {"pid": str(os.getpid())}

@@ -6,6 +6,7 @@ a client of the endpoint's state, mounted beside its routes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from fastapi import FastAPI
 
+from critic.apps.supervisor import WatchedWorkers
 from critic.serving import routes as serving
 from critic.serving.http import install_error_handlers
 from critic.serving.invocations import InvocationsEntry, add_to_openapi
@@ -103,8 +105,9 @@ def serve(
 
     With ``settings.workers`` above 1, uvicorn's supervisor runs that many processes on one
     port, each loading every variant. They share a runtime folder: the traffic weights (a
-    change sent to one reaches all) and prometheus-client's multiprocess files (/metrics and
-    the A/B view count across all). Feedback goes to the one SQLite file as ever.
+    change sent to one reaches all), prometheus-client's multiprocess files (/metrics and
+    the A/B view count across all) and the supervisor's record of its workers (a death is
+    logged, counted and shown on /variants). Feedback goes to the one SQLite file as ever.
     """
     import uvicorn
 
@@ -133,9 +136,13 @@ def serve(
                 "runtime_dir": runtime_dir,
             }
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             "critic.apps.endpoint:app_from_environment",
             factory=True,
             workers=settings.workers,
             **options,
         )
+        # What uvicorn.run does with workers, with critic's supervisor in place of uvicorn's:
+        # the same, and it says when a worker dies (critic.apps.supervisor).
+        with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before its handlers exist
+            WatchedWorkers(config, [config.bind_socket()], Path(runtime_dir)).run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 NO_VARIANT = "none"  # requests refused before a variant was chosen
@@ -109,6 +111,14 @@ class EndpointMetrics:
         self._request_series: dict[tuple[str, int], tuple] = {}
         self._label_series: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
+        self._collectors: list = []
+
+    def add_collector(self, collector) -> None:
+        """A collector whose figures are read when scraped rather than counted in this
+        process (the supervisor's worker restarts): exported beside the counters, once,
+        however many workers there are."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
 
     def observe(
         self, variant: str, status: int, seconds: float, predictions: list[dict] | None = None
@@ -162,10 +172,42 @@ class EndpointMetrics:
             return self.registry
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in self._collectors:
+            registry.register(collector)
         return registry
 
     def render(self) -> bytes:
         return generate_latest(self._collected())
+
+
+class WorkersCollector:
+    """The endpoint's worker processes as Prometheus series, read from ``describe`` (see
+    critic.serving.workers.describe_workers) at each scrape. A Counter of the supervisor's
+    own would not do: the supervisor is not a worker and writes no multiprocess files."""
+
+    def __init__(self, describe: Callable[[], dict]):
+        self._describe = describe
+
+    def collect(self):
+        workers = self._describe()
+        restarts = CounterMetricFamily(
+            "critic_worker_restarts",
+            "Worker processes that died and were started again since the endpoint started.",
+        )
+        restarts.add_metric([], workers["restarts"])
+        started = GaugeMetricFamily(
+            "critic_worker_start_time_seconds",
+            "When each serving worker process started (Unix time).",
+            labels=["pid"],
+        )
+        for process in workers["processes"]:
+            started.add_metric([str(process["pid"])], process["started_at"])
+        looping = GaugeMetricFamily(
+            "critic_worker_crash_loop",
+            "1 while workers keep dying (several deaths within a minute), else 0.",
+        )
+        looping.add_metric([], 1.0 if workers["crash_loop"] else 0.0)
+        return [restarts, started, looping]
 
 
 def _snapshot_from_samples(registry: CollectorRegistry, variant: str) -> dict:

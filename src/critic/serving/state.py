@@ -25,12 +25,12 @@ from critic.serving.ab.autoweights import AutoWeights
 from critic.serving.ab.counts import CountFlusher, CountStore
 from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore
 from critic.serving.batching import MicroBatcher
-from critic.serving.metrics import EndpointMetrics
+from critic.serving.metrics import EndpointMetrics, WorkersCollector
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, describe_capture
 from critic.serving.sidecar.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
 from critic.serving.variants import VariantRouter, VariantSpec, load_variants
-from critic.serving.workers import SharedWeights, WorkerStats
+from critic.serving.workers import SharedWeights, WorkerStats, describe_workers
 
 
 @dataclass
@@ -54,6 +54,8 @@ class EndpointState:
     worker_stats: WorkerStats | None = None
     """With several worker processes and shadows or capture: where each worker's figures
     meet, for the A/B view."""
+    runtime_dir: Path | None = None
+    """With several worker processes: the folder they share (see critic.serving.workers)."""
     stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """How each running component stops, in the order they must: each component's start
     (:func:`start_state`) adds its own, so closing needs no list of what might be running."""
@@ -111,6 +113,10 @@ class EndpointState:
             "shadows": describe_shadows([snapshot["shadows"] for snapshot in snapshots]),
             "capture": describe_capture(captures) if captures else None,
         }
+
+    def workers(self) -> dict:
+        """The endpoint's worker processes: since when each serves, and the restarts."""
+        return describe_workers(self.runtime_dir, self.started)
 
     def sync_weights(self) -> None:
         """Take up the weights another worker published, if it did since the last look."""
@@ -211,7 +217,10 @@ def start_state(
     # The ids' key lives in the feedback file, so that every worker and a restarted endpoint
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
-    state = EndpointState(settings, variant_router, {}, metrics, feedback, answers=answers)
+    state = EndpointState(
+        settings, variant_router, {}, metrics, feedback, answers=answers, runtime_dir=runtime_dir
+    )
+    metrics.add_collector(WorkersCollector(state.workers))
     _start_batchers(state)
     _start_counts(state, runtime_dir)
     _start_shadows(state, shadow_specs or [])

@@ -17,6 +17,10 @@ The worker that answers the page writes its own at that moment and reads the oth
 own figures are exact and the others' at most a second old. A worker that died and was
 restarted by the supervisor leaves its file behind: what it counted was counted, so it stays
 in the totals.
+
+**The supervisor's account** (:func:`describe_workers`): which workers serve, since when, and
+how many died -- written by the supervisor (critic.apps.supervisor), which alone sees a
+worker end, and read by any worker for /variants and /metrics.
 """
 
 from __future__ import annotations
@@ -125,3 +129,38 @@ class WorkerStats:
             with contextlib.suppress(OSError, orjson.JSONDecodeError):
                 snapshots.append(orjson.loads(path.read_bytes()))
         return snapshots
+
+
+SUPERVISION_FILE = "supervision.json"
+"""The supervisor's account of its workers, written by critic.apps.supervisor: which
+processes serve now and since when, how many were restarted, how the latest ones ended."""
+
+
+def publish_supervision(runtime_dir: Path, record: dict) -> None:
+    write_bytes_atomic(Path(runtime_dir) / SUPERVISION_FILE, orjson.dumps(record))
+
+
+def read_supervision(runtime_dir: Path) -> dict | None:
+    """The supervisor's latest record; None before its first (or without a supervisor)."""
+    try:
+        return orjson.loads((Path(runtime_dir) / SUPERVISION_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def describe_workers(runtime_dir: Path | None, started: float) -> dict:
+    """The endpoint's worker processes for /variants and /metrics: the supervisor's record
+    with several, or this lone process (started at ``started``, never restarted) without.
+
+    ``processes``: [{pid, started_at}] (Unix seconds); ``restarts``: workers that died and
+    were started again since the endpoint started; ``deaths``: the latest few, newest last
+    ({pid, ended, ran_s, at}); ``crash_loop``: whether they keep dying."""
+    lone = {
+        "processes": [{"pid": os.getpid(), "started_at": round(started, 3)}],
+        "restarts": 0,
+        "deaths": [],
+        "crash_loop": False,
+    }
+    if runtime_dir is None:
+        return lone
+    return read_supervision(runtime_dir) or {**lone, "processes": []}

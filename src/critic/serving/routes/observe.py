@@ -1,11 +1,12 @@
 """What the endpoint is doing, for people and scrapers:
 
 GET  /metrics    Prometheus text format
-GET  /variants   variants, weights and traffic shares, and which worker answered
+GET  /variants   variants, weights and traffic shares, which worker answered, the workers
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from fastapi import APIRouter
@@ -33,6 +34,9 @@ async def variants(state: State) -> dict:
         # Which worker process answered (critic serve --workers N): whoever reads this page
         # can see that a weight change reached each of them.
         "worker": os.getpid(),
+        # Since when each worker serves and how many died: a restart is otherwise invisible
+        # (the supervisor starts a new worker within seconds and the endpoint answers on).
+        "workers": await asyncio.to_thread(state.workers),
         "variants": [
             {**v.describe(), "share": shares[v.name]} for v in state.router.variants.values()
         ],
