@@ -149,3 +149,168 @@ def test_with_no_variant_known_there_is_no_champion_and_nothing_to_decide():
 
     decision = decide({}, np.array([]), np.array([]), DecisionParameters())
     assert decision["champion"] is None and decision["challengers"] == []
+
+
+# -- the test that stays valid when traffic moves ---------------------------------------------
+
+from fractions import Fraction  # noqa: E402
+
+from critic.evaluation.abtest import (  # noqa: E402
+    DecisionParameters,
+    adaptive_test,
+    aipw_increments,
+    decide,
+    holm,
+    paired_reviews_needed,
+    paired_test,
+    sample_ratio,
+)
+
+
+def test_the_increments_match_the_formula_worked_by_hand():
+    # Votes: a right (share 0.8), b wrong (share 0.2), a wrong (share 0.5).
+    # Vote 1: m_a = m_b = 1/2 (nothing before):  1/2 - 1/2 - (1 - 1/2) / 0.8 = -0.625
+    # Vote 2: m_a = (1 + 1) / (1 + 2) = 2/3, m_b = 1/2:  1/2 - 2/3 + (0 - 1/2) / 0.2 = -2.6667
+    # Vote 3: m_a = 2/3, m_b = (0 + 1) / (1 + 2) = 1/3:  1/3 - 2/3 - (0 - 2/3) / 0.5 = 1.0
+    z = aipw_increments(["a", "b", "a"], [1, 0, 0], [0.8, 0.2, 0.5], "a", "b")
+    assert z == pytest.approx([-0.625, 0.5 - 2 / 3 - 2.5, 1.0])
+    # A vote on a third variant carries only the two running means.
+    assert aipw_increments(["c"], [1], [0.3], "a", "b") == pytest.approx([0.0])
+
+
+def test_a_fixed_even_split_gives_the_same_decision_as_the_pooled_test_on_a_clear_difference():
+    rng = np.random.default_rng(3)
+    challenger = rng.random(600) < 0.5
+    votes = np.where(challenger, rng.random(600) < 0.9, rng.random(600) < 0.6).astype(float)
+    names = np.where(challenger, "b", "a")
+    test = adaptive_test(names, votes, np.full(600, 0.5), "a", "b", alpha=0.05)
+    pooled = sequential_test(votes, challenger, alpha=0.05)
+    assert verdict(test, 0.05, 0.05) == verdict(pooled, 0.05, 0.05) == "challenger better"
+    assert test.difference == pytest.approx(pooled.difference, abs=0.03)
+
+
+def test_under_adaptive_traffic_and_drift_the_pooled_test_names_false_winners_and_this_does_not():
+    from critic.evaluation.simulate import false_winner_rates
+
+    # Equal variants whose accuracy rises from 80% to 92%, Thompson sampling every 50 votes.
+    rates = false_winner_rates(runs=100, votes=3000, drift="rise", adaptive=True, seed=11)
+    assert rates["pooled"] >= 0.12  # the test the view used: about 23% (issue 23)
+    assert rates["weighted"] <= 0.05  # 100 runs: within the simulation's error of alpha
+
+
+def test_holm_matches_the_step_down_worked_by_hand():
+    # Sorted: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> max(0.06, 0.04) = 0.06.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5] and holm([]) == []
+    assert holm([0.4, 0.9]) == pytest.approx([0.8, 0.9])
+
+
+def test_with_several_challengers_the_verdicts_follow_the_adjusted_p_values():
+    rng = np.random.default_rng(5)
+    names = rng.choice(["champion", "b", "c", "d"], size=800)
+    accuracy = np.where(names == "d", 0.9, 0.7)
+    right = (rng.random(800) < accuracy).astype(int)
+    weights = {"champion": 0.4, "b": 0.2, "c": 0.2, "d": 0.2}
+    shares = np.array([weights[n] for n in names])
+    decision = decide(weights, names, right, DecisionParameters(), shares)
+    assert decision["correction"] == "holm" and decision["comparisons"] == 3
+    by_name = {entry["challenger"]: entry for entry in decision["challengers"]}
+    raw = [by_name[n]["p_value"] for n in ("b", "c", "d")]
+    assert [by_name[n]["adjusted_p_value"] for n in ("b", "c", "d")] == pytest.approx(holm(raw))
+    assert by_name["d"]["verdict"] == "challenger better"
+    assert by_name["b"]["verdict"] == by_name["c"]["verdict"] == "keep testing"
+
+
+def test_a_vote_with_no_logged_share_is_weighed_by_its_variants_share_of_the_votes():
+    # Today's weights (0 for a) are not those the votes came under (three to one).
+    weights = {"a": 0.0, "b": 1.0}
+    names = ["a", "a", "a", "b"] * 15
+    right = [1, 1, 0, 1] * 15
+    logged = decide(weights, names, right, DecisionParameters(), [0.75, 0.75, 0.75, 0.25] * 15)
+    unknown = decide(weights, names, right, DecisionParameters(), [math.nan] * 60)
+    assert logged["challengers"][0]["p_value"] == unknown["challengers"][0]["p_value"]
+    assert math.isfinite(unknown["challengers"][0]["difference"])
+
+
+def test_the_sample_ratio_check_trips_on_a_skewed_log_and_not_on_a_fair_one():
+    rng = np.random.default_rng(8)
+    shares = rng.choice([0.5, 0.8], size=5000)  # the weights changed during the test
+    fair = rng.random(5000) < shares
+    expected = {"champion": shares.sum(), "challenger": (1 - shares).sum()}
+    counts = {"champion": int(fair.sum()), "challenger": int((~fair).sum())}
+    assert not sample_ratio(counts, expected)["mismatch"]
+    # A worker that kept the old weights (50/50) for a fifth of the requests: 3 points off.
+    stale = rng.random(5000) < np.where(np.arange(5000) % 5 == 0, 0.5, shares)
+    skewed = {"champion": int(stale.sum()), "challenger": int((~stale).sum())}
+    tripped = sample_ratio(skewed, expected)
+    assert tripped["mismatch"] and tripped["p_value"] < 0.001
+    # A client naming the challenger for 300 requests of its own (routed at 80/20 then, so
+    # their expectation is 240 / 60).
+    pinned = {"champion": counts["champion"], "challenger": counts["challenger"] + 300}
+    also = {"champion": expected["champion"] + 240, "challenger": expected["challenger"] + 60}
+    assert sample_ratio(pinned, also)["mismatch"]
+    # Worked by hand: 600 / 400 against 500 / 500: (100^2 + 100^2) / 500 = 40.
+    assert sample_ratio({"a": 600, "b": 400}, {"a": 1, "b": 1})["statistic"] == 40.0
+
+
+def test_the_view_says_why_the_comparison_cannot_be_trusted():
+    weights = {"champion": 1.0, "challenger": 1.0}
+    names = ["champion", "challenger"] * 40
+    requests = {
+        "observed": {"champion": 700, "challenger": 300},
+        "expected": {"champion": 500, "challenger": 500},
+        "voted_on": {"champion": 700, "challenger": 300},
+    }
+    decision = decide(weights, names, [1] * 80, DecisionParameters(), None, requests)
+    ratio = decision["sample_ratio"]
+    assert ratio["mismatch"] and ratio["requests"]["mismatch"]
+    # 40 votes each on 700 and 300 requests: people vote more on the challenger's answers.
+    assert ratio["votes"]["mismatch"] and len(ratio["reasons"]) == 2
+    assert decision["challengers"][0]["trusted"] is False
+    fair = {**requests, "observed": {"champion": 510, "challenger": 490}}
+    fair["voted_on"] = fair["observed"]
+    assert decide(weights, names, [1] * 80, DecisionParameters(), None, fair)["challengers"][0][
+        "trusted"
+    ]
+
+
+def test_the_paired_test_matches_the_beta_binomial_mixture_worked_by_hand():
+    # 15 disagreements won by the shadow, 5 by the live variant, 80 agreements.
+    shadow = np.array([1] * 15 + [0] * 5 + [1] * 80)
+    live = np.array([0] * 15 + [1] * 5 + [1] * 80)
+    test = paired_test(shadow, live, alpha=0.05)
+    assert (test.shadow_won, test.live_won, test.reviews) == (15, 5, 100)
+    assert test.difference == pytest.approx(0.10)
+
+    def beta(a, b):  # B(a, b) = (a-1)! (b-1)! / (a+b-1)! for whole numbers, exactly
+        return Fraction(math.factorial(a - 1) * math.factorial(b - 1), math.factorial(a + b - 1))
+
+    # Lambda = B(15 + 12, 5 + 12) / B(12, 12) * 2^20; the largest is after the 15th win,
+    # before any loss: B(27, 12) / B(12, 12) * 2^15.
+    peak = beta(27, 12) / beta(12, 12) * 2**15
+    assert test.p_value == pytest.approx(float(1 / peak), rel=1e-9)
+    assert test.started and test.interval[0] < test.difference < test.interval[1]
+
+
+def test_the_paired_test_keeps_alpha_under_no_difference_and_finds_three_points_in_3000():
+    from critic.evaluation.simulate import paired_votes
+
+    rng = np.random.default_rng(2)
+    false = 0
+    for _ in range(300):
+        agreed = (rng.random(3000) < 0.9).astype(int)
+        disagree = rng.random(3000) < 0.1
+        wins = (rng.random(3000) < 0.5).astype(int)  # a disagreement: a coin's toss either way
+        shadow, live = np.where(disagree, wins, agreed), np.where(disagree, 1 - wins, agreed)
+        false += paired_test(shadow, live, 0.05).p_value <= 0.05
+    assert false / 300 <= 0.05
+    shadow, live = paired_votes(np.random.default_rng(4), 3000, 0.86, 0.03, 0.1)
+    assert verdict(paired_test(shadow, live, 0.05), 0.05, 0.05) == "challenger better"
+
+
+def test_the_paired_sample_size_matches_connors_formula_worked_by_hand():
+    # psi = 0.05, delta = 0.007: (1.95996 * 0.223607 + 0.841621 * 0.223497)^2 / 0.000049
+    # = (0.438261 + 0.188098)^2 / 0.000049 = 0.392326 / 0.000049 = 8006.7 -> 8007
+    assert paired_reviews_needed(0.05, 0.007, alpha=0.05, power=0.8) == 8007
+    # Against a split of the same two accuracies: 22,088 votes per variant.
+    assert votes_per_variant(0.9255, 0.007, alpha=0.05, power=0.8) == 22088

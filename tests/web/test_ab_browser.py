@@ -113,3 +113,56 @@ def test_a_split_can_be_promoted_and_a_wrong_token_changes_nothing(server, page,
     page.get_by_role("button", name="Promote").click()
     expect(page.locator("#promote-status")).to_contain_text("challenger 80%")
     assert weights_now(url) == pytest.approx({"champion": 0.2, "challenger": 0.8})
+
+
+@pytest.fixture(scope="module")
+def three_variants(trained_bundle, second_bundle, nbsvm_bundle, tmp_path_factory):
+    feedback_db = tmp_path_factory.mktemp("ab3") / "feedback.sqlite"
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.9, "third": 0.6}, votes_each=0)
+    with running_server(
+        ["serve", "--variant", f"champion={trained_bundle}:1",
+         "--variant", f"challenger={second_bundle}:1", "--variant", f"third={nbsvm_bundle}:1",
+         "--feedback-db", feedback_db]
+    ) as server:  # fmt: skip
+        yield server.url, feedback_db
+
+
+def test_a_sample_ratio_mismatch_is_shown_and_several_challengers_share_one_alpha(
+    three_variants, page
+):
+    url, feedback_db = three_variants
+    seed(feedback_db, {"champion": 0.6, "challenger": 0.9, "third": 0.6}, votes_each=200)
+    # A client naming the challenger for every request: each variant was due a third.
+    for _ in range(90):
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{url}/invocations", data=b"A fine film.",
+                headers={"Content-Type": "text/plain",
+                         "X-Amzn-SageMaker-Target-Variant": "challenger"},
+            ), timeout=30,
+        ).close()  # fmt: skip
+    with urllib.request.urlopen(f"{url}/api/ab/decision", timeout=30) as response:
+        decision = json.load(response)
+    ratio = decision["sample_ratio"]["requests"]
+    assert ratio["observed"] == {"champion": 0, "challenger": 90, "third": 0}
+    assert ratio["expected"] == {"champion": 30.0, "challenger": 30.0, "third": 30.0}
+    assert decision["correction"] == "holm" and decision["comparisons"] == 2
+
+    page.goto(f"{url}/ab?every=1")
+    warning = page.locator("#srm-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("This comparison cannot be trusted")
+    expect(warning).to_contain_text("share of the requests is not what its weights imply")
+    card = page.locator('article.challenger[data-challenger="challenger"]')
+    expect(card.locator(".ab-verdict")).to_have_text("challenger better")
+    expect(card).to_contain_text("not to be trusted")
+    by_name = {entry["challenger"]: entry for entry in decision["challengers"]}
+    adjusted = by_name["challenger"]["adjusted_p_value"]
+    assert adjusted >= by_name["challenger"]["p_value"]
+    expect(card.locator("dt", has_text="Adjusted for 2 comparisons (Holm)")).to_be_visible()
+    expect(card.locator("dd.adjusted-p-value")).to_have_text(f"{adjusted:.2g}".replace("e-0", "e-"))
+    expect(page.locator("#sample-ratio")).to_contain_text("chi-square")
+    # An untrusted winner is not offered for promotion: the form keeps the champion.
+    expect(page.get_by_label("Variant", exact=True)).to_have_value("champion")
+    if os.environ.get("CRITIC_AB_SRM_SCREENSHOT"):
+        page.screenshot(path=os.environ["CRITIC_AB_SRM_SCREENSHOT"], full_page=True)

@@ -98,6 +98,13 @@ class EndpointMetrics:
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
         )
+        self.expected = Counter(
+            "critic_expected_requests",
+            "Sum of the probabilities with which each variant could have been drawn, over the "
+            "requests routed: what critic_requests_total should match (the sample-ratio check).",
+            ["variant"],
+            registry=self.registry,
+        )
         self.weight = Gauge(
             "critic_variant_weight",
             "Current traffic weight of each variant.",
@@ -110,6 +117,7 @@ class EndpointMetrics:
         # each series is looked up once and kept.
         self._request_series: dict[tuple[str, int], tuple] = {}
         self._label_series: dict[tuple[str, str], object] = {}
+        self._expected_series: dict[str, object] = {}
         self._lock = threading.Lock()
         self._collectors: list = []
 
@@ -152,6 +160,15 @@ class EndpointMetrics:
                 window.latencies.append(seconds)
                 window.reviews += len(predictions or ())
                 window.positive += positive
+
+    def routed(self, shares: dict[str, float]) -> None:
+        """One request routed while the variants had these shares (see ``expected``)."""
+        for variant, share in shares.items():
+            if share:
+                series = self._expected_series.get(variant)
+                if series is None:
+                    series = self._expected_series[variant] = self.expected.labels(variant)
+                series.inc(share)
 
     def _labelled(self, variant: str, label: str):
         series = self._label_series.get((variant, label))

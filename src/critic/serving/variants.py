@@ -151,6 +151,8 @@ class VariantRouter:
         self._check_total({v.name: v.weight for v in variants})
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        # Replaced, never changed in place: a request keeps the shares it was routed with.
+        self._shares = self._current_shares()
 
     @staticmethod
     def _check_total(weights: dict[str, float]) -> None:
@@ -171,11 +173,19 @@ class VariantRouter:
 
     def choose(self, target: str | None = None) -> Variant:
         """The named variant, or one drawn by weight."""
+        return self.route(target)[0]
+
+    def route(self, target: str | None = None) -> tuple[Variant, dict[str, float], bool]:
+        """The named variant, or one drawn by weight; with the shares of that moment (every
+        variant's probability of being drawn) and whether the client named it."""
         if target:
-            return self.get(target)
+            variant = self.get(target)
+            with self._lock:
+                return variant, self._shares, True
         with self._lock:
             variants = list(self.variants.values())
-            return self._random.choices(variants, weights=[v.weight for v in variants])[0]
+            chosen = self._random.choices(variants, weights=[v.weight for v in variants])[0]
+            return chosen, self._shares, False
 
     def set_weights(self, weights: dict[str, float]) -> None:
         """Change some variants' weights at once (all checked before any changes)."""
@@ -187,10 +197,14 @@ class VariantRouter:
             self._check_total(proposed)
             for name, weight in weights.items():
                 self.variants[name].weight = float(weight)
+            self._shares = self._current_shares()
 
-    def shares(self) -> dict[str, float]:
+    def _current_shares(self) -> dict[str, float]:
         total = sum(v.weight for v in self.variants.values())
         return {name: v.weight / total for name, v in self.variants.items()}
+
+    def shares(self) -> dict[str, float]:
+        return self._current_shares()
 
 
 def load_variants(

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from critic.errors import CriticError
 from critic.evaluation.abtest import DecisionParameters, decide
+from critic.serving.ab.answers import allocation
 from critic.serving.ab.counts import added, live_totals, summary
 from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError
 from critic.serving.codec import JSON, ClientError, media_type, parse_json
@@ -130,6 +131,7 @@ async def post_feedback(request: Request, state: Page) -> Response:
         return error_response(
             403, "answer_id is not an answer this endpoint gave for that variant and label"
         )
+    share, pinned = allocation(feedback.answer_id)
     try:
         row = await run_in_threadpool(
             state.feedback.record,
@@ -141,6 +143,8 @@ async def post_feedback(request: Request, state: Page) -> Response:
             rating=feedback.rating,
             feedback=feedback.feedback,
             answer_id=feedback.answer_id,
+            share=share,
+            pinned=pinned,
         )
     except DuplicateFeedback as error:
         return error_response(409, str(error))
@@ -244,8 +248,25 @@ def _decision_parameters(request: Request) -> DecisionParameters:
 
 def _decision(state: PageState, parameters: DecisionParameters) -> dict:
     weights = {name: variant.weight for name, variant in state.router.variants.items()}
-    voted, right = state.feedback.votes(list(weights))
-    return decide(weights, voted, right, parameters)
+    votes = state.feedback.votes(list(weights))
+    # Votes on answers a client asked a variant for by name are no part of the experiment.
+    kept = [i for i, pinned in enumerate(votes.pinned) if not pinned]
+    live = live_totals(state.metrics)  # this start of the endpoint: requests and expected
+    every_run = _all_runs(state) or live  # the span of the votes, where counts are kept
+    requests = {
+        "observed": {name: live.get(name, {}).get("requests", 0.0) for name in weights},
+        "expected": {name: live.get(name, {}).get("expected", 0.0) for name in weights},
+        "voted_on": {name: every_run.get(name, {}).get("requests", 0.0) for name in weights},
+    }
+    return decide(
+        weights,
+        [votes.variants[i] for i in kept],
+        [votes.right[i] for i in kept],
+        parameters,
+        shares=[votes.shares[i] for i in kept],
+        requests=requests,
+        left_out=len(votes.variants) - len(kept),
+    )
 
 
 @router.get("/api/ab/decision")

@@ -38,7 +38,7 @@ def test_a_new_store_is_a_wal_sqlite_file_with_the_feedback_table(tmp_path):
         columns = [row[1] for row in connection.execute("PRAGMA table_info(feedback)")]
     assert columns == [
         "id", "created_at", "variant", "model", "review", "label", "probability", "rating",
-        "feedback", "answer_id",
+        "feedback", "answer_id", "share", "pinned",
     ]  # fmt: skip
 
 
@@ -111,7 +111,7 @@ def test_a_newer_schema_is_refused_rather_than_guessed_at(tmp_path):
         FeedbackStore(path)
 
 
-def test_a_version_1_file_gains_answer_ids_and_keeps_its_rows(tmp_path):
+def test_a_version_1_file_gains_answer_ids_and_allocations_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as connection:
         connection.executescript(
@@ -127,7 +127,23 @@ def test_a_version_1_file_gains_answer_ids_and_keeps_its_rows(tmp_path):
     rows = store.rows()
     assert [(row["review"], row["answer_id"]) for row in rows] == [("Bad.", "x.y"), ("Good.", None)]
     with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 3
+    # The old row has no logged share (NaN: the A/B view uses the current one) nor a pin.
+    votes = store.votes(["a"])
+    assert votes.variants == ["a", "a"] and votes.right == [1, 1]
+    assert math.isnan(votes.shares[0]) and votes.pinned == [False, False]
+
+
+def test_each_vote_keeps_how_its_variant_was_chosen(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    store.record(review="A.", variant="a", label="positive", feedback="right", share=0.25)
+    store.record(review="B.", variant="b", label="negative", feedback="wrong", pinned=True)
+    votes = store.votes(["a", "b"])
+    assert votes.variants == ["a", "b"] and votes.right == [1, 0]
+    assert votes.shares[0] == 0.25 and math.isnan(votes.shares[1])
+    assert votes.pinned == [False, True]
+    with pytest.raises(FeedbackError, match="CHECK"):
+        store.record(review="C.", variant="a", label="positive", feedback="right", share=1.5)
 
 
 def test_an_answer_id_takes_one_verdict_and_the_key_survives_reopening(tmp_path):

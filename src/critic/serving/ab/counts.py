@@ -29,7 +29,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_counts (
     run      TEXT NOT NULL,   -- one start of the endpoint
     variant  TEXT NOT NULL,
-    counter  TEXT NOT NULL,   -- requests, errors, positive, negative, latency_sum, le=<seconds>
+    counter  TEXT NOT NULL,   -- requests, errors, positive, negative, latency_sum, le=<seconds>,
+                              -- expected (the requests its routing probabilities imply)
     value    REAL NOT NULL,
     PRIMARY KEY (run, variant, counter)
 );
@@ -66,6 +67,8 @@ def _counter(name: str, labels: dict[str, str]) -> str | None:
         return f"le={labels['le']}"
     if name == "critic_request_latency_seconds_sum":
         return "latency_sum"
+    if name == "critic_expected_requests_total":
+        return "expected"
     return None
 
 
@@ -102,6 +105,7 @@ def summary(counts: dict[str, float]) -> dict:
         "errors": int(counts.get("errors", 0)),
         "reviews": int(reviews),
         "positive_share": positive / reviews if reviews else None,
+        "expected_requests": counts.get("expected", 0.0),
         "latency_ms": {
             key: None if value is None else round(value * 1000, 2)
             for key, value in (("mean", mean), ("p50", p50), ("p95", p95))

@@ -11,9 +11,11 @@ and SQLite connections are not to be shared between threads.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from scipy.stats import binomtest
 from critic.errors import CriticError
 from critic.serving.ab.answers import new_key
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FEEDBACK_FILE = "feedback.sqlite"
 VERDICTS = ("right", "wrong")
 LABELS = ("positive", "negative")
@@ -45,10 +47,28 @@ CREATE TABLE IF NOT EXISTS answer_key (id INTEGER PRIMARY KEY CHECK (id = 1), ke
 """
 # Version 2: each verdict names the answer it judges, at most once. Rows from version 1 have
 # no answer id (NULL), which the unique index allows any number of.
+# Version 3: the probability with which the answer's variant was chosen (the weights of that
+# moment, carried by its answer id), and whether a client named the variant instead: what the
+# A/B test needs to stay valid when the weights move. Older rows have neither (NULL, 0).
 _MIGRATIONS = {
     1: "ALTER TABLE feedback ADD COLUMN answer_id TEXT;",
+    2: "ALTER TABLE feedback ADD COLUMN share REAL CHECK (share > 0 AND share <= 1);"
+    " ALTER TABLE feedback ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;",
 }
 _AFTER_MIGRATIONS = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);"
+
+
+@dataclass(frozen=True)
+class Votes:
+    """Verdicts in the order they came, one entry per verdict in each list."""
+
+    variants: list[str]
+    right: list[int]
+    """1 where the answer was right."""
+    shares: list[float]
+    """The probability its variant was chosen with; NaN where none was logged (older rows)."""
+    pinned: list[bool]
+    """Whether a client named the variant (not chosen at random)."""
 
 
 class FeedbackError(CriticError):
@@ -86,11 +106,8 @@ class FeedbackStore:
                     "SELECT 1 FROM sqlite_master WHERE name = 'feedback'"
                 ).fetchone()
                 connection.executescript(_SCHEMA)
-                if fresh:
-                    connection.executescript(_MIGRATIONS[1])
-                else:
-                    for step in range(max(version, 1), SCHEMA_VERSION):
-                        connection.executescript(_MIGRATIONS[step])
+                for step in range(1 if fresh else max(version, 1), SCHEMA_VERSION):
+                    connection.executescript(_MIGRATIONS[step])
                 connection.executescript(_AFTER_MIGRATIONS)
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 connection.execute(
@@ -122,9 +139,12 @@ class FeedbackStore:
         probability: float | None = None,
         rating: int | None = None,
         answer_id: str | None = None,
+        share: float | None = None,
+        pinned: bool = False,
     ) -> int:
         """Store one verdict on one answer; its row id. A second verdict on the same answer
-        id is refused (:class:`DuplicateFeedback`)."""
+        id is refused (:class:`DuplicateFeedback`). ``share``: the probability the variant was
+        chosen with; ``pinned``: the client named the variant (see critic.serving.ab.answers)."""
         if feedback not in VERDICTS:
             raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
         if label not in LABELS:
@@ -134,8 +154,8 @@ class FeedbackStore:
             with self._connect() as connection:
                 cursor = connection.execute(
                     "INSERT INTO feedback (created_at, variant, model, review, label,"
-                    " probability, rating, feedback, answer_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " probability, rating, feedback, answer_id, share, pinned)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         created,
                         variant,
@@ -146,6 +166,8 @@ class FeedbackStore:
                         rating,
                         feedback,
                         answer_id,
+                        share,
+                        int(pinned),
                     ),
                 )
                 return int(cursor.lastrowid)
@@ -165,17 +187,22 @@ class FeedbackStore:
             )
             return [dict(row) for row in cursor.fetchall()]
 
-    def votes(self, variants: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Every verdict on these variants in the order given: the variant, and 1 if "right".
-        What a sequential test replays."""
+    def votes(self, variants: Sequence[str]) -> Votes:
+        """Every verdict on these variants in the order given: what a sequential test
+        replays."""
         marks = ", ".join("?" * len(variants))
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT variant, feedback = 'right' FROM feedback WHERE variant IN ({marks})"
-                " ORDER BY id",
+                "SELECT variant, feedback = 'right', share, pinned FROM feedback"
+                f" WHERE variant IN ({marks}) ORDER BY id",
                 list(variants),
             ).fetchall()
-        return [variant for variant, _ in rows], [int(right) for _, right in rows]
+        return Votes(
+            [variant for variant, *_ in rows],
+            [int(right) for _, right, *_ in rows],
+            [math.nan if share is None else float(share) for *_, share, _ in rows],
+            [bool(pinned) for *_, pinned in rows],
+        )
 
     def summary(self, variants: Sequence[str] = ()) -> list[dict]:
         """Per variant: how many verdicts, how many "right", the accuracy and its 95% interval.

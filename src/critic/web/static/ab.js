@@ -96,6 +96,10 @@
     if (entry.verdict === "champion better") verdict.classList.add("worse");
     verdict.textContent = entry.verdict;
     line.append("Verdict: ", verdict);
+    if (!entry.trusted) {
+      verdict.classList.add("untrusted");
+      line.append(" \u2014 not to be trusted: the sample ratio is off (see above)");
+    }
     const list = document.createElement("dl");
     const side = (name) =>
       `${name} ${percent(entry.accuracy[name], 1)} of ${entry.votes[name]} votes`;
@@ -111,6 +115,14 @@
       "interval",
     );
     term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
+    if (decision.correction === "holm") {
+      term(
+        list,
+        `Adjusted for ${decision.comparisons} comparisons (Holm)`,
+        entry.started ? entry.adjusted_p_value.toPrecision(2) : "\u2014",
+        "adjusted-p-value",
+      );
+    }
     const planned =
       `${entry.votes_needed_per_variant} to find ${(decision.min_difference * 100).toFixed(1)} ` +
       `points at ${Math.round(decision.power * 100)}% power`;
@@ -143,7 +155,9 @@
     }
     if (promoteTouched || !decision) return;
     // Offer the winner: the challenger a verdict named better, else the champion.
-    const winner = decision.challengers.find((entry) => entry.verdict === "challenger better");
+    const winner = decision.challengers.find(
+      (entry) => entry.verdict === "challenger better" && entry.trusted,
+    );
     select.value = winner ? winner.challenger : decision.champion;
   }
 
@@ -159,6 +173,20 @@
     $("method").textContent = decision.method;
     $("assumes").textContent = `It assumes: ${decision.assumes}`;
     $("sample-size").textContent = `Votes still needed: ${decision.sample_size}`;
+    const ratio = decision.sample_ratio;
+    $("sample-ratio").textContent = ratio.method;
+    $("srm-warning").hidden = !ratio.mismatch;
+    $("srm-reasons").replaceChildren(
+      ...ratio.reasons.map((reason) => {
+        const item = document.createElement("li");
+        item.textContent = reason;
+        return item;
+      }),
+    );
+    $("left-out").hidden = !decision.left_out_votes;
+    $("left-out").textContent =
+      `${decision.left_out_votes} votes on answers a client asked a variant for by name are ` +
+      "left out: nothing chose those variants at random.";
     $("challengers").replaceChildren(...decision.challengers.map((entry) => challengerCard(decision, entry)));
   }
 
