@@ -48,7 +48,7 @@ def chunks(size: int, chunk: int = 300):
 
 @pytest.mark.parametrize(
     ("status", "error_type"),
-    [(400, "ValidationError"), (413, "ValidationError"), (503, "ModelError")],
+    [(400, "ValidationError"), (413, "ValidationError"), (424, "ModelError"), (503, "ModelError")],
 )
 def test_an_error_is_json_with_its_status_and_message_and_names_its_type_for_aws_sdks(
     status, error_type

@@ -2,11 +2,13 @@
 
 critic.serving.invocations.invocations is what both invocation paths of the endpoint run; the
 HTTP tests (test_app, test_server) show that a real request reaches it. Here each answer is
-checked as the function returns it: status, message, headers, and what the metrics counted.
+checked as the function returns it: status, message, headers, and what the metrics counted;
+and, on the runtime API's path, which refusals are SageMaker's own and which the model's.
 """
 
 import asyncio
 import json
+from collections import Counter
 
 import pytest
 
@@ -25,8 +27,12 @@ from critic.serving.variants import VariantSpec
 pytestmark = pytest.mark.slow  # the endpoint's state loads a trained bundle
 
 
-def answer(bundle, *calls, **settings):
-    """Start an endpoint's state in an event loop of its own, make the calls, stop it."""
+ENDPOINT = "critic"  # ServerSettings' default endpoint name
+
+
+def answer(bundle, *calls, before=None, **settings):
+    """Start an endpoint's state in an event loop of its own, make the calls, stop it.
+    ``before``: an async function given the state before the calls (to stop it, say)."""
 
     async def run():
         state = start_state(
@@ -34,6 +40,8 @@ def answer(bundle, *calls, **settings):
             ServerSettings(feedback_db="off", seed=0, max_reviews=3, **settings),
         )
         try:
+            if before is not None:
+                await before(state)
             return [await invocations(state, *args, **kwargs) for args, kwargs in calls], state
         finally:
             await state.close()
@@ -154,3 +162,119 @@ def test_read_asked_is_what_the_page_in_front_of_sagemaker_checks_too():
 )  # fmt: skip
 def test_both_sagemaker_paths_and_only_they_are_invocations(path, matched):
     assert invocation_path(path) == matched
+
+
+def quoted(model_error) -> dict:
+    """The body of a runtime API's 424: SageMaker's ModelError, as boto3 parses it."""
+    assert model_error.status == 424 and model_error.content_type == "application/json"
+    body = json.loads(model_error.body)
+    assert body["Message"] == model_error.message
+    return body
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"endpoint_name": "elsewhere"}, "Endpoint elsewhere not found"),
+        ({"target_variant": "nobody"}, "no variant 'nobody'"),
+        ({"target_variant": "bad name!"}, "target variant"),
+        ({"custom_attributes": "x" * 1025}, "Custom-Attributes"),
+        # What SageMaker checks comes before the container sees the request, whatever the
+        # container would have said of it (an explain it cannot read, a body with no review).
+        ({"endpoint_name": "elsewhere", "custom_attributes": "explain=ture"}, "Endpoint"),
+        ({"target_variant": "nobody", "body": b"   "}, "no variant 'nobody'"),
+    ],
+)
+def test_on_the_runtime_path_what_sagemaker_refuses_itself_stays_a_400(nbsvm_bundle, kwargs, words):
+    body = kwargs.pop("body", b"Fine.")
+    kwargs.setdefault("endpoint_name", ENDPOINT)
+    (refused,), _ = answer(nbsvm_bundle, call(body, **kwargs))
+    assert refused.status == 400 and words in refused.message, refused.message
+    assert json.loads(refused.body) == {"status": 400, "message": refused.message}
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "status"),
+    [
+        ((b"   ", "text/plain", None), {}, 400),
+        ((b"<br /> :-) !!", "text/plain", None), {}, 400),  # a review with no words
+        ((b"{oops", "application/json", None), {}, 400),
+        ((b"Fine.", "image/png", None), {}, 415),
+        ((b"Fine.", "text/plain", "image/png"), {}, 415),
+        ((json.dumps(["a", "b", "c", "d"]).encode(), "application/json", None), {}, 413),
+        ((b"Fine.", "text/plain", None), {"custom_attributes": "trace=1;explain=ture"}, 400),
+        ((b"Fine.", "text/plain", None), {"explain_query": "maybe"}, 400),
+    ],
+)
+def test_on_the_runtime_path_the_containers_refusal_is_a_424_model_error_quoting_it(
+    nbsvm_bundle, args, kwargs, status
+):
+    (container, runtime), _ = answer(
+        nbsvm_bundle, (args, kwargs), (args, {**kwargs, "endpoint_name": ENDPOINT})
+    )
+    assert container.status == status  # /invocations answers as it always did
+    assert json.loads(container.body) == {"status": status, "message": container.message}
+    error = quoted(runtime)
+    assert error["OriginalStatusCode"] == status
+    assert error["OriginalMessage"] == container.body.decode()
+    assert error["ErrorCode"] == "CLIENT_ERROR_FROM_MODEL"
+    assert error["Message"].startswith(
+        f'Received client error ({status}) from primary with message "{container.body.decode()}"'
+    )
+    assert runtime.headers == container.headers  # the echoed custom attributes, say
+
+
+def test_a_server_error_of_the_container_is_a_model_error_too(nbsvm_bundle):
+    async def stopping(state):
+        await state.close()  # the batchers refuse new work: 503, retry in a second
+
+    review = (b"Fine.", "text/plain", None)
+    (container, runtime), _ = answer(
+        nbsvm_bundle, (review, {}), (review, {"endpoint_name": ENDPOINT}), before=stopping
+    )
+    assert container.status == 503 and container.headers["Retry-After"] == "1"
+    error = quoted(runtime)
+    assert error["OriginalStatusCode"] == 503
+    assert error["ErrorCode"] == "INTERNAL_FAILURE_FROM_MODEL"
+    assert error["Message"].startswith("Received server error (503) from primary with message")
+    assert json.loads(error["OriginalMessage"])["message"] == "the endpoint is shutting down"
+    assert runtime.headers["Retry-After"] == "1"
+
+
+def test_a_failure_the_container_path_leaves_to_starlette_is_a_model_error_quoting_a_500(
+    nbsvm_bundle, caplog
+):
+    async def run():
+        state = start_state(
+            [VariantSpec("only", nbsvm_bundle, 1.0)], ServerSettings(feedback_db="off")
+        )
+        # The thread that explains answers is gone: a real failure below the request path.
+        state.batchers["only"]._explainer.shutdown()
+        try:
+            with pytest.raises(RuntimeError):  # /invocations: Starlette's 500, as before
+                await invocations(state, b"Fine.", "text/plain", None, explain_query="true")
+            return await invocations(
+                state, b"Fine.", "text/plain", None, explain_query="true", endpoint_name=ENDPOINT
+            )
+        finally:
+            await state.close()
+
+    error = quoted(asyncio.run(run()))
+    assert (error["OriginalStatusCode"], error["OriginalMessage"]) == (500, "Internal Server Error")
+    assert error["Message"].startswith("Received server error (500) from primary")
+    assert "an invocation of endpoint critic failed" in caplog.text  # with its traceback
+
+
+def test_a_refusal_on_the_runtime_path_is_counted_with_the_status_the_model_gave(nbsvm_bundle):
+    _, state = answer(
+        nbsvm_bundle,
+        call(b"   ", endpoint_name=ENDPOINT),
+        call(b"Fine.", endpoint_name="elsewhere"),
+        call(b"Fine.", endpoint_name=ENDPOINT),
+    )
+    by_status = Counter()
+    for line in state.metrics.render().decode().splitlines():
+        if line.startswith("critic_requests_total{"):
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            by_status[status] += float(line.rsplit(" ", 1)[1])
+    assert by_status == {"200": 1, "400": 2}  # never 424: that is SageMaker's wrapping

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from support.cli import run_cli
 from support.servers import free_port, running_server
@@ -31,9 +30,9 @@ def server(trained_bundle, second_bundle):
         yield server.url
 
 
-def post(url, body, content_type="text/plain", headers=None):
+def post(url, body, content_type="text/plain", headers=None, path="/invocations"):
     request = urllib.request.Request(
-        f"{url}/invocations",
+        f"{url}{path}",
         data=body.encode(),
         method="POST",
         headers={"Content-Type": content_type, **(headers or {})},
@@ -75,15 +74,56 @@ def test_boto3_invoke_endpoint_works_unchanged(runtime):
     assert len(predictions) == len(REVIEWS)
 
 
-def test_boto3_sees_a_client_mistake_as_a_validation_error(runtime):
-    with pytest.raises(ClientError) as raised:
+NO_WORDS = "<br /><br /> :-) !!!"  # markup and symbols: a review with no words
+
+
+def test_boto3_raises_model_error_for_what_the_model_refuses_as_against_sagemaker(server, runtime):
+    with pytest.raises(runtime.exceptions.ModelError) as raised:
         runtime.invoke_endpoint(
-            EndpointName="critic-reviews", Body=b"   ", ContentType="text/plain"
+            EndpointName="critic-reviews", Body=NO_WORDS.encode(), ContentType="text/plain"
         )
-    assert raised.value.response["Error"]["Code"] == "ValidationError"
-    assert "empty" in raised.value.response["Error"]["Message"]
-    with pytest.raises(ClientError, match="Endpoint elsewhere not found"):
+    error = raised.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["ResponseMetadata"]["RequestId"]
+    assert error["OriginalStatusCode"] == 400
+    quoted = json.loads(error["OriginalMessage"])
+    assert quoted["status"] == 400 and "has no words" in quoted["message"]
+    assert error["Error"]["Message"].startswith("Received client error (400) from primary")
+    # critic's container contract answers the same review itself, with the body quoted above.
+    status, _, body = post(server, NO_WORDS)
+    assert status == 400 and json.loads(body) == quoted
+
+
+def test_boto3_sees_what_sagemaker_refuses_itself_as_a_validation_error(runtime):
+    with pytest.raises(runtime.exceptions.ValidationError, match="Endpoint elsewhere not found"):
         runtime.invoke_endpoint(EndpointName="elsewhere", Body=b"Great", ContentType="text/plain")
+    with pytest.raises(runtime.exceptions.ValidationError, match="no variant 'nobody'"):
+        runtime.invoke_endpoint(
+            EndpointName="critic-reviews",
+            Body=NO_WORDS.encode(),  # refused before the model could say so
+            ContentType="text/plain",
+            TargetVariant="nobody",
+        )
+
+
+def test_the_runtime_paths_424_carries_sagemakers_body_and_headers(server):
+    status, headers, body = post(
+        server,
+        NO_WORDS,
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "trace=9"},
+        path="/endpoints/critic-reviews/invocations",
+    )
+    assert status == 424 and headers["Content-Type"] == "application/json"
+    assert headers["x-amzn-ErrorType"] == "ModelError"
+    assert len(headers["x-amzn-RequestId"]) == 36  # a UUID, as SageMaker's
+    assert headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=9"
+    error = json.loads(body)
+    assert set(error) == {"ErrorCode", "Message", "OriginalMessage", "OriginalStatusCode"}
+    assert (error["ErrorCode"], error["OriginalStatusCode"]) == ("CLIENT_ERROR_FROM_MODEL", 400)
+    _, container_headers, container_body = post(server, NO_WORDS)
+    assert error["OriginalMessage"] == container_body.decode()
+    assert "x-amzn-RequestId" not in container_headers  # the container contract has none
 
 
 def test_served_predictions_equal_critic_predict(server, trained_bundle):

@@ -13,17 +13,24 @@ def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
+ERROR_TYPE = "x-amzn-ErrorType"
+MODEL_ERROR_STATUS = 424
+"""What SageMaker's runtime answers when the container answered an error: a ModelError that
+quotes the container's status and body (critic.serving.invocations.model_error)."""
+
+
+def error_type(status: int) -> str:
+    """The type AWS SDKs read from an error's ``x-amzn-ErrorType`` header: boto3 then raises
+    that exception (``ValidationError``, ``ModelError``) with our message, as for SageMaker's."""
+    return "ModelError" if status >= 500 or status == MODEL_ERROR_STATUS else "ValidationError"
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         encode_error(status, message),
         status_code=status,
         media_type="application/json",
-        # AWS SDKs read the error's type from this header: boto3 then raises a ClientError
-        # with our message, as it would for SageMaker's own ValidationError.
-        headers={
-            "x-amzn-ErrorType": "ValidationError" if status < 500 else "ModelError",
-            **(headers or {}),
-        },
+        headers={ERROR_TYPE: error_type(status), **(headers or {})},
     )
 
 
