@@ -166,3 +166,35 @@ def test_a_sample_ratio_mismatch_is_shown_and_several_challengers_share_one_alph
     expect(page.get_by_label("Variant", exact=True)).to_have_value("champion")
     if os.environ.get("CRITIC_AB_SRM_SCREENSHOT"):
         page.screenshot(path=os.environ["CRITIC_AB_SRM_SCREENSHOT"], full_page=True)
+
+
+def test_a_shadow_is_decided_on_the_champions_votes_and_shown_with_its_reason(
+    trained_bundle, nbsvm_bundle, tmp_path, page
+):
+    from critic.serving.ab.feedback import FeedbackStore
+
+    feedback_db = tmp_path / "feedback.sqlite"
+    store = FeedbackStore(feedback_db)
+    # 300 voted champion answers: where they disagree (60), the shadow was right on 45.
+    rows = []
+    for index in range(300):
+        disagree, shadow_wins = index % 5 == 0, index % 20 != 0
+        live_right = not (disagree and shadow_wins)
+        shadow_label = "negative" if disagree else "positive"
+        store.record(review=f"r{index}", variant="AllTraffic", label="positive",
+                     feedback="right" if live_right else "wrong", answer_id=f"id{index}",
+                     share=1.0)  # fmt: skip
+        rows.append((f"id{index}", "candidate", shadow_label))
+    store.add_shadow_answers(rows)
+    with running_server(
+        ["serve", trained_bundle, "--shadow", f"candidate={nbsvm_bundle}",
+         "--feedback-db", feedback_db]
+    ) as server:  # fmt: skip
+        page.goto(f"{server.url}/ab?every=1")
+        card = page.locator('article.shadow-decision[data-shadow="candidate"]')
+        expect(card.locator(".ab-verdict")).to_have_text("shadow better")
+        expect(card.locator("dd.disagreements")).to_have_text(
+            "candidate right 45, AllTraffic right 15"
+        )
+        expect(card.locator("dd.difference")).to_have_text("+10.0 points")
+        expect(page.locator("#paired-method")).to_contain_text("beta-binomial")

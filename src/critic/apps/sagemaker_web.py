@@ -137,6 +137,9 @@ class ProxyState:
     def earlier_counts(self) -> None:
         return None
 
+    def shadow_names(self) -> list[str]:
+        return []  # SageMaker's shadow variants answer nobody here, so nothing can score them
+
     async def shadow_view(self) -> dict:
         return {"workers": 1, "shadows": [], "capture": None}
 
@@ -269,9 +272,13 @@ def forward(runtime: Any, endpoint_name: str, params: dict[str, Any]) -> Forward
     )
 
 
-def _annotate(state: ProxyState, answer: Forwarded) -> tuple[bytes, list[dict]]:
+def _annotate(
+    state: ProxyState, answer: Forwarded, shares: dict[str, float | None], pinned: bool
+) -> tuple[bytes, list[dict]]:
     """The answer's body with the variant, its model and an answer id per prediction added,
-    when it is critic's JSON; other answers pass as they came."""
+    when it is critic's JSON; other answers pass as they came. Each id says how SageMaker
+    chose the variant: by the weights it reported when the request left (``shares``), or as
+    the client named it (``pinned``)."""
     if media_type(answer.content_type) != JSON or answer.variant is None:
         return answer.body, []
     try:
@@ -284,7 +291,9 @@ def _annotate(state: ProxyState, answer: Forwarded) -> tuple[bytes, list[dict]]:
     variant = state.router.learn(answer.variant, payload.get("model"))
     for prediction in predictions:
         if prediction.get("label") in ("positive", "negative"):
-            prediction["id"] = state.answers.issue(variant.name, prediction["label"])
+            prediction["id"] = state.answers.issue(
+                variant.name, prediction["label"], shares.get(variant.name), pinned
+            )
     payload.update(variant=variant.name, model=variant.predictor.name)
     return json.dumps(payload, ensure_ascii=False).encode(), predictions
 
@@ -318,12 +327,16 @@ async def forward_invocation(request: Request) -> Response:
         params["TargetVariant"] = target
     if attributes:
         params["CustomAttributes"] = attributes
+    shares = state.router.shares()  # the weights as the request leaves, for its answer ids
     answer = await run_in_threadpool(forward, state.runtime, state.settings.endpoint_name, params)
     seconds = time.perf_counter() - started
+    if answer.variant is not None and None not in shares.values():
+        # What the sample-ratio check expects: SageMaker drew by these weights (or would have).
+        state.metrics.routed(shares)
     if answer.message is not None:
         state.metrics.observe(answer.variant or NO_VARIANT, answer.status, seconds)
         return error_response(answer.status, answer.message, answer.headers)
-    body_out, predictions = _annotate(state, answer)
+    body_out, predictions = _annotate(state, answer, shares, target is not None)
     state.metrics.observe(answer.variant or NO_VARIANT, 200, seconds, predictions)
     out_headers = {INVOKED_VARIANT: answer.variant} if answer.variant else {}
     if len(predictions) == 1 and "id" in predictions[0]:

@@ -547,8 +547,61 @@ def compare(
     }
 
 
-def _decided(entry: dict, parameters: DecisionParameters, votes_side: int) -> dict:
-    """``entry`` with its verdict (on its adjusted p-value) and the votes still needed."""
+PAIRED_TEXT = (
+    "A shadow answers copies of the live requests. When someone marks the champion's answer "
+    "right or wrong, the review's true label is known, so the shadow's answer on the same "
+    "review is right or wrong too: a paired comparison. Only the reviews where the two "
+    "disagree carry information; under no difference each goes either way with probability "
+    "one half. The test is the beta-binomial mixture martingale on those disagreements "
+    f"(prior Beta({PAIRED_PRIOR:g}, {PAIRED_PRIOR:g})), always valid like the traffic test; "
+    "it needs far fewer votes than a traffic split when the two rarely disagree. Reviews "
+    "still needed: a fixed-size McNemar test (Connor, 1987) at the disagreement so far."
+)
+
+
+def compare_shadow(
+    shadow: str,
+    champion: str,
+    shadow_right: list[int],
+    live_right: list[int],
+    parameters: DecisionParameters,
+    comparisons: int = 1,
+) -> dict:
+    """The paired decision on one shadow against the champion, on the champion's voted
+    answers the shadow also answered (see :data:`PAIRED_TEXT`); :func:`decide` adjusts the
+    p-value."""
+    test = paired_test(shadow_right, live_right, parameters.alpha / comparisons)
+    reviews = test.reviews
+    disagreement = (test.shadow_won + test.live_won) / reviews if reviews else 0.0
+    needed = paired_reviews_needed(
+        disagreement or 0.1, parameters.min_difference, parameters.alpha, parameters.power
+    )
+    return {
+        "shadow": shadow,
+        "against": champion,
+        "reviews": reviews,
+        "shadow_won": test.shadow_won,
+        "live_won": test.live_won,
+        "accuracy": {
+            "shadow": float(np.mean(shadow_right)) if reviews else None,
+            "live": float(np.mean(live_right)) if reviews else None,
+        },
+        "difference": test.difference if reviews else None,
+        "interval": None if test.interval is None else list(test.interval),
+        "p_value": test.p_value,
+        "adjusted_p_value": test.p_value,
+        "started": test.started,
+        "reviews_needed": needed,
+        "min_pairs": MIN_PAIRS,
+        "_test": test,
+    }
+
+
+def _decided(
+    entry: dict, parameters: DecisionParameters, done: int, needed: str = "votes_needed_per_variant"
+) -> dict:
+    """``entry`` with its verdict (on its adjusted p-value) and what is still needed: the
+    votes (per variant) or the labelled reviews (paired) of its ``needed`` key, less ``done``."""
     test: SequentialTest = entry.pop("_test")
     adjusted = SequentialTest(
         test.difference, entry["adjusted_p_value"], test.interval, test.started
@@ -556,9 +609,8 @@ def _decided(entry: dict, parameters: DecisionParameters, votes_side: int) -> di
     decided = verdict(adjusted, parameters.alpha, parameters.min_difference)
     entry["verdict"] = decided
     # Once decided, there is nothing left to wait for.
-    entry["votes_still_needed"] = (
-        0 if decided != "keep testing" else max(0, entry["votes_needed_per_variant"] - votes_side)
-    )
+    still = "votes_still_needed" if needed == "votes_needed_per_variant" else "reviews_still_needed"
+    entry[still] = 0 if decided != "keep testing" else max(0, entry[needed] - done)
     return entry
 
 
@@ -570,8 +622,9 @@ def decide(
     shares: np.ndarray | None = None,
     requests: dict | None = None,
     left_out: int = 0,
+    paired: dict[str, tuple[list[int], list[int]]] | None = None,
 ) -> dict:
-    """Every challenger against the champion, with the method in words; no champion while no
+    """Every challenger and every shadow against the champion, with the method in words; no champion while no
     variant is known (critic web before the endpoint's first answer).
 
     ``shares``: each vote's logged probability (NaN where none was logged: see
@@ -579,22 +632,30 @@ def decide(
     {variant: requests}, "expected": {variant: the sum of their probabilities}} and
     "voted_on": {variant: requests} over the span of the votes (else "observed");
     ``left_out``: votes not part of the experiment (on answers a client asked a variant for
-    by name)."""
+    by name); ``paired``: per shadow, (shadow right, champion right) on the champion's
+    answers it also answered, in the order of the verdicts (:func:`paired_test`)."""
     variants, right = np.asarray(variants), np.asarray(right, dtype=np.float64)
     champion = champion_of(weights) if weights else None
     names = [name for name in weights if name != champion]
+    paired = paired or {}
+    family = len(names) + len(paired)
     probabilities = logged_shares(variants, shares)
     challengers = [
-        compare(champion, name, variants, right, parameters, probabilities, len(names))
+        compare(champion, name, variants, right, parameters, probabilities, family)
         for name in names
     ]
+    shadows = [
+        compare_shadow(name, champion, *pairs, parameters, family) for name, pairs in paired.items()
+    ]
+    family_entries = challengers + shadows
     for entry, adjusted in zip(
-        challengers, holm([entry["p_value"] for entry in challengers]), strict=True
+        family_entries, holm([entry["p_value"] for entry in family_entries]), strict=True
     ):
         entry["adjusted_p_value"] = adjusted
     challengers = [
         _decided(entry, parameters, min(entry["votes"].values())) for entry in challengers
     ]
+    shadows = [_decided(entry, parameters, entry["reviews"], "reviews_needed") for entry in shadows]
     ratio = sample_ratios(weights, variants, requests)
     if ratio["mismatch"]:
         for entry in challengers:
@@ -610,11 +671,13 @@ def decide(
         "method": METHOD,
         "assumes": ASSUMES,
         "sample_size": SAMPLE_SIZE,
-        "correction": "holm" if len(names) > 1 else None,
-        "comparisons": len(names),
+        "correction": "holm" if family > 1 else None,
+        "comparisons": family,
         "left_out_votes": left_out,
         "sample_ratio": ratio,
         "challengers": [{"trusted": True, **entry} for entry in challengers],
+        "shadows": shadows,
+        "paired_method": PAIRED_TEXT,
     }
 
 

@@ -24,6 +24,7 @@ from critic.serving.ab.answers import AnswerIds, new_key
 from critic.serving.ab.autoweights import AutoWeights
 from critic.serving.ab.counts import CountFlusher, CountStore
 from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore
+from critic.serving.ab.shadows import ShadowAnswerLog
 from critic.serving.batching import MicroBatcher
 from critic.serving.metrics import EndpointMetrics, WorkersCollector
 from critic.serving.settings import ServerSettings
@@ -113,6 +114,10 @@ class EndpointState:
             "shadows": describe_shadows([snapshot["shadows"] for snapshot in snapshots]),
             "capture": describe_capture(captures) if captures else None,
         }
+
+    def shadow_names(self) -> list[str]:
+        """The shadow variants this endpoint runs (none: an empty list)."""
+        return list(self.shadows.shadows) if self.shadows is not None else []
 
     def workers(self) -> dict:
         """The endpoint's worker processes: since when each serves, and the restarts."""
@@ -272,6 +277,12 @@ def _start_shadows(state: EndpointState, shadow_specs: list[ShadowSpec]) -> None
             await shadows.stop(state.settings.graceful_timeout_s)
 
         state.on_close(stop)
+        if state.feedback is not None:
+            # Each shadow answer under the live answer's id: scored when that answer is voted on.
+            log = ShadowAnswerLog(state.feedback)
+            shadows.on_answers = log.offer
+            log.start()
+            state.on_close(log.stop)  # after the shadows: their last answers are written too
 
 
 def _start_capture(state: EndpointState) -> None:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from critic.errors import CriticError
-from critic.evaluation.abtest import DecisionParameters, decide
+from critic.evaluation.abtest import DecisionParameters, champion_of, decide
 from critic.serving.ab.answers import allocation
 from critic.serving.ab.counts import added, live_totals, summary
 from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError
@@ -258,6 +258,11 @@ def _decision(state: PageState, parameters: DecisionParameters) -> dict:
         "expected": {name: live.get(name, {}).get("expected", 0.0) for name in weights},
         "voted_on": {name: every_run.get(name, {}).get("requests", 0.0) for name in weights},
     }
+    champion = champion_of(weights) if weights else None
+    paired = {
+        shadow: state.feedback.shadow_pairs(shadow, champion)
+        for shadow in (state.shadow_names() if champion else [])
+    }
     return decide(
         weights,
         [votes.variants[i] for i in kept],
@@ -266,6 +271,7 @@ def _decision(state: PageState, parameters: DecisionParameters) -> dict:
         shares=[votes.shares[i] for i in kept],
         requests=requests,
         left_out=len(votes.variants) - len(kept),
+        paired=paired,
     )
 
 

@@ -55,6 +55,9 @@ class PageState(Protocol):
     async def shadow_view(self) -> dict:
         """The shadow variants and the data capture as the A/B view shows them."""
 
+    def shadow_names(self) -> list[str]:
+        """The shadow variants, scored on the live answers' feedback (none: empty)."""
+
 
 async def get_page_state(request: Request) -> PageState:
     # async: a plain def dependency would cost a thread hand-off per request.

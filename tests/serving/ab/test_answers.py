@@ -17,7 +17,7 @@ def test_an_id_checks_for_its_variant_and_label_only_and_says_how_the_variant_wa
     assert not ids.check(issued, "challenger", "negative")
     assert not AnswerIds(b"o" * 32).check(issued, "challenger", "positive")
     assert allocation(issued) == (0.05, False)
-    pinned = ids.issue("challenger", "positive", None)
+    pinned = ids.issue("challenger", "positive", 0.5, pinned=True)
     assert ids.check(pinned, "challenger", "positive") and allocation(pinned) == (None, True)
 
 
@@ -27,6 +27,13 @@ def test_the_share_cannot_be_changed_without_the_key():
     assert chosen == "500"
     for forged in ("10000", "t", "0", "abc", ""):
         assert not ids.check(f"{nonce}.{forged}.{mac}", "a", "positive")
+
+
+def test_without_a_known_share_the_id_says_nothing_of_how_the_variant_was_chosen():
+    ids = AnswerIds(KEY)
+    unknown = ids.issue("a", "positive")  # in front of SageMaker, before its weights are read
+    assert ids.check(unknown, "a", "positive") and allocation(unknown) == (None, False)
+    assert len(unknown.split(".")) == 2
 
 
 def test_an_id_of_the_older_form_still_checks_and_has_no_allocation():

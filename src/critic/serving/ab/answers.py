@@ -45,11 +45,16 @@ class AnswerIds:
         digest = hashlib.blake2b(message, key=self._key, digest_size=_MAC_BYTES).digest()
         return _b64(digest)
 
-    def issue(self, variant: str, label: str, share: float | None = None) -> str:
+    def issue(
+        self, variant: str, label: str, share: float | None = None, pinned: bool = False
+    ) -> str:
         """A fresh id for one answer: ``label`` from ``variant``, chosen with probability
-        ``share`` (None: the client named it)."""
+        ``share``, or named by the client (``pinned``); with neither known, an id that says
+        nothing of how (the older form)."""
         nonce = _b64(os.urandom(_NONCE_BYTES))
-        chosen = PINNED if share is None else str(max(1, round(share * SHARE_SCALE)))
+        if not pinned and share is None:
+            return f"{nonce}.{self._mac(nonce, variant, label)}"
+        chosen = PINNED if pinned else str(max(1, round(share * SHARE_SCALE)))
         return f"{nonce}.{chosen}.{self._mac(nonce, variant, label, chosen)}"
 
     def check(self, answer_id: str, variant: str, label: str) -> bool:

@@ -26,6 +26,7 @@ from critic.serving.ab.answers import new_key
 
 SCHEMA_VERSION = 3
 FEEDBACK_FILE = "feedback.sqlite"
+SHADOW_ANSWERS_KEPT = 1_000_000  # about 60 MB of the file
 VERDICTS = ("right", "wrong")
 LABELS = ("positive", "negative")
 
@@ -42,6 +43,17 @@ CREATE TABLE IF NOT EXISTS feedback (
     feedback    TEXT    NOT NULL CHECK (feedback IN ('right', 'wrong'))
 );
 CREATE INDEX IF NOT EXISTS feedback_variant ON feedback (variant);
+-- What each shadow answered to the live answers it was copied (by the live answer's id), so
+-- that a verdict on the live answer is a verdict on the shadow's too (critic.serving.ab.shadows).
+-- Only the latest SHADOW_ANSWERS_KEPT rows are kept: a vote comes minutes after its answer,
+-- not days, and a busy endpoint copies millions of answers a day.
+CREATE TABLE IF NOT EXISTS shadow_answers (
+    id          INTEGER PRIMARY KEY,
+    answer_id   TEXT NOT NULL,
+    shadow      TEXT NOT NULL,
+    label       TEXT NOT NULL CHECK (label IN ('positive', 'negative')),
+    UNIQUE (answer_id, shadow)
+);
 -- The key of the answer ids (critic.serving.ab.answers): one per file, shared by every worker.
 CREATE TABLE IF NOT EXISTS answer_key (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL);
 """
@@ -203,6 +215,36 @@ class FeedbackStore:
             [math.nan if share is None else float(share) for *_, share, _ in rows],
             [bool(pinned) for *_, pinned in rows],
         )
+
+    def add_shadow_answers(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """(live answer id, shadow, the shadow's label) rows; a row already there is kept, and
+        beyond the latest ``SHADOW_ANSWERS_KEPT`` the oldest go."""
+        if not rows:
+            return
+        with self._connect() as connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO shadow_answers (answer_id, shadow, label) VALUES (?, ?, ?)",
+                rows,
+            )
+            connection.execute(
+                "DELETE FROM shadow_answers WHERE id <= (SELECT MAX(id) FROM shadow_answers) - ?",
+                (SHADOW_ANSWERS_KEPT,),
+            )
+
+    def shadow_pairs(self, shadow: str, live_variant: str) -> tuple[list[int], list[int]]:
+        """For every verdict on ``live_variant``'s answers that ``shadow`` also answered, in
+        the order the verdicts came: whether the shadow was right (the verdict tells the
+        review's true label) and whether the live answer was."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT s.label = CASE WHEN f.feedback = 'right' THEN f.label"
+                " WHEN f.label = 'positive' THEN 'negative' ELSE 'positive' END,"
+                " f.feedback = 'right'"
+                " FROM feedback f JOIN shadow_answers s ON s.answer_id = f.answer_id"
+                " WHERE s.shadow = ? AND f.variant = ? ORDER BY f.id",
+                (shadow, live_variant),
+            ).fetchall()
+        return [int(shadow_right) for shadow_right, _ in rows], [int(live) for _, live in rows]
 
     def summary(self, variants: Sequence[str] = ()) -> list[dict]:
         """Per variant: how many verdicts, how many "right", the accuracy and its 95% interval.

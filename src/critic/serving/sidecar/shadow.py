@@ -255,6 +255,9 @@ class Shadows:
 
     def __init__(self, shadows: list[ShadowVariant], registry, seed: int | None = None):
         self.shadows = {shadow.name: shadow for shadow in shadows}
+        self.on_answers: Callable[[str, list[tuple[str, str]]], None] | None = None
+        """Called with (shadow, [(live answer id, shadow's label)]) for each copy answered:
+        where the feedback scores the shadow (critic.serving.ab.shadows)."""
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task] = set()  # held, so that none is collected half-way
         self._lock = threading.Lock()
@@ -346,6 +349,12 @@ class Shadows:
                     "at": round(time.time(), 3),
                 }
             )
+        if self.on_answers is not None:
+            self.on_answers(
+                shadow.name,
+                [(theirs["id"], mine["label"]) for mine, theirs in zip(answers, live, strict=True)
+                 if theirs.get("id")],
+            )  # fmt: skip
         record.reviews += len(reviews)
         record.agreed += agreed
         if agreed:

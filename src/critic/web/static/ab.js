@@ -105,7 +105,8 @@
       `${name} ${percent(entry.accuracy[name], 1)} of ${entry.votes[name]} votes`;
     term(list, "Accuracy", `${side(decision.champion)}; ${side(entry.challenger)}`);
     term(list, "Difference", points(entry.difference), "difference");
-    const level = `${Math.round((1 - decision.alpha) * 1000) / 10}%`;
+    // Each interval is at α divided by the comparisons (Bonferroni, in step with Holm).
+    const level = `${Math.round((1 - decision.alpha / Math.max(1, decision.comparisons)) * 1000) / 10}%`;
     term(
       list,
       `Always-valid ${level} interval`,
@@ -132,6 +133,64 @@
       entry.verdict === "keep testing"
         ? `${entry.votes_still_needed} per variant (${planned})`
         : `none: decided (${planned})`,
+      "votes-needed",
+    );
+    card.append(title, line, list);
+    return card;
+  }
+
+  // A shadow against the champion, on the same voted reviews (issue 23).
+  function shadowCard(decision, entry) {
+    const card = document.createElement("article");
+    card.className = "challenger shadow-decision";
+    card.dataset.shadow = entry.shadow;
+    const title = document.createElement("h3");
+    title.textContent = `${entry.shadow} (shadow) against ${entry.against}, on the same reviews`;
+    const line = document.createElement("p");
+    const verdict = document.createElement("strong");
+    verdict.className = "ab-verdict";
+    const named = { "challenger better": "shadow better", "champion better": `${entry.against} better` };
+    if (entry.verdict === "challenger better") verdict.classList.add("better");
+    if (entry.verdict === "champion better") verdict.classList.add("worse");
+    verdict.textContent = named[entry.verdict] ?? entry.verdict;
+    line.append("Verdict: ", verdict);
+    const list = document.createElement("dl");
+    term(
+      list,
+      "Accuracy",
+      `${entry.shadow} ${percent(entry.accuracy.shadow, 1)}; ${entry.against} ` +
+        `${percent(entry.accuracy.live, 1)} of ${entry.reviews} voted reviews`,
+    );
+    term(
+      list,
+      "Where they disagree",
+      `${entry.shadow} right ${entry.shadow_won}, ${entry.against} right ${entry.live_won}`,
+      "disagreements",
+    );
+    term(list, "Difference", points(entry.difference), "difference");
+    term(
+      list,
+      "Always-valid interval",
+      entry.interval
+        ? `${points(entry.interval[0])} to ${points(entry.interval[1])}`
+        : `from ${entry.min_pairs} disagreements`,
+      "interval",
+    );
+    term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
+    if (decision.correction === "holm") {
+      term(
+        list,
+        `Adjusted for ${decision.comparisons} comparisons (Holm)`,
+        entry.started ? entry.adjusted_p_value.toPrecision(2) : "\u2014",
+        "adjusted-p-value",
+      );
+    }
+    term(
+      list,
+      "Voted reviews still needed",
+      entry.verdict === "keep testing"
+        ? `${entry.reviews_still_needed} (${entry.reviews_needed} in all, paired)`
+        : "none: decided",
       "votes-needed",
     );
     card.append(title, line, list);
@@ -187,7 +246,11 @@
     $("left-out").textContent =
       `${decision.left_out_votes} votes on answers a client asked a variant for by name are ` +
       "left out: nothing chose those variants at random.";
-    $("challengers").replaceChildren(...decision.challengers.map((entry) => challengerCard(decision, entry)));
+    $("challengers").replaceChildren(
+      ...decision.challengers.map((entry) => challengerCard(decision, entry)),
+      ...decision.shadows.map((entry) => shadowCard(decision, entry)),
+    );
+    $("paired-method").textContent = decision.paired_method;
   }
 
   // Everything to the chosen variant, or its share with the rest split evenly among the others.
