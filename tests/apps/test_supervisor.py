@@ -17,10 +17,10 @@ import urllib.request
 import pytest
 
 from critic.apps.supervisor import CrashLoop, how_it_ended
-from support.servers import start_server, wait_for
+from support.feedback import post_vote
+from support.servers import TWO_CORES, from_every_worker, two_worker_server, wait_for
 
 TOKEN = "supervisor-admin-token"
-TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
 
 
 def fetch(url, data=None, headers=None):
@@ -81,18 +81,13 @@ two_cores = pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores: one 
 @pytest.fixture(scope="module")
 def server(trained_bundle, second_bundle, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("supervisor") / "feedback.sqlite"
-    server = start_server(
+    with two_worker_server(
         ["serve", "--variant", f"champion={trained_bundle}:1",
          "--variant", f"challenger={second_bundle}:1", "--feedback-db", feedback,
          "--workers", "2"],
-        env={"CRITIC_ADMIN_TOKEN": TOKEN, "CRITIC_WORKERS": None},
-        preexec_fn=lambda: os.sched_setaffinity(0, TWO_CORES),
-        seconds=120,
-    )  # fmt: skip
-    try:
+        env={"CRITIC_ADMIN_TOKEN": TOKEN},
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop(timeout=60)
 
 
 class Load:
@@ -149,37 +144,17 @@ def restarts_metric(server):
     return float(value)
 
 
-def answered_by(server, pid, seconds=90):
-    """/variants as the worker ``pid`` answers it (each new connection lands on either)."""
-    found = {}
-    deadline = time.monotonic() + seconds
-
-    def ask():
-        while not found and time.monotonic() < deadline:
-            variants = get_json(f"{server.url}/variants")
-            if variants["worker"] == pid:
-                found["variants"] = variants
-
-    askers = [threading.Thread(target=ask) for _ in range(6)]
-    for thread in askers:
-        thread.start()
-    for thread in askers:
-        thread.join()
-    assert found, f"worker {pid} never answered"
-    return found["variants"]
+def answered_by(server, pid):
+    """/variants as the worker ``pid`` answers it."""
+    seen = from_every_worker(server.url)
+    assert pid in seen, f"worker {pid} never answered"
+    return seen[pid]
 
 
 def vote_once(server):
     _, _, body = fetch(f"{server.url}/invocations", b"A fine film.", {"Content-Type": "text/plain"})
     (prediction,) = json.loads(body)["predictions"]
-    vote = {"review": "A fine film.", "variant": "challenger", "label": prediction["label"],
-            "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
-    status, _, _ = fetch(
-        f"{server.url}/api/feedback",
-        json.dumps(vote).encode(),
-        {"Content-Type": "application/json"},
-    )
-    assert status == 201
+    assert post_vote(server.url, "challenger", prediction) == 201
 
 
 def challenger_row(server):

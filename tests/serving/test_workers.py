@@ -9,16 +9,15 @@ every answer then comes from the challenger, which is also what the shadow runs.
 """
 
 import json
-import os
 import re
 import threading
-import time
 import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
-from support.servers import start_server, wait_for
+from support.feedback import post_vote
+from support.servers import TWO_CORES, from_every_worker, two_worker_server, wait_for
 
 TOKEN = "workers-admin-token"
 
@@ -28,8 +27,6 @@ def fetch(url, data=None, headers=None):
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, response.headers, response.read()
 
-
-TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
 
 pytestmark = pytest.mark.skipif(
     len(TWO_CORES) < 2, reason="needs two cores: one worker each, by default"
@@ -46,19 +43,13 @@ def folders(tmp_path_factory):
 def server(trained_bundle, second_bundle, folders):
     """The default worker count, on a process given exactly two cores: two workers. Stopped
     by the last test (test_sigterm_stops_both_workers_and_the_server_exits_0), else here."""
-    server = start_server(
+    with two_worker_server(
         ["serve", "--variant", f"champion={trained_bundle}:1",
          "--variant", f"challenger={second_bundle}:1", "--feedback-db", folders.feedback,
          "--shadow", f"candidate={second_bundle}", "--capture-dir", folders.capture],
-        # CRITIC_WORKERS is set to 1 for the other tests by conftest.
-        env={"CRITIC_ADMIN_TOKEN": TOKEN, "CRITIC_WORKERS": None},
-        preexec_fn=lambda: os.sched_setaffinity(0, TWO_CORES),
-        seconds=120,
-    )  # fmt: skip
-    try:
+        env={"CRITIC_ADMIN_TOKEN": TOKEN},
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop(timeout=60)
 
 
 class Traffic:
@@ -108,22 +99,11 @@ def test_the_default_is_one_worker_per_core(server):
 
 def test_a_weight_change_sent_to_one_worker_reaches_both(server, weights_changed):
     assert weights_changed == 200
-    # Each new connection may land on either worker, and the kernel favours an idle one:
-    # ask from several threads at once (so that one worker is busy while the other
-    # accepts) until both have answered -- the second may still be loading its models.
-    seen = {}
-    deadline = time.monotonic() + 90
-
-    def ask():
-        while len(seen) < 2 and time.monotonic() < deadline:
-            variants = json.loads(fetch(f"{server.url}/variants")[2])
-            seen[variants["worker"]] = {v["name"]: v["weight"] for v in variants["variants"]}
-
-    askers = [threading.Thread(target=ask) for _ in range(6)]
-    for thread in askers:
-        thread.start()
-    for thread in askers:
-        thread.join()
+    # The second worker may still be loading its models: asked until both have answered.
+    seen = {
+        pid: {v["name"]: v["weight"] for v in variants["variants"]}
+        for pid, variants in from_every_worker(server.url).items()
+    }
     assert len(seen) == 2, "the second worker never answered"
     assert all(w == {"champion": 0.0, "challenger": 1.0} for w in seen.values()), seen
 
@@ -149,14 +129,7 @@ def test_feedback_on_one_workers_answer_is_taken_by_either_and_counted_in_the_ab
     # Feedback on an answer one worker gave is taken by whichever worker receives it.
     for _, body in answered[:6]:
         (prediction,) = body["predictions"]
-        vote = {"review": "A fine film.", "variant": "challenger", "label": prediction["label"],
-                "feedback": "right", "answer_id": prediction["id"]}  # fmt: skip
-        status, _, _ = fetch(
-            f"{server.url}/api/feedback",
-            json.dumps(vote).encode(),
-            {"Content-Type": "application/json"},
-        )
-        assert status == 201
+        assert post_vote(server.url, "challenger", prediction) == 201
     ab = json.loads(fetch(f"{server.url}/api/ab")[2])
     challenger = next(v for v in ab["variants"] if v["name"] == "challenger")
     assert challenger["requests"] == traffic.sent and challenger["feedback"]["right"] == 6

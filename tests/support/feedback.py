@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import urllib.error
+import urllib.request
 
 from critic.serving.ab.feedback import FeedbackStore
 
@@ -24,3 +27,20 @@ def seed(feedback_db, accuracies: dict[str, float], votes_each: int) -> None:
             " VALUES (?, ?, ?, ?, ?)",
             rows,
         )
+
+
+def post_vote(
+    url: str, variant: str, prediction: dict, review: str = "A fine film.", verdict="right"
+) -> int:
+    """A verdict on one answer the endpoint at ``url`` gave (``prediction``: with its id), as
+    the page posts it; the status answered."""
+    vote = {"review": review, "variant": variant, "label": prediction["label"],
+            "feedback": verdict, "answer_id": prediction["id"]}  # fmt: skip
+    request = urllib.request.Request(
+        f"{url}/api/feedback", json.dumps(vote).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code

@@ -5,14 +5,18 @@ until it answers, show what it wrote when a test fails, and stop it.
         urllib.request.urlopen(f"{server.url}/ping")
 
 Tests that do something special to the process (SIGTERM mid-load, kill -9) use start_server
-and the handle's process, and stop() it in a finally. A server that must fail to start is
+and the handle's process, and stop() it in a finally. two_worker_server starts one with two
+worker processes, and from_every_worker asks each of them. A server that must fail to start is
 run to its end with run_cli (support.cli).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -131,3 +135,57 @@ def running_server(args: list[object], *, stop_timeout: float = 30, **options) -
         raise
     finally:
         server.stop(stop_timeout)
+
+
+# --- Several worker processes ------------------------------------------------------------
+
+TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
+"""The cores a two-worker server is held to (one worker each, by the default count)."""
+
+
+@contextmanager
+def two_worker_server(
+    args: list[object], *, env: Mapping[str, str | None] | None = None, seconds: float = 120
+) -> Iterator[Server]:
+    """``critic ARGS`` with the default worker count on a process given exactly two cores --
+    two workers -- for the length of the block. (conftest sets CRITIC_WORKERS to 1 for every
+    other server; it is taken away here.)"""
+    server = start_server(
+        args,
+        env={**(env or {}), "CRITIC_WORKERS": None},
+        preexec_fn=lambda: os.sched_setaffinity(0, TWO_CORES),
+        seconds=seconds,
+    )
+    try:
+        yield server
+    finally:
+        server.stop(timeout=60)
+
+
+def from_every_worker(
+    url: str, path: str = "/variants", workers: int = 2, seconds: float = 90
+) -> dict[int, dict]:
+    """``GET path`` (JSON with a "worker" pid, as /variants) as each worker answers it, by
+    pid. Each new connection may land on either worker and the kernel favours an idle one,
+    so several threads ask at once (one worker busy while another accepts) until every
+    worker has answered -- or ``seconds`` pass: fewer entries then. A connection a killed
+    worker held is asked again."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + seconds
+
+    def ask() -> None:
+        while len(seen) < workers and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}{path}", timeout=30) as response:
+                    answer = json.loads(response.read())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            seen[answer["worker"]] = answer
+
+    askers = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in askers:
+        thread.start()
+    for thread in askers:
+        thread.join()
+    return seen

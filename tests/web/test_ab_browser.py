@@ -188,7 +188,7 @@ def test_a_shadow_is_decided_on_the_champions_votes_and_shown_with_its_reason(
     store.add_shadow_answers(rows)
     with running_server(
         ["serve", trained_bundle, "--shadow", f"candidate={nbsvm_bundle}",
-         "--feedback-db", feedback_db]
+         "--feedback-db", feedback_db, "--admin-token", TOKEN]
     ) as server:  # fmt: skip
         page.goto(f"{server.url}/ab?every=1")
         card = page.locator('article.shadow-decision[data-shadow="candidate"]')
@@ -198,3 +198,12 @@ def test_a_shadow_is_decided_on_the_champions_votes_and_shown_with_its_reason(
         )
         expect(card.locator("dd.difference")).to_have_text("+10.0 points")
         expect(page.locator("#paired-method")).to_contain_text("beta-binomial")
+        # Promoted on that evidence: a live variant, without a restart.
+        page.get_by_label("Admin token").fill(TOKEN)
+        card.get_by_role("button", name="Make candidate a live variant").click()
+        expect(page.locator("#promote-status")).to_have_text(
+            "candidate is a live variant (paired verdict: shadow better, +10.0 points on 300 "
+            "voted reviews). Traffic now: AllTraffic 50%, candidate 50%."
+        )
+        assert weights_now(server.url) == {"AllTraffic": 1.0, "candidate": 1.0}
+        expect(page.locator("#variants")).to_contain_text("nbsvm")

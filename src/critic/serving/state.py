@@ -30,8 +30,19 @@ from critic.serving.metrics import EndpointMetrics, WorkersCollector
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.capture import CaptureConfig, CaptureWriter, describe_capture
 from critic.serving.sidecar.shadow import Shadows, ShadowSpec, describe_shadows, start_shadows
-from critic.serving.variants import VariantRouter, VariantSpec, load_variants
-from critic.serving.workers import SharedWeights, WorkerStats, describe_workers
+from critic.serving.variants import (
+    VariantRouter,
+    VariantSpec,
+    check_weight,
+    load_variant,
+    load_variants,
+)
+from critic.serving.workers import (
+    SharedPromotions,
+    SharedWeights,
+    WorkerStats,
+    describe_workers,
+)
 
 
 @dataclass
@@ -57,6 +68,9 @@ class EndpointState:
     meet, for the A/B view."""
     runtime_dir: Path | None = None
     """With several worker processes: the folder they share (see critic.serving.workers)."""
+    promotions: SharedPromotions | None = None
+    """With several worker processes: the shadows promoted to live variants while it runs."""
+    _promoting: dict[str, asyncio.Task] = field(default_factory=dict)
     stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """How each running component stops, in the order they must: each component's start
     (:func:`start_state`) adds its own, so closing needs no list of what might be running."""
@@ -124,11 +138,81 @@ class EndpointState:
         return describe_workers(self.runtime_dir, self.started)
 
     def sync_weights(self) -> None:
-        """Take up the weights another worker published, if it did since the last look."""
+        """Take up the weights another worker published, and the shadows it promoted, if it
+        did since the last look."""
+        if self.promotions is not None and self.promotions.changed() is not None:
+            self._follow_promotions(self.promotions.all())
         if self.shared_weights is not None:
             weights = self.shared_weights.changed()
             if weights is not None:
-                self.router.set_weights(weights)
+                # A variant another worker promoted and this one is still loading waits for
+                # its load; the rest change now.
+                known = {n: w for n, w in weights.items() if n in self.router.variants}
+                self.router.set_weights(known)
+
+    def _follow_promotions(self, promoted: dict) -> None:
+        """Start loading, in the background, each promoted variant this worker lacks."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop (a thread): the next look will
+            if self.promotions is not None:
+                self.promotions._stamp = None
+            return
+        for name, record in promoted.items():
+            if name in self.router.variants or name in self._promoting:
+                continue
+            task = loop.create_task(
+                self._promote_here(name, Path(record["bundle"]), record["weight"])
+            )
+            self._promoting[name] = task
+
+    async def promote(self, name: str, weight: float | None = None) -> None:
+        """Make the shadow ``name`` a live variant, here and in every worker, without a
+        restart: it loads as a variant (the shadow's own copy stops), at ``weight`` (the
+        champion's when None), and answers from then on. CriticError when there is no such
+        shadow or a variant has the name already."""
+        self.sync_weights()
+        if name in self.router.variants:
+            raise CriticError(f"{name!r} is already a live variant")
+        shadow = self.shadows.shadows.get(name) if self.shadows is not None else None
+        if shadow is None:
+            raise CriticError(
+                f"no shadow {name!r}; shadows: {', '.join(self.shadow_names()) or 'none'}"
+            )
+        if weight is None:
+            weight = max(v.weight for v in self.router.variants.values())
+        check_weight(name, weight)
+        if self.promotions is not None:
+            self.promotions.add(name, shadow.spec.bundle, weight)
+        task = self._promoting.get(name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._promote_here(name, Path(shadow.spec.bundle), weight)
+            )
+            self._promoting[name] = task
+        await task
+        # Publish the weights with the new variant in them, for every worker to take up.
+        self.set_weights({name: weight})
+
+    async def _promote_here(self, name: str, bundle: Path, weight: float) -> None:
+        """Load the promoted variant in a thread (seconds: the event loop serves meanwhile),
+        start its batcher, add it to the router, then stop the shadow it replaces."""
+        try:
+            spec = VariantSpec(name, bundle, weight)
+            settings = self.settings
+            variant = await asyncio.to_thread(load_variant, spec, settings.device, settings.backend)
+            batcher = await asyncio.to_thread(_batcher, name, variant, settings, self.metrics)
+            batcher.start()
+            self.batchers[name] = batcher
+            self.router.add(variant)
+            self.metrics.weight.labels(name).set(variant.weight)
+            if self.shadows is not None:
+                await self.shadows.remove(name, settings.graceful_timeout_s)
+            if self.shared_weights is not None:
+                self.shared_weights._stamp = None  # take up the weights it may already have
+                self.sync_weights()
+        finally:
+            self._promoting.pop(name, None)
 
     def set_weights(self, weights: dict[str, float]) -> None:
         """Change weights here (checked first: a bad change changes nothing) and publish them
@@ -233,7 +317,9 @@ def start_state(
     if runtime_dir is not None:
         _start_worker_stats(state, runtime_dir)
         state.shared_weights = SharedWeights(runtime_dir)
-        state.sync_weights()  # a worker restarted by the supervisor takes up today's weights
+        # A worker restarted by the supervisor takes up today's weights and promotions.
+        state.promotions = SharedPromotions(runtime_dir)
+        state.sync_weights()
     _start_auto_weights(state)
     state.ready = True
     return state

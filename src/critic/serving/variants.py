@@ -187,6 +187,14 @@ class VariantRouter:
             chosen = self._random.choices(variants, weights=[v.weight for v in variants])[0]
             return chosen, self._shares, False
 
+    def add(self, variant: Variant) -> None:
+        """A new variant (a shadow promoted while the endpoint runs), at its weight."""
+        with self._lock:
+            if variant.name in self.variants:
+                raise CriticError(f"there is already a variant {variant.name!r}")
+            self.variants = {**self.variants, variant.name: variant}
+            self._shares = self._current_shares()
+
     def set_weights(self, weights: dict[str, float]) -> None:
         """Change some variants' weights at once (all checked before any changes)."""
         for name, weight in weights.items():
@@ -207,22 +215,17 @@ class VariantRouter:
         return self._current_shares()
 
 
+def load_variant(spec: VariantSpec, device: str = "cpu", backend: str = "torch") -> Variant:
+    """One variant's bundle, loaded (blocking: seconds for a large model)."""
+    from critic.inference.predictor import Predictor
+
+    predictor = Predictor.load(spec.bundle, device=device, backend=backend)
+    return Variant(spec.name, predictor, spec.weight, spec.bundle)
+
+
 def load_variants(
     specs: list[VariantSpec], device: str = "cpu", seed: int | None = None, backend: str = "torch"
 ) -> VariantRouter:
     """Load every variant's bundle once, behind one router; neural models run on ``backend``
     (see :data:`critic.inference.predictor.BACKENDS`)."""
-    from critic.inference.predictor import Predictor
-
-    return VariantRouter(
-        [
-            Variant(
-                spec.name,
-                Predictor.load(spec.bundle, device=device, backend=backend),
-                spec.weight,
-                spec.bundle,
-            )
-            for spec in specs
-        ],
-        seed=seed,
-    )
+    return VariantRouter([load_variant(spec, device, backend) for spec in specs], seed=seed)

@@ -81,6 +81,42 @@ class SharedWeights:
             return json.loads(self.path.read_text(encoding="utf-8"))
 
 
+PROMOTED_FILE = "promoted.json"
+
+
+class SharedPromotions(SharedWeights):
+    """Shadows promoted to live variants while the endpoint runs, ``{name: {"bundle": path,
+    "weight": weight}}``: the worker that takes the promotion writes it, each other worker
+    sees the file change at its next look (as the weights) and loads the variant itself, and
+    a worker the supervisor restarts loads them at start."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.path = Path(folder) / PROMOTED_FILE
+        self._lock_path = Path(folder) / (PROMOTED_FILE + ".lock")
+
+    def add(self, name: str, bundle: Path, weight: float) -> None:
+        with self._locked():
+            current = self._read()
+            current[name] = {"bundle": str(bundle), "weight": weight}
+            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(current), encoding="utf-8")
+            os.replace(temporary, self.path)
+            self._stamp = self._read_stamp()
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def all(self) -> dict:
+        """Every promotion so far (and this worker has now seen them)."""
+        with self._locked():
+            self._stamp = self._read_stamp()
+            return self._read()
+
+
 FOLDER = "worker-stats"
 
 

@@ -1,7 +1,9 @@
 """Changing the endpoint while it runs (bearer token):
 
-POST /admin/weights   the variants' traffic weights, ``{"name": weight}`` or SageMaker's
-                      UpdateEndpointWeightsAndCapacities shape
+POST /admin/weights                  the variants' traffic weights, ``{"name": weight}`` or
+                                     SageMaker's UpdateEndpointWeightsAndCapacities shape
+POST /admin/shadows/{name}/promote   a shadow becomes a live variant in every worker, without
+                                     a restart (``{"weight": w}``, the champion's by default)
 """
 
 from __future__ import annotations
@@ -20,24 +22,42 @@ from critic.serving.state import State
 router = APIRouter()
 
 
-@router.post("/admin/weights")
-async def update_weights(
-    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
-) -> Response:
+def refused(state, authorization: str | None, what: str) -> Response | None:
+    """The answer to a request without the admin token; None when it has it."""
     token = state.settings.admin_token
     if token is None:
         return error_response(
-            403, "weights cannot change: the endpoint was started without --admin-token"
+            403, f"{what} cannot change: the endpoint was started without --admin-token"
         )
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
         return error_response(
             401, "a valid 'Authorization: Bearer <admin token>' header is required"
         )
+    return None
+
+
+async def admin_request(
+    request: Request, state, authorization: str | None, what: str, empty: bytes
+) -> tuple[object, Response | None]:
+    """An admin request's JSON body (``empty`` standing for no body), or the answer refusing
+    it: no token, the wrong token, a body that is not JSON."""
+    denied = refused(state, authorization, what)
+    if denied is not None:
+        return None, denied
     try:
-        payload = parse_json(await read_body(request, 64 * 1024) or b"null")
+        return parse_json(await read_body(request, 64 * 1024) or empty), None
     except ClientError as error:
-        return error_response(error.status, error.message)
+        return None, error_response(error.status, error.message)
+
+
+@router.post("/admin/weights")
+async def update_weights(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    payload, denied = await admin_request(request, state, authorization, "weights", b"null")
+    if denied is not None:
+        return denied
     # Either {"champion": 0.5, ...} or SageMaker's UpdateEndpointWeightsAndCapacities shape.
     if isinstance(payload, dict) and "DesiredWeightsAndCapacities" in payload:
         entries = payload["DesiredWeightsAndCapacities"]
@@ -52,6 +72,33 @@ async def update_weights(
         return error_response(400, str(error))
     return JSONResponse(
         {
+            "weights": {n: v.weight for n, v in state.router.variants.items()},
+            "shares": state.router.shares(),
+        }
+    )
+
+
+@router.post("/admin/shadows/{name}/promote")
+async def promote_shadow(
+    name: str, request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    payload, denied = await admin_request(request, state, authorization, "variants", b"{}")
+    if denied is not None:
+        return denied
+    if not isinstance(payload, dict) or set(payload) - {"weight"}:
+        return error_response(400, 'send {} or {"weight": w}')
+    if name in state.router.variants:
+        return error_response(409, f"{name!r} is already a live variant")
+    if name not in state.shadow_names():
+        known = ", ".join(state.shadow_names()) or "none"
+        return error_response(404, f"no shadow {name!r}; shadows: {known}")
+    try:
+        await state.promote(name, payload.get("weight"))
+    except CriticError as error:
+        return error_response(409 if "already" in str(error) else 400, str(error))
+    return JSONResponse(
+        {
+            "promoted": name,
             "weights": {n: v.weight for n, v in state.router.variants.items()},
             "shares": state.router.shares(),
         }

@@ -293,6 +293,17 @@ class Shadows:
             await shadow.batcher.stop(min(grace_s, 5.0))
             shadow.process.close()
 
+    async def remove(self, name: str, grace_s: float) -> ShadowVariant | None:
+        """Stop one shadow and take it out (it was promoted to a live variant); None when
+        there is no such shadow (any more)."""
+        shadow = self.shadows.get(name)
+        if shadow is None:
+            return None
+        self.shadows = {n: s for n, s in self.shadows.items() if n != name}
+        await shadow.batcher.stop(min(grace_s, 5.0))
+        shadow.process.close()
+        return shadow
+
     def offer(self, variant: str, reviews: list[str], predictions: list[dict]) -> None:
         """Copy one answered request to each shadow whose fraction draws it. Returns at once:
         the shadows' work is a task the event loop runs after this request is answered."""

@@ -83,6 +83,23 @@
     list.append(dt, dd);
   }
 
+  // The always-valid test's interval, p-value and (with several comparisons) Holm's.
+  function testTerms(list, decision, entry, intervalName, beforeStart) {
+    const interval = entry.interval
+      ? `${points(entry.interval[0])} to ${points(entry.interval[1])}`
+      : beforeStart;
+    term(list, intervalName, interval, "interval");
+    term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
+    if (decision.correction === "holm") {
+      term(
+        list,
+        `Adjusted for ${decision.comparisons} comparisons (Holm)`,
+        entry.started ? entry.adjusted_p_value.toPrecision(2) : "\u2014",
+        "adjusted-p-value",
+      );
+    }
+  }
+
   function challengerCard(decision, entry) {
     const card = document.createElement("article");
     card.className = "challenger";
@@ -107,23 +124,7 @@
     term(list, "Difference", points(entry.difference), "difference");
     // Each interval is at α divided by the comparisons (Bonferroni, in step with Holm).
     const level = `${Math.round((1 - decision.alpha / Math.max(1, decision.comparisons)) * 1000) / 10}%`;
-    term(
-      list,
-      `Always-valid ${level} interval`,
-      entry.interval
-        ? `${points(entry.interval[0])} to ${points(entry.interval[1])}`
-        : `from ${decision.min_votes} votes each`,
-      "interval",
-    );
-    term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
-    if (decision.correction === "holm") {
-      term(
-        list,
-        `Adjusted for ${decision.comparisons} comparisons (Holm)`,
-        entry.started ? entry.adjusted_p_value.toPrecision(2) : "\u2014",
-        "adjusted-p-value",
-      );
-    }
+    testTerms(list, decision, entry, `Always-valid ${level} interval`, `from ${decision.min_votes} votes each`);
     const planned =
       `${entry.votes_needed_per_variant} to find ${(decision.min_difference * 100).toFixed(1)} ` +
       `points at ${Math.round(decision.power * 100)}% power`;
@@ -139,6 +140,35 @@
     return card;
   }
 
+  // POST to an admin route with the Promote form's token: the JSON answer, or an Error with
+  // the endpoint's message.
+  async function postAdmin(path, payload) {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${$("admin-token").value}`,
+      },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json().catch(() => null);
+    if (!response.ok || !body) {
+      throw new Error(body && body.message ? body.message : `the endpoint answered ${response.status}`);
+    }
+    return body;
+  }
+
+  const trafficNow = (body) =>
+    Object.entries(body.shares)
+      .map(([name, value]) => `${name} ${percent(value, 0)}`)
+      .join(", ");
+
+  // The paired verdict in the shadow's words: "challenger better" is the shadow's win.
+  function shadowVerdict(entry) {
+    const named = { "challenger better": "shadow better", "champion better": `${entry.against} better` };
+    return named[entry.verdict] ?? entry.verdict;
+  }
+
   // A shadow against the champion, on the same voted reviews (issue 23).
   function shadowCard(decision, entry) {
     const card = document.createElement("article");
@@ -149,10 +179,9 @@
     const line = document.createElement("p");
     const verdict = document.createElement("strong");
     verdict.className = "ab-verdict";
-    const named = { "challenger better": "shadow better", "champion better": `${entry.against} better` };
     if (entry.verdict === "challenger better") verdict.classList.add("better");
     if (entry.verdict === "champion better") verdict.classList.add("worse");
-    verdict.textContent = named[entry.verdict] ?? entry.verdict;
+    verdict.textContent = shadowVerdict(entry);
     line.append("Verdict: ", verdict);
     const list = document.createElement("dl");
     term(
@@ -168,23 +197,7 @@
       "disagreements",
     );
     term(list, "Difference", points(entry.difference), "difference");
-    term(
-      list,
-      "Always-valid interval",
-      entry.interval
-        ? `${points(entry.interval[0])} to ${points(entry.interval[1])}`
-        : `from ${entry.min_pairs} disagreements`,
-      "interval",
-    );
-    term(list, "Always-valid p-value", entry.started ? entry.p_value.toPrecision(2) : "\u2014", "p-value");
-    if (decision.correction === "holm") {
-      term(
-        list,
-        `Adjusted for ${decision.comparisons} comparisons (Holm)`,
-        entry.started ? entry.adjusted_p_value.toPrecision(2) : "\u2014",
-        "adjusted-p-value",
-      );
-    }
+    testTerms(list, decision, entry, "Always-valid interval", `from ${entry.min_pairs} disagreements`);
     term(
       list,
       "Voted reviews still needed",
@@ -193,8 +206,31 @@
         : "none: decided",
       "votes-needed",
     );
-    card.append(title, line, list);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "promote-shadow";
+    button.textContent = `Make ${entry.shadow} a live variant`;
+    button.addEventListener("click", () => promoteShadow(entry, button));
+    card.append(title, line, list, button);
     return card;
+  }
+
+  // A shadow made a live variant (POST /admin/shadows/NAME/promote), with the paired result
+  // that argued for it as the reason; the admin token is the Promote form's.
+  async function promoteShadow(entry, button) {
+    const status = $("promote-status");
+    const reason =
+      `paired verdict: ${shadowVerdict(entry)}, ${points(entry.difference)} on ${entry.reviews} voted reviews`;
+    button.disabled = true;
+    status.textContent = `Making ${entry.shadow} a live variant\u2026`;
+    try {
+      const body = await postAdmin(`/admin/shadows/${encodeURIComponent(entry.shadow)}/promote`, {});
+      status.textContent = `${entry.shadow} is a live variant (${reason}). Traffic now: ${trafficNow(body)}.`;
+      refresh();
+    } catch (error) {
+      status.textContent = `Not promoted: ${error.message || "the endpoint could not be reached"}.`;
+      button.disabled = false;
+    }
   }
 
   let promoteTouched = false;
@@ -270,22 +306,8 @@
     button.disabled = true;
     status.textContent = `Promoting ${chosen}\u2026`;
     try {
-      const response = await fetch("/admin/weights", {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          Authorization: `Bearer ${$("admin-token").value}`,
-        },
-        body: JSON.stringify(promotedWeights(chosen, share)),
-      });
-      const body = await response.json().catch(() => null);
-      if (!response.ok || !body) {
-        throw new Error(body && body.message ? body.message : `the endpoint answered ${response.status}`);
-      }
-      const now = Object.entries(body.shares)
-        .map(([name, value]) => `${name} ${percent(value, 0)}`)
-        .join(", ");
-      status.textContent = `Promoted ${chosen}. Traffic now: ${now}.`;
+      const body = await postAdmin("/admin/weights", promotedWeights(chosen, share));
+      status.textContent = `Promoted ${chosen}. Traffic now: ${trafficNow(body)}.`;
       refresh();
     } catch (error) {
       status.textContent = `Not promoted: ${error.message || "the endpoint could not be reached"}.`;
