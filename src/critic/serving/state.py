@@ -140,8 +140,10 @@ class EndpointState:
     def sync_weights(self) -> None:
         """Take up the weights another worker published, and the shadows it promoted, if it
         did since the last look."""
-        if self.promotions is not None and self.promotions.changed() is not None:
-            self._follow_promotions(self.promotions.all())
+        if self.promotions is not None:
+            promoted = self.promotions.changed()  # every promotion so far, when the file changed
+            if promoted is not None:
+                self._follow_promotions(promoted)
         if self.shared_weights is not None:
             weights = self.shared_weights.changed()
             if weights is not None:
@@ -159,12 +161,8 @@ class EndpointState:
                 self.promotions._stamp = None
             return
         for name, record in promoted.items():
-            if name in self.router.variants or name in self._promoting:
-                continue
-            task = loop.create_task(
-                self._promote_here(name, Path(record["bundle"]), record["weight"])
-            )
-            self._promoting[name] = task
+            if name not in self.router.variants:
+                self._promotion(name, Path(record["bundle"]), record["weight"], loop)
 
     async def promote(self, name: str, weight: float | None = None) -> None:
         """Make the shadow ``name`` a live variant, here and in every worker, without a
@@ -184,15 +182,19 @@ class EndpointState:
         check_weight(name, weight)
         if self.promotions is not None:
             self.promotions.add(name, shadow.spec.bundle, weight)
-        task = self._promoting.get(name)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._promote_here(name, Path(shadow.spec.bundle), weight)
-            )
-            self._promoting[name] = task
-        await task
+        await self._promotion(name, Path(shadow.spec.bundle), weight)
         # Publish the weights with the new variant in them, for every worker to take up.
         self.set_weights({name: weight})
+
+    def _promotion(self, name: str, bundle: Path, weight: float, loop=None) -> asyncio.Task:
+        """The task loading the promoted variant ``name`` here: the one under way, or a new one."""
+        task = self._promoting.get(name)
+        if task is None:
+            loop = loop or asyncio.get_running_loop()
+            task = self._promoting[name] = loop.create_task(
+                self._promote_here(name, bundle, weight)
+            )
+        return task
 
     async def _promote_here(self, name: str, bundle: Path, weight: float) -> None:
         """Load the promoted variant in a thread (seconds: the event loop serves meanwhile),

@@ -59,10 +59,14 @@ class SharedWeights:
     def save(self, weights: dict[str, float]) -> None:
         """Publish the weights to every worker (write a temporary file, then rename it)."""
         with self._locked():
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(weights), encoding="utf-8")
-            os.replace(temporary, self.path)
-            self._stamp = self._read_stamp()
+            self._write(weights)
+
+    def _write(self, data: dict) -> None:
+        """Under the lock: the file replaced whole, and this worker's stamp taken."""
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(temporary, self.path)
+        self._stamp = self._read_stamp()
 
     def _read_stamp(self) -> tuple[int, int] | None:
         try:
@@ -96,25 +100,13 @@ class SharedPromotions(SharedWeights):
         self._lock_path = Path(folder) / (PROMOTED_FILE + ".lock")
 
     def add(self, name: str, bundle: Path, weight: float) -> None:
+        """Publish one more promotion beside those already in the file."""
         with self._locked():
-            current = self._read()
-            current[name] = {"bundle": str(bundle), "weight": weight}
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(current), encoding="utf-8")
-            os.replace(temporary, self.path)
-            self._stamp = self._read_stamp()
-
-    def _read(self) -> dict:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-
-    def all(self) -> dict:
-        """Every promotion so far (and this worker has now seen them)."""
-        with self._locked():
-            self._stamp = self._read_stamp()
-            return self._read()
+            try:
+                current = json.loads(self.path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                current = {}
+            self._write({**current, name: {"bundle": str(bundle), "weight": weight}})
 
 
 FOLDER = "worker-stats"
