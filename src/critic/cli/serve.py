@@ -1,5 +1,5 @@
 """Commands that serve: the endpoint (serve), the page in front of SageMaker (web), and the
-drift report over what the endpoint captured (monitor)."""
+drift and model-quality reports over what the endpoint captured (monitor)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.cli.app import app, show_report
 from critic.cli.options import given, options_of, with_options
 from critic.errors import CriticError
-from critic.monitor.thresholds import DriftThresholds
+from critic.monitor.thresholds import DriftThresholds, QualityThresholds
 from critic.serving.settings import ServerSettings
 
 SERVER_OPTIONS = options_of(ServerSettings)
 DRIFT_OPTIONS = options_of(DriftThresholds)
+QUALITY_OPTIONS = options_of(QualityThresholds)
 PROXY_OPTIONS = options_of(ProxySettings)
 
 
@@ -84,41 +85,72 @@ def serve(
 
 
 @app.command()
-@with_options(thresholds=DRIFT_OPTIONS)
+@with_options(thresholds=DRIFT_OPTIONS, quality=QUALITY_OPTIONS)
 def monitor(
     capture: Annotated[Path, typer.Argument(help="A capture folder (critic serve --capture-dir).")],
     baseline: Annotated[
         Path, typer.Option(help="The bundle whose training data is the baseline.")
     ] = ...,  # type: ignore[assignment]
+    ground_truth: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Repeatable: true labels of the captured answers -- a feedback file "
+            "(.sqlite), a .jsonl of Model Monitor ground-truth records, or a folder of them. "
+            "Adds the model-quality report."
+        ),
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Also write drift.md, drift.json and drift.png here.")
+        Path | None,
+        typer.Option(
+            help="Also write drift.md, drift.json and drift.png here (and quality.md, "
+            "quality.json with --ground-truth)."
+        ),
     ] = None,
     baseline_reviews: Annotated[
         int, typer.Option(help="Most reviews of the bundle's validation split to compare with.")
     ] = 2000,
     *,
     thresholds: dict,
+    quality: dict,
 ) -> None:
-    """Drift: how captured live traffic differs from the bundle's own held-out data.
+    """Drift, and with --ground-truth model quality, of captured live traffic.
 
-    Score distribution (PSI and a Kolmogorov-Smirnov test), share of words outside the
-    vocabulary, review length and the share of positive answers, over the whole capture and
-    hour by hour, printed as Markdown. Exits 1 when the whole capture drifted past a threshold,
-    so a scheduler can run it.
+    Drift: how the traffic differs from the bundle's own held-out data -- score distribution
+    (PSI and a Kolmogorov-Smirnov test), share of words outside the vocabulary, review length
+    and the share of positive answers, over the whole capture and hour by hour.
+
+    Quality (with --ground-truth): the captured answers joined by id with their true labels
+    (votes on the page, or labels that came later: critic ground-truth export writes them),
+    per variant and hour by hour -- accuracy with its Wilson interval, expected calibration
+    error and the share of answers labelled, against the bundle's validation accuracy and ECE.
+
+    Both are printed as Markdown. Exits 1 when the whole capture drifted, or (with
+    --ground-truth) when a variant's quality dropped past a threshold, so a scheduler can run it.
     """
     from critic.monitor.drift import monitor as monitor_capture
     from critic.monitor.drift import write_report
 
     limits = given(DRIFT_OPTIONS, thresholds)
+    quality_limits = QualityThresholds(**given(QUALITY_OPTIONS, quality))
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731
+    quality_report = None
+    if ground_truth:  # bad ground truth is one line before the slower drift baseline
+        from critic.monitor.quality import monitor_quality, write_quality_report
+
+        quality_report = monitor_quality(
+            capture, baseline, ground_truth, thresholds=quality_limits, log=log
+        )
     report = monitor_capture(
         capture,
         baseline,
         thresholds=DriftThresholds(**limits),
         baseline_reviews=baseline_reviews,
-        log=lambda line: typer.echo(line, err=True),
+        log=log,
     )
     show_report("monitor", report, out, write_report)
-    if report.drift:
+    if quality_report is not None:
+        show_report("monitor", quality_report, out, write_quality_report)
+    if report.drift or (quality_report is not None and quality_report.dropped):
         raise typer.Exit(1)
 
 

@@ -23,4 +23,9 @@ What is compared, and when it counts as drift (:class:`DriftThresholds`):
 A window (an hour) with fewer than ``min_reviews`` reviews is reported but never flagged: a
 handful of reviews says little. The exit status of ``critic monitor`` follows the whole
 capture, so a scheduler can run it on the latest hours.
+
+With ``--ground-truth``, :mod:`critic.monitor.quality` also joins the captured answers with
+their true labels (:mod:`critic.monitor.ground_truth`: votes in a feedback file, or SageMaker
+Model Monitor's ground-truth records) and reports accuracy and calibration against the
+bundle's validation figures, per variant and hour by hour.
 """

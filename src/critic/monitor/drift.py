@@ -230,7 +230,9 @@ def baseline_traffic(
     return traffic, about
 
 
-def _answers(record: dict) -> list[dict]:
+def captured_answers(record: dict) -> list[dict]:
+    """The answers of one capture line, as dicts with a label (and, in JSON, probability and
+    id)."""
     payload = record["captureData"]["endpointOutput"]
     decoded = decode_predictions(decode_payload(payload), payload["observedContentType"])
     if isinstance(decoded, dict):
@@ -262,7 +264,7 @@ def read_capture(folder: Path, vocabulary: set[str]) -> tuple[dict[str, Traffic]
                 record = json.loads(line)
                 hour = record["eventMetadata"]["inferenceTime"][:13]
                 reviews, counts = captured_reviews(record)
-                given = _answers(record)
+                given = captured_answers(record)
             except (ValueError, KeyError, TypeError, CriticError) as error:
                 unreadable.append(f"{path}:{number}: {error}")
                 continue

@@ -1,4 +1,5 @@
-"""When traffic counts as drifted: the settings of ``critic monitor``.
+"""When traffic counts as drifted, and when model quality has dropped: the settings of
+``critic monitor``.
 
 Apart from :mod:`critic.monitor.drift` so that the command line builds its options from them
 without importing numpy, scipy or torch.
@@ -46,3 +47,32 @@ class DriftThresholds:
             raise CriticError(f"alpha must lie in (0, 1), got {self.alpha}")
         if self.min_reviews < 1:
             raise CriticError(f"min_reviews must be at least 1, got {self.min_reviews}")
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """When accuracy or calibration against ground truth counts as a drop (critic monitor
+    --ground-truth)."""
+
+    accuracy_margin: float = setting(
+        0.05,
+        "Accuracy drop below the bundle's validation accuracy that counts as a drop, once the "
+        "upper bound of the accuracy's interval is below validation accuracy minus this margin.",
+    )
+    max_ece: float = setting(
+        0.15, "Expected calibration error (15 bins) past which answers count as miscalibrated."
+    )
+    confidence: float = setting(0.95, "Confidence level of the accuracy's Wilson interval.")
+    min_labels: int = setting(
+        50, "Fewest labelled answers a window (or a variant) needs to be judged at all."
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.accuracy_margin < 1:
+            raise CriticError(f"accuracy_margin must lie in [0, 1), got {self.accuracy_margin}")
+        if not 0 < self.max_ece <= 1:
+            raise CriticError(f"max_ece must lie in (0, 1], got {self.max_ece}")
+        if not 0 < self.confidence < 1:
+            raise CriticError(f"confidence must lie in (0, 1), got {self.confidence}")
+        if self.min_labels < 1:
+            raise CriticError(f"min_labels must be at least 1, got {self.min_labels}")
