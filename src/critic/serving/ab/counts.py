@@ -29,7 +29,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_counts (
     run      TEXT NOT NULL,   -- one start of the endpoint
     variant  TEXT NOT NULL,
-    counter  TEXT NOT NULL,   -- requests, errors, positive, negative, latency_sum, le=<seconds>,
+    counter  TEXT NOT NULL,   -- requests, errors, server_errors (5xx but 503), unavailable
+                              -- (503), positive, negative, latency_sum, le=<seconds>,
                               -- expected (the requests its routing probabilities imply)
     value    REAL NOT NULL,
     PRIMARY KEY (run, variant, counter)
@@ -53,9 +54,21 @@ def totals(registry: CollectorRegistry) -> Totals:
                 continue
             counts = found.setdefault(variant, {})
             counts[counter] = counts.get(counter, 0.0) + sample.value
-            if counter == "requests" and int(sample.labels["status"]) >= 400:
-                counts["errors"] = counts.get("errors", 0.0) + sample.value
+            if counter == "requests":
+                status = int(sample.labels["status"])
+                for kind in _kinds(status):
+                    counts[kind] = counts.get(kind, 0.0) + sample.value
     return found
+
+
+def _kinds(status: int) -> tuple[str, ...]:
+    """The error counters a request's status adds to: every error; the server's own (5xx but
+    503, 504 included), and 503 (a full queue), which a rollout's guardrails tell apart."""
+    if status < 400:
+        return ()
+    if status == 503:
+        return ("errors", "unavailable")
+    return ("errors", "server_errors") if status >= 500 else ("errors",)
 
 
 def _counter(name: str, labels: dict[str, str]) -> str | None:
