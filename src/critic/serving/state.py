@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,8 +23,9 @@ from critic.errors import CriticError
 from critic.models import NBSVM_KIND
 from critic.serving.ab.answers import AnswerIds, new_key
 from critic.serving.ab.autoweights import AutoWeights
-from critic.serving.ab.counts import CountFlusher, CountStore
+from critic.serving.ab.counts import CountFlusher, CountStore, added, live_totals
 from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore
+from critic.serving.ab.rollouts import RolloutCollector, RolloutStore, RolloutWatch
 from critic.serving.ab.shadows import ShadowAnswerLog
 from critic.serving.batching import MicroBatcher
 from critic.serving.metrics import EndpointMetrics, WorkersCollector
@@ -70,6 +72,8 @@ class EndpointState:
     """With several worker processes: the folder they share (see critic.serving.workers)."""
     promotions: SharedPromotions | None = None
     """With several worker processes: the shadows promoted to live variants while it runs."""
+    rollouts: RolloutWatch | None = None
+    """With feedback: the running rollout's watch (critic.serving.ab.rollouts)."""
     _promoting: dict[str, asyncio.Task] = field(default_factory=dict)
     stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """How each running component stops, in the order they must: each component's start
@@ -323,6 +327,7 @@ def start_state(
         state.promotions = SharedPromotions(runtime_dir)
         state.sync_weights()
     _start_auto_weights(state)
+    _start_rollouts(state)
     state.ready = True
     return state
 
@@ -398,6 +403,32 @@ def _start_auto_weights(state: EndpointState) -> None:
     auto_weights = _auto_weights(state)
     auto_weights.start()
     state.on_close(auto_weights.stop)
+
+
+def _start_rollouts(state: EndpointState) -> None:
+    """Every worker watches the running rollout (one, in the feedback file); a rollout under
+    way when the endpoint stopped goes on where it was."""
+    if state.feedback is None:
+        return
+    store = RolloutStore(state.feedback.path)
+
+    def totals():
+        return added(state.earlier_counts() or {}, live_totals(state.metrics))
+
+    def weights() -> dict[str, float]:
+        state.sync_weights()
+        return {name: v.weight for name, v in state.router.variants.items()}
+
+    watch = RolloutWatch(store, state.feedback, totals, state.set_weights, weights, log=_log)
+    state.rollouts = watch
+    state.metrics.add_collector(RolloutCollector(store))
+    watch.start()
+    state.on_close(watch.stop)
+
+
+def _log(line: str) -> None:
+    # uvicorn's own logger: the line lands where the server's other warnings do.
+    logging.getLogger("uvicorn.error").warning(line)
 
 
 def _auto_weights(state: EndpointState) -> AutoWeights:

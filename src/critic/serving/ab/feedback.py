@@ -199,15 +199,15 @@ class FeedbackStore:
             )
             return [dict(row) for row in cursor.fetchall()]
 
-    def votes(self, variants: Sequence[str]) -> Votes:
-        """Every verdict on these variants in the order given: what a sequential test
-        replays."""
+    def votes(self, variants: Sequence[str], after: int = 0) -> Votes:
+        """Every verdict on these variants in the order given (only those after the row id
+        ``after``: a rollout's, say): what a sequential test replays."""
         marks = ", ".join("?" * len(variants))
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT variant, feedback = 'right', share, pinned FROM feedback"
-                f" WHERE variant IN ({marks}) ORDER BY id",
-                list(variants),
+                f" WHERE variant IN ({marks}) AND id > ? ORDER BY id",
+                [*variants, after],
             ).fetchall()
         return Votes(
             [variant for variant, *_ in rows],
@@ -215,6 +215,13 @@ class FeedbackStore:
             [math.nan if share is None else float(share) for *_, share, _ in rows],
             [bool(pinned) for *_, pinned in rows],
         )
+
+    def last_id(self) -> int:
+        """The row id of the latest verdict (0 before any): where a later count starts."""
+        with self._connect() as connection:
+            return int(
+                connection.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0]
+            )
 
     def add_shadow_answers(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """(live answer id, shadow, the shadow's label) rows; a row already there is kept, and

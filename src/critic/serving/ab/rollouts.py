@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
@@ -24,8 +25,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from critic.errors import CriticError
-from critic.evaluation.guardrails import GuardrailLimits, PeriodFigures, Trip
+from critic.evaluation.guardrails import GuardrailLimits, PeriodFigures, Trip, check_guardrails
 from critic.serving.ab.counts import Totals
 from critic.serving.ab.feedback import FeedbackError
 from critic.serving.metrics import _bucket_quantile
@@ -390,3 +394,187 @@ class RolloutStore:
                 key = (rollout.variant, name)
                 found[key] = found.get(key, 0) + 1
         return found
+
+
+CHECK_SECONDS = 0.5
+"""How often each worker looks at the running rollout: a tripped guardrail rolls back within
+about this long of the request that tripped it reaching the counts."""
+
+
+class RolloutWatch:
+    """One worker's watch over the running rollout, from a thread of its own: it judges the
+    step on the shared counts, makes the move that is due (a rollback, the next step, the end)
+    and keeps this worker's weights on the rollout's. Every worker runs one; the store's
+    compare-and-set makes each move once.
+
+    ``totals()``: the online counts of every run so far, per variant; ``set_weights``: change
+    the weights here and publish them to the other workers; ``weights()``: this worker's."""
+
+    def __init__(
+        self,
+        store: RolloutStore,
+        feedback,
+        totals,
+        set_weights,
+        weights,
+        log=print,
+        period_s: float = CHECK_SECONDS,
+    ):
+        self.store = store
+        self.feedback = feedback
+        self.totals = totals
+        self.set_weights = set_weights
+        self.weights = weights
+        self.log = log
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: dict | None = None
+        """The latest check's figures (what the A/B view shows of a running rollout)."""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="critic-rollouts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                self.check()
+            except (sqlite3.Error, CriticError) as error:  # a locked file: the next look
+                self.log(f"rollout: check skipped: {error}")
+
+    def begin(self, plan: RolloutPlan, now: float | None = None) -> Rollout:
+        """Start a rollout of ``plan.variant`` from today's weights; its first step's weights
+        apply at once, here and in every worker."""
+        now = time.time() if now is None else now
+        start = dict(self.weights())
+        if plan.variant not in start:
+            raise RolloutError(f"no variant {plan.variant!r}; variants: {', '.join(start)}")
+        others = {name: weight for name, weight in start.items() if name != plan.variant}
+        if not others:
+            raise RolloutError("a rollout needs a champion: the endpoint has one variant")
+        champion = max(others, key=lambda name: others[name])
+        totals = self.totals()
+        baseline = {name: totals.get(name, {}) for name in (plan.variant, champion)}
+        last_vote = self.feedback.last_id() if self.feedback is not None else 0
+        rollout = self.store.start(plan, champion, start, baseline, last_vote, now)
+        self.set_weights(rollout.weights())
+        self.log(
+            f"rollout: {plan.variant} from {start_share(start, plan.variant):.0%} through "
+            f"{', '.join(f'{share:.0%}' for share in plan.steps)}, {plan.bake_s:g} s a step, "
+            f"against {champion}"
+        )
+        return rollout
+
+    def end(self, by: str, roll_back: bool, now: float | None = None) -> Rollout:
+        """An operator's stop: rolled back, or left at the step it reached."""
+        now = time.time() if now is None else now
+        for _ in range(20):  # a worker's move may come between the read and the save
+            rollout = self.store.running()
+            if rollout is None:
+                raise RolloutError("no rollout is under way")
+            saved = self.store.save(rollout.stopped(now, by, roll_back))
+            if saved is not None:
+                self.set_weights(saved.end_weights())
+                self.log(f"rollout: {saved.variant} stopped by {by}, at {saved.share:.0%}")
+                return saved
+        raise RolloutError("the rollout kept moving; try again")
+
+    def check(self, now: float | None = None) -> Rollout | None:
+        """One look: the move due now, if any. Returns the rollout as it stands after."""
+        now = time.time() if now is None else now
+        rollout = self.store.running()
+        if rollout is None:
+            self.last = None
+            return None
+        totals = self.totals()
+        names = (rollout.variant, rollout.champion)
+        challenger, champion = (
+            period_figures(totals.get(name, {}), rollout.step_baseline.get(name, {}))
+            for name in names
+        )
+        votes = None
+        if self.feedback is not None:
+            found = self.feedback.votes(list(names), after=rollout.first_vote)
+            votes = (np.asarray(found.variants), np.asarray(found.right), np.asarray(found.shares))
+        trips, figures = check_guardrails(challenger, champion, rollout.plan.limits, votes, names)
+        self.last = {"rollout": rollout.id, "step": rollout.step, "at": now, **figures}
+        if trips:
+            move = rollout.rolled_back(now, trips, figures)
+        elif rollout.due(now, challenger.requests):
+            move = rollout.advanced(now, {name: totals.get(name, {}) for name in names}, figures)
+        else:
+            self._follow(rollout)
+            return rollout
+        saved = self.store.save(move)
+        if saved is None:  # another worker moved it first: follow what it did
+            return self.check(now) if self.store.running() is not None else None
+        self.set_weights(saved.end_weights() if saved.status != "running" else saved.weights())
+        if saved.status == "rolled_back":
+            self.log(
+                f"rollout: {saved.variant} ROLLED BACK at {rollout.share:.0%}: "
+                + "; ".join(trip.text for trip in trips)
+            )
+        elif saved.status == "completed":
+            self.log(f"rollout: {saved.variant} completed at {saved.share:.0%}")
+        else:
+            self.log(f"rollout: {saved.variant} now at {saved.share:.0%}")
+        return saved
+
+    def _follow(self, rollout: Rollout) -> None:
+        """Put this worker's weights on the rollout's where they differ (a restart: the
+        weights came from the command line; a change the rollout did not make)."""
+        wanted = rollout.weights()
+        have = self.weights()
+        total = sum(have.values()) or 1.0
+        if any(abs(have.get(name, 0.0) / total - share) > 1e-6 for name, share in wanted.items()):
+            self.set_weights(wanted)
+
+
+def start_share(weights: Mapping[str, float], variant: str) -> float:
+    total = sum(weights.values())
+    return weights.get(variant, 0.0) / total if total else 0.0
+
+
+class RolloutCollector:
+    """/metrics' view of the rollouts, read from the feedback file when scraped: the same in
+    every worker, and after a restart."""
+
+    def __init__(self, store: RolloutStore):
+        self.store = store
+
+    def collect(self):
+        step = GaugeMetricFamily(
+            "critic_rollout_step",
+            "The running rollout's step (0 for the first), by variant; absent when none runs.",
+            labels=["variant"],
+        )
+        share = GaugeMetricFamily(
+            "critic_rollout_share",
+            "The share of the traffic the running rollout gives its variant now.",
+            labels=["variant"],
+        )
+        rollbacks = CounterMetricFamily(
+            "critic_rollout_rollbacks",
+            "Rollouts rolled back, by variant and by the guardrail that tripped (operator: "
+            "stopped by hand).",
+            labels=["variant", "guardrail"],
+        )
+        try:
+            running = self.store.running()
+            counted = self.store.rollbacks()
+        except sqlite3.Error:
+            return
+        if running is not None:
+            step.add_metric([running.variant], running.step)
+            share.add_metric([running.variant], running.share)
+        for (variant, guardrail), count in sorted(counted.items()):
+            rollbacks.add_metric([variant, guardrail], count)
+        yield step
+        yield share
+        yield rollbacks

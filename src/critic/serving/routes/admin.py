@@ -4,17 +4,24 @@ POST /admin/weights                  the variants' traffic weights, ``{"name": w
                                      SageMaker's UpdateEndpointWeightsAndCapacities shape
 POST /admin/shadows/{name}/promote   a shadow becomes a live variant in every worker, without
                                      a restart (``{"weight": w}``, the champion's by default)
+POST /admin/rollout                  a variant's share raised in steps under guardrails
+                                     (``{"variant": ..., "steps": [...], "bake_s": ...}``)
+POST /admin/rollout/stop             stop the running rollout (``{"roll_back": true}``)
+GET  /rollout                        the running rollout (or the latest), no token needed
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from critic.errors import CriticError
+from critic.serving.ab.rollouts import RolloutError, RolloutPlan
 from critic.serving.codec import ClientError, parse_json
 from critic.serving.http import error_response, read_body
 from critic.serving.state import State
@@ -66,6 +73,14 @@ async def update_weights(
         payload = {e.get("VariantName"): e.get("DesiredWeight") for e in entries}
     if not isinstance(payload, dict) or not payload:
         return error_response(400, 'send {"variant name": weight, ...}')
+    if state.rollouts is not None:
+        running = await asyncio.to_thread(state.rollouts.store.running)
+        if running is not None:
+            return error_response(
+                409,
+                f"a rollout of {running.variant} is moving the weights: stop it first "
+                "(POST /admin/rollout/stop)",
+            )
     try:
         state.set_weights(payload)
     except CriticError as error:
@@ -103,3 +118,71 @@ async def promote_shadow(
             "shares": state.router.shares(),
         }
     )
+
+
+def _no_rollouts(state) -> Response | None:
+    if state.rollouts is None:
+        return error_response(
+            409, "rollouts keep their state in the feedback file: start without --no-feedback"
+        )
+    return None
+
+
+@router.post("/admin/rollout")
+async def start_rollout(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    payload, denied = await admin_request(request, state, authorization, "rollouts", b"null")
+    if denied is not None:
+        return denied
+    denied = _no_rollouts(state)
+    if denied is not None:
+        return denied
+    try:
+        plan = RolloutPlan.from_dict(payload)
+        if plan.variant not in state.router.variants:
+            known = ", ".join(state.router.variants)
+            return error_response(404, f"no variant {plan.variant!r}; variants: {known}")
+        if state.settings.auto_weights_s:
+            return error_response(
+                409, "--auto-weights moves the weights already; a rollout would fight it"
+            )
+        rollout = await asyncio.to_thread(state.rollouts.begin, plan)
+    except RolloutError as error:
+        status = 409 if "under way" in str(error) else 400
+        return error_response(status, str(error))
+    return JSONResponse(rollout.to_dict(), status_code=201)
+
+
+@router.post("/admin/rollout/stop")
+async def stop_rollout(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    payload, denied = await admin_request(request, state, authorization, "rollouts", b"{}")
+    if denied is not None:
+        return denied
+    denied = _no_rollouts(state)
+    if denied is not None:
+        return denied
+    if not isinstance(payload, dict) or set(payload) - {"roll_back"}:
+        return error_response(400, 'send {} or {"roll_back": true|false}')
+    roll_back = payload.get("roll_back", True)
+    if not isinstance(roll_back, bool):
+        return error_response(400, "roll_back must be true or false")
+    try:
+        rollout = await asyncio.to_thread(state.rollouts.end, "operator", roll_back)
+    except RolloutError as error:
+        return error_response(409, str(error))
+    return JSONResponse(rollout.to_dict())
+
+
+@router.get("/rollout")
+async def rollout_view(state: State) -> Response:
+    """The running rollout with its latest figures, else the latest one; null when none."""
+    if state.rollouts is None:
+        return JSONResponse({"rollout": None, "enabled": False})
+    watch = state.rollouts
+    latest = await asyncio.to_thread(watch.store.latest, 1)
+    shown = latest[0].to_dict(time.time()) if latest else None
+    figures = watch.last if shown and watch.last and watch.last["rollout"] == shown["id"] else None
+    return JSONResponse({"rollout": shown, "figures": figures, "enabled": True})

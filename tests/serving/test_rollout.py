@@ -1,0 +1,167 @@
+"""Rollouts through a real two-worker `critic serve`: a slow challenger is rolled back at its
+first step, a good one reaches 100%, a restart resumes the rollout, and the admin token guards
+it all."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from support.data import NEGATIVE, POSITIVE
+from support.servers import (
+    TWO_CORES,
+    from_every_worker,
+    running_server,
+    two_worker_server,
+    wait_for,
+)
+
+TOKEN = "rollout-admin-token"
+
+pytestmark = pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores: a worker each")
+
+
+def call(url, data=None, token=TOKEN):
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def rollout(server, plan, token=TOKEN):
+    return call(f"{server.url}/admin/rollout", json.dumps(plan).encode(), token)
+
+
+def shown(server):
+    return call(f"{server.url}/rollout", token=None)[1]["rollout"]
+
+
+def traffic(server, requests, reviews_per_request=40):
+    """Requests drawn by weight (no variant named), a few at a time; the variants that
+    answered them."""
+    reviews = ((POSITIVE + NEGATIVE) * reviews_per_request)[:reviews_per_request]
+    body = "\n".join(json.dumps({"text": review}) for review in reviews).encode()
+
+    def one(_):
+        request = urllib.request.Request(
+            f"{server.url}/invocations", body, {"Content-Type": "application/jsonlines"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.headers["X-Amzn-Invoked-Production-Variant"]
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(requests)))
+
+
+def weights_everywhere(server):
+    seen = from_every_worker(server.url)
+    assert len(seen) == 2, "the second worker never answered"
+    return [{v["name"]: v["weight"] for v in answer["variants"]} for answer in seen.values()]
+
+
+@pytest.fixture(scope="module")
+def server(trained_bundle, nbsvm_bundle, tmp_path_factory):
+    feedback = tmp_path_factory.mktemp("rollout") / "feedback.sqlite"
+    with two_worker_server(
+        ["serve", "--variant", f"champion={nbsvm_bundle}:1",
+         "--variant", f"slow={trained_bundle}:0", "--variant", f"good={nbsvm_bundle}:0",
+         "--feedback-db", feedback],
+        env={"CRITIC_ADMIN_TOKEN": TOKEN},
+    ) as server:  # fmt: skip
+        yield server
+
+
+def test_a_wrong_token_or_a_bad_plan_changes_nothing(server):
+    status, body = rollout(server, {"variant": "slow"}, token="wrong")
+    assert status == 401 and "admin token" in body["message"]
+    status, body = rollout(server, {"variant": "nobody"})
+    assert status == 404 and "variants: champion, slow, good" in body["message"]
+    status, body = rollout(server, {"variant": "slow", "steps": [0.5, 0.1]})
+    assert status == 400 and "rise" in body["message"]
+    assert shown(server) is None
+    for weights in weights_everywhere(server):
+        assert weights == {"champion": 1.0, "slow": 0.0, "good": 0.0}
+
+
+def test_a_slow_challenger_is_rolled_back_at_its_first_step(server):
+    plan = {"variant": "slow", "steps": [0.2, 0.5, 1], "bake_s": 600, "min_requests": 10,
+            "limits": {"min_requests": 10}}  # fmt: skip
+    status, body = rollout(server, plan)
+    assert status == 201, body
+    assert body["champion"] == "champion" and body["weights"]["slow"] == pytest.approx(0.2)
+    # Another rollout, or a hand on the weights, while it runs: refused.
+    assert rollout(server, {"variant": "good"})[0] == 409
+    status, _ = call(f"{server.url}/admin/weights", b'{"slow": 1}')
+    assert status == 409
+    wait_for(lambda: all(w["slow"] == pytest.approx(0.2) for w in weights_everywhere(server)), 30)
+
+    started = time.monotonic()
+    answered = []
+    while shown(server)["status"] == "running":
+        assert time.monotonic() - started < 90, "the slow challenger was never rolled back"
+        answered += traffic(server, 20)
+    took = time.monotonic() - started
+    ended = shown(server)
+    assert ended["status"] == "rolled_back" and ended["step"] == 0
+    trips = ended["history"][-1]["trips"]
+    assert [trip["guardrail"] for trip in trips] == ["latency"], trips
+    assert trips[0]["challenger"] > 2 * trips[0]["champion"]
+    print(f"slow challenger rolled back {took:.1f} s after its rollout's first request, "
+          f"{answered.count('slow')} of its requests answered, of {len(answered)}")  # fmt: skip
+    wait_for(lambda: all(w["slow"] == 0 for w in weights_everywhere(server)), 30)
+    metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=30).read().decode()
+    assert 'critic_rollout_rollbacks_total{guardrail="latency",variant="slow"} 1.0' in metrics
+
+
+def test_a_good_challenger_reaches_all_the_traffic(server):
+    plan = {"variant": "good", "steps": [0.25, 0.6, 1], "bake_s": 1, "min_requests": 5}
+    status, body = rollout(server, plan)
+    assert status == 201, body
+    started = time.monotonic()
+    while shown(server)["status"] == "running":
+        assert time.monotonic() - started < 90, f"stuck: {shown(server)}"
+        traffic(server, 12, reviews_per_request=2)
+    ended = shown(server)
+    assert ended["status"] == "completed", ended
+    assert [event["event"] for event in ended["history"]] == [
+        "started",
+        "step",
+        "step",
+        "completed",
+    ]
+    wait_for(
+        lambda: all(w["good"] == 1 and w["champion"] == 0 for w in weights_everywhere(server)), 30
+    )
+    assert set(traffic(server, 10, reviews_per_request=1)) == {"good"}
+    metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=30).read().decode()
+    assert "critic_rollout_step{" not in metrics  # none runs
+
+
+def test_a_restart_resumes_the_rollout_where_it_was(nbsvm_bundle, tmp_path):
+    feedback = tmp_path / "feedback.sqlite"
+    args = ["serve", "--variant", f"champion={nbsvm_bundle}:1",
+            "--variant", f"good={nbsvm_bundle}:0", "--feedback-db", feedback]  # fmt: skip
+    with running_server(args, env={"CRITIC_ADMIN_TOKEN": TOKEN}) as first:
+        status, body = rollout(first, {"variant": "good", "steps": [0.3, 1], "bake_s": 3600})
+        assert status == 201, body
+    with running_server(args, env={"CRITIC_ADMIN_TOKEN": TOKEN}) as second:
+        again = shown(second)
+        assert again["status"] == "running" and again["id"] == body["id"] and again["step"] == 0
+        assert again["bake_left_s"] > 3500
+        # The command line says 0 for "good"; the rollout puts it back at its step's share.
+        variants = lambda: call(f"{second.url}/variants", token=None)[1]["variants"]  # noqa: E731
+        wait_for(
+            lambda: {v["name"]: v["share"] for v in variants()}["good"] == pytest.approx(0.3), 30
+        )
+        status, stopped = call(f"{second.url}/admin/rollout/stop", b'{"roll_back": true}')
+        assert status == 200 and stopped["status"] == "rolled_back"
+        wait_for(lambda: {v["name"]: v["share"] for v in variants()}["good"] == 0, 30)
+        assert call(f"{second.url}/admin/rollout/stop", b"{}")[0] == 409  # none runs now
