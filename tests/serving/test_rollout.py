@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from support.cli import run_cli
 from support.data import NEGATIVE, POSITIVE
 from support.servers import (
     TWO_CORES,
@@ -146,14 +147,27 @@ def test_a_good_challenger_reaches_all_the_traffic(server):
 
 
 def test_a_restart_resumes_the_rollout_where_it_was(nbsvm_bundle, tmp_path):
+    # Driven from the shell, as an operator would: critic rollout start / status / stop.
     feedback = tmp_path / "feedback.sqlite"
     args = ["serve", "--variant", f"champion={nbsvm_bundle}:1",
             "--variant", f"good={nbsvm_bundle}:0", "--feedback-db", feedback]  # fmt: skip
-    with running_server(args, env={"CRITIC_ADMIN_TOKEN": TOKEN}) as first:
-        status, body = rollout(first, {"variant": "good", "steps": [0.3, 1], "bake_s": 3600})
-        assert status == 201, body
-    with running_server(args, env={"CRITIC_ADMIN_TOKEN": TOKEN}) as second:
-        again = shown(second)
+    admin = {"CRITIC_ADMIN_TOKEN": TOKEN}
+    with running_server(args, env=admin) as first:
+        refused = run_cli("rollout", "start", "good", "--url", first.url,
+                          env={"CRITIC_ADMIN_TOKEN": "not-the-token"})  # fmt: skip
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.strip().splitlines() == [
+            "critic: error: rollout: 401: a valid 'Authorization: Bearer <admin token>' header "
+            "is required"
+        ]
+        started = run_cli("rollout", "start", "good", "--steps", "30,100", "--bake-minutes",
+                          "60", "--url", first.url, env=admin)  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        body = json.loads(started.stdout)
+        assert body["steps"] == [0.3, 1.0] and body["bake_s"] == 3600
+    with running_server(args, env=admin) as second:
+        again = json.loads(run_cli("rollout", "status", "--url", second.url, check=True).stdout)
+        again = again["rollout"]
         assert again["status"] == "running" and again["id"] == body["id"] and again["step"] == 0
         assert again["bake_left_s"] > 3500
         # The command line says 0 for "good"; the rollout puts it back at its step's share.
@@ -161,7 +175,9 @@ def test_a_restart_resumes_the_rollout_where_it_was(nbsvm_bundle, tmp_path):
         wait_for(
             lambda: {v["name"]: v["share"] for v in variants()}["good"] == pytest.approx(0.3), 30
         )
-        status, stopped = call(f"{second.url}/admin/rollout/stop", b'{"roll_back": true}')
-        assert status == 200 and stopped["status"] == "rolled_back"
+        stopped = run_cli("rollout", "stop", "--url", second.url, env=admin)
+        assert stopped.returncode == 0 and json.loads(stopped.stdout)["status"] == "rolled_back"
         wait_for(lambda: {v["name"]: v["share"] for v in variants()}["good"] == 0, 30)
-        assert call(f"{second.url}/admin/rollout/stop", b"{}")[0] == 409  # none runs now
+        # Rolled back: status says so with its exit; a second stop finds nothing to stop.
+        assert run_cli("rollout", "status", "--url", second.url).returncode == 1
+        assert call(f"{second.url}/admin/rollout/stop", b"{}")[0] == 409

@@ -3,7 +3,8 @@
 One module per command group, each adding its commands to the one Typer app
 (:mod:`critic.cli.app`): :mod:`~critic.cli.train` (train, evaluate, compare, ensemble, predict,
 transform), :mod:`~critic.cli.serve` (serve, web, monitor), :mod:`~critic.cli.ground_truth`
-(the ``critic ground-truth`` group) and :mod:`~critic.cli.sagemaker` (package, and the
+(the ``critic ground-truth`` group), :mod:`~critic.cli.rollout` (the ``critic rollout``
+group) and :mod:`~critic.cli.sagemaker` (package, and the
 ``critic sagemaker`` group). Options that set a config field are built from
 the config's declaration (:mod:`critic.cli.options`), never declared here.
 """
@@ -15,7 +16,7 @@ import sys
 import typer
 
 # Imported for the commands they add to the app, in the order --help lists them.
-from critic.cli import ground_truth, sagemaker, serve, train  # noqa: F401
+from critic.cli import ground_truth, rollout, sagemaker, serve, train  # noqa: F401
 from critic.cli.app import app
 from critic.errors import CriticError
 
