@@ -158,6 +158,9 @@
     return body;
   }
 
+  // rollout.js starts and stops rollouts with the same token.
+  window.critic = { ...(window.critic || {}), postAdmin };
+
   const trafficNow = (body) =>
     Object.entries(body.shares)
       .map(([name, value]) => `${name} ${percent(value, 0)}`)
