@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPException
 
 import pytest
 
@@ -107,8 +108,10 @@ class Load:
                     f"{self.url}/invocations", b"A fine film.", {"Content-Type": "text/plain"}
                 )
                 ok = status == 200
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                ok = False  # a connection the killed worker held
+            except (urllib.error.URLError, ConnectionError, TimeoutError, HTTPException):
+                # A connection the killed worker held; or its answer cut off mid-body
+                # (IncompleteRead): counted by the server, never read whole here.
+                ok = False
             with self._lock:
                 self.answered += ok
                 self.lost += not ok
