@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import chisquare, norm
+from scipy.stats import binomtest, chisquare, norm
 
 TAU = 0.1
 """Standard deviation of the mixing prior on the difference: the test reaches a decision
@@ -736,3 +736,10 @@ def thompson_weights(
         name: round(floor + (1 - floor * len(names)) * float(share), 4)
         for name, share in zip(names, best, strict=True)
     }
+
+
+def accuracy_interval(right: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of ``right / total``: sensible at 0, at 100% and at small counts,
+    where the normal approximation gives intervals outside [0, 1]."""
+    interval = binomtest(right, total).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)

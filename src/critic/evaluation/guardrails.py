@@ -27,11 +27,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
-from critic.evaluation.abtest import adaptive_test, logged_shares
-
-GUARDRAILS = ("server_errors", "unavailable", "latency", "accuracy")
+from critic.evaluation.abtest import accuracy_interval, adaptive_test, logged_shares
 
 
 @dataclass(frozen=True)
@@ -115,9 +112,7 @@ def _share(part: int, total: int) -> float:
 
 
 def _wilson_low(part: int, total: int, confidence: float) -> float:
-    if not total:
-        return 0.0
-    return float(binomtest(part, total).proportion_ci(confidence, method="wilson").low)
+    return accuracy_interval(part, total, confidence)[0] if total else 0.0
 
 
 def _rate_trip(

@@ -4,7 +4,7 @@ What SageMaker Model Monitor's model-quality monitor does, on critic's capture: 
 answer carries its id, ground truth names it (:mod:`critic.monitor.ground_truth`), and the
 labelled answers give, per variant and hour by hour (and over the whole capture per variant):
 
-* accuracy, with its Wilson interval (:func:`critic.serving.ab.feedback.accuracy_interval`);
+* accuracy, with its Wilson interval (:func:`critic.evaluation.abtest.accuracy_interval`);
 * the expected calibration error of the answers' probabilities
   (:func:`critic.evaluation.calibration.expected_calibration_error`, 15 bins);
 * the share of answers that got a label;
@@ -111,8 +111,8 @@ def join_capture(
 
 def quality_of(window: Labelled, baseline: dict, limits: QualityThresholds) -> dict:
     """The figures of one window and whether they count as a drop."""
+    from critic.evaluation.abtest import accuracy_interval
     from critic.evaluation.calibration import expected_calibration_error
-    from critic.serving.ab.feedback import accuracy_interval
 
     labelled = len(window.correct)
     result: dict = {

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from critic.serving.ab.feedback import FeedbackError
+from critic.serving.ab.feedback import FeedbackError, connect
 from critic.serving.metrics import EndpointMetrics, _bucket_quantile
 
 FLUSH_SECONDS = 1.0
@@ -101,15 +101,21 @@ def added(*parts: Totals) -> Totals:
     return result
 
 
-def summary(counts: dict[str, float]) -> dict:
-    """What the A/B view shows of one variant's totals: counts, positive share, latency."""
-    positive = counts.get("positive", 0.0)
-    reviews = counts.get("negative", 0.0) + positive
-    buckets = sorted(
+def latency_buckets(counts: Mapping[str, float]) -> list[tuple[float, float]]:
+    """One variant's latency histogram from its counters: (upper bound, cumulative count),
+    in order, as _bucket_quantile takes it."""
+    return sorted(
         (float(counter[3:]), value)
         for counter, value in counts.items()
         if counter.startswith("le=")
     )
+
+
+def summary(counts: dict[str, float]) -> dict:
+    """What the A/B view shows of one variant's totals: counts, positive share, latency."""
+    positive = counts.get("positive", 0.0)
+    reviews = counts.get("negative", 0.0) + positive
+    buckets = latency_buckets(counts)
     answered = buckets[-1][1] if buckets else 0.0
     p50, p95 = (_bucket_quantile(buckets, q) if answered else None for q in (0.5, 0.95))
     mean = counts.get("latency_sum", 0.0) / answered if answered else None
@@ -138,16 +144,11 @@ class CountStore:
         except sqlite3.Error as error:
             raise FeedbackError(f"counts in {self.path}: {error}") from None
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # closing() closes; "with connection" commits, or rolls back on an error.
-        with closing(sqlite3.connect(self.path, timeout=10)) as connection:
-            # NORMAL, not the feedback's FULL: what a power cut could cost is the last second
-            # of counts, not a verdict. (Closing the connection still checkpoints the WAL: a
-            # flush that wrote takes about 25 ms of disk here, in its own thread.)
-            connection.execute("PRAGMA synchronous=NORMAL")
-            with connection:
-                yield connection
+    def _connect(self):
+        # NORMAL, not the feedback's FULL: what a power cut could cost is the last second of
+        # counts, not a verdict. (Closing the connection still checkpoints the WAL: a flush
+        # that wrote takes about 25 ms of disk here, in its own thread.)
+        return connect(self.path, synchronous="NORMAL")
 
     def add(self, deltas: Totals) -> None:
         """Add one process's new counts to this run's rows (one transaction)."""

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scipy.stats import binomtest
-
 from critic.errors import CriticError
+from critic.evaluation.abtest import accuracy_interval
 from critic.serving.ab.answers import new_key
 
 SCHEMA_VERSION = 3
@@ -91,11 +90,16 @@ class DuplicateFeedback(FeedbackError):
     """The answer named already has its verdict."""
 
 
-def accuracy_interval(right: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of ``right / total``: sensible at 0, at 100% and at small counts,
-    where the normal approximation gives intervals outside [0, 1]."""
-    interval = binomtest(right, total).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(interval.low), float(interval.high)
+@contextmanager
+def connect(path: Path, synchronous: str) -> Iterator[sqlite3.Connection]:
+    """One short connection to the feedback file (each table's store opens its own per
+    operation: the server calls in from a pool of threads); commits on leaving, or rolls
+    back on an error, then closes."""
+    # closing() closes; the inner "with connection" commits, or rolls back on an error.
+    with closing(sqlite3.connect(path, timeout=10)) as connection:
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        with connection:
+            yield connection
 
 
 class FeedbackStore:
@@ -131,14 +135,9 @@ class FeedbackStore:
         except (sqlite3.Error, OSError) as error:
             raise FeedbackError(f"feedback database {self.path}: {error}") from None
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # closing() closes; the inner "with connection" commits, or rolls back on an error.
-        with closing(sqlite3.connect(self.path, timeout=10)) as connection:
-            # FULL: a verdict answered 201 is on disk, even if the machine loses power next.
-            connection.execute("PRAGMA synchronous=FULL")
-            with connection:
-                yield connection
+    def _connect(self):
+        # FULL: a verdict answered 201 is on disk, even if the machine loses power next.
+        return connect(self.path, synchronous="FULL")
 
     def record(
         self,

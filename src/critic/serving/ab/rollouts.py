@@ -19,8 +19,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
@@ -29,9 +28,10 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from critic.errors import CriticError
+from critic.evaluation.abtest import champion_of
 from critic.evaluation.guardrails import GuardrailLimits, PeriodFigures, Trip, check_guardrails
-from critic.serving.ab.counts import Totals
-from critic.serving.ab.feedback import FeedbackError
+from critic.serving.ab.counts import Totals, latency_buckets
+from critic.serving.ab.feedback import FeedbackError, connect
 from critic.serving.metrics import _bucket_quantile
 
 DEFAULT_STEPS = (0.05, 0.25, 0.5, 1.0)
@@ -280,18 +280,14 @@ def weights_for(
 def period_figures(now: Mapping[str, float], before: Mapping[str, float]) -> PeriodFigures:
     """One variant's figures between two readings of its online counts."""
 
-    def since(counter: str) -> float:
-        return max(0.0, now.get(counter, 0.0) - before.get(counter, 0.0))
-
-    buckets = sorted(
-        (float(counter[3:]), since(counter)) for counter in now if counter.startswith("le=")
-    )
+    since = {counter: max(0.0, value - before.get(counter, 0.0)) for counter, value in now.items()}
+    buckets = latency_buckets(since)
     answered = buckets[-1][1] if buckets else 0.0
     p95 = _bucket_quantile(buckets, 0.95) * 1000 if answered else None
     return PeriodFigures(
-        requests=int(since("requests")),
-        server_errors=int(since("server_errors")),
-        unavailable=int(since("unavailable")),
+        requests=int(since.get("requests", 0.0)),
+        server_errors=int(since.get("server_errors", 0.0)),
+        unavailable=int(since.get("unavailable", 0.0)),
         answered=int(answered),
         p95_ms=p95,
     )
@@ -308,13 +304,9 @@ class RolloutStore:
         except sqlite3.Error as error:
             raise FeedbackError(f"rollouts in {self.path}: {error}") from None
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=10)) as connection:
-            # FULL: a rollback recorded is on disk, as a verdict is.
-            connection.execute("PRAGMA synchronous=FULL")
-            with connection:
-                yield connection
+    def _connect(self):
+        # FULL: a rollback recorded is on disk, as a verdict is.
+        return connect(self.path, synchronous="FULL")
 
     def start(
         self,
@@ -384,9 +376,13 @@ class RolloutStore:
 
     def rollbacks(self) -> dict[tuple[str, str], int]:
         """How many rollouts each guardrail rolled back, per variant (for /metrics)."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT id, status, version, state FROM rollouts WHERE status = 'rolled_back'"
+            ).fetchall()
         found: dict[tuple[str, str], int] = {}
-        for rollout in self.latest(count=1_000_000):
-            if rollout.status != "rolled_back" or not rollout.history:
+        for rollout in map(Rollout.from_row, rows):
+            if not rollout.history:
                 continue
             last = rollout.history[-1]
             names = [trip["guardrail"] for trip in last.get("trips", [])] or ["operator"]
@@ -458,7 +454,7 @@ class RolloutWatch:
         others = {name: weight for name, weight in start.items() if name != plan.variant}
         if not others:
             raise RolloutError("a rollout needs a champion: the endpoint has one variant")
-        champion = max(others, key=lambda name: others[name])
+        champion = champion_of(others)
         totals = self.totals()
         baseline = {name: totals.get(name, {}) for name in (plan.variant, champion)}
         last_vote = self.feedback.last_id() if self.feedback is not None else 0
@@ -512,8 +508,8 @@ class RolloutWatch:
             self._follow(rollout)
             return rollout
         saved = self.store.save(move)
-        if saved is None:  # another worker moved it first: follow what it did
-            return self.check(now) if self.store.running() is not None else None
+        if saved is None:  # another worker moved it first: look again at what it did
+            return self.check(now)
         self.set_weights(saved.end_weights() if saved.status != "running" else saved.weights())
         if saved.status == "rolled_back":
             self.log(

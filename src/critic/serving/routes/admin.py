@@ -120,22 +120,24 @@ async def promote_shadow(
     )
 
 
-def _no_rollouts(state) -> Response | None:
-    if state.rollouts is None:
-        return error_response(
+async def rollout_request(
+    request: Request, state, authorization: str | None, empty: bytes
+) -> tuple[object, Response | None]:
+    """A rollout route's JSON body, or the answer refusing it: what admin_request refuses,
+    and any rollout where there is no feedback file to keep its state in."""
+    payload, denied = await admin_request(request, state, authorization, "rollouts", empty)
+    if denied is None and state.rollouts is None:
+        denied = error_response(
             409, "rollouts keep their state in the feedback file: start without --no-feedback"
         )
-    return None
+    return payload, denied
 
 
 @router.post("/admin/rollout")
 async def start_rollout(
     request: Request, state: State, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    payload, denied = await admin_request(request, state, authorization, "rollouts", b"null")
-    if denied is not None:
-        return denied
-    denied = _no_rollouts(state)
+    payload, denied = await rollout_request(request, state, authorization, b"null")
     if denied is not None:
         return denied
     try:
@@ -158,10 +160,7 @@ async def start_rollout(
 async def stop_rollout(
     request: Request, state: State, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    payload, denied = await admin_request(request, state, authorization, "rollouts", b"{}")
-    if denied is not None:
-        return denied
-    denied = _no_rollouts(state)
+    payload, denied = await rollout_request(request, state, authorization, b"{}")
     if denied is not None:
         return denied
     if not isinstance(payload, dict) or set(payload) - {"roll_back"}:
