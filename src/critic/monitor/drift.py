@@ -344,7 +344,7 @@ class DriftReport:
             "positive | drift |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| baseline | {base['reviews']:,} | — | — | — | "
-            f"{_figure(base['unknown_share'], '.1%')} | {_figure(base['positive_share'], '.1%')} "
+            f"{figure(base['unknown_share'], '.1%')} | {figure(base['positive_share'], '.1%')} "
             "| |",
             _row("all", self.overall),
             *(_row(hour, figures) for hour, figures in self.windows.items()),
@@ -357,17 +357,19 @@ class DriftReport:
             f"{self.thresholds['alpha']:g}; a window needs {self.thresholds['min_reviews']} "
             "reviews to be judged. PSI over the baseline's deciles.",
         ]
-        if self.unreadable:
-            lines += [
-                "",
-                f"{len(self.unreadable)} capture line(s) could not be read, e.g. "
-                f"`{self.unreadable[0]}`.",
-            ]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + unreadable_note(self.unreadable)) + "\n"
 
 
-def _figure(value: float | None, form: str) -> str:
+def figure(value: float | None, form: str) -> str:
+    """A report's figure in ``form``, or a dash where there is none."""
     return "—" if value is None else format(value, form)
+
+
+def unreadable_note(unreadable: list[str]) -> list[str]:
+    """A report's closing lines on the capture lines it could not read (none: nothing)."""
+    if not unreadable:
+        return []
+    return ["", f"{len(unreadable)} capture line(s) could not be read, e.g. `{unreadable[0]}`."]
 
 
 def _row(name: str, figures: dict) -> str:
@@ -376,9 +378,9 @@ def _row(name: str, figures: dict) -> str:
     ks = "—" if not score else f"{score['ks_statistic']:.3f} ({score['ks_p']:.2g})"
     drift = "yes" if figures["drift"] else ("no" if figures["judged"] else "not judged")
     return (
-        f"| {name} | {figures['reviews']:,} | {_figure(score.get('psi'), '.3f')} | {ks} | "
-        f"{_figure(length.get('psi'), '.3f')} | {_figure(unknown.get('share'), '.1%')} | "
-        f"{_figure(label.get('positive_share'), '.1%')} | {drift} |"
+        f"| {name} | {figures['reviews']:,} | {figure(score.get('psi'), '.3f')} | {ks} | "
+        f"{figure(length.get('psi'), '.3f')} | {figure(unknown.get('share'), '.1%')} | "
+        f"{figure(label.get('positive_share'), '.1%')} | {drift} |"
     )
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from critic.errors import CriticError
 from critic.fileio import write_text_atomic
-from critic.monitor.drift import MonitorError, captured_answers
+from critic.monitor.drift import MonitorError, captured_answers, figure, unreadable_note
 from critic.monitor.ground_truth import read_ground_truth
 from critic.monitor.thresholds import QualityThresholds
 from critic.serving.sidecar.capture import capture_files
@@ -214,7 +214,7 @@ class QualityReport:
             f"Capture `{self.capture}` joined with {self.labels:,} label(s) from "
             + ", ".join(f"`{source}`" for source in self.ground_truth)
             + f". Baseline: `{base['bundle']}` ({base['model']}), validation accuracy "
-            f"{_figure(base['accuracy'], '.1%')}, ECE {_figure(base['ece'], '.3f')}.",
+            f"{figure(base['accuracy'], '.1%')}, ECE {figure(base['ece'], '.3f')}.",
             "",
             f"Verdict: {verdict}.",
             "",
@@ -232,30 +232,20 @@ class QualityReport:
             f"or ECE > {self.thresholds['max_ece']:g}; a window needs "
             f"{self.thresholds['min_labels']} labelled answers to be judged.",
         ]
-        if self.unreadable:
-            lines += [
-                "",
-                f"{len(self.unreadable)} capture line(s) could not be read, e.g. "
-                f"`{self.unreadable[0]}`.",
-            ]
-        return "\n".join(lines) + "\n"
-
-
-def _figure(value: float | None, form: str) -> str:
-    return "—" if value is None else format(value, form)
+        return "\n".join(lines + unreadable_note(self.unreadable)) + "\n"
 
 
 def _row(variant: str, window: str, figures: dict) -> str:
-    accuracy = _figure(figures["accuracy"], ".1%")
+    accuracy = figure(figures["accuracy"], ".1%")
     if figures["interval"] is not None:
         low, high = figures["interval"]
         accuracy += f" ({low:.1%}-{high:.1%})"
     drop = "yes" if figures["dropped"] else ("no" if figures["judged"] else "not judged")
     return (
         f"| {variant} | {window} | {figures['answers']:,} | {figures['labelled']:,} "
-        f"({_figure(figures['label_share'], '.0%')}) | {accuracy} | "
-        f"{_figure(figures.get('accuracy_change'), '+.1%')} | {_figure(figures['ece'], '.3f')} | "
-        f"{_figure(figures.get('ece_change'), '+.3f')} | {drop} |"
+        f"({figure(figures['label_share'], '.0%')}) | {accuracy} | "
+        f"{figure(figures.get('accuracy_change'), '+.1%')} | {figure(figures['ece'], '.3f')} | "
+        f"{figure(figures.get('ece_change'), '+.3f')} | {drop} |"
     )
 
 
