@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,9 @@ def moto_url(tmp_path_factory):
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto keeps its state in this process, across servers: each module starts with none of
+    # what an earlier module made (its documented reset call).
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
     hidden = tmp_path_factory.mktemp("no-aws-config")
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):

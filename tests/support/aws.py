@@ -84,3 +84,32 @@ def assert_one_line(error: pytest.ExceptionInfo) -> str:
     message = str(error.value)
     assert "\n" not in message and message.strip() == message
     return message
+
+
+class StubbedSession:
+    """A boto3 session whose clients of some services answer from botocore Stubbers, for the
+    SageMaker calls moto's server does not implement (UpdateEndpoint, inference experiments).
+
+    A Stubber checks every request it is given against the real service model, so a parameter
+    SageMaker would refuse fails the test; clients of every other service (S3, CloudWatch) are
+    plain ones, on moto's server. ``stubbers[service]`` queues the answers, in order.
+    """
+
+    def __init__(self, *services: str):
+        from botocore.stub import Stubber
+
+        self._session = boto3.session.Session()
+        self.region_name = self._session.region_name
+        self._clients = {service: self._session.client(service) for service in services}
+        self.stubbers = {service: Stubber(client) for service, client in self._clients.items()}
+        for stubber in self.stubbers.values():
+            stubber.activate()
+
+    def client(self, service: str, **options):
+        if service in self._clients:
+            return self._clients[service]
+        return self._session.client(service, **options)
+
+    def assert_no_pending_responses(self) -> None:
+        for stubber in self.stubbers.values():
+            stubber.assert_no_pending_responses()

@@ -5,6 +5,7 @@ these commands parse, call and print."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,9 @@ from critic.cli.app import (
 from critic.cli.options import given, options_of, with_options
 from critic.cli.train import RUN_OPTIONS
 from critic.errors import CriticError
+from critic.sagemaker.deployment import AlarmLimits, ReleaseOptions
 from critic.sagemaker.endpoints import INSTANCE_TYPE as ENDPOINT_INSTANCE_TYPE
+from critic.sagemaker.endpoints import packaged_variants
 from critic.sagemaker.training import TrainingJobOptions
 from critic.sagemaker.transform import INSTANCE_TYPE as TRANSFORM_INSTANCE_TYPE
 
@@ -32,6 +35,16 @@ sagemaker_app = typer.Typer(
 )
 app.add_typer(sagemaker_app, name="sagemaker")
 JOB_OPTIONS = options_of(TrainingJobOptions)
+RELEASE_OPTIONS = options_of(ReleaseOptions)
+ALARM_OPTIONS = options_of(AlarmLimits)
+DataCaptureOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Capture this percent of the calls (requests and answers) to "
+        "s3://BUCKET/critic/ENDPOINT/capture; critic sagemaker capture brings them down for "
+        "critic monitor."
+    ),
+]
 
 
 @app.command()
@@ -100,6 +113,7 @@ def sagemaker_train(*, settings: dict, job: dict) -> None:
 
 
 @sagemaker_app.command()
+@with_options(release=RELEASE_OPTIONS, limits=ALARM_OPTIONS)
 def deploy(
     artifact: Annotated[
         Path | None,
@@ -136,6 +150,10 @@ def deploy(
             "(SageMakerVariantInvocationsPerInstance; bench/serve_load.py suggests one)."
         ),
     ] = None,
+    data_capture: DataCaptureOption = None,
+    *,
+    release: dict,
+    limits: dict,
 ) -> None:
     """Deploy to Amazon SageMaker: upload, create the models, an endpoint config with production
     variants and weights, and the endpoint. Delete it with critic sagemaker delete-endpoint when
@@ -143,18 +161,34 @@ def deploy(
 
     With --max-instances and --target-invocations every variant scales between
     --min-instances and --max-instances (Application Auto Scaling target tracking); change it
-    later with critic sagemaker autoscale."""
-    import tempfile
+    later with critic sagemaker autoscale.
 
+    With --canary, --linear or --rollback-alarms, deploying onto an endpoint that exists is a
+    guarded release (critic sagemaker update); a new endpoint takes its traffic at once and
+    the options guard its later releases."""
     from critic.sagemaker import deploy as deploy_endpoint
-    from critic.sagemaker.endpoints import packaged_variants
-    from critic.serving.variants import variant_specs
+    from critic.sagemaker.endpoints import find_endpoint
 
-    limits = _scaling_limits(min_instances, max_instances, target_invocations)
-    specs = variant_specs(artifact, variant)  # repeated names fail before anything is packaged
-    if not specs:
-        raise CriticError(
-            "nothing to deploy: give a model.tar.gz, or --variant NAME=ARTIFACT[:WEIGHT]"
+    options = ReleaseOptions(**given(RELEASE_OPTIONS, release))
+    scaling = _scaling_limits(min_instances, max_instances, target_invocations)
+    specs = _variants_to_send(artifact, variant)
+    capture = _data_capture(data_capture)
+    if options.guarded:
+        traffic = options.traffic()  # a bad step is refused before anything is packaged
+        if find_endpoint(endpoint, region) is not None:
+            if scaling is not None:
+                raise CriticError(
+                    "an update keeps the endpoint's autoscaling: change it with critic "
+                    "sagemaker autoscale, not with the release"
+                )
+            _release(
+                specs, endpoint, role, bucket, instance_type, instance_count, image, region,
+                wait, traffic, options, limits, capture,
+            )  # fmt: skip
+            return
+        typer.echo(
+            f"endpoint {endpoint} is new: it takes all its traffic at once; "
+            f"{traffic.describe()} guards its later releases (critic sagemaker update)"
         )
     with tempfile.TemporaryDirectory(prefix="critic-deploy-") as scratch:
         deployment = deploy_endpoint(
@@ -168,12 +202,155 @@ def deploy(
             region=region,
             wait=wait,
             log=typer.echo,
-            autoscaling=limits,
+            autoscaling=scaling,
+            data_capture=capture,
         )
     answer = {"endpoint": deployment.endpoint_name, "status": deployment.status}
     if deployment.autoscaling:
         answer["autoscaling"] = [entry.to_dict() for entry in deployment.autoscaling]
+    if deployment.data_capture:
+        answer["data_capture"] = deployment.data_capture
     echo_json(answer)
+
+
+@sagemaker_app.command()
+@with_options(release=RELEASE_OPTIONS, limits=ALARM_OPTIONS)
+def update(
+    endpoint: EndpointArgument,
+    artifact: Annotated[
+        Path | None,
+        typer.Argument(help="A model.tar.gz (or a bundle folder) for the endpoint's one variant."),
+    ] = None,
+    role: Annotated[str, typer.Option(help="IAM execution role ARN for the models.")] = ...,  # type: ignore[assignment]
+    bucket: Annotated[str, typer.Option(help="S3 bucket to upload the artifacts to.")] = ...,  # type: ignore[assignment]
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=ARTIFACT(:WEIGHT), repeatable: a new model for each of the endpoint's "
+            "variants, by its name."
+        ),
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="Instance type of every variant.")
+    ] = ENDPOINT_INSTANCE_TYPE,
+    instance_count: Annotated[int, typer.Option(help="Instances per variant.")] = 1,
+    image: Annotated[
+        str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
+    ] = None,
+    region: RegionOption = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the update ends (served, or rolled back).")
+    ] = True,
+    data_capture: DataCaptureOption = None,
+    *,
+    release: dict,
+    limits: dict,
+) -> None:
+    """Release new models onto a SageMaker endpoint, blue/green: a new fleet starts beside the
+    old one and the traffic moves over all at once, as a --canary, or in --linear steps, each
+    baked for --bake-minutes. With --rollback-alarms, CloudWatch alarms compare the new fleet
+    with the old one (p95 latency, 5XX and 4XX shares) and SageMaker moves all the traffic back
+    when one fires. Exits 1 when the update was rolled back."""
+    options = ReleaseOptions(**given(RELEASE_OPTIONS, release))
+    traffic = options.traffic()
+    specs = _variants_to_send(artifact, variant)
+    _release(
+        specs, endpoint, role, bucket, instance_type, instance_count, image, region, wait,
+        traffic, options, limits, _data_capture(data_capture),
+    )  # fmt: skip
+
+
+def _variants_to_send(artifact: Path | None, texts: list[str] | None):
+    from critic.serving.variants import variant_specs
+
+    specs = variant_specs(artifact, texts)  # repeated names fail before anything is packaged
+    if not specs:
+        raise CriticError(
+            "nothing to deploy: give a model.tar.gz, or --variant NAME=ARTIFACT[:WEIGHT]"
+        )
+    return specs
+
+
+def _data_capture(percent: int | None):
+    from critic.sagemaker.capture import DataCapture
+
+    return None if percent is None else DataCapture(percent)
+
+
+def _release(
+    specs, endpoint, role, bucket, instance_type, instance_count, image, region, wait,
+    traffic, options: ReleaseOptions, limits: dict, capture,
+) -> None:  # fmt: skip
+    """Run an update and print it; exit 1 when SageMaker rolled it back."""
+    from critic.sagemaker import update_endpoint
+
+    alarms = AlarmLimits(**given(ALARM_OPTIONS, limits)) if options.rollback_alarms else None
+    if alarms is None and any(value is not None for value in limits.values()):
+        raise CriticError("the alarm limits need --rollback-alarms")
+    with tempfile.TemporaryDirectory(prefix="critic-deploy-") as scratch:
+        release = update_endpoint(
+            packaged_variants(specs, Path(scratch)),
+            endpoint,
+            role,
+            bucket,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            image_uri=image,
+            region=region,
+            wait=wait,
+            log=typer.echo,
+            traffic=traffic,
+            alarms=alarms,
+            data_capture=capture,
+        )
+    echo_json(release.to_dict())
+    if release.status == "RolledBack":
+        raise typer.Exit(1)
+
+
+@sagemaker_app.command()
+def capture(
+    endpoint: EndpointArgument,
+    to: Annotated[
+        Path, typer.Option(help="Folder to copy the capture into (ENDPOINT/VARIANT/yyyy/...).")
+    ] = ...,  # type: ignore[assignment]
+    hours: Annotated[
+        float | None, typer.Option(help="Only the files of the last HOURS hours.")
+    ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="What the endpoint's latest shadow test stored, both variants."
+        ),
+    ] = False,
+    region: RegionOption = None,
+) -> None:
+    """Bring down what a SageMaker endpoint captured (deployed with --data-capture), for
+    critic monitor FOLDER --baseline BUNDLE (and --ground-truth). Files already there are not
+    fetched again."""
+    from critic.sagemaker.capture import download_capture
+
+    destination = None
+    if shadow:
+        from critic.sagemaker import describe_shadow_test
+
+        test = describe_shadow_test(endpoint, region)
+        if test is None or not test.data_destination:
+            raise CriticError(f"endpoint {endpoint} has had no shadow test that stores its data")
+        destination = test.data_destination
+    fetched = download_capture(
+        endpoint, to, hours=hours, destination=destination, region=region, log=typer.echo
+    )
+    echo_json(
+        {
+            "endpoint": endpoint,
+            "source": fetched.source,
+            "folder": str(to),
+            "files": len(fetched.files),
+            "unchanged": fetched.unchanged,
+            "bytes": fetched.bytes,
+        }
+    )
 
 
 def _scaling_limits(minimum: int | None, maximum: int | None, target: float | None):
@@ -348,5 +525,100 @@ def delete_endpoint(
             "deleted_endpoint": deleted.endpoint_name,
             "endpoint_config": deleted.endpoint_config_name,
             "models": deleted.models,
+            "alarms": deleted.alarms,
         }
     )
+
+
+@sagemaker_app.command()
+def shadow(
+    endpoint: EndpointArgument,
+    artifact: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The model.tar.gz (or a bundle folder, packaged on the way) to run as the shadow."
+        ),
+    ] = None,
+    role: Annotated[
+        str | None, typer.Option(help="IAM role ARN SageMaker assumes to run the test.")
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="S3 bucket for the artifact and the captured answers.")
+    ] = None,
+    variant: Annotated[str, typer.Option(help="Name of the shadow variant.")] = "shadow",
+    percent: Annotated[
+        int, typer.Option(help="Share of the source's requests the shadow also answers (1-100).")
+    ] = 100,
+    days: Annotated[float, typer.Option(help="How long the test runs, at most 30 days.")] = 7.0,
+    instance_type: Annotated[
+        str | None, typer.Option(help="The shadow's instance type (default: the source's).")
+    ] = None,
+    instance_count: Annotated[
+        int | None, typer.Option(help="The shadow's instances (default: the source's).")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
+    ] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="End the running shadow test.")] = False,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote", help="With --stop: the shadow replaces the source as production variant."
+        ),
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Print the endpoint's latest shadow test.")
+    ] = False,
+    region: RegionOption = None,
+) -> None:
+    """Shadow-test a model on a SageMaker endpoint's live traffic: it answers a copy of the
+    requests to the endpoint's production variant, and only the production answers go back.
+
+    Both answers are captured to s3://BUCKET/critic/ENDPOINT/shadow-capture. The shadow's
+    instances are billed while the test runs; end it with --stop (--promote to make the shadow
+    the production variant), or see it with --status; critic sagemaker capture ENDPOINT
+    --shadow brings them down for critic monitor."""
+    from critic.sagemaker import describe_shadow_test, start_shadow_test, stop_shadow_test
+    from critic.serving.variants import VariantSpec
+
+    if stop and status:
+        raise CriticError("give --stop or --status, not both")
+    if promote and not stop:
+        raise CriticError("--promote goes with --stop: it promotes the shadow as the test ends")
+    if artifact is not None and (stop or status):
+        raise CriticError(
+            f"{'--stop' if stop else '--status'} takes no ARTIFACT: the artifact starts a test"
+        )
+    if status:
+        found = describe_shadow_test(endpoint, region)
+        echo_json(found.to_dict() if found else {"endpoint": endpoint, "shadow_test": None})
+        return
+    if stop:
+        echo_json(
+            stop_shadow_test(endpoint, promote=promote, region=region, log=typer.echo).to_dict()
+        )
+        return
+    if artifact is None:
+        raise CriticError(
+            "give an ARTIFACT to start a shadow test (with --role and --bucket), --stop to end "
+            "one, or --status to see it"
+        )
+    if role is None or bucket is None:
+        raise CriticError("starting a shadow test needs --role and --bucket")
+    with tempfile.TemporaryDirectory(prefix="critic-shadow-") as scratch:
+        (packaged,) = packaged_variants([VariantSpec(variant, artifact)], Path(scratch))
+        started = start_shadow_test(
+            endpoint,
+            packaged.bundle,
+            role,
+            bucket,
+            variant=variant,
+            percent=percent,
+            duration_days=days,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            image_uri=image,
+            region=region,
+            log=typer.echo,
+        )
+    echo_json(started.to_dict())

@@ -1,8 +1,13 @@
 """Amazon SageMaker from critic: deploy endpoints, invoke them, shift traffic between their
-variants, delete them, and run ``critic train`` as a training job.
+variants, shadow-test a new model on their traffic, delete them, and run ``critic train`` as a
+training job.
 
-    endpoints.py   deploy, update_weights, delete_endpoint
+    endpoints.py   deploy, update_endpoint (guarded releases), update_weights, delete_endpoint
+    deployment.py  the traffic shift of a release and the alarms that roll it back
+    capture.py     data capture: on at deploy, brought down for critic monitor
     autoscaling.py set_autoscaling, describe_autoscaling, remove_autoscaling, suggested_target
+    shadow_tests.py start_shadow_test, stop_shadow_test, describe_shadow_test: a model answering
+                   a copy of an endpoint's traffic, unseen by callers
     runtime.py     invoke
     training.py    submit_training_job (and the sourcedir.tar.gz it uploads)
     transform.py   run_transform_job: Batch Transform over S3 on a deployed model
@@ -25,12 +30,20 @@ from critic.sagemaker.autoscaling import (
 from critic.sagemaker.endpoints import (
     DeletedEndpoint,
     Deployment,
+    Release,
     delete_endpoint,
     deploy,
+    update_endpoint,
     update_weights,
 )
 from critic.sagemaker.images import framework_image_uri
 from critic.sagemaker.runtime import InvokeResult, invoke
+from critic.sagemaker.shadow_tests import (
+    ShadowTest,
+    describe_shadow_test,
+    start_shadow_test,
+    stop_shadow_test,
+)
 from critic.sagemaker.training import TrainingJob, submit_training_job
 from critic.sagemaker.transform import TransformJob, run_transform_job
 from critic.serving.variants import VariantSpec  # one class for serve and deploy
@@ -39,7 +52,9 @@ __all__ = [
     "DeletedEndpoint",
     "Deployment",
     "InvokeResult",
+    "Release",
     "ScalingLimits",
+    "ShadowTest",
     "TrainingJob",
     "TransformJob",
     "VariantScaling",
@@ -47,12 +62,16 @@ __all__ = [
     "delete_endpoint",
     "deploy",
     "describe_autoscaling",
+    "describe_shadow_test",
     "framework_image_uri",
     "invoke",
     "remove_autoscaling",
     "run_transform_job",
     "set_autoscaling",
+    "start_shadow_test",
+    "stop_shadow_test",
     "submit_training_job",
     "suggested_target",
+    "update_endpoint",
     "update_weights",
 ]

@@ -8,13 +8,20 @@ testing: a champion and a challenger). For an endpoint NAME, :func:`deploy` make
     endpoint config NAME                           the variants, instance type and weights
     endpoint NAME                                  billed per instance-hour until deleted
 
-and :func:`delete_endpoint` removes the last three. The S3 objects stay: they cost little and
-are what a second deploy would upload again.
+:func:`update_endpoint` puts new models on a running endpoint the way SageMaker releases
+them, blue/green: a new config ``NAME-rSTAMP`` (models ``NAME-VARIANT-rSTAMP``, data under
+``VARIANT/rSTAMP/``), the traffic moved over all at once, as a canary or in linear steps, each
+step baked under CloudWatch alarms that roll it back (:mod:`critic.sagemaker.deployment`).
+
+:func:`delete_endpoint` removes the endpoint, its config, its models and its alarms. The S3
+objects stay: they cost little and are what a second deploy would upload again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import json
 import math
 import shlex
@@ -34,9 +41,11 @@ from critic.sagemaker.aws import (
     connect,
     describe_or_none,
     is_not_found,
+    one_line,
     upload_file,
     wait_until,
 )
+from critic.sagemaker.capture import DataCapture
 from critic.sagemaker.checks import (
     MAX_NAME_LENGTH,
     bucket_name,
@@ -45,6 +54,14 @@ from critic.sagemaker.checks import (
     check_positive_int,
     check_role_arn,
     check_weight,
+)
+from critic.sagemaker.deployment import (
+    AlarmLimits,
+    TrafficShift,
+    delete_alarms,
+    firing,
+    put_alarms,
+    rollback_alarms,
 )
 from critic.sagemaker.images import check_image_uri, framework_image_uri
 from critic.serving.variants import VariantSpec, check_distinct_names
@@ -82,6 +99,49 @@ class Deployment:
     weights: dict[str, float] = field(default_factory=dict)
     autoscaling: list[VariantScaling] = field(default_factory=list)
     """Each variant's autoscaling, when deploy was given limits."""
+    data_capture: str | None = None
+    """Where the endpoint captures its traffic (an S3 URI), when it does."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What :func:`update_endpoint` did."""
+
+    endpoint_name: str
+    endpoint_config_name: str
+    """The new config (``NAME-rSTAMP``)."""
+    previous_config_name: str
+    region: str
+    status: str
+    """``InService`` (the new config serves all the traffic), ``RolledBack`` (the old one
+    still does), or ``Updating`` when the update was not waited for."""
+    traffic: str
+    """How the traffic moved, in words."""
+    alarms: list[str] = field(default_factory=list)
+    firing: list[str] = field(default_factory=list)
+    """The alarms in ALARM once it rolled back."""
+    reason: str | None = None
+    """SageMaker's FailureReason once it rolled back."""
+    models: dict[str, str] = field(default_factory=dict)
+    model_data: dict[str, str] = field(default_factory=dict)
+    data_capture: str | None = None
+
+    def to_dict(self) -> dict:
+        answer = {
+            "endpoint": self.endpoint_name,
+            "status": self.status,
+            "endpoint_config": self.endpoint_config_name,
+            "previous_config": self.previous_config_name,
+            "traffic": self.traffic,
+            "alarms": self.alarms,
+            "models": self.models,
+        }
+        if self.status == "RolledBack":
+            answer["firing"] = self.firing
+            answer["reason"] = self.reason
+        if self.data_capture:
+            answer["data_capture"] = self.data_capture
+        return answer
 
 
 @dataclass(frozen=True)
@@ -91,6 +151,8 @@ class DeletedEndpoint:
     endpoint_name: str
     endpoint_config_name: str | None
     models: list[str] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)
+    """The rollback alarms of its updates."""
 
 
 def model_environment(region: str) -> dict[str, str]:
@@ -166,6 +228,7 @@ def deploy(
     log: Log = print,
     *,
     autoscaling: ScalingLimits | None = None,
+    data_capture: DataCapture | None = None,
     wait_timeout_s: float = 1800.0,
     session: Any = None,
 ) -> Deployment:
@@ -186,6 +249,10 @@ def deploy(
 
     ``autoscaling`` registers every variant with Application Auto Scaling once the endpoint is
     InService (so it needs ``wait``), between its limits, which must hold ``instance_count``.
+    ``data_capture`` has SageMaker write a share of the calls to S3 (see
+    :mod:`critic.sagemaker.capture`; ``critic sagemaker capture`` brings them down).
+
+    Later releases onto the endpoint go through :func:`update_endpoint`.
     """
     check_name("endpoint", endpoint_name)
     specs = _check_variants(variants, endpoint_name)
@@ -197,6 +264,8 @@ def deploy(
         check_image_uri(image_uri)
     _check_timeout(wait_timeout_s)
     _check_autoscaling(autoscaling, instance_count, wait)
+    if data_capture is not None and not isinstance(data_capture, DataCapture):
+        raise CriticError(f"data_capture must be DataCapture, got {data_capture!r}")
 
     aws = connect(region, session)
     image = image_uri or framework_image_uri("inference", aws.region, instance_type)
@@ -211,28 +280,13 @@ def deploy(
         model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
     models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
 
-    container = {"Image": image, "Environment": model_environment(aws.region)}
+    capture = data_capture.config(bucket, endpoint_name) if data_capture else None
     created = _create_endpoint(
         sagemaker,
         endpoint_name,
-        models=[
-            {
-                "ModelName": models[spec.name],
-                "ExecutionRoleArn": role_arn,
-                "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]},
-            }
-            for spec in specs
-        ],
-        variants=[
-            {
-                "VariantName": spec.name,
-                "ModelName": models[spec.name],
-                "InitialInstanceCount": instance_count,
-                "InstanceType": instance_type,
-                "InitialVariantWeight": spec.weight,
-            }
-            for spec in specs
-        ],
+        models=_model_requests(specs, models, model_data, role_arn, image, aws.region),
+        variants=_variant_requests(specs, models, instance_type, instance_count),
+        data_capture=capture,
         log=log,
     )
 
@@ -259,6 +313,7 @@ def deploy(
         model_data=model_data,
         weights=weights,
         autoscaling=scaling,
+        data_capture=capture["DestinationS3Uri"] if capture else None,
     )
 
 
@@ -322,6 +377,193 @@ def update_weights(
     return result
 
 
+def update_endpoint(
+    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    endpoint_name: str,
+    role_arn: str,
+    bucket: str,
+    instance_type: str = INSTANCE_TYPE,
+    instance_count: int = 1,
+    image_uri: str | None = None,
+    region: str | None = None,
+    wait: bool = True,
+    log: Log = print,
+    *,
+    traffic: TrafficShift | None = None,
+    alarms: AlarmLimits | None = None,
+    data_capture: DataCapture | None = None,
+    wait_timeout_s: float | None = None,
+    session: Any = None,
+    now: dt.datetime | None = None,
+) -> Release:
+    """Release new models onto a running endpoint, blue/green, guarded by rollback alarms.
+
+    The new models take the endpoint's variants' names (SageMaker's rule for a blue/green
+    update; a lone archive takes the endpoint's lone variant's name) and go into a new config
+    ``NAME-rSTAMP``. ``traffic`` says how the traffic moves to them (all at once by default);
+    with ``alarms``, CloudWatch alarms compare the new fleet with the old one through every
+    step and SageMaker sends the traffic back to the old fleet when one fires. The endpoint's
+    data capture carries over unless ``data_capture`` sets another.
+
+    With ``wait``, returns once the update ended: ``InService`` on the new config (the old
+    config and its models are then deleted), or ``RolledBack`` with the alarms that fired and
+    SageMaker's reason (the new config and models are deleted). Everything is checked before
+    anything is uploaded; a failure half-way removes what this call made.
+    """
+    check_name("endpoint", endpoint_name)
+    specs = _check_variants(variants, endpoint_name)
+    check_role_arn(role_arn)
+    bucket = bucket_name(bucket)
+    check_instance_type(instance_type)
+    check_positive_int("instance_count", instance_count)
+    if image_uri is not None:
+        check_image_uri(image_uri)
+    for value, kind in (
+        (traffic, TrafficShift),
+        (alarms, AlarmLimits),
+        (data_capture, DataCapture),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise CriticError(f"expected {kind.__name__}, got {value!r}")
+    if traffic is None:
+        traffic = TrafficShift()
+    if wait_timeout_s is None:
+        # Starting the new fleet takes 5-10 minutes, then every step bakes.
+        wait_timeout_s = 1800.0 + traffic.expected_s()
+    _check_timeout(wait_timeout_s)
+    stamp = "r" + (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d%H%M%S")
+    config_name = f"{endpoint_name}-{stamp}"
+    if len(config_name) > MAX_NAME_LENGTH:
+        raise CriticError(
+            f"the new endpoint config would be named {config_name}, {len(config_name)} "
+            f"characters; SageMaker allows {MAX_NAME_LENGTH}: use a shorter endpoint name"
+        )
+
+    aws = connect(region, session)
+    image = image_uri or framework_image_uri("inference", aws.region, instance_type)
+    s3, sagemaker, cloudwatch = aws.client("s3"), aws.client("sagemaker"), aws.client("cloudwatch")
+    endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
+    status = endpoint.get("EndpointStatus")
+    if status != "InService":
+        raise CriticError(
+            f"endpoint {endpoint_name} is {status}; it can take an update once it is InService"
+        )
+    previous = endpoint["EndpointConfigName"]
+    old_config = describe_or_none(
+        sagemaker.describe_endpoint_config,
+        f"looking up endpoint config {previous}",
+        EndpointConfigName=previous,
+    )
+    if old_config is None:
+        raise CriticError(f"endpoint {endpoint_name}'s config {previous} is gone; redeploy it")
+    old_variants = [variant["VariantName"] for variant in old_config["ProductionVariants"]]
+    specs = _same_variant_names(specs, old_variants, endpoint_name)
+    models = {spec.name: f"{_model_name(endpoint_name, spec.name)}-{stamp}" for spec in specs}
+    too_long = [name for name in models.values() if len(name) > MAX_NAME_LENGTH]
+    if too_long:
+        raise CriticError(
+            f"model {too_long[0]} (endpoint-variant-release) would be {len(too_long[0])} "
+            f"characters; SageMaker allows {MAX_NAME_LENGTH}: shorten the endpoint or variant name"
+        )
+    if data_capture is not None:
+        capture = data_capture.config(bucket, endpoint_name)
+    else:
+        capture = old_config.get("DataCaptureConfig")  # an update must not stop the capture
+    check_bucket(aws, s3, bucket)
+
+    model_data: dict[str, str] = {}
+    for spec in specs:
+        key = f"critic/{endpoint_name}/{spec.name}/{stamp}/model.tar.gz"
+        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
+        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
+    created = _create_config(
+        sagemaker,
+        endpoint_name,
+        config_name,
+        _model_requests(specs, models, model_data, role_arn, image, aws.region),
+        _variant_requests(specs, models, instance_type, instance_count),
+        capture,
+        log,
+    )
+    try:
+        alarm_names = (
+            put_alarms(
+                cloudwatch,
+                rollback_alarms(endpoint_name, old_variants, config_name, previous, alarms),
+                log,
+            )
+            if alarms is not None
+            else []
+        )
+        if not alarm_names and traffic.mode != "all-at-once":
+            log(
+                "no rollback alarms: each step bakes, but nothing sends the traffic back when "
+                "the new models misbehave (add --rollback-alarms)"
+            )
+        if traffic.mode == "canary" and instance_count == 1:
+            log(
+                "with 1 instance per variant the canary is the whole new fleet: use "
+                "--instance-count 2 or more for a canary smaller than all the traffic"
+            )
+        with aws_errors(f"updating endpoint {endpoint_name}"):
+            sagemaker.update_endpoint(
+                EndpointName=endpoint_name,
+                EndpointConfigName=config_name,
+                DeploymentConfig=traffic.deployment_config(alarm_names),
+            )
+    except BaseException:
+        _roll_back(sagemaker, created, config_name, log, "the update failed")
+        raise
+    log(
+        f"updating endpoint {endpoint_name} from {previous} to {config_name}: "
+        f"{traffic.describe()}"
+        + (f", rolled back if {len(alarm_names)} alarms fire" if alarm_names else "")
+        + "; the old fleet keeps serving, and billing, until the update ends"
+    )
+    release = Release(
+        endpoint_name=endpoint_name,
+        endpoint_config_name=config_name,
+        previous_config_name=previous,
+        region=aws.region,
+        status="Updating",
+        traffic=traffic.describe(),
+        alarms=alarm_names,
+        models=models,
+        model_data=model_data,
+        data_capture=capture["DestinationS3Uri"] if capture else None,
+    )
+    if not wait:
+        log(
+            "not waiting; follow it with `aws sagemaker describe-endpoint --endpoint-name "
+            f"{endpoint_name} --region {aws.region}`"
+        )
+        return release
+    _wait_in_service(sagemaker, endpoint_name, wait_timeout_s, log)
+    after = _describe_endpoint(aws, sagemaker, endpoint_name)
+    if after.get("EndpointConfigName") == config_name:
+        log(f"endpoint {endpoint_name} serves {config_name}; removing the old config")
+        _remove_config(sagemaker, old_config, previous, log)
+        return dataclasses.replace(release, status="InService")
+    fired = firing(cloudwatch, alarm_names)
+    reason = after.get("FailureReason")
+    log(
+        f"the update was rolled back: endpoint {endpoint_name} still serves {previous}"
+        + (f"; alarms in ALARM: {', '.join(fired)}" if fired else "")
+        + (f"; SageMaker: {one_line(reason)}" if reason else "")
+    )
+    _roll_back(sagemaker, created, config_name, log, "the new models serve nothing")
+    return dataclasses.replace(release, status="RolledBack", firing=fired, reason=reason)
+
+
+def find_endpoint(
+    endpoint_name: str, region: str | None = None, *, session: Any = None
+) -> dict | None:
+    """DescribeEndpoint's answer, or None when there is no such endpoint."""
+    check_name("endpoint", endpoint_name)
+    aws = connect(region, session)
+    return _find_endpoint(aws.client("sagemaker"), endpoint_name)
+
+
 def delete_endpoint(
     endpoint_name: str,
     region: str | None = None,
@@ -329,7 +571,8 @@ def delete_endpoint(
     *,
     session: Any = None,
 ) -> DeletedEndpoint:
-    """Delete an endpoint, its endpoint config and the models of its variants.
+    """Delete an endpoint, its endpoint config, the models of its variants and the rollback
+    alarms of its updates.
 
     An endpoint bills per instance-hour until it is deleted; this stops that. An endpoint that
     does not exist is a CriticError; a config or model already gone is noted and skipped.
@@ -371,7 +614,13 @@ def delete_endpoint(
         )
     for model in models:
         _delete(sagemaker.delete_model, "model", model, log, ModelName=model)
-    return DeletedEndpoint(endpoint_name, config_name if config is not None else None, models)
+    alarms = []
+    if config is not None:
+        variants = [v["VariantName"] for v in config.get("ProductionVariants", [])]
+        alarms = delete_alarms(aws.client("cloudwatch"), endpoint_name, variants, log)
+    return DeletedEndpoint(
+        endpoint_name, config_name if config is not None else None, models, alarms
+    )
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -414,48 +663,155 @@ def _check_variants(
     return specs
 
 
+def _same_variant_names(
+    specs: list[VariantSpec], old_variants: list[str], endpoint_name: str
+) -> list[VariantSpec]:
+    """The new variants, named as the endpoint's: SageMaker moves traffic blue/green only
+    between configs whose variants have the same names."""
+    if len(specs) == 1 == len(old_variants) and specs[0].name != old_variants[0]:
+        return [VariantSpec(old_variants[0], specs[0].bundle, specs[0].weight)]
+    if sorted(spec.name for spec in specs) != sorted(old_variants):
+        raise CriticError(
+            f"endpoint {endpoint_name} has variants {', '.join(old_variants)}; an update gives "
+            f"new models to the same variants (SageMaker's blue/green rule), got "
+            f"{', '.join(spec.name for spec in specs)}: use --variant NAME=ARTIFACT for each"
+        )
+    return specs
+
+
+def _remove_config(sagemaker: Any, config: dict, config_name: str, log: Log) -> None:
+    """Delete an endpoint config no endpoint serves any more, and its models."""
+    _delete(
+        sagemaker.delete_endpoint_config,
+        "endpoint config",
+        config_name,
+        log,
+        EndpointConfigName=config_name,
+    )
+    for name in dict.fromkeys(v.get("ModelName") for v in config.get("ProductionVariants", [])):
+        if name:
+            _delete(sagemaker.delete_model, "model", name, log, ModelName=name)
+
+
 def _refuse_existing_endpoint(aws: Aws, sagemaker: Any, endpoint_name: str) -> None:
     existing = _find_endpoint(sagemaker, endpoint_name)
     if existing is not None:
         raise CriticError(
             f"endpoint {endpoint_name} already exists in {aws.region} "
-            f"({existing.get('EndpointStatus')}): shift its traffic with update_weights, or "
-            f"delete it first ({CLI_DELETE.format(name=endpoint_name)})"
+            f"({existing.get('EndpointStatus')}): release new models onto it with "
+            f"`critic sagemaker update` (or deploy with --canary, --linear or "
+            f"--rollback-alarms), shift its traffic with update-weights, or delete it first "
+            f"({CLI_DELETE.format(name=endpoint_name)})"
         )
 
 
 def _create_endpoint(
-    sagemaker: Any, endpoint_name: str, *, models: list[dict], variants: list[dict], log: Log
+    sagemaker: Any,
+    endpoint_name: str,
+    *,
+    models: list[dict],
+    variants: list[dict],
+    data_capture: dict | None,
+    log: Log,
 ) -> dict:
     """Create the models (CreateModel parameters), an endpoint config of the production
     ``variants`` and the endpoint, all tagged with the endpoint's name. Returns CreateEndpoint's
     answer; on any failure, deletes what it had created and re-raises."""
-    tags = [{"Key": TAG_KEY, "Value": endpoint_name}]
+    created_models = _create_config(
+        sagemaker, endpoint_name, endpoint_name, models, variants, data_capture, log
+    )
+    try:
+        with aws_errors(f"creating endpoint {endpoint_name}"):
+            return sagemaker.create_endpoint(
+                EndpointName=endpoint_name,
+                EndpointConfigName=endpoint_name,
+                Tags=_tags(endpoint_name),
+            )
+    except BaseException:
+        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
+        # to collide with the next attempt.
+        _roll_back(sagemaker, created_models, endpoint_name, log)
+        raise
+
+
+def _create_config(
+    sagemaker: Any,
+    endpoint_name: str,
+    config_name: str,
+    models: list[dict],
+    variants: list[dict],
+    data_capture: dict | None,
+    log: Log,
+) -> list[str]:
+    """Create the models and an endpoint config of them; the models' names. On any failure,
+    deletes what it had created and re-raises."""
+    tags = _tags(endpoint_name)
     created_models: list[str] = []
-    config_created = False
     try:
         for model in models:
             with aws_errors(f"creating model {model['ModelName']}"):
                 sagemaker.create_model(**model, Tags=tags)
             created_models.append(model["ModelName"])
             log(f"created model {model['ModelName']} ({model['PrimaryContainer']['Image']})")
-        with aws_errors(f"creating endpoint config {endpoint_name}"):
+        extra = {"DataCaptureConfig": data_capture} if data_capture else {}
+        with aws_errors(f"creating endpoint config {config_name}"):
             sagemaker.create_endpoint_config(
-                EndpointConfigName=endpoint_name,
-                ProductionVariants=variants,
-                Tags=tags,
+                EndpointConfigName=config_name, ProductionVariants=variants, Tags=tags, **extra
             )
-        config_created = True
-        log(f"created endpoint config {endpoint_name}")
-        with aws_errors(f"creating endpoint {endpoint_name}"):
-            return sagemaker.create_endpoint(
-                EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tags
+        log(
+            f"created endpoint config {config_name}"
+            + (
+                f" (capturing {data_capture['InitialSamplingPercentage']}% of calls to "
+                f"{data_capture['DestinationS3Uri']})"
+                if data_capture
+                else ""
             )
+        )
     except BaseException:
-        # No endpoint exists yet, so nothing bills; leave no orphaned config or models behind
-        # to collide with the next attempt.
-        _roll_back(sagemaker, created_models, endpoint_name if config_created else None, log)
+        _roll_back(sagemaker, created_models, None, log)
         raise
+    return created_models
+
+
+def _tags(endpoint_name: str) -> list[dict]:
+    return [{"Key": TAG_KEY, "Value": endpoint_name}]
+
+
+def _model_requests(
+    specs: Sequence[VariantSpec],
+    models: Mapping[str, str],
+    model_data: Mapping[str, str],
+    role_arn: str,
+    image: str,
+    region: str,
+) -> list[dict]:
+    container = {"Image": image, "Environment": model_environment(region)}
+    return [
+        {
+            "ModelName": models[spec.name],
+            "ExecutionRoleArn": role_arn,
+            "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]},
+        }
+        for spec in specs
+    ]
+
+
+def _variant_requests(
+    specs: Sequence[VariantSpec],
+    models: Mapping[str, str],
+    instance_type: str,
+    instance_count: int,
+) -> list[dict]:
+    return [
+        {
+            "VariantName": spec.name,
+            "ModelName": models[spec.name],
+            "InitialInstanceCount": instance_count,
+            "InstanceType": instance_type,
+            "InitialVariantWeight": spec.weight,
+        }
+        for spec in specs
+    ]
 
 
 def _check_model_archive(spec: VariantSpec) -> None:
@@ -605,7 +961,13 @@ def _wait_in_service(sagemaker: Any, endpoint_name: str, timeout_s: float, log: 
     return "InService"
 
 
-def _roll_back(sagemaker: Any, models: list[str], config_name: str | None, log: Log) -> None:
+def _roll_back(
+    sagemaker: Any,
+    models: list[str],
+    config_name: str | None,
+    log: Log,
+    why: str = "deploy failed",
+) -> None:
     """Best effort: the error that brought us here is the one worth reporting."""
     removed = []
     if config_name is not None:
@@ -617,7 +979,7 @@ def _roll_back(sagemaker: Any, models: list[str], config_name: str | None, log: 
             sagemaker.delete_model(ModelName=model)
             removed.append(f"model {model}")
     if removed:
-        log(f"deploy failed; removed what it had created: {', '.join(removed)}")
+        log(f"{why}; removed what it had created: {', '.join(removed)}")
 
 
 def _delete(call: Any, kind: str, name: str, log: Log, **params: Any) -> None:
