@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from critic.data.text import tokenize
-from critic.inference.predictor import EmptyReviewError, Predictor, rating_from_probability
+from critic.inference.predictor import (
+    EmptyReviewError,
+    ModelOutputError,
+    Predictor,
+    rating_from_probability,
+)
 
 
 @pytest.fixture(scope="module", params=["trained_bundle", "nbsvm_bundle", "ensemble_bundle"])
@@ -154,3 +159,20 @@ def test_a_review_with_no_words_gets_no_verdict(trained_bundle, review):
         predictor.predict(review)
     with pytest.raises(EmptyReviewError, match="no words to judge"):
         predictor.predict(["A fine film.", review])
+
+
+def test_a_model_that_scores_nan_gives_no_answer_rather_than_a_confident_negative(
+    nbsvm_bundle, tmp_path
+):
+    from critic.inference.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(nbsvm_bundle)  # as a training run that diverged on a word leaves it
+    for index, ngram in enumerate(bundle.model.vocabulary):
+        if "terrible" in ngram.split():
+            bundle.model.coefficients[index] = np.nan
+    saved = save_bundle(tmp_path / "nan", bundle.config, None, bundle.model, bundle.metrics)
+    predictor = Predictor.load(saved)
+    assert np.isfinite(predictor.predict("A wonderful film.")["probability"])
+    for ask in (predictor.predict, predictor.predict_proba, predictor.predict_scores):
+        with pytest.raises(ModelOutputError, match="scored 1 of 2 reviews as nan \\(review 2"):
+            ask(["A wonderful film.", "Terrible acting."])

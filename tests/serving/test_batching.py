@@ -74,12 +74,11 @@ def test_inference_runs_off_the_event_loop():
     assert threads and threads[0] != loop_thread and threads[0].startswith("critic-champion")
 
 
-def test_a_failing_model_fails_each_waiting_request_and_the_batcher_goes_on():
-    state = {"fail": True}
+def test_a_broken_model_fails_each_waiting_request_and_the_batcher_goes_on():
+    state = {"broken": True}
 
     def predict(reviews):
-        if state["fail"]:
-            state["fail"] = False
+        if state["broken"]:
             raise RuntimeError("model broke")
         return [{"ok": True} for _ in reviews]
 
@@ -89,6 +88,7 @@ def test_a_failing_model_fails_each_waiting_request_and_the_batcher_goes_on():
         first = await asyncio.gather(
             batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True
         )
+        state["broken"] = False
         second = await batcher.submit(["c"])
         await batcher.stop()
         return first, second
@@ -96,6 +96,34 @@ def test_a_failing_model_fails_each_waiting_request_and_the_batcher_goes_on():
     first, second = run(scenario())
     assert all(isinstance(r, RuntimeError) for r in first)
     assert second == [{"ok": True}]
+
+
+def test_a_request_that_breaks_the_model_fails_alone_and_its_batch_mates_are_answered():
+    calls = []
+
+    def predict(reviews):
+        calls.append(list(reviews))
+        if "bad" in reviews:
+            raise RuntimeError("the model overflowed")
+        return [{"review": review} for review in reviews]
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_wait_ms=50)
+        batcher.start()
+        answers = await asyncio.gather(
+            batcher.submit(["a"]),
+            batcher.submit(["bad", "c"]),
+            batcher.submit(["d"]),
+            return_exceptions=True,
+        )
+        await batcher.stop()
+        return answers
+
+    good, bad, other = run(scenario())
+    assert good == [{"review": "a"}] and other == [{"review": "d"}]
+    assert isinstance(bad, RuntimeError)
+    # The batch failed once as a whole, then each request was computed alone.
+    assert ["a", "bad", "c", "d"] in calls and calls[-3:] == [["a"], ["bad", "c"], ["d"]]
 
 
 def test_a_lone_request_runs_at_once_without_waiting_for_company():

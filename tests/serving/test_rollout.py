@@ -72,13 +72,34 @@ def weights_everywhere(server):
     return [{v["name"]: v["weight"] for v in answer["variants"]} for answer in seen.values()]
 
 
+FAULTY_WORDS = ("terrible", "awful")  # each in one of support.data's eight reviews
+
+
 @pytest.fixture(scope="module")
-def server(trained_bundle, nbsvm_bundle, tmp_path_factory):
+def faulty_bundle(nbsvm_bundle, tmp_path_factory):
+    """The nbsvm model with NaN weights on every n-gram holding one of FAULTY_WORDS, as a
+    training run that diverged on a few features leaves it: it loads, answers most reviews,
+    and fails on those with the words."""
+    import numpy as np
+
+    from critic.inference.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(nbsvm_bundle)
+    model = bundle.model
+    for index, ngram in enumerate(model.vocabulary):
+        if any(word in ngram.split() for word in FAULTY_WORDS):
+            model.coefficients[index] = np.nan
+    out = tmp_path_factory.mktemp("faulty") / "faulty"
+    return save_bundle(out, bundle.config, None, model, bundle.metrics, None, bundle.calibration)
+
+
+@pytest.fixture(scope="module")
+def server(trained_bundle, nbsvm_bundle, faulty_bundle, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("rollout") / "feedback.sqlite"
     with two_worker_server(
         ["serve", "--variant", f"champion={nbsvm_bundle}:1",
          "--variant", f"slow={trained_bundle}:0", "--variant", f"good={nbsvm_bundle}:0",
-         "--feedback-db", feedback],
+         "--variant", f"faulty={faulty_bundle}:0", "--feedback-db", feedback],
         env={"CRITIC_ADMIN_TOKEN": TOKEN},
     ) as server:  # fmt: skip
         yield server
@@ -88,12 +109,12 @@ def test_a_wrong_token_or_a_bad_plan_changes_nothing(server):
     status, body = rollout(server, {"variant": "slow"}, token="wrong")
     assert status == 401 and "admin token" in body["message"]
     status, body = rollout(server, {"variant": "nobody"})
-    assert status == 404 and "variants: champion, slow, good" in body["message"]
+    assert status == 404 and "variants: champion, slow, good, faulty" in body["message"]
     status, body = rollout(server, {"variant": "slow", "steps": [0.5, 0.1]})
     assert status == 400 and "rise" in body["message"]
     assert shown(server) is None
     for weights in weights_everywhere(server):
-        assert weights == {"champion": 1.0, "slow": 0.0, "good": 0.0}
+        assert weights == {"champion": 1.0, "slow": 0.0, "good": 0.0, "faulty": 0.0}
 
 
 def test_a_slow_challenger_is_rolled_back_at_its_first_step(server):
@@ -124,6 +145,56 @@ def test_a_slow_challenger_is_rolled_back_at_its_first_step(server):
     wait_for(lambda: all(w["slow"] == 0 for w in weights_everywhere(server)), 30)
     metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=30).read().decode()
     assert 'critic_rollout_rollbacks_total{guardrail="latency",variant="slow"} 1.0' in metrics
+
+
+def one_review_requests(server, requests):
+    """Requests of one review each, cycling through the eight reviews (a quarter hold a
+    FAULTY_WORD); the HTTP status of each, by the variant that answered."""
+    reviews = POSITIVE + NEGATIVE
+
+    def one(number):
+        body = json.dumps({"text": reviews[number % len(reviews)]}).encode()
+        request = urllib.request.Request(
+            f"{server.url}/invocations", body, {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.headers["X-Amzn-Invoked-Production-Variant"], response.status
+        except urllib.error.HTTPError as error:
+            return error.headers.get("X-Amzn-Invoked-Production-Variant"), error.code
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(requests)))
+
+
+def test_a_challenger_that_fails_on_a_share_of_its_requests_is_rolled_back(server):
+    # Latency is not what is judged here: the two are the same model, and a loose ratio
+    # keeps a noisy p95 from tripping first.
+    plan = {"variant": "faulty", "steps": [0.3, 1], "bake_s": 600, "min_requests": 10,
+            "limits": {"min_requests": 10, "max_latency_ratio": 50}}  # fmt: skip
+    status, body = rollout(server, plan)
+    assert status == 201, body
+    wait_for(lambda: all(w["faulty"] == pytest.approx(0.3) for w in weights_everywhere(server)), 30)
+    started = time.monotonic()
+    answered = []
+    while shown(server)["status"] == "running":
+        assert time.monotonic() - started < 90, "the faulty challenger was never rolled back"
+        answered += one_review_requests(server, 16)
+    took = time.monotonic() - started
+    ended = shown(server)
+    assert ended["status"] == "rolled_back" and ended["step"] == 0
+    trips = ended["history"][-1]["trips"]
+    assert [trip["guardrail"] for trip in trips] == ["server_errors"], trips
+    # Only the faulty variant's requests with a faulty word failed, each with a 500; a
+    # batch shared with other requests failed none of them.
+    failed = [(variant, code) for variant, code in answered if code != 200]
+    assert failed and all(code == 500 for _, code in failed), failed
+    assert {variant for variant, _ in failed} <= {"faulty", None}
+    assert all(code == 200 for variant, code in answered if variant == "champion")
+    print(f"faulty challenger rolled back {took:.1f} s after its rollout's first request; "
+          f"{len(failed)} of its {sum(v == 'faulty' for v, _ in answered)} requests failed, "
+          f"of {len(answered)}")  # fmt: skip
+    wait_for(lambda: all(w["faulty"] == 0 for w in weights_everywhere(server)), 30)
 
 
 def test_a_good_challenger_reaches_all_the_traffic(server):

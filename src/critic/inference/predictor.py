@@ -46,7 +46,13 @@ from critic.evaluation.calibration import rating_from_probability, sigmoid
 from critic.inference.bundle import Bundle, load_bundle
 from critic.inference.scoring import NeuralScorer, Scorer, make_scorer
 
-__all__ = ["BACKENDS", "EmptyReviewError", "Predictor", "rating_from_probability"]
+__all__ = [
+    "BACKENDS",
+    "EmptyReviewError",
+    "ModelOutputError",
+    "Predictor",
+    "rating_from_probability",
+]
 
 BACKENDS = ("torch", "onnx", "auto")
 """What runs a neural model: eager PyTorch, ONNX Runtime (``critic.inference.onnx``), or
@@ -56,6 +62,25 @@ it is installed and the model is on the CPU, PyTorch otherwise."""
 
 class EmptyReviewError(CriticError):
     """A review with nothing in it to judge."""
+
+
+class ModelOutputError(RuntimeError):
+    """The model gave a score that is not a number (NaN or infinite): a fault of the model --
+    weights that overflowed or diverged in training -- never of the review, so it is not a
+    CriticError; the endpoint answers it with a 500 and counts it as a server error."""
+
+
+def checked_logits(logits: np.ndarray) -> np.ndarray:
+    """The log-odds, refused when any is not finite: NaN would otherwise read as a confident
+    "negative" (NaN >= 0 is false) and go out as an answer."""
+    logits = np.asarray(logits)
+    bad = np.flatnonzero(~np.isfinite(logits))
+    if bad.size:
+        raise ModelOutputError(
+            f"the model scored {bad.size} of {logits.size} reviews as {logits[bad[0]]} (review "
+            f"{bad[0] + 1} first): its weights may hold NaN or overflow; no answer is given"
+        )
+    return logits
 
 
 class Predictor:
@@ -137,7 +162,7 @@ class Predictor:
     def _numbers(self, texts, from_logits: Callable[[np.ndarray], np.ndarray]):
         """One number per review, ``from_logits`` of its log-odds, in the shape asked."""
         single, batch = _one_or_many(texts)
-        values = from_logits(self.scorer.logits([self.read(text) for text in batch]))
+        values = from_logits(checked_logits(self.scorer.logits([self.read(t) for t in batch])))
         return float(values[0]) if single else values
 
     @overload
@@ -149,7 +174,7 @@ class Predictor:
         """Predict one review (a string) or many (a list of strings)."""
         single, batch = _one_or_many(texts)
         tokenized = [self.read(text) for text in batch]
-        logits = self.scorer.logits(tokenized)
+        logits = checked_logits(self.scorer.logits(tokenized))
         probabilities = sigmoid(logits)
         scores = self.calibration.scores(logits)
         ratings = self.calibration.ratings(logits)

@@ -289,10 +289,14 @@ class MicroBatcher:
                     )
                 else:
                     results = await self._predict_on_loop(reviews)
-            except Exception as error:  # hand the failure to every waiting request
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
+            except Exception as error:
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(error)
+                else:
+                    # One request's reviews can fail a batch (a model that overflows on some
+                    # words): answer each request alone, so that only the guilty one fails.
+                    await self._one_by_one(loop, batch)
                 continue
             finally:
                 self._busy = False
@@ -302,6 +306,24 @@ class MicroBatcher:
                 if not pending.future.done():
                     pending.future.set_result(results[start:end])
                 start = end
+
+    async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        for pending in batch:
+            if pending.future.done():
+                continue
+            try:
+                if self.threaded:
+                    results = await loop.run_in_executor(
+                        self._executor, self._predict_counted, pending.reviews
+                    )
+                else:
+                    results = await self._predict_on_loop(pending.reviews)
+            except Exception as error:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            else:
+                if not pending.future.done():
+                    pending.future.set_result(results)
 
 
 def _expire(future: asyncio.Future) -> None:

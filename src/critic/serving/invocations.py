@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from critic.errors import CriticError
+from critic.inference.predictor import ModelOutputError
 from critic.serving.ab.answers import ID_HEADER
 from critic.serving.batching import ClientGone, DeadlineExceeded, Overloaded, Stopping
 from critic.serving.codec import (
@@ -240,6 +241,16 @@ async def _as_container(
         except ClientGone as error:
             # Nobody reads this answer; the status is nginx's "client closed request".
             raise ClientError(499, str(error)) from None
+        except ModelOutputError as error:
+            # The model's fault, not the review's: a 500 counted against the variant (a
+            # rollout's guardrail sees it), said in one line rather than a traceback.
+            logger.error("variant %s gave no answer: %s", variant_name, error)
+            raise ClientError(500, f"variant {variant_name} gave no answer: {error}") from None
+        except Exception:
+            logger.exception("variant %s failed on a request", variant_name)
+            raise ClientError(
+                500, f"variant {variant_name} failed on this request (see the server's log)"
+            ) from None
     except ClientError as error:
         return refused(state, error, echo, variant_name, started)
     state.metrics.observe(variant_name, 200, time.perf_counter() - started, predictions)
