@@ -241,7 +241,7 @@ def test_a_server_error_of_the_container_is_a_model_error_too(nbsvm_bundle):
     assert runtime.headers["Retry-After"] == "1"
 
 
-def test_a_failure_the_container_path_leaves_to_starlette_is_a_model_error_quoting_a_500(
+def test_a_failure_below_the_request_path_is_a_counted_500_and_a_model_error_quoting_it(
     nbsvm_bundle, caplog
 ):
     async def run():
@@ -251,18 +251,24 @@ def test_a_failure_the_container_path_leaves_to_starlette_is_a_model_error_quoti
         # The thread that explains answers is gone: a real failure below the request path.
         state.batchers["only"]._explainer.shutdown()
         try:
-            with pytest.raises(RuntimeError):  # /invocations: Starlette's 500, as before
-                await invocations(state, b"Fine.", "text/plain", None, explain_query="true")
-            return await invocations(
+            container = await invocations(state, b"Fine.", "text/plain", None, explain_query="true")
+            runtime = await invocations(
                 state, b"Fine.", "text/plain", None, explain_query="true", endpoint_name=ENDPOINT
             )
+            return container, runtime, state.metrics.render().decode()
         finally:
             await state.close()
 
-    error = quoted(asyncio.run(run()))
-    assert (error["OriginalStatusCode"], error["OriginalMessage"]) == (500, "Internal Server Error")
+    container, runtime, metrics = asyncio.run(run())
+    message = "variant only failed on this request (see the server's log)"
+    assert container.status == 500 and json.loads(container.body)["message"] == message
+    assert container.headers["x-Amzn-Invoked-Production-Variant"] == "only"
+    error = quoted(runtime)
+    assert error["OriginalStatusCode"] == 500 and message in error["OriginalMessage"]
     assert error["Message"].startswith("Received server error (500) from primary")
-    assert "an invocation of endpoint critic failed" in caplog.text  # with its traceback
+    assert "variant only failed on a request" in caplog.text  # with its traceback
+    # Counted against the variant, as a rollout's error guardrail reads it.
+    assert 'critic_requests_total{status="500",variant="only"} 2.0' in metrics
 
 
 def test_a_refusal_on_the_runtime_path_is_counted_with_the_status_the_model_gave(nbsvm_bundle):

@@ -94,12 +94,28 @@ def faulty_bundle(nbsvm_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(trained_bundle, nbsvm_bundle, faulty_bundle, tmp_path_factory):
+def contrary_bundle(nbsvm_bundle, tmp_path_factory):
+    """The nbsvm model with its weights negated: as fast and as sure of itself, and wrong
+    wherever the champion is right -- what only the votes can show."""
+    from critic.inference.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(nbsvm_bundle)
+    bundle.model.coefficients *= -1
+    bundle.model.bias *= -1
+    out = tmp_path_factory.mktemp("contrary") / "contrary"
+    return save_bundle(
+        out, bundle.config, None, bundle.model, bundle.metrics, None, bundle.calibration
+    )
+
+
+@pytest.fixture(scope="module")
+def server(trained_bundle, nbsvm_bundle, faulty_bundle, contrary_bundle, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("rollout") / "feedback.sqlite"
     with two_worker_server(
         ["serve", "--variant", f"champion={nbsvm_bundle}:1",
          "--variant", f"slow={trained_bundle}:0", "--variant", f"good={nbsvm_bundle}:0",
-         "--variant", f"faulty={faulty_bundle}:0", "--feedback-db", feedback],
+         "--variant", f"faulty={faulty_bundle}:0", "--variant", f"contrary={contrary_bundle}:0",
+         "--feedback-db", feedback],
         env={"CRITIC_ADMIN_TOKEN": TOKEN},
     ) as server:  # fmt: skip
         yield server
@@ -109,12 +125,18 @@ def test_a_wrong_token_or_a_bad_plan_changes_nothing(server):
     status, body = rollout(server, {"variant": "slow"}, token="wrong")
     assert status == 401 and "admin token" in body["message"]
     status, body = rollout(server, {"variant": "nobody"})
-    assert status == 404 and "variants: champion, slow, good, faulty" in body["message"]
+    assert status == 404 and "variants: champion, slow, good, faulty, contrary" in body["message"]
     status, body = rollout(server, {"variant": "slow", "steps": [0.5, 0.1]})
     assert status == 400 and "rise" in body["message"]
     assert shown(server) is None
     for weights in weights_everywhere(server):
-        assert weights == {"champion": 1.0, "slow": 0.0, "good": 0.0, "faulty": 0.0}
+        assert weights == {
+            "champion": 1.0,
+            "slow": 0.0,
+            "good": 0.0,
+            "faulty": 0.0,
+            "contrary": 0.0,
+        }
 
 
 def test_a_slow_challenger_is_rolled_back_at_its_first_step(server):
@@ -195,6 +217,63 @@ def test_a_challenger_that_fails_on_a_share_of_its_requests_is_rolled_back(serve
           f"{len(failed)} of its {sum(v == 'faulty' for v, _ in answered)} requests failed, "
           f"of {len(answered)}")  # fmt: skip
     wait_for(lambda: all(w["faulty"] == 0 for w in weights_everywhere(server)), 30)
+
+
+def voted_requests(server, reviews, truths):
+    """One review a request, each answer then voted on as a reader would: right when its label
+    is the review's true one. The variants that answered."""
+    from support.feedback import post_vote
+
+    def one(item):
+        review, truth = item
+        body = json.dumps({"text": review}).encode()
+        request = urllib.request.Request(
+            f"{server.url}/invocations", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            variant = response.headers["X-Amzn-Invoked-Production-Variant"]
+            prediction = json.loads(response.read())["predictions"][0]
+        verdict = "right" if prediction["label"] == truth else "wrong"
+        assert post_vote(server.url, variant, prediction, review[:200], verdict) == 201
+        return variant
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, zip(reviews, truths, strict=True)))
+
+
+def test_a_challenger_the_votes_find_worse_is_rolled_back(server):
+    from critic.data.sources import load_embedded
+    from critic.data.split import stratified_sample
+
+    test = stratified_sample(load_embedded("imdb"), 600, seed=1)
+    truths = ["positive" if int(label) else "negative" for label in test.labels]
+    # Errors and latency cannot tell the two apart (the same model, negated): only the
+    # accuracy guardrail, on the page's votes, can.
+    plan = {"variant": "contrary", "steps": [0.5, 1], "bake_s": 600, "min_requests": 10,
+            "limits": {"max_latency_ratio": 50}}  # fmt: skip
+    status, body = rollout(server, plan)
+    assert status == 201, body
+    wait_for(
+        lambda: all(w["contrary"] == pytest.approx(0.5) for w in weights_everywhere(server)), 30
+    )
+    started = time.monotonic()
+    answered = []
+    for first in range(0, len(truths), 40):
+        if shown(server)["status"] != "running":
+            break
+        answered += voted_requests(
+            server, test.texts[first : first + 40], truths[first : first + 40]
+        )
+    wait_for(lambda: shown(server)["status"] != "running", 10)
+    took = time.monotonic() - started
+    ended = shown(server)
+    assert ended["status"] == "rolled_back", ended
+    trips = ended["history"][-1]["trips"]
+    assert [trip["guardrail"] for trip in trips] == ["accuracy"], trips
+    print(f"contrary challenger rolled back on the votes {took:.1f} s after its first request, "
+          f"after {len(answered)} voted answers ({answered.count('contrary')} its own): "
+          f"{trips[0]['text']}")  # fmt: skip
+    wait_for(lambda: all(w["contrary"] == 0 for w in weights_everywhere(server)), 30)
 
 
 def test_a_good_challenger_reaches_all_the_traffic(server):

@@ -192,10 +192,10 @@ def check_guardrails(
                     accuracy["difference"],
                     0.0,
                     -limits.accuracy_margin,
-                    f"accuracy: the challenger is right {-accuracy['difference']:.1%} less "
-                    f"often than the champion, at most {-high:.1%} less at "
-                    f"{1 - limits.alpha:.0%} (always valid), past the margin of "
-                    f"{limits.accuracy_margin:.1%}",
+                    f"accuracy: the challenger is right {-100 * accuracy['difference']:.1f} "
+                    f"points less often than the champion, at least {-100 * high:.1f} points "
+                    f"less at {1 - limits.alpha:.0%} (always valid), past the margin of "
+                    f"{100 * limits.accuracy_margin:.1f} points",
                 )
             )
     return trips, figures
