@@ -41,7 +41,7 @@ from critic.errors import CriticError
 from critic.sagemaker.aws import Aws, aws_errors, client_error_message, connect, one_line
 from critic.sagemaker.runtime import model_error_message
 from critic.serving.ab.answers import ID_HEADER, AnswerIds, new_key
-from critic.serving.ab.feedback import FeedbackStore
+from critic.serving.ab.feedback import FeedbackStore, open_feedback
 from critic.serving.codec import (
     JSON,
     ClientError,
@@ -221,7 +221,7 @@ def start_proxy(settings: ProxySettings, log=print) -> ProxyState:
         )
     variants = describe_variants(aws, settings.endpoint_name, log)
     path = settings.feedback_path()
-    feedback = FeedbackStore(path) if path is not None else None
+    feedback = open_feedback(path) if path is not None else None
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = ProxyState(settings, variants, runtime, feedback=feedback, answers=answers, aws=aws)
     state.described_at = time.monotonic() if variants.variants else None

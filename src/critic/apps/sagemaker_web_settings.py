@@ -29,8 +29,9 @@ class ProxySettings:
     port: int = setting(8000, "Port of the page.")
     feedback_db: str | None = setting(
         None,
-        "SQLite file for the page's feedback (default: feedback.sqlite in the current "
-        "folder; 'off' turns feedback off).",
+        "Where the page's feedback is kept: a SQLite file (default: feedback.sqlite in the "
+        "current folder), dynamodb://TABLE for pages on several machines sharing one table "
+        "(critic sagemaker feedback-table create), or 'off'.",
     )
     timeout_s: float = setting(60.0, "How long to wait for the endpoint's answer, in seconds.")
 
@@ -47,10 +48,12 @@ class ProxySettings:
         if not 0 < self.timeout_s <= 3600:
             raise CriticError(f"timeout_s must lie in (0, 3600], got {self.timeout_s}")
 
-    def feedback_path(self) -> Path | None:
-        """Where feedback is kept; None when it is off."""
+    def feedback_path(self) -> Path | str | None:
+        """Where feedback is kept (a file, or ``dynamodb://TABLE``); None when it is off."""
         from critic.serving.ab.feedback import FEEDBACK_FILE  # imports scipy: only when needed
 
         if self.feedback_db == "off":
             return None
+        if self.feedback_db and self.feedback_db.startswith("dynamodb://"):
+            return self.feedback_db
         return Path(self.feedback_db or FEEDBACK_FILE)

@@ -65,8 +65,9 @@ class ServerSettings:
     seed: int | None = setting(None, "Seed of the traffic split.", option=False)
     feedback_db: str | None = setting(
         None,
-        "SQLite file for the page's feedback (default: feedback.sqlite beside the first "
-        "variant's bundle; 'off' turns feedback off).",
+        "Where the page's feedback and the online counts are kept: a SQLite file (default: "
+        "feedback.sqlite beside the first variant's bundle), dynamodb://TABLE for servers on "
+        "several machines sharing one table, or 'off'.",
     )
     # Shadow variants and data capture (critic.serving.sidecar.shadow, critic.serving.sidecar.capture).
     shadow_queue: int = setting(

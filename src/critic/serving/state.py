@@ -24,7 +24,8 @@ from critic.models import NBSVM_KIND
 from critic.serving.ab.answers import AnswerIds, new_key
 from critic.serving.ab.autoweights import AutoWeights
 from critic.serving.ab.counts import CountFlusher, CountStore, added, live_totals
-from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore
+from critic.serving.ab.dynamodb import DynamoCountStore, is_dynamodb
+from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore, open_feedback
 from critic.serving.ab.rollouts import RolloutCollector, RolloutStore, RolloutWatch
 from critic.serving.ab.shadows import ShadowAnswerLog
 from critic.serving.batching import MicroBatcher
@@ -237,10 +238,13 @@ class EndpointState:
             await stop()
 
 
-def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | None:
-    """Where feedback is kept: the setting, else beside the first variant's bundle."""
+def feedback_path(specs: list[VariantSpec], settings: ServerSettings) -> Path | str | None:
+    """Where feedback is kept: the setting (a file, or ``dynamodb://TABLE``), else beside the
+    first variant's bundle."""
     if settings.feedback_db == "off":
         return None
+    if is_dynamodb(settings.feedback_db):
+        return settings.feedback_db
     if settings.feedback_db:
         return Path(settings.feedback_db)
     return specs[0].bundle.resolve().parent / FEEDBACK_FILE
@@ -308,8 +312,8 @@ def start_state(
     )
     metrics = EndpointMetrics(multiprocess=runtime_dir is not None)
     path = feedback_path(specs, settings)
-    feedback = FeedbackStore(path) if path is not None else None
-    # The ids' key lives in the feedback file, so that every worker and a restarted endpoint
+    feedback = open_feedback(path) if path is not None else None
+    # The ids' key lives in the feedback store, so that every worker and a restarted endpoint
     # recognise the answers given; without feedback nothing needs to recognise them later.
     answers = AnswerIds(feedback.answer_key if feedback is not None else new_key())
     state = EndpointState(
@@ -353,7 +357,10 @@ def _start_counts(state: EndpointState, runtime_dir: Path | None) -> None:
     # One run per start of the endpoint: its worker processes share the runtime folder,
     # whose name is fresh each time; a lone process draws its own.
     run = runtime_dir.name if runtime_dir is not None else uuid.uuid4().hex
-    state.counts = CountStore(state.feedback.path, run)
+    if state.feedback.path is None:  # a table shared by several machines
+        state.counts = DynamoCountStore(state.feedback, run)
+    else:
+        state.counts = CountStore(state.feedback.path, run)
     flusher = CountFlusher(state.counts, state.metrics.registry)
     flusher.start()
     state.on_close(flusher.stop)  # after the batchers: their last answers count too
@@ -370,7 +377,7 @@ def _start_shadows(state: EndpointState, shadow_specs: list[ShadowSpec]) -> None
             await shadows.stop(state.settings.graceful_timeout_s)
 
         state.on_close(stop)
-        if state.feedback is not None:
+        if state.feedback is not None and state.feedback.keeps_shadow_answers:
             # Each shadow answer under the live answer's id: scored when that answer is voted on.
             log = ShadowAnswerLog(state.feedback)
             shadows.on_answers = log.offer
@@ -408,8 +415,8 @@ def _start_auto_weights(state: EndpointState) -> None:
 def _start_rollouts(state: EndpointState) -> None:
     """Every worker watches the running rollout (one, in the feedback file); a rollout under
     way when the endpoint stopped goes on where it was."""
-    if state.feedback is None:
-        return
+    if state.feedback is None or state.feedback.path is None:
+        return  # rollouts coordinate the workers of one machine, through its feedback file
     store = RolloutStore(state.feedback.path)
 
     def totals():

@@ -215,7 +215,7 @@ class CountFlusher:
     def _run(self) -> None:
         while not self._stop.wait(self.seconds):
             # A locked file or a full disk now: the deltas stay pending for the next try.
-            with suppress(sqlite3.Error, OSError):
+            with suppress(sqlite3.Error, OSError, FeedbackError):
                 self.flush()
 
     def stop(self) -> None:
@@ -224,5 +224,5 @@ class CountFlusher:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         # Nothing to be done about a failure while stopping: at most the last second is lost.
-        with suppress(sqlite3.Error, OSError):
+        with suppress(sqlite3.Error, OSError, FeedbackError):
             self.flush()

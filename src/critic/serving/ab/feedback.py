@@ -91,6 +91,13 @@ class DuplicateFeedback(FeedbackError):
 
 
 @contextmanager
+def open_feedback(spec: str | Path):
+    """The feedback store a setting names: ``dynamodb://TABLE`` or a SQLite file's path."""
+    from critic.serving.ab.dynamodb import DynamoFeedbackStore, is_dynamodb
+
+    return DynamoFeedbackStore(spec) if is_dynamodb(spec) else FeedbackStore(Path(spec))
+
+
 def connect(path: Path, synchronous: str) -> Iterator[sqlite3.Connection]:
     """One short connection to the feedback file (each table's store opens its own per
     operation: the server calls in from a pool of threads); commits on leaving, or rolls
@@ -103,7 +110,10 @@ def connect(path: Path, synchronous: str) -> Iterator[sqlite3.Connection]:
 
 
 class FeedbackStore:
-    """The feedback table of one SQLite file; created on first use."""
+    """The feedback table of one SQLite file; created on first use. (On more than one machine:
+    critic.serving.ab.dynamodb.DynamoFeedbackStore, the same methods.)"""
+
+    keeps_shadow_answers = True
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -135,6 +145,9 @@ class FeedbackStore:
         except (sqlite3.Error, OSError) as error:
             raise FeedbackError(f"feedback database {self.path}: {error}") from None
 
+    def __str__(self) -> str:
+        return str(self.path)
+
     def _connect(self):
         # FULL: a verdict answered 201 is on disk, even if the machine loses power next.
         return connect(self.path, synchronous="FULL")
@@ -156,10 +169,7 @@ class FeedbackStore:
         """Store one verdict on one answer; its row id. A second verdict on the same answer
         id is refused (:class:`DuplicateFeedback`). ``share``: the probability the variant was
         chosen with; ``pinned``: the client named the variant (see critic.serving.ab.answers)."""
-        if feedback not in VERDICTS:
-            raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
-        if label not in LABELS:
-            raise FeedbackError(f"label must be one of {', '.join(LABELS)}")
+        check_verdict(label, feedback)
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         try:
             with self._connect() as connection:
@@ -266,19 +276,33 @@ class FeedbackStore:
                     " GROUP BY variant ORDER BY variant"
                 )
             }
-        names = list(variants) + [name for name in counts if name not in variants]
-        summary = []
-        for name in names:
-            total, right = counts.get(name, (0, 0))
-            low, high = accuracy_interval(right, total) if total else (None, None)
-            summary.append(
-                {
-                    "variant": name,
-                    "feedback": total,
-                    "right": right,
-                    "wrong": total - right,
-                    "accuracy": right / total if total else None,
-                    "interval": None if low is None else [low, high],
-                }
-            )
-        return summary
+        return summary_rows(counts, variants)
+
+
+def check_verdict(label: str, feedback: str) -> None:
+    """What every store refuses before it writes anything."""
+    if feedback not in VERDICTS:
+        raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
+    if label not in LABELS:
+        raise FeedbackError(f"label must be one of {', '.join(LABELS)}")
+
+
+def summary_rows(counts: dict[str, tuple[int, int]], variants: Sequence[str]) -> list[dict]:
+    """The summary of (verdicts, right) per variant: ``variants`` first, even without
+    feedback, then those only the store knows (served earlier)."""
+    names = list(variants) + [name for name in sorted(counts) if name not in variants]
+    summary = []
+    for name in names:
+        total, right = counts.get(name, (0, 0))
+        low, high = accuracy_interval(right, total) if total else (None, None)
+        summary.append(
+            {
+                "variant": name,
+                "feedback": total,
+                "right": right,
+                "wrong": total - right,
+                "accuracy": right / total if total else None,
+                "interval": None if low is None else [low, high],
+            }
+        )
+    return summary

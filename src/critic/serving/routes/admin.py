@@ -128,7 +128,9 @@ async def rollout_request(
     payload, denied = await admin_request(request, state, authorization, "rollouts", empty)
     if denied is None and state.rollouts is None:
         denied = error_response(
-            409, "rollouts keep their state in the feedback file: start without --no-feedback"
+            409,
+            "rollouts keep their state in the endpoint's SQLite feedback file: start it with "
+            "--feedback-db FILE (not off, nor a dynamodb:// table)",
         )
     return payload, denied
 
