@@ -3,16 +3,14 @@ of the whole suite. What the tests share besides fixtures is in tests/support/."
 
 from __future__ import annotations
 
-import logging
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from critic.inference.bundle import save_training_result
 from critic.training.train import train
-from support.aws import AWS_TEST_REGION
+from support.aws import moto_environment
 from support.data import small_nbsvm_config, small_run_config
 from support.servers import SHOWN_CHARACTERS, running
 
@@ -97,30 +95,7 @@ def ensemble_bundle(tmp_path_factory, trained_bundle, nbsvm_bundle) -> Path:
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory):
     """moto's server on a free loopback port, and an environment that sends boto3 there."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    # moto keeps its state in this process, across servers: each module starts with none of
-    # what an earlier module made (its documented reset call).
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-    hidden = tmp_path_factory.mktemp("no-aws-config")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("AWS_"):
-                patch.delenv(name)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", AWS_TEST_REGION)
-        patch.setenv("AWS_ENDPOINT_URL", url)
-        patch.setenv("AWS_CONFIG_FILE", str(hidden / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(hidden / "credentials"))
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield url
-    server.stop()
+    yield from moto_environment(tmp_path_factory)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -32,6 +34,48 @@ MODEL_ENVIRONMENT = {
     "SAGEMAKER_REGION": REGION,
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
 }
+
+
+def moto_environment(tmp_path_factory, threaded: bool = True):
+    """A generator for a fixture: moto's server on a free loopback port, empty, and an
+    environment that sends boto3 there (fake credentials, the user's AWS files hidden);
+    stopped after. ``threaded`` False answers one request at a time: moto's own DynamoDB
+    transactions are not safe to run at once (DynamoDB's are), and its checks of a
+    condition are what the tests of concurrent writers judge."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    class SerialMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(self._ip_address, self._port, app, threaded=False)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    kind = ThreadedMotoServer if threaded else SerialMotoServer
+    server = kind(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps its state in this process, across servers: each module starts with none of
+    # what an earlier module made (its documented reset call).
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    hidden = tmp_path_factory.mktemp("no-aws-config")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                patch.delenv(name)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", AWS_TEST_REGION)
+        patch.setenv("AWS_ENDPOINT_URL", url)
+        patch.setenv("AWS_CONFIG_FILE", str(hidden / "config"))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(hidden / "credentials"))
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield url
+    server.stop()
 
 
 def write_model_archive(path: Path, marker: str, with_code: bool = True) -> Path:

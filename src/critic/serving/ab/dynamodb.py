@@ -194,7 +194,8 @@ class DynamoFeedbackStore:
                 self._client.update_item(
                     TableName=self.table,
                     Key={"pk": {"S": "meta"}, "sk": {"S": "vote-seq"}},
-                    UpdateExpression="ADD seq :one",
+                    UpdateExpression="ADD #seq :one",
+                    ExpressionAttributeNames={"#seq": "seq"},
                     ExpressionAttributeValues={":one": {"N": "1"}},
                     ReturnValues="UPDATED_NEW",
                 )["Attributes"]["seq"]["N"]
@@ -235,8 +236,8 @@ class DynamoFeedbackStore:
                     "Update": {
                         "TableName": self.table,
                         "Key": {"pk": {"S": "tally"}, "sk": {"S": variant}},
-                        "UpdateExpression": "ADD total :one, #right :right",
-                        "ExpressionAttributeNames": {"#right": "right"},
+                        "UpdateExpression": "ADD #total :one, #right :right",
+                        "ExpressionAttributeNames": {"#total": "total", "#right": "right"},
                         "ExpressionAttributeValues": {
                             ":one": {"N": "1"},
                             ":right": {"N": "1" if feedback == "right" else "0"},
@@ -245,7 +246,11 @@ class DynamoFeedbackStore:
                 }
             )
             try:
-                self._client.transact_write_items(TransactItems=actions)
+                # The token makes a retried transaction (a timeout after DynamoDB had
+                # committed it) succeed again, rather than fail its own condition.
+                self._client.transact_write_items(
+                    TransactItems=actions, ClientRequestToken=f"critic-vote-{number}"
+                )
             except self._client.exceptions.TransactionCanceledException as error:
                 reasons = error.response.get("CancellationReasons", [])
                 if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
@@ -288,8 +293,14 @@ class DynamoFeedbackStore:
                 TableName=self.table,
                 KeyConditionExpression="pk = :vote AND sk > :last",
                 ExpressionAttributeValues={":vote": {"S": "vote"}, ":last": {"S": _seq_key(last)}},
-                ProjectionExpression="sk, variant, feedback, #share, pinned",
-                ExpressionAttributeNames={"#share": "share"},
+                # Placeholders for every name: DynamoDB reserves hundreds of words.
+                ProjectionExpression="sk, #variant, #feedback, #share, #pinned",
+                ExpressionAttributeNames={
+                    "#variant": "variant",
+                    "#feedback": "feedback",
+                    "#share": "share",
+                    "#pinned": "pinned",
+                },
                 ConsistentRead=True,
             )
             for page in pages:

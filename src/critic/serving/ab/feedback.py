@@ -90,7 +90,6 @@ class DuplicateFeedback(FeedbackError):
     """The answer named already has its verdict."""
 
 
-@contextmanager
 def open_feedback(spec: str | Path):
     """The feedback store a setting names: ``dynamodb://TABLE`` or a SQLite file's path."""
     from critic.serving.ab.dynamodb import DynamoFeedbackStore, is_dynamodb
@@ -98,6 +97,7 @@ def open_feedback(spec: str | Path):
     return DynamoFeedbackStore(spec) if is_dynamodb(spec) else FeedbackStore(Path(spec))
 
 
+@contextmanager
 def connect(path: Path, synchronous: str) -> Iterator[sqlite3.Connection]:
     """One short connection to the feedback file (each table's store opens its own per
     operation: the server calls in from a pool of threads); commits on leaving, or rolls
