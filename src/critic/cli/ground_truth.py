@@ -19,7 +19,13 @@ app.add_typer(ground_truth_app, name="ground-truth")
 
 @ground_truth_app.command("export")
 def export(
-    feedback: Annotated[Path, typer.Argument(help="A feedback file (critic serve's .sqlite).")],
+    feedback: Annotated[
+        str,
+        typer.Argument(
+            help="A feedback file (critic serve's .sqlite), or the dynamodb://TABLE of "
+            "servers on several machines."
+        ),
+    ],
     to: Annotated[
         Path,
         typer.Option(
@@ -36,7 +42,9 @@ def export(
     """
     from critic.monitor.ground_truth import export_ground_truth
 
-    written, records = export_ground_truth(feedback, to)
+    written, records = export_ground_truth(
+        feedback if feedback.startswith("dynamodb://") else Path(feedback), to
+    )
     typer.echo(
         f"ground-truth: wrote {records:,} record(s) to {len(written)} file(s) under {to}", err=True
     )

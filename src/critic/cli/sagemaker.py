@@ -622,3 +622,49 @@ def shadow(
             log=typer.echo,
         )
     echo_json(started.to_dict())
+
+
+feedback_table_app = typer.Typer(
+    help="The DynamoDB table that keeps the feedback and online counts of every server and the "
+    "Lambda (--feedback-db dynamodb://TABLE).",
+    no_args_is_help=True,
+)
+sagemaker_app.add_typer(feedback_table_app, name="feedback-table")
+TableArgument = Annotated[str, typer.Argument(help="Table name (or dynamodb://TABLE).")]
+
+
+def _table_name(table: str) -> str:
+    from critic.serving.ab.dynamodb import SCHEME, parse_url
+
+    return parse_url(table if table.startswith(SCHEME) else SCHEME + table)[0]
+
+
+@feedback_table_app.command("create")
+def feedback_table_create(table: TableArgument, region: RegionOption = None) -> None:
+    """Create the feedback table (on-demand capacity: billed per request, nothing when idle)
+    and wait until it is ACTIVE; then give --feedback-db dynamodb://TABLE to critic serve,
+    critic web and the Lambda (CRITIC_FEEDBACK_TABLE)."""
+    from critic.serving.ab.dynamodb import create_table
+
+    name = _table_name(table)
+    described = create_table(name, region)
+    typer.echo(f"feedback-table: {name} is {described.get('TableStatus', 'ACTIVE')}")
+    echo_json({"table": name, "feedback_db": f"dynamodb://{name}", "arn": described["TableArn"]})
+
+
+@feedback_table_app.command("delete")
+def feedback_table_delete(
+    table: TableArgument,
+    region: RegionOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete without asking: every vote goes with it.")
+    ] = False,
+) -> None:
+    """Delete the feedback table, and with it every vote, answer key and count in it."""
+    from critic.serving.ab.dynamodb import delete_table
+
+    name = _table_name(table)
+    if not yes and not typer.confirm(f"delete table {name} and every vote in it?"):
+        raise typer.Exit(1)
+    delete_table(name, region)
+    echo_json({"deleted_table": name})

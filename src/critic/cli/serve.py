@@ -53,7 +53,7 @@ def serve(
     """
     from critic.apps.endpoint import serve as serve_endpoint
     from critic.inference.bundle import verify_bundle
-    from critic.serving.ab.feedback import FeedbackStore
+    from critic.serving.ab.feedback import open_feedback
     from critic.serving.sidecar.shadow import shadow_specs
     from critic.serving.state import feedback_path
     from critic.serving.variants import variant_specs
@@ -67,7 +67,7 @@ def serve(
     settings = ServerSettings.from_env(**given(SERVER_OPTIONS, server))
     feedback = feedback_path(specs, settings)
     if feedback is not None:
-        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+        open_feedback(feedback)  # an unusable store is one line here, not at start-up
     for spec in specs:
         typer.echo(f"serve: variant {spec.name} = {spec.bundle} (weight {spec.weight:g})")
     for spec in shadows:
@@ -92,11 +92,11 @@ def monitor(
         Path, typer.Option(help="The bundle whose training data is the baseline.")
     ] = ...,  # type: ignore[assignment]
     ground_truth: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
             help="Repeatable: true labels of the captured answers -- a feedback file "
-            "(.sqlite), a .jsonl of Model Monitor ground-truth records, or a folder of them. "
-            "Adds the model-quality report."
+            "(.sqlite) or table (dynamodb://TABLE), a .jsonl of Model Monitor ground-truth "
+            "records, or a folder of them. Adds the model-quality report."
         ),
     ] = None,
     out: Annotated[
@@ -167,13 +167,13 @@ def web(*, settings: dict) -> None:
     """
     from critic.apps.sagemaker_web import serve_proxy
     from critic.sagemaker.aws import connect
-    from critic.serving.ab.feedback import FeedbackStore
+    from critic.serving.ab.feedback import open_feedback
 
     proxy = ProxySettings(**given(PROXY_OPTIONS, settings))
     connect(proxy.region)  # no region, or no boto3, is one line here
     feedback = proxy.feedback_path()
     if feedback is not None:
-        FeedbackStore(feedback)  # an unwritable or corrupt file is one line here, not at start-up
+        open_feedback(feedback)  # an unusable store is one line here, not at start-up
     typer.echo(f"web: reviews answered by SageMaker endpoint {proxy.endpoint_name}")
     typer.echo(f"web: feedback in {feedback if feedback is not None else '(off)'}")
     typer.echo(f"web: the page http://{proxy.host}:{proxy.port}/ and the A/B view /ab")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from critic.errors import CriticError
 from critic.fileio import write_text_atomic
+from critic.serving.ab.dynamodb import DynamoFeedbackStore, is_dynamodb
 
 EVENT_VERSION = "0"
 FEEDBACK_SUFFIXES = (".sqlite", ".sqlite3", ".db")
@@ -56,9 +57,15 @@ def true_label(label: str, verdict: str) -> str:
     return "negative" if label == "positive" else "positive"
 
 
-def feedback_labels(path: Path) -> list[tuple[str, str, str]]:
-    """(answer id, true label, when) of every vote in a feedback file that names its answer,
-    oldest first; read only (the file is never changed, nor created)."""
+def feedback_labels(path: Path | str) -> list[tuple[str, str, str]]:
+    """(answer id, true label, when) of every vote in a feedback store that names its answer,
+    oldest first: a SQLite file, read only (never changed, nor created), or the
+    ``dynamodb://TABLE`` every server and the Lambda write to."""
+    if is_dynamodb(str(path)):
+        votes = DynamoFeedbackStore(str(path)).verdicts()
+        return [
+            (answer, true_label(label, verdict), when) for answer, label, verdict, when in votes
+        ]
     path = Path(path)
     if not path.is_file():
         raise GroundTruthError(f"{path}: no such feedback file")
@@ -73,7 +80,7 @@ def feedback_labels(path: Path) -> list[tuple[str, str, str]]:
     return [(answer, true_label(label, verdict), when) for answer, label, verdict, when in rows]
 
 
-def export_ground_truth(feedback: Path, to: Path) -> tuple[list[Path], int]:
+def export_ground_truth(feedback: Path | str, to: Path) -> tuple[list[Path], int]:
     """A feedback file's votes as ground-truth lines: to one file when ``to`` ends in .jsonl,
     else to ``to/yyyy/mm/dd/hh/feedback.jsonl`` by the hour of each vote (Model Monitor's
     layout). The files written and the number of records."""
@@ -143,6 +150,9 @@ def read_ground_truth(sources: Iterable[Path]) -> dict[str, str]:
     one answer replaces an earlier one."""
     labels: dict[str, str] = {}
     for source in sources:
+        if is_dynamodb(str(source)):
+            labels.update((answer, label) for answer, label, _ in feedback_labels(str(source)))
+            continue
         source = Path(source)
         if source.is_dir():
             files = sorted(

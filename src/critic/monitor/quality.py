@@ -258,7 +258,10 @@ def monitor_quality(
 ) -> QualityReport:
     """Join a capture folder with ground truth; quality per variant, overall and by hour."""
     thresholds = thresholds or QualityThresholds()
-    sources = [Path(source) for source in ground_truth]
+    # A table stays a URL: Path() would fold "dynamodb://" to "dynamodb:/".
+    sources = [
+        source if str(source).startswith("dynamodb://") else Path(source) for source in ground_truth
+    ]
     if not sources:
         raise MonitorError("no ground truth given")
     labels = read_ground_truth(sources)

@@ -9,6 +9,7 @@ import math
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from critic.serving.ab.dynamodb import (
 )
 from critic.serving.ab.feedback import DuplicateFeedback, FeedbackError, FeedbackStore
 from support.aws import moto_environment
+from support.cli import run_cli
 from support.feedback import post_vote
 from support.servers import running_server, wait_for
 
@@ -243,3 +245,37 @@ def test_two_servers_on_one_table_decide_over_every_vote(table, nbsvm_bundle, mo
         variant, prediction = cast[1]
         assert post_vote(again.url, variant, prediction) == 409
         wait_for(lambda: feedback_seen(again) == expected, 5)
+    assert not Path("dynamodb:").exists()  # the setting was never taken for a file's path
+
+
+def test_the_tables_votes_are_ground_truth_for_the_quality_report(table, tmp_path):
+    from critic.monitor.ground_truth import read_ground_truth
+
+    store = DynamoFeedbackStore(table)
+    answers = AnswerIds(store.answer_key)
+    right, wrong = (answers.issue("champion", "positive", 0.5) for _ in range(2))
+    vote(store, answer_id=right, verdict="right")
+    vote(store, answer_id=wrong, verdict="wrong")
+    exported = run_cli("ground-truth", "export", table, "--to", tmp_path / "truth.jsonl")
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    assert [
+        (line["eventMetadata"]["eventId"], line["groundTruthData"]["data"]) for line in lines
+    ] == [
+        (right, "1"),
+        (wrong, "0"),  # "wrong" on a positive answer: the review is negative
+    ]
+    assert read_ground_truth([table]) == {right: "positive", wrong: "negative"}
+
+
+def test_the_feedback_table_commands_make_and_remove_a_table(moto_url):
+    made = run_cli("sagemaker", "feedback-table", "create", "critic-cli-votes")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout.splitlines()[-1])["feedback_db"] == "dynamodb://critic-cli-votes"
+    again = run_cli("sagemaker", "feedback-table", "create", "dynamodb://critic-cli-votes")
+    assert again.returncode == 1 and "ResourceInUseException" in again.stderr
+    assert "Traceback" not in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    gone = run_cli("sagemaker", "feedback-table", "delete", "critic-cli-votes", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    client = boto3.session.Session().client("dynamodb")
+    assert "critic-cli-votes" not in client.list_tables()["TableNames"]

@@ -21,7 +21,9 @@ A/B view reads the tallies (one query) and only the votes it has not seen before
 change, so each store keeps those it read). Counts are added per variant with ``ADD`` (no lost
 update however many processes flush at once), one request per variant a second per process.
 
-boto3 is optional (``pip install 'critic[aws]'``); credentials and region come from the
+Standard library and boto3 only (with critic.serving.ab.answers and .votes), so that the Lambda
+in front of a SageMaker endpoint records votes with this very code. boto3 is optional
+(``pip install 'critic[aws]'``); credentials and region come from the
 environment as for every AWS SDK (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...),
 or ``dynamodb://TABLE?region=eu-west-1``.
 """
@@ -39,13 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from critic.errors import CriticError
 from critic.serving.ab.answers import new_key
-from critic.serving.ab.feedback import (
-    DuplicateFeedback,
-    FeedbackError,
-    Votes,
-    check_verdict,
-    summary_rows,
-)
+from critic.serving.ab.votes import DuplicateFeedback, FeedbackError, Votes, check_verdict
 
 SCHEME = "dynamodb://"
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
@@ -315,6 +311,37 @@ class DynamoFeedbackStore:
                         )
                     )
 
+    def verdicts(self) -> list[tuple[str, str, str, str]]:
+        """(answer id, label answered, verdict, when) of every vote that names its answer, in
+        the order they came: what the ground-truth export reads."""
+        found = []
+        with _errors(f"reading feedback from {self.url}"):
+            pages = self._client.get_paginator("query").paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :vote",
+                ExpressionAttributeValues={":vote": {"S": "vote"}},
+                ProjectionExpression="#answer, #label, #feedback, #created",
+                ExpressionAttributeNames={
+                    "#answer": "answer_id",
+                    "#label": "label",
+                    "#feedback": "feedback",
+                    "#created": "created_at",
+                },
+                ConsistentRead=True,
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    if "answer_id" in item:
+                        found.append(
+                            (
+                                item["answer_id"]["S"],
+                                item["label"]["S"],
+                                item["feedback"]["S"],
+                                item["created_at"]["S"],
+                            )
+                        )
+        return found
+
     def last_id(self) -> int:
         """The number of the latest verdict (0 before any)."""
         with _errors(f"reading feedback from {self.url}"):
@@ -327,6 +354,8 @@ class DynamoFeedbackStore:
 
     def summary(self, variants: Sequence[str] = ()) -> list[dict]:
         """Per variant: verdicts, "right" ones, the accuracy and its 95% interval."""
+        from critic.serving.ab.feedback import summary_rows  # its interval needs scipy
+
         with _errors(f"reading feedback from {self.url}"):
             pages = self._client.get_paginator("query").paginate(
                 TableName=self.table,

@@ -15,19 +15,23 @@ import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from critic.errors import CriticError
 from critic.evaluation.abtest import accuracy_interval
 from critic.serving.ab.answers import new_key
+
+# What a vote is, shared with the DynamoDB store (light enough for the Lambda's zip).
+from critic.serving.ab.votes import (
+    DuplicateFeedback,
+    FeedbackError,
+    Votes,
+    check_verdict,
+)
 
 SCHEMA_VERSION = 3
 FEEDBACK_FILE = "feedback.sqlite"
 SHADOW_ANSWERS_KEPT = 1_000_000  # about 60 MB of the file
-VERDICTS = ("right", "wrong")
-LABELS = ("positive", "negative")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -67,27 +71,6 @@ _MIGRATIONS = {
     " ALTER TABLE feedback ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;",
 }
 _AFTER_MIGRATIONS = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);"
-
-
-@dataclass(frozen=True)
-class Votes:
-    """Verdicts in the order they came, one entry per verdict in each list."""
-
-    variants: list[str]
-    right: list[int]
-    """1 where the answer was right."""
-    shares: list[float]
-    """The probability its variant was chosen with; NaN where none was logged (older rows)."""
-    pinned: list[bool]
-    """Whether a client named the variant (not chosen at random)."""
-
-
-class FeedbackError(CriticError):
-    """The feedback database cannot be opened or written."""
-
-
-class DuplicateFeedback(FeedbackError):
-    """The answer named already has its verdict."""
 
 
 def open_feedback(spec: str | Path):
@@ -277,14 +260,6 @@ class FeedbackStore:
                 )
             }
         return summary_rows(counts, variants)
-
-
-def check_verdict(label: str, feedback: str) -> None:
-    """What every store refuses before it writes anything."""
-    if feedback not in VERDICTS:
-        raise FeedbackError(f"feedback must be one of {', '.join(VERDICTS)}")
-    if label not in LABELS:
-        raise FeedbackError(f"label must be one of {', '.join(LABELS)}")
 
 
 def summary_rows(counts: dict[str, tuple[int, int]], variants: Sequence[str]) -> list[dict]:
