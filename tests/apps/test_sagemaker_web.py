@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from critic.apps.sagemaker_web import create_proxy_app
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.errors import CriticError
-from support.aws import ROLE, queue_endpoint_answers
+from support.aws import ROLE, StubbedSession, queue_endpoint_answers
 
 ENDPOINT = "critic-proxied"
 REVIEW = "A wonderful film, I loved it."
@@ -199,3 +199,73 @@ def test_the_ab_views_shadow_section_is_empty_in_front_of_sagemaker(endpoint, tm
         assert view["endpoint"] == ENDPOINT
         assert (view["workers"], view["shadows"], view["capture"]) == (1, [], None)
         assert client.get("/api/ab").status_code == 200
+
+
+def test_the_ab_view_shows_what_sagemaker_measured_of_each_variant(endpoint, tmp_path, monkeypatch):
+    # moto's CloudWatch has no percentiles, so GetMetricData answers from botocore's Stubber
+    # (the request checked against CloudWatch's service model); SageMaker stays on moto.
+    from botocore.stub import ANY
+
+    session = StubbedSession("cloudwatch")
+    monkeypatch.setattr(boto3.session, "Session", lambda *_, **__: session)
+    stub = session.stubbers["cloudwatch"]
+    queries = [
+        {
+            "Id": f"v{index}_{key}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/SageMaker",
+                    "MetricName": metric,
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": ENDPOINT},
+                        {"Name": "VariantName", "Value": variant},
+                    ],
+                },
+                "Period": 3 * 3600,
+                "Stat": stat,
+            },
+            "ReturnData": True,
+        }
+        for index, variant in enumerate(["champion", "challenger"])
+        for key, metric, stat in (
+            ("invocations", "Invocations", "Sum"),
+            ("errors_4xx", "Invocation4XXErrors", "Sum"),
+            ("errors_5xx", "Invocation5XXErrors", "Sum"),
+            ("latency_mean", "ModelLatency", "Average"),
+            ("latency_p95", "ModelLatency", "p95"),
+        )
+    ]
+    measured = {"v0_invocations": 80.0, "v0_errors_4xx": 3.0, "v0_errors_5xx": 1.0,
+                "v0_latency_mean": 2000.0, "v0_latency_p95": 4100.0, "v1_invocations": 10.0,
+                "v1_latency_mean": 4000.0, "v1_latency_p95": 4000.0}  # fmt: skip
+    stub.add_response(
+        "get_metric_data",
+        {
+            "MetricDataResults": [
+                {
+                    "Id": query["Id"],
+                    "Values": [measured[query["Id"]]] if query["Id"] in measured else [],
+                    "StatusCode": "Complete",
+                }
+                for query in queries
+            ]
+        },
+        {"MetricDataQueries": queries, "StartTime": ANY, "EndTime": ANY},
+    )
+    with client_for(ENDPOINT, tmp_path / "feedback.sqlite") as client:
+        response = client.get("/api/ab/sagemaker?hours=3")
+        assert response.status_code == 200, response.text
+        figures = response.json()
+        # Read once a minute at most (CloudWatch bills by the request): no second call queued.
+        assert client.get("/api/ab/sagemaker?hours=3").json() == figures
+        for bad in ("0", "x", "10000"):
+            refused = client.get(f"/api/ab/sagemaker?hours={bad}")
+            assert refused.status_code == 400 and "hours must be" in refused.json()["message"]
+    session.assert_no_pending_responses()
+    assert figures["source"] == "CloudWatch AWS/SageMaker" and figures["period"]["hours"] == 3.0
+    assert figures["variants"] == {
+        "champion": {"invocations": 80, "errors_4xx": 3.0, "errors_5xx": 1.0,
+                     "latency_ms": {"mean": 2.0, "p95": 4.1}},  # CloudWatch's microseconds
+        "challenger": {"invocations": 10, "errors_4xx": None, "errors_5xx": None,
+                       "latency_ms": {"mean": 4.0, "p95": 4.0}},
+    }  # fmt: skip

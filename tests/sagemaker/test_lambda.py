@@ -1,6 +1,8 @@
 """The Lambda function for API Gateway (critic.sagemaker.lambda_handler), called with a
 recorded-shape API Gateway proxy event; its InvokeEndpoint calls reach a local `critic serve`
-through boto3's endpoint URL. Packaged by `critic package --lambda`, it runs without critic."""
+through boto3's endpoint URL. Packaged by `critic package --lambda`, it answers reviews
+without importing critic when feedback is off (tests/sagemaker/test_lambda_feedback.py has the
+feedback table, answer ids and votes)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from critic.sagemaker import lambda_handler
+from critic.sagemaker.lambda_package import CRITIC_MODULES
 from support.cli import run_cli
 from support.servers import free_port, running_server
 
@@ -42,6 +45,7 @@ def local_endpoint(moto_url, trained_bundle):
 def function(local_endpoint, monkeypatch):
     """The handler as Lambda runs it: its endpoint from the environment, a fresh client."""
     monkeypatch.setenv("CRITIC_ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.delenv("CRITIC_FEEDBACK_TABLE", raising=False)
     monkeypatch.setattr(lambda_handler, "_runtime", None)
     return lambda_handler.handler
 
@@ -68,6 +72,7 @@ def test_a_recorded_event_gets_the_endpoints_answer_with_cors_headers(function, 
     response = function(event(), None)
     assert response["statusCode"] == 200 and response["isBase64Encoded"] is False
     assert response["headers"]["Content-Type"] == "application/json"
+    assert "X-Critic-Answer-Id" not in response["headers"]  # no feedback table, no ids
     assert response["headers"]["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response["headers"]["Access-Control-Allow-Methods"]
     body = json.loads(response["body"])
@@ -149,14 +154,17 @@ def test_without_an_endpoint_name_the_function_says_what_to_set(function, monkey
     assert "CRITIC_ENDPOINT_NAME" in json.loads(response["body"])["message"]
 
 
-def test_the_packaged_function_runs_without_critic(local_endpoint, tmp_path):
+def test_the_packaged_function_answers_reviews_without_importing_critic_when_feedback_is_off(
+    local_endpoint, tmp_path
+):
     out = tmp_path / "api.zip"
     completed = run_cli("package", "--lambda", out, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert "lambda_handler.handler" in completed.stdout
     with zipfile.ZipFile(out) as archive:
-        assert archive.namelist() == ["lambda_handler.py"]
-    # As Lambda would: the zip on the path, critic nowhere (an import of it would fail).
+        assert archive.namelist() == ["lambda_handler.py", *CRITIC_MODULES]
+    # As Lambda would: the zip on the path; without a feedback table the review path does not
+    # import critic at all (an import of it would fail).
     script = (
         "import json, sys; sys.modules['critic'] = None; sys.path.insert(0, sys.argv[1]); "
         "import lambda_handler; "
@@ -165,12 +173,17 @@ def test_the_packaged_function_runs_without_critic(local_endpoint, tmp_path):
     ran = subprocess.run(
         [sys.executable, "-c", script, str(out), json.dumps(EVENT)],
         capture_output=True, text=True, timeout=60,
-        env={**os.environ, "CRITIC_ENDPOINT_NAME": ENDPOINT, "PYTHONPATH": ""},
+        env={**without_feedback(os.environ), "CRITIC_ENDPOINT_NAME": ENDPOINT, "PYTHONPATH": ""},
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     response = json.loads(ran.stdout)
     assert response["statusCode"] == 200
-    assert json.loads(response["body"])["variant"] == "champion"
+    body = json.loads(response["body"])
+    assert body["variant"] == "champion" and "id" not in body["predictions"][0]
+
+
+def without_feedback(environment) -> dict:
+    return {name: value for name, value in environment.items() if name != "CRITIC_FEEDBACK_TABLE"}
 
 
 def test_package_refuses_a_lambda_file_that_is_not_a_zip(tmp_path):

@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.errors import CriticError
 from critic.sagemaker.aws import Aws, aws_errors, client_error_message, connect, one_line
+from critic.sagemaker.metrics import check_hours, endpoint_figures
 from critic.sagemaker.runtime import model_error_message
 from critic.serving.ab.answers import ID_HEADER, AnswerIds, new_key
 from critic.serving.ab.feedback import FeedbackStore, open_feedback
@@ -130,6 +131,23 @@ class ProxyState:
     """When DescribeEndpoint last answered (monotonic); None if it never has: no refresh."""
     refresh_s: float = 30.0
     _refreshing: bool = False
+    cloudwatch_s: float = 60.0
+    """How long CloudWatch's figures are kept before they are read again (they move by the
+    minute, and each read is billed)."""
+    _cloudwatch: dict = field(default_factory=dict)
+    """hours -> (when read, monotonic; the figures)."""
+
+    def cloudwatch_figures(self, hours: float) -> dict:
+        """SageMaker's own per-variant figures over the last ``hours`` (critic.sagemaker.metrics),
+        read at most every ``cloudwatch_s``."""
+        kept = self._cloudwatch.get(hours)
+        if kept is not None and time.monotonic() - kept[0] < self.cloudwatch_s:
+            return kept[1]
+        if self.aws is None:
+            raise CriticError("no AWS session: SageMaker's figures cannot be read")
+        figures = endpoint_figures(self.aws, self.settings.endpoint_name, self.router.names, hours)
+        self._cloudwatch[hours] = (time.monotonic(), figures)
+        return figures
 
     # In front of SageMaker there are no online counts kept across restarts (SageMaker's
     # CloudWatch metrics have them), no shadow variants and no capture here (SageMaker's own
@@ -361,10 +379,28 @@ def create_proxy_app(settings: ProxySettings, log=print) -> FastAPI:
     )
     app.add_api_route("/invocations", forward_invocation, methods=["POST"])
     app.add_api_route("/ping", _ping, methods=["GET"])
+    app.add_api_route("/api/ab/sagemaker", _sagemaker_figures, methods=["GET"])
     web.mount(app)
     install_error_handlers(app)
 
     return app
+
+
+async def _sagemaker_figures(request: Request) -> Response:
+    """``GET /api/ab/sagemaker?hours=3``: what SageMaker measured of each variant, from
+    CloudWatch, beside what this server saw (``/api/ab``)."""
+    state = request.app.state.endpoint
+    try:
+        hours = check_hours(float(request.query_params.get("hours", "3")))
+    except ValueError:
+        return error_response(400, "hours must be a number, e.g. ?hours=3")
+    except CriticError as error:
+        return error_response(400, str(error))
+    try:
+        figures = await run_in_threadpool(state.cloudwatch_figures, hours)
+    except CriticError as error:  # no permission to read CloudWatch, say: the page says so
+        return error_response(502, str(error))
+    return Response(json.dumps(figures), media_type="application/json")
 
 
 async def _ping(request: Request) -> Response:
