@@ -64,6 +64,8 @@ def test_with_few_votes_the_view_says_keep_testing_and_how_many_votes_are_still_
     expect(card.locator("dd.votes-needed")).to_contain_text("378 per variant (388 to find 10.0")
     expect(page.locator("#method")).to_contain_text("mSPRT")
     expect(page.locator("#assumes")).to_contain_text("independent")
+    # A local endpoint has no SageMaker figures (GET /api/ab/sagemaker is 404): no section.
+    expect(page.locator("#sagemaker")).to_be_hidden()
 
 
 def test_a_decided_test_is_shown_and_one_click_promotes_the_winner(server, page, equal_weights):

@@ -122,6 +122,43 @@ def test_feedback_is_kept_by_the_page_and_the_ab_view_shows_the_endpoints_weight
     expect(row.locator("td.feedback")).not_to_have_text("0")
 
 
+FIGURES = {  # what GET /api/ab/sagemaker answers (tests/apps/test_sagemaker_web.py)
+    "source": "CloudWatch AWS/SageMaker",
+    "endpoint": ENDPOINT,
+    "period": {"start": "2026-12-03T07:00:00+00:00", "end": "2026-12-03T10:00:00+00:00",
+               "hours": 3.0},
+    "variants": {
+        "champion": {"invocations": 1280, "errors_4xx": 3.0, "errors_5xx": 1.0,
+                     "latency_ms": {"mean": 2.0, "p95": 4.1}},
+        "challenger": {"invocations": 0, "errors_4xx": None, "errors_5xx": None,
+                       "latency_ms": {"mean": None, "p95": None}},
+    },
+}  # fmt: skip
+
+
+def test_the_ab_view_shows_what_sagemaker_measured_beside_its_own_figures(served, page):
+    page_url, _, _ = served
+    # moto's CloudWatch holds no SageMaker metrics: each variant's row says so with dashes.
+    page.goto(f"{page_url}/ab?every=1")
+    expect(page.locator("#sagemaker")).to_be_visible()
+    expect(page.locator("#sagemaker-period")).to_contain_text("CloudWatch AWS/SageMaker")
+    for name in ("champion", "challenger"):
+        row = page.locator(f'#sagemaker-rows tr[data-variant="{name}"]')
+        expect(row.locator("td")).to_have_text(["–"] * 5)
+    # CloudWatch's answer, as the server gives it, drawn as a table.
+    page.route(
+        "**/api/ab/sagemaker*",
+        lambda route: route.fulfill(json=FIGURES),
+    )
+    page.goto(f"{page_url}/ab?every=1")
+    expect(page.locator("#sagemaker-error")).to_be_hidden()
+    expect(page.locator("#sagemaker-period")).to_contain_text("the last 3 hours")
+    champion = page.locator('#sagemaker-rows tr[data-variant="champion"]')
+    expect(champion.locator("td")).to_have_text(["1,280", "3", "1", "2 ms", "4.1 ms"])
+    idle = page.locator('#sagemaker-rows tr[data-variant="challenger"]')
+    expect(idle.locator("td")).to_have_text(["0", "–", "–", "–", "–"])
+
+
 def test_an_endpoint_that_does_not_exist_is_an_error_on_the_page_not_a_verdict(
     served, page, tmp_path
 ):

@@ -97,10 +97,9 @@ def handler(event: dict, context: object = None) -> dict:
         reviews = read_reviews(event)
         params = _invocation(event, endpoint, reviews)
         # Before the endpoint is asked: an answer that could not carry its id is not given.
-        feedback = _feedback_store() if _table_setting() else None
+        answers = _feedback_store()[1] if _table_setting() else None
     except Refusal as error:
         return _response(error.status, {"message": str(error)})
-    answers = feedback[1] if feedback is not None else None
     return _invoke(endpoint, params, answers)
 
 
@@ -201,9 +200,10 @@ def _invoke(endpoint: str, params: dict, answers=None) -> dict:
 
 
 def _issue_ids(answers, answer: dict, pinned: bool) -> list[str]:
-    """An id on each prediction of the variant that answered (as critic serve gives them):
-    SageMaker does not say the weights it drew with, so an id says only whether the client
-    named the variant."""
+    """An id of the table's key on each prediction of the variant that answered, in place
+    of any the model's server gave (made with its own key, or from weights it cannot know:
+    SageMaker draws the variant). So an id made here says only whether the client named the
+    variant."""
     variant = answer.get("variant")
     predictions = answer.get("predictions")
     if not isinstance(variant, str) or not variant or not isinstance(predictions, list):
@@ -264,6 +264,8 @@ def _refuse_cross_site(event: dict) -> None:
 def read_vote(event: dict) -> dict:
     """The vote in the event's JSON body, as ``record`` takes it, or a Refusal that says
     what is wrong with it (the fields and limits of critic.web.routes.Feedback)."""
+    from critic.serving.ab.votes import LABELS, VERDICTS  # in the zip, beside this file
+
     if _media_type(_header(event, "content-type")) != "application/json":
         raise Refusal("feedback must be sent as application/json", 415)
     raw = _raw_body(event)
@@ -309,8 +311,8 @@ def read_vote(event: dict) -> dict:
     return {
         "review": text("review", MAX_REVIEW_CHARS),
         "variant": text("variant", 63),
-        "label": choice("label", ("positive", "negative")),
-        "feedback": choice("feedback", ("right", "wrong")),
+        "label": choice("label", LABELS),
+        "feedback": choice("feedback", VERDICTS),
         "answer_id": text("answer_id", 64),
         "probability": number("probability", 0.0, 1.0),
         "rating": number("rating", 1, 10, whole=True),
