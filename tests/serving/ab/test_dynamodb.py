@@ -236,8 +236,23 @@ def test_two_servers_on_one_table_decide_over_every_vote(table, nbsvm_bundle, mo
             "label": "negative" if prediction["label"] == "positive" else "positive",
         }
         assert post_vote(first.url, variant, forged) == 403
+        # 100 more answers, each voted on through both servers at once (200 votes on two
+        # processes, 8 at a time): each answer counted once.
+        answers = [
+            ask(first if number % 2 else second, f"Another {number}.") for number in range(100)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(
+                pool.map(
+                    lambda job: post_vote(job[0].url, *job[1]),
+                    [(server, answer) for answer in answers for server in (first, second)],
+                )
+            )
+        assert sorted(statuses) == [201] * 100 + [409] * 100
+        cast += answers
         expected = {name: sum(v == name for v, _ in cast) for name in ("champion", "challenger")}
         assert feedback_seen(first) == feedback_seen(second) == expected
+        assert sum(expected.values()) == 120
 
     # A restart loses nothing: the votes, and the ids it gave before.
     with running_server(command) as again:
@@ -279,3 +294,24 @@ def test_the_feedback_table_commands_make_and_remove_a_table(moto_url):
     assert gone.returncode == 0, gone.stderr
     client = boto3.session.Session().client("dynamodb")
     assert "critic-cli-votes" not in client.list_tables()["TableNames"]
+
+
+def test_a_vote_costs_two_requests_and_a_refresh_reads_only_what_is_new(table):
+    """The figures the README prices: DynamoDB requests per vote and per A/B refresh."""
+    store = DynamoFeedbackStore(table)
+    sent: list[str] = []
+    store._client.meta.events.register(
+        "before-send.dynamodb.*", lambda request, **_: sent.append(request.headers["X-Amz-Target"])
+    )
+    vote(store)
+    assert [target.decode().split(".")[-1] for target in sent] == [
+        "UpdateItem",
+        "TransactWriteItems",
+    ]
+    sent.clear()
+    store.summary(["champion"])
+    store.votes(["champion"])
+    assert [target.decode().split(".")[-1] for target in sent] == ["Query", "Query"]
+    sent.clear()
+    store.votes(["champion"])  # nothing new: one query, which returns nothing
+    assert len(sent) == 1
