@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,83 @@ def test_the_packaged_function_gives_ids_and_records_votes_without_numpy(
     )  # fmt: skip
     (row,) = DynamoFeedbackStore(table).rows()
     assert row["review"] == review
+
+
+# --- two page servers and the function, one table ------------------------------------------
+
+
+def test_two_page_servers_and_the_function_share_one_table_and_one_ab_view(
+    function, table, moto_url
+):
+    import boto3
+
+    from support.aws import ROLE
+    from support.feedback import post_vote
+    from support.servers import running_server
+
+    sagemaker = boto3.session.Session().client("sagemaker")
+    variants = []
+    for name in ("champion", "challenger"):
+        sagemaker.create_model(
+            ModelName=f"{ENDPOINT}-{name}",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{name}.tar.gz"},
+        )
+        variants.append(
+            {"VariantName": name, "ModelName": f"{ENDPOINT}-{name}", "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}
+        )  # fmt: skip
+    sagemaker.create_endpoint_config(EndpointConfigName=ENDPOINT, ProductionVariants=variants)
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+
+    def page_answer(server, variant):
+        queue_endpoint_answers(moto_url, sagemaker_answer(variant, "positive"))
+        review = f"A fine film, review number {next(_REVIEWS)} of the day."
+        request = urllib.request.Request(
+            f"{server.url}/invocations",
+            json.dumps({"instances": [review]}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        return {"review": review, "answer": answer}
+
+    def lambda_vote(asked):
+        response = function(feedback_event(vote_on(asked)))
+        return response["statusCode"]
+
+    def page_vote(server, asked):
+        prediction = asked["answer"]["predictions"][0]
+        return post_vote(server.url, asked["answer"]["variant"], prediction, asked["review"])
+
+    def feedback_seen(server):
+        with urllib.request.urlopen(f"{server.url}/api/ab", timeout=30) as response:
+            rows = json.loads(response.read())["variants"]
+        return {row["name"]: (row["feedback"] or {}).get("feedback", 0) for row in rows}
+
+    command = ["web", "--sagemaker-endpoint", ENDPOINT, "--feedback-db", table]
+    try:
+        with running_server(command) as first, running_server(command) as second:
+            by_first = page_answer(first, "champion")
+            by_second = page_answer(second, "challenger")
+            by_function = ask(function, moto_url, variant="challenger")
+            # Each answer voted on somewhere other than where it was given.
+            assert page_vote(second, by_first) == 201
+            assert lambda_vote(by_second) == 201
+            assert page_vote(first, by_function) == 201
+            # And once only, wherever the second vote goes.
+            assert lambda_vote(by_first) == 409
+            assert page_vote(first, by_second) == 409
+            assert page_vote(second, by_function) == 409
+            forged = {**by_first["answer"]["predictions"][0], "label": "negative"}
+            assert post_vote(first.url, "champion", forged) == 403
+            assert (
+                function(feedback_event(vote_on(by_first, label="negative")))["statusCode"] == 403
+            )
+            expected = {"champion": 1, "challenger": 2}
+            assert feedback_seen(first) == feedback_seen(second) == expected
+    finally:
+        sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+        sagemaker.delete_endpoint_config(EndpointConfigName=ENDPOINT)
+        for variant in variants:
+            sagemaker.delete_model(ModelName=variant["ModelName"])
