@@ -42,7 +42,8 @@ from critic.sagemaker.aws import Aws, aws_errors, client_error_message, connect,
 from critic.sagemaker.metrics import check_hours, endpoint_figures
 from critic.sagemaker.runtime import model_error_message
 from critic.serving.ab.answers import ID_HEADER, AnswerIds, new_key
-from critic.serving.ab.feedback import FeedbackStore, open_feedback
+from critic.serving.ab.feedback import open_feedback
+from critic.serving.ab.votes import FeedbackBackend
 from critic.serving.codec import (
     JSON,
     ClientError,
@@ -123,7 +124,7 @@ class ProxyState:
     router: RemoteVariants
     runtime: Any
     metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
-    feedback: FeedbackStore | None = None
+    feedback: FeedbackBackend | None = None
     answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
     ready: bool = False
     aws: Aws | None = None

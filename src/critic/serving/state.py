@@ -25,9 +25,10 @@ from critic.serving.ab.answers import AnswerIds, new_key
 from critic.serving.ab.autoweights import AutoWeights
 from critic.serving.ab.counts import CountFlusher, CountStore, added, live_totals
 from critic.serving.ab.dynamodb import DynamoCountStore, is_dynamodb
-from critic.serving.ab.feedback import FEEDBACK_FILE, FeedbackStore, open_feedback
+from critic.serving.ab.feedback import FEEDBACK_FILE, open_feedback
 from critic.serving.ab.rollouts import RolloutCollector, RolloutStore, RolloutWatch
 from critic.serving.ab.shadows import ShadowAnswerLog
+from critic.serving.ab.votes import FeedbackBackend
 from critic.serving.batching import MicroBatcher
 from critic.serving.metrics import EndpointMetrics, WorkersCollector
 from critic.serving.settings import ServerSettings
@@ -54,7 +55,7 @@ class EndpointState:
     router: VariantRouter
     batchers: dict[str, MicroBatcher]
     metrics: EndpointMetrics
-    feedback: FeedbackStore | None = None
+    feedback: FeedbackBackend | None = None
     answers: AnswerIds = field(default_factory=lambda: AnswerIds(new_key()))
     shared_weights: SharedWeights | None = None
     """With several worker processes: where a weight change reaches the others."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 
 from critic.serving.ab.answers import AnswerIds
-from critic.serving.ab.feedback import FeedbackStore
+from critic.serving.ab.votes import FeedbackBackend
 from critic.serving.metrics import EndpointMetrics
 
 
@@ -43,7 +43,7 @@ class PageState(Protocol):
     settings: Any  # .endpoint_name
     router: PageVariants
     metrics: EndpointMetrics
-    feedback: FeedbackStore | None
+    feedback: FeedbackBackend | None
     answers: AnswerIds
 
     def sync_weights(self) -> None:
