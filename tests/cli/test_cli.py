@@ -294,6 +294,10 @@ def test_the_aws_commands_are_a_group_and_the_old_top_level_names_are_gone():
         "delete-endpoint",
         "transform",
         "autoscale",
+        "update",
+        "capture",
+        "shadow",
+        "feedback-table",
     }
     # critic deploy, invoke, update-weights and delete-endpoint were hidden for one release;
     # the README says where they went.
