@@ -17,7 +17,12 @@ from fastapi.testclient import TestClient
 from critic.apps.sagemaker_web import create_proxy_app
 from critic.apps.sagemaker_web_settings import ProxySettings
 from critic.errors import CriticError
-from support.aws import ROLE, StubbedSession, queue_endpoint_answers
+from support.aws import (
+    StubbedSession,
+    moto_endpoint,
+    queue_endpoint_answers,
+    remove_moto_endpoint,
+)
 
 ENDPOINT = "critic-proxied"
 REVIEW = "A wonderful film, I loved it."
@@ -36,26 +41,10 @@ def sagemaker_answer(label: str, variant: str) -> dict:
 @pytest.fixture(scope="module")
 def endpoint(moto_url):
     """An endpoint of two variants, champion (weight 3) and challenger (weight 1), in moto."""
-    sagemaker = boto3.session.Session().client("sagemaker")
-    variants = []
-    for name, weight in (("champion", 3.0), ("challenger", 1.0)):
-        sagemaker.create_model(
-            ModelName=f"{ENDPOINT}-{name}",
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{name}.tar.gz"},
-        )
-        variants.append(
-            {"VariantName": name, "ModelName": f"{ENDPOINT}-{name}", "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
-        )  # fmt: skip
-    sagemaker.create_endpoint_config(EndpointConfigName=ENDPOINT, ProductionVariants=variants)
-    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+    moto_endpoint(ENDPOINT, [("champion", 3.0), ("challenger", 1.0)])
     yield moto_url
     # moto's state outlives its server: later modules expect an account without endpoints.
-    sagemaker.delete_endpoint(EndpointName=ENDPOINT)
-    sagemaker.delete_endpoint_config(EndpointConfigName=ENDPOINT)
-    for variant in variants:
-        sagemaker.delete_model(ModelName=variant["ModelName"])
+    remove_moto_endpoint(ENDPOINT, ["champion", "challenger"])
 
 
 def client_for(name: str, feedback: Path | str, lines: list[str] | None = None) -> TestClient:

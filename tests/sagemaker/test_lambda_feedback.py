@@ -307,26 +307,11 @@ def test_the_packaged_function_gives_ids_and_records_votes_without_numpy(
 def test_two_page_servers_and_the_function_share_one_table_and_one_ab_view(
     function, table, moto_url
 ):
-    import boto3
-
-    from support.aws import ROLE
+    from support.aws import moto_endpoint, remove_moto_endpoint
     from support.feedback import post_vote
     from support.servers import running_server
 
-    sagemaker = boto3.session.Session().client("sagemaker")
-    variants = []
-    for name in ("champion", "challenger"):
-        sagemaker.create_model(
-            ModelName=f"{ENDPOINT}-{name}",
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{name}.tar.gz"},
-        )
-        variants.append(
-            {"VariantName": name, "ModelName": f"{ENDPOINT}-{name}", "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}
-        )  # fmt: skip
-    sagemaker.create_endpoint_config(EndpointConfigName=ENDPOINT, ProductionVariants=variants)
-    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+    moto_endpoint(ENDPOINT, [("champion", 1.0), ("challenger", 1.0)])
 
     def page_answer(server, variant):
         queue_endpoint_answers(moto_url, sagemaker_answer(variant, "positive"))
@@ -375,7 +360,4 @@ def test_two_page_servers_and_the_function_share_one_table_and_one_ab_view(
             expected = {"champion": 1, "challenger": 2}
             assert feedback_seen(first) == feedback_seen(second) == expected
     finally:
-        sagemaker.delete_endpoint(EndpointName=ENDPOINT)
-        sagemaker.delete_endpoint_config(EndpointConfigName=ENDPOINT)
-        for variant in variants:
-            sagemaker.delete_model(ModelName=variant["ModelName"])
+        remove_moto_endpoint(ENDPOINT, ["champion", "challenger"])

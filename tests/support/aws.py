@@ -157,3 +157,31 @@ class StubbedSession:
     def assert_no_pending_responses(self) -> None:
         for stubber in self.stubbers.values():
             stubber.assert_no_pending_responses()
+
+
+def moto_endpoint(name: str, variants: list[tuple[str, float]]) -> None:
+    """An endpoint as SageMaker's control plane describes it, in moto: a model per variant
+    (NAME-VARIANT), a config and the endpoint, with these weights."""
+    sagemaker = boto3.session.Session().client("sagemaker")
+    config = []
+    for variant, weight in variants:
+        sagemaker.create_model(
+            ModelName=f"{name}-{variant}",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{variant}.tar.gz"},
+        )
+        config.append(
+            {"VariantName": variant, "ModelName": f"{name}-{variant}", "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+        )  # fmt: skip
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=config)
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
+def remove_moto_endpoint(name: str, variants: list[str]) -> None:
+    """What moto_endpoint made, gone again."""
+    sagemaker = boto3.session.Session().client("sagemaker")
+    sagemaker.delete_endpoint(EndpointName=name)
+    sagemaker.delete_endpoint_config(EndpointConfigName=name)
+    for variant in variants:
+        sagemaker.delete_model(ModelName=f"{name}-{variant}")

@@ -5,11 +5,10 @@ DescribeEndpoint reaches moto's server (the endpoint's variants and weights)."""
 import re
 import sqlite3
 
-import boto3
 import pytest
 from playwright.sync_api import expect
 
-from support.aws import ROLE
+from support.aws import moto_endpoint, remove_moto_endpoint
 from support.browser import REVIEW, ask, judge
 from support.cli import run_cli
 from support.servers import free_port, running_server
@@ -33,33 +32,6 @@ def model_server(*variants, endpoint_name):
         ["serve", *[arg for variant in variants for arg in ("--variant", variant)],
          "--feedback-db", "off", "--endpoint-name", endpoint_name]
     )  # fmt: skip
-
-
-def moto_endpoint(name, variants):
-    """The endpoint as SageMaker's control plane describes it (in moto): variants, weights."""
-    sagemaker = boto3.session.Session().client("sagemaker")
-    config = []
-    for variant, weight in variants:
-        sagemaker.create_model(
-            ModelName=f"{name}-{variant}",
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={"Image": "critic:test", "ModelDataUrl": f"s3://b/{variant}.tar.gz"},
-        )
-        config.append(
-            {"VariantName": variant, "ModelName": f"{name}-{variant}", "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
-        )  # fmt: skip
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=config)
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-
-
-def remove_moto_endpoint(name, variants):
-    """moto's state outlives its server: later modules expect an account without endpoints."""
-    sagemaker = boto3.session.Session().client("sagemaker")
-    sagemaker.delete_endpoint(EndpointName=name)
-    sagemaker.delete_endpoint_config(EndpointConfigName=name)
-    for variant in variants:
-        sagemaker.delete_model(ModelName=f"{name}-{variant}")
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,14 @@ app.add_typer(sagemaker_app, name="sagemaker")
 JOB_OPTIONS = options_of(TrainingJobOptions)
 RELEASE_OPTIONS = options_of(ReleaseOptions)
 ALARM_OPTIONS = options_of(AlarmLimits)
+# What deploy and update both take, declared once.
+RoleOption = Annotated[str, typer.Option(help="IAM execution role ARN for the models.")]
+BucketOption = Annotated[str, typer.Option(help="S3 bucket to upload the artifacts to.")]
+InstanceTypeOption = Annotated[str, typer.Option(help="Instance type of every variant.")]
+InstanceCountOption = Annotated[int, typer.Option(help="Instances per variant.")]
+ImageOption = Annotated[
+    str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
+]
 DataCaptureOption = Annotated[
     int | None,
     typer.Option(
@@ -122,19 +130,15 @@ def deploy(
         ),
     ] = None,
     endpoint: Annotated[str, typer.Option(help="Endpoint name.")] = ...,  # type: ignore[assignment]
-    role: Annotated[str, typer.Option(help="IAM execution role ARN for the models.")] = ...,  # type: ignore[assignment]
-    bucket: Annotated[str, typer.Option(help="S3 bucket to upload the artifacts to.")] = ...,  # type: ignore[assignment]
+    role: RoleOption = ...,  # type: ignore[assignment]
+    bucket: BucketOption = ...,  # type: ignore[assignment]
     variant: Annotated[
         list[str] | None,
         typer.Option(help="NAME=ARTIFACT(:WEIGHT), repeatable: production variants."),
     ] = None,
-    instance_type: Annotated[
-        str, typer.Option(help="Instance type of every variant.")
-    ] = ENDPOINT_INSTANCE_TYPE,
-    instance_count: Annotated[int, typer.Option(help="Instances per variant.")] = 1,
-    image: Annotated[
-        str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
-    ] = None,
+    instance_type: InstanceTypeOption = ENDPOINT_INSTANCE_TYPE,
+    instance_count: InstanceCountOption = 1,
+    image: ImageOption = None,
     region: RegionOption = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
     min_instances: Annotated[
@@ -221,8 +225,8 @@ def update(
         Path | None,
         typer.Argument(help="A model.tar.gz (or a bundle folder) for the endpoint's one variant."),
     ] = None,
-    role: Annotated[str, typer.Option(help="IAM execution role ARN for the models.")] = ...,  # type: ignore[assignment]
-    bucket: Annotated[str, typer.Option(help="S3 bucket to upload the artifacts to.")] = ...,  # type: ignore[assignment]
+    role: RoleOption = ...,  # type: ignore[assignment]
+    bucket: BucketOption = ...,  # type: ignore[assignment]
     variant: Annotated[
         list[str] | None,
         typer.Option(
@@ -230,13 +234,9 @@ def update(
             "variants, by its name."
         ),
     ] = None,
-    instance_type: Annotated[
-        str, typer.Option(help="Instance type of every variant.")
-    ] = ENDPOINT_INSTANCE_TYPE,
-    instance_count: Annotated[int, typer.Option(help="Instances per variant.")] = 1,
-    image: Annotated[
-        str | None, typer.Option(help="Serving image URI (default: SageMaker's PyTorch image).")
-    ] = None,
+    instance_type: InstanceTypeOption = ENDPOINT_INSTANCE_TYPE,
+    instance_count: InstanceCountOption = 1,
+    image: ImageOption = None,
     region: RegionOption = None,
     wait: Annotated[
         bool, typer.Option(help="Wait until the update ends (served, or rolled back).")

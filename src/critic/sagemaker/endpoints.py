@@ -254,14 +254,9 @@ def deploy(
 
     Later releases onto the endpoint go through :func:`update_endpoint`.
     """
-    check_name("endpoint", endpoint_name)
-    specs = _check_variants(variants, endpoint_name)
-    check_role_arn(role_arn)
-    bucket = bucket_name(bucket)
-    check_instance_type(instance_type)
-    check_positive_int("instance_count", instance_count)
-    if image_uri is not None:
-        check_image_uri(image_uri)
+    specs, bucket = _check_models(
+        variants, endpoint_name, role_arn, bucket, instance_type, instance_count, image_uri
+    )
     _check_timeout(wait_timeout_s)
     _check_autoscaling(autoscaling, instance_count, wait)
     if data_capture is not None and not isinstance(data_capture, DataCapture):
@@ -410,14 +405,9 @@ def update_endpoint(
     SageMaker's reason (the new config and models are deleted). Everything is checked before
     anything is uploaded; a failure half-way removes what this call made.
     """
-    check_name("endpoint", endpoint_name)
-    specs = _check_variants(variants, endpoint_name)
-    check_role_arn(role_arn)
-    bucket = bucket_name(bucket)
-    check_instance_type(instance_type)
-    check_positive_int("instance_count", instance_count)
-    if image_uri is not None:
-        check_image_uri(image_uri)
+    specs, bucket = _check_models(
+        variants, endpoint_name, role_arn, bucket, instance_type, instance_count, image_uri
+    )
     for value, kind in (
         (traffic, TrafficShift),
         (alarms, AlarmLimits),
@@ -661,6 +651,28 @@ def _check_variants(
     for spec in specs:
         _check_model_archive(spec)
     return specs
+
+
+def _check_models(
+    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    endpoint_name: str,
+    role_arn: str,
+    bucket: str,
+    instance_type: str,
+    instance_count: int,
+    image_uri: str | None,
+) -> tuple[list[VariantSpec], str]:
+    """What deploy and update check before any AWS call: the variants and their archives, the
+    role, the bucket (its bare name is returned), the instances and the image."""
+    check_name("endpoint", endpoint_name)
+    specs = _check_variants(variants, endpoint_name)
+    check_role_arn(role_arn)
+    checked_bucket = bucket_name(bucket)
+    check_instance_type(instance_type)
+    check_positive_int("instance_count", instance_count)
+    if image_uri is not None:
+        check_image_uri(image_uri)
+    return specs, checked_bucket
 
 
 def _same_variant_names(
