@@ -1,8 +1,15 @@
 """Facts about the machine, and the floating-point mode training sets for itself."""
 
+import os
+import subprocess
+import sys
+import time
+
+import pytest
 import torch
 
-from critic.system import available_cores, subnormals_flushed
+from critic.errors import CriticError
+from critic.system import ThreadGovernor, available_cores, free_share, subnormals_flushed
 
 
 def subnormal_survives() -> bool:
@@ -27,3 +34,85 @@ def test_a_block_that_raises_still_gives_the_mode_back():
 
 def test_the_process_may_use_at_least_one_core():
     assert available_cores() >= 1
+
+
+# --- threads on a shared machine ---------------------------------------------------------------
+
+BUSY_LOOP = "import time\nend = time.time() + 60\nwhile time.time() < end:\n    pass\n"
+TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
+
+
+def test_the_threads_are_the_cores_the_others_leave_rounded_half_down():
+    assert [free_share(2, others) for others in (0.0, 0.4, 0.5, 0.6, 1.0, 1.6, 2.0, 5.0)] == [
+        2, 2, 1, 1, 1, 1, 1, 1,
+    ]  # fmt: skip
+    assert free_share(8, 2.2) == 6 and free_share(1, 0.0) == 1
+
+
+def test_a_forced_count_holds_and_nothing_adapts(monkeypatch):
+    monkeypatch.delenv("CRITIC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    try:
+        governor = ThreadGovernor(1, log=lines.append, every_s=0)
+        assert governor.start() == 1 and torch.get_num_threads() == 1
+        governor.check()
+        assert torch.get_num_threads() == 1
+        assert lines == ["train: 1 thread(s), as --threads says"]
+        monkeypatch.setenv("CRITIC_THREADS", "1")
+        assert ThreadGovernor(log=lines.append).start() == 1
+        assert lines[-1] == "train: 1 thread(s), as CRITIC_THREADS says"
+        monkeypatch.setenv("CRITIC_THREADS", "many")
+        with pytest.raises(CriticError, match="CRITIC_THREADS must be a whole number"):
+            ThreadGovernor()
+    finally:
+        torch.set_num_threads(before)
+
+
+def busy_core(core: int) -> subprocess.Popen:
+    """A process that holds ``core`` (and only it) for up to a minute."""
+    return subprocess.Popen(
+        [sys.executable, "-c", BUSY_LOOP], preexec_fn=lambda: os.sched_setaffinity(0, {core})
+    )
+
+
+@pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores")
+def test_the_threads_follow_the_cores_another_process_takes_and_gives_back(monkeypatch):
+    monkeypatch.delenv("CRITIC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # This process and the busy one on the same two cores, as two jobs on a small machine.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(TWO_CORES))
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    busy = busy_core(TWO_CORES[1])
+    try:
+        time.sleep(0.3)
+        governor = ThreadGovernor(log=lines.append, every_s=0.2)
+        assert governor.start() == 1, lines  # one core is taken: one thread, not two spinning
+        assert "on 2 core(s); other processes use" in lines[0]
+        busy.kill()
+        busy.wait()
+        deadline = time.monotonic() + 10
+        while governor.threads != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            governor.check()
+        assert governor.threads == 2 and torch.get_num_threads() == 2, lines
+        assert lines[-1].startswith("train: 2 thread(s) from now, 1 before")
+    finally:
+        busy.kill()
+        torch.set_num_threads(before)
+
+
+def test_a_seed_gives_the_same_weights_for_a_thread_count(tmp_path, cache_dir):
+    from critic.training.train import train
+    from support.data import small_run_config
+
+    config = small_run_config()
+    runs = [
+        train(config, tmp_path / name, cache_dir=cache_dir, progress=False, log=lambda _: None,
+              threads=threads)
+        for name, threads in (("a", 2), ("b", 2))
+    ]  # fmt: skip
+    first, second = (run.model.state_dict() for run in runs)
+    assert all(torch.equal(first[name], second[name]) for name in first)

@@ -43,6 +43,14 @@ def train(
         Path | None, typer.Option(help="Where prepared data is cached (default ~/.cache/critic).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Intra-op threads, fixed (also CRITIC_THREADS or OMP_NUM_THREADS): for "
+            "bit-identical reruns. Default: one a free core, looked at again as it runs, so "
+            "a machine busy with something else is shared rather than fought over."
+        ),
+    ] = None,
     *,
     settings: dict,
 ) -> None:
@@ -77,7 +85,13 @@ def train(
     config = _run_config(settings)
     try:
         result = run_training(
-            config, out, resume=resume, cache_dir=cache_dir, progress=progress, log=typer.echo
+            config,
+            out,
+            resume=resume,
+            cache_dir=cache_dir,
+            progress=progress,
+            log=typer.echo,
+            threads=threads,
         )
     except KeyboardInterrupt:
         typer.echo(

@@ -37,7 +37,7 @@ from critic.evaluation.calibration import binary_log_loss, calibrate
 from critic.evaluation.evaluate import predict_split, predict_split_logits, split_metrics
 from critic.models import build_model, check_model_config
 from critic.models.language_model import check_pretrainable
-from critic.system import subnormals_flushed
+from critic.system import ThreadGovernor, subnormals_flushed
 from critic.training import distributed
 from critic.training.checkpoints import (
     TrainState,
@@ -176,6 +176,12 @@ def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, r
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
+    # torchrun's processes split the cores between them (distributed.py); one process sizes
+    # its threads to the cores the machine's other work leaves it, as it goes.
+    governor = None
+    if device.type == "cpu" and not processes.active:
+        governor = ThreadGovernor(run.threads, log=run.log)
+        governor.start()
     for epoch in range(state.epoch + 1, config.train.epochs + 1):
         stop_reason = state.stop_reason(config.train)
         if stop_reason is not None:
@@ -183,7 +189,7 @@ def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, r
         started = time.perf_counter()
         train_batches.set_epoch(epoch)
         train_sums, seconds = _train_epoch(
-            trainer, optimizer, train_batches, device, config, epoch, run.progress
+            trainer, optimizer, train_batches, device, config, epoch, run.progress, governor
         )
         val_sums = _validation_sums(model, validation, config.data.max_length, device)
         loss, correct, seen, val_loss, val_correct, val_seen = distributed.all_sum(
@@ -299,7 +305,7 @@ def _validation_sums(model, validation, max_length: int, device) -> tuple[float,
 
 
 def _train_epoch(
-    model, optimizer, batches, device, config, epoch, progress
+    model, optimizer, batches, device, config, epoch, progress, governor=None
 ) -> tuple[tuple[float, int, int], float]:
     """One pass over ``batches``: (summed loss, right answers, reviews) and the seconds."""
     model.train()
@@ -321,6 +327,8 @@ def _train_epoch(
                 F.binary_cross_entropy_with_logits(pushed, batch.labels).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
+        if governor is not None:
+            governor.check()
         size = len(batch.labels)
         total_loss += loss.item() * size
         correct += int(((logits >= 0) == (batch.labels >= 0.5)).sum())

@@ -47,6 +47,9 @@ class RunOptions:
     """The data already prepared (tests, benchmarks); read and encoded here when None."""
     processes: Processes = field(default_factory=Processes)
     """The processes training together (torchrun); one by default."""
+    threads: int | None = None
+    """Intra-op threads, fixed (``--threads``); None: sized to the free cores as it runs
+    (critic.system.ThreadGovernor)."""
 
 
 def training_seconds(metrics: dict) -> float | None:

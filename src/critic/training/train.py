@@ -45,6 +45,7 @@ def train(
     progress: bool = True,
     log: Log = print,
     prepared: PreparedData | None = None,
+    threads: int | None = None,
 ) -> TrainingResult:
     """Train ``config`` and return the best epoch's model with its metrics and calibration."""
     kind = model_kind(config.model.name)  # before any data is read: an unknown name fails here
@@ -65,6 +66,7 @@ def train(
         log=(lambda _: None) if quiet else log,
         prepared=prepared,
         processes=processes,
+        threads=threads,
     )
     cuda = resolve_device(config.train.device).type == "cuda"
     with distributed.session(processes, cuda=cuda):
