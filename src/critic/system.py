@@ -122,8 +122,8 @@ class ThreadGovernor:
 
     ``forced`` (``--threads``), else ``CRITIC_THREADS`` or ``OMP_NUM_THREADS``, fixes the
     count and nothing adapts: the way to rerun with bit-identical results, since a count that
-    changes changes the order of floating-point sums. A change of count is made only when two
-    looks in a row agree, so that one busy moment elsewhere does not make the run hop."""
+    changes changes the order of floating-point sums. Threads are shed at the first look that
+    finds their cores taken, and added back when two looks in a row find them free."""
 
     def __init__(
         self,
@@ -182,8 +182,10 @@ class ThreadGovernor:
         if wanted == self.threads:
             self._proposed = None
             return
-        if self._proposed != wanted:
-            self._proposed = wanted  # once more before acting on it
+        # Fewer threads at once (a spinning thread on a taken core costs the most); more only
+        # when the next look agrees, so that a moment's quiet elsewhere does not make it hop.
+        if wanted > self.threads and self._proposed != wanted:
+            self._proposed = wanted
             return
         import torch
 
