@@ -2,7 +2,8 @@
 
     python bench/shared_machine.py                       # lstm and gru, 6,000 reviews, 1 epoch
     python bench/shared_machine.py --models lstm --reviews 3000
-    python bench/shared_machine.py --env today=OMP_WAIT_POLICY= --env passive=OMP_WAIT_POLICY=PASSIVE
+    python bench/shared_machine.py --env spin=OMP_WAIT_POLICY=ACTIVE,CRITIC_THREADS=2 \
+        --env passive=OMP_WAIT_POLICY=PASSIVE,CRITIC_THREADS=2
 
 For each model and each setting (a name and the environment changes that make it), one
 epoch of `critic train` is timed -- the epoch time the training itself records in the
@@ -15,8 +16,7 @@ all in this one run:
 
 It prints each time and its slowdown against the same setting alone, and one JSON line with
 every figure. The default settings are ``critic`` (what critic chooses by itself) and
-``spin`` (OpenMP threads that wait by spinning: ``OMP_WAIT_POLICY=ACTIVE``, one thread a
-core, today's behaviour before critic chose).
+``today`` (what it did before it chose: a thread a core, OpenMP's default waiting).
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from pathlib import Path
 
 DEFAULT_SETTINGS = {
     "critic": {},
-    "spin": {"OMP_WAIT_POLICY": "ACTIVE", "CRITIC_THREADS": str(len(os.sched_getaffinity(0)))},
+    # What critic train did before it chose: torch's default, a thread a core, waiting as
+    # OpenMP does by default (spinning a while, then sleeping).
+    "today": {"OMP_WAIT_POLICY": "", "CRITIC_THREADS": str(len(os.sched_getaffinity(0)))},
 }
 BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 
@@ -63,7 +65,9 @@ def epoch_seconds(process: subprocess.Popen, out: Path) -> float:
     if process.returncode != 0:
         raise SystemExit(f"critic train failed ({process.returncode}):\n{output[-3000:]}")
     history = json.loads((out / "metrics.json").read_text())["history"]
-    chosen = [line for line in output.splitlines() if "threads" in line and "train:" in line]
+    chosen = [
+        line for line in output.splitlines() if line.startswith("train: ") and "thread(s)" in line
+    ]
     if chosen:
         print(f"    {chosen[0].strip()}")
     return float(history[-1]["seconds"])

@@ -73,6 +73,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
             tmp_path / "resumed",
             cache_dir=cache_dir,
             progress=False,
+            threads=1,
             log=interrupt_at("epoch 3:"),
         )
     state = json.loads((tmp_path / "resumed" / CHECKPOINT_DIR / "state.json").read_text())
@@ -84,6 +85,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
         resume=True,
         cache_dir=cache_dir,
         progress=False,
+        threads=1,
         log=lines.append,
     )
     assert any("continuing after epoch 2" in line for line in lines)
@@ -103,6 +105,7 @@ def test_a_run_killed_between_the_two_renames_of_a_checkpoint_still_resumes(tmp_
             tmp_path / "run",
             cache_dir=cache_dir,
             progress=False,
+            threads=1,
             log=interrupt_at("epoch 2:"),
         )
     # The state a kill leaves between "current -> .old" and "new -> current".
@@ -432,7 +435,9 @@ def test_pretraining_reads_the_training_texts_first_and_gives_the_same_model_for
 ):
     lines = []
     config = small_gru_config(pretrain_epochs=2)
-    first = train(config, tmp_path / "a", cache_dir=cache_dir, progress=False, log=lines.append)
+    first = train(
+        config, tmp_path / "a", cache_dir=cache_dir, progress=False, log=lines.append, threads=1
+    )
     second = train(config, tmp_path / "b", cache_dir=cache_dir, **QUIET)
     plain = train(small_gru_config(), tmp_path / "plain", cache_dir=cache_dir, **QUIET)
     pretrained = [line for line in lines if line.startswith("pre-train epoch")]
@@ -460,12 +465,12 @@ def test_a_pretrained_run_resumes_without_pretraining_again_to_the_same_result(t
     straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
     with pytest.raises(KeyboardInterrupt):
         train(
-            config, tmp_path / "resumed", cache_dir=cache_dir, progress=False,
+            config, tmp_path / "resumed", cache_dir=cache_dir, progress=False, threads=1,
             log=interrupt_at("epoch 2:"),
         )  # fmt: skip
     lines = []
     resumed = train(
-        config, tmp_path / "resumed", resume=True, cache_dir=cache_dir, progress=False,
+        config, tmp_path / "resumed", resume=True, cache_dir=cache_dir, progress=False, threads=1,
         log=lines.append,
     )  # fmt: skip
     assert not any(line.startswith("pre-train") for line in lines)  # its effect is in the weights

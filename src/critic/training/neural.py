@@ -114,6 +114,12 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
         "pretrain_epochs": config.train.pretrain_epochs,
         "pretrain_seconds": None,
     }
+    # torchrun's processes split the cores between them (distributed.py); one process sizes
+    # its threads to the cores the machine's other work leaves it, as it goes.
+    governor = None
+    if device.type == "cpu" and not processes.active:
+        governor = ThreadGovernor(run.threads, log=run.log)
+        governor.start()
     if run.resume:
         state = restore_checkpoint(run.out, model, optimizer, device)
         run.log(f"resume: continuing after epoch {state.epoch} of {config.train.epochs}")
@@ -121,12 +127,13 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
         if config.train.pretrain_epochs:
             with subnormals_flushed(device):  # as the classifier's epochs are
                 pretrain_metrics = pretrain_language_model(
-                    model, config, prepared, device, processes, progress=run.progress, log=run.log
-                )
+                    model, config, prepared, device, processes, progress=run.progress,
+                    log=run.log, on_step=governor.check if governor else None,
+                )  # fmt: skip
         state = TrainState.start(model)
 
     with subnormals_flushed(device):
-        stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run)
+        stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run, governor)
     model.load_state_dict(state.best_weights)
     if not processes.main:
         # Its weights are rank 0's; rank 0 alone measures them and writes the bundle.
@@ -159,7 +166,9 @@ def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.A
     return torch.optim.Adam(groups, lr=train.learning_rate, weight_decay=train.weight_decay)
 
 
-def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, run) -> str:
+def _run_epochs(
+    model, optimizer, config, prepared, device, state: TrainState, run, governor=None
+) -> str:
     """Train from where ``state`` stands, one checkpoint per epoch; return why it stopped.
 
     With several processes, every figure that decides what happens next (validation loss,
@@ -176,12 +185,6 @@ def _run_epochs(model, optimizer, config, prepared, device, state: TrainState, r
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
-    # torchrun's processes split the cores between them (distributed.py); one process sizes
-    # its threads to the cores the machine's other work leaves it, as it goes.
-    governor = None
-    if device.type == "cpu" and not processes.active:
-        governor = ThreadGovernor(run.threads, log=run.log)
-        governor.start()
     for epoch in range(state.epoch + 1, config.train.epochs + 1):
         stop_reason = state.stop_reason(config.train)
         if stop_reason is not None:

@@ -37,8 +37,10 @@ def pretrain_language_model(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_step: Callable[[], None] | None = None,
 ) -> dict:
     """Train ``model``'s embedding and word encoder as a language model, in place.
+    ``on_step`` is called after each optimiser step (the run's ThreadGovernor).
 
     Returns the figures the bundle's metrics keep: epochs, seconds, and the last epoch's
     training loss (nats per word) and perplexity.
@@ -75,6 +77,8 @@ def pretrain_language_model(
             distributed.average_gradients(language_model, processes)
             torch.nn.utils.clip_grad_norm_(language_model.parameters(), train.grad_clip)
             optimizer.step()
+            if on_step is not None:
+                on_step()
             total += float(summed.detach())
             words += count
             bar.set_postfix(loss=f"{total / max(words, 1):.3f}", refresh=False)
