@@ -51,8 +51,13 @@ def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
     with running_server(**serving(trained_bundle, tmp_path, max_queue=150)) as server:
 
         def client():
-            for _ in range(6):
+            # Six requests each, and on until the pinger has ten pings: a median of the two
+            # pings a quick burst leaves time for is one slow ping's word (a flaky failure).
+            deadline = time.monotonic() + 60
+            sent = 0
+            while sent < 6 or (len(pings) < 10 and time.monotonic() < deadline):
                 answers.append(post(server.port, body))
+                sent += 1
 
         def pinger():
             while not done.is_set():
@@ -72,14 +77,14 @@ def test_overload_is_refused_at_once_with_retry_after_and_ping_stays_quick(
         done.set()
         ping_thread.join(timeout=30)
     statuses = [status for status, *_ in answers]
-    assert len(statuses) == 72 and set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert len(statuses) >= 72 and set(statuses) <= {200, 503}, sorted(set(statuses))
     assert statuses.count(200) >= 2 and statuses.count(503) >= 2
     for status, headers, payload, seconds in answers:
         if status == 503:
             assert re.fullmatch(r"[1-9]\d*", headers["retry-after"])
             assert "at capacity" in json.loads(payload)["message"]
             assert seconds < 2.0  # refused at once, not after waiting in a queue
-    assert pings and sorted(pings)[len(pings) // 2] < 0.1
+    assert len(pings) >= 10 and sorted(pings)[len(pings) // 2] < 0.1, pings
 
 
 def test_requests_whose_clients_left_are_not_computed(trained_bundle, tmp_path):

@@ -106,6 +106,15 @@ def train(
     typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
 
 
+def share_the_machine(what: str) -> None:
+    """torch's threads for the cores other processes leave free, chosen once, as critic train
+    chooses them (critic.system.ThreadGovernor; CRITIC_THREADS or OMP_NUM_THREADS fix them).
+    Said nowhere: these commands print their results, and one line for an error."""
+    from critic.system import ThreadGovernor
+
+    ThreadGovernor(log=lambda _: None, what=what).start()
+
+
 def _run_config(settings: dict):
     """The run's settings: those given (typed, SM_HPS strings included), over the model's
     recipe, over the defaults."""
@@ -176,6 +185,8 @@ def ensemble(
     """
     from critic.inference.ensemble import build_ensemble
 
+    share_the_machine("ensemble")
+
     metrics = build_ensemble(members, out, log=typer.echo)
     typer.echo(f"bundle: {out} (test accuracy {metrics['test_accuracy']:.4f})")
 
@@ -208,6 +219,8 @@ def evaluate(
     """
     from critic.evaluation.evaluate import evaluate_predictor, evaluation_data
     from critic.inference.predictor import Predictor
+
+    share_the_machine("evaluate")
 
     predictor = Predictor.load(bundle)
     data, split = evaluation_data(
@@ -254,6 +267,7 @@ def compare(
     from critic.evaluation.compare import compare_bundles, write_report
     from critic.inference.predictor import Predictor
 
+    share_the_machine("compare")
     given = {name: value for name, value in sample.items() if value is not None}
     comparison = compare_bundles(
         bundles,
@@ -328,6 +342,7 @@ def transform(
     from critic.apps.batch import TransformSettings, transform_files
 
     chosen = TransformSettings(**given(TRANSFORM_OPTIONS, settings))
+    share_the_machine("transform")
     results = transform_files(
         bundle,
         inputs,
