@@ -113,6 +113,8 @@ def test_an_options_preflight_is_answered_with_cors_headers_alone(function):
      ({"body": "!!not base64!!", "isBase64Encoded": True}, "does not decode"),
      ({"body": base64.b64encode(b"\xff\xfe").decode(), "isBase64Encoded": True}, "not UTF-8"),
      ({"body": "{", "headers": {"content-type": "application/json"}}, "not valid JSON"),
+     ({"body": "[" * 100_000, "headers": {"content-type": "application/json"}},
+      "not valid JSON"),  # nested past Python's recursion limit
      ({"body": "{\"instances\": []}", "headers": {"content-type": "application/json"}},
       "at least one review"),
      ({"body": "{\"score\": 3}", "headers": {"content-type": "application/json"}},

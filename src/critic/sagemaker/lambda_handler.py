@@ -124,8 +124,8 @@ def read_reviews(event: dict) -> list[str]:
     if "json" in _header(event, "content-type").lower():
         try:
             payload = json.loads(text)
-        except ValueError as error:
-            raise BadRequest(f"the body is not valid JSON: {error}") from None
+        except (ValueError, RecursionError) as error:  # RecursionError: [[[[...]]]] nested deep
+            raise BadRequest(_one_line(f"the body is not valid JSON: {error}")) from None
         reviews = _reviews_of(payload)
     else:
         reviews = [text]
