@@ -53,7 +53,7 @@ def subnormals_flushed(device) -> Iterator[None]:
 
 THREADS_VARIABLE = "CRITIC_THREADS"
 CHECK_EVERY_S = 2.0  # how often a run looks again at what the other processes use
-SAMPLE_S = 0.25  # the first look, before the run starts
+SAMPLE_S = 0.1  # the first look, before the run starts: 20 clock ticks over two cores
 
 
 class CoreLoad:
