@@ -50,10 +50,11 @@ class ProxySettings:
 
     def feedback_path(self) -> Path | str | None:
         """Where feedback is kept (a file, or ``dynamodb://TABLE``); None when it is off."""
+        from critic.serving.ab.dynamodb import is_dynamodb
         from critic.serving.ab.feedback import FEEDBACK_FILE  # imports scipy: only when needed
 
         if self.feedback_db == "off":
             return None
-        if self.feedback_db and self.feedback_db.startswith("dynamodb://"):
+        if is_dynamodb(self.feedback_db):
             return self.feedback_db
         return Path(self.feedback_db or FEEDBACK_FILE)

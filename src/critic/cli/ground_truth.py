@@ -41,9 +41,10 @@ def export(
     on an answer keeps its label, "wrong" gives the other one. The feedback file is only read.
     """
     from critic.monitor.ground_truth import export_ground_truth
+    from critic.serving.ab.dynamodb import is_dynamodb
 
     written, records = export_ground_truth(
-        feedback if feedback.startswith("dynamodb://") else Path(feedback), to
+        feedback if is_dynamodb(feedback) else Path(feedback), to
     )
     typer.echo(
         f"ground-truth: wrote {records:,} record(s) to {len(written)} file(s) under {to}", err=True

@@ -31,6 +31,7 @@ from critic.fileio import write_text_atomic
 from critic.monitor.drift import MonitorError, captured_answers, figure, unreadable_note
 from critic.monitor.ground_truth import read_ground_truth
 from critic.monitor.thresholds import QualityThresholds
+from critic.serving.ab.dynamodb import is_dynamodb
 from critic.serving.sidecar.capture import capture_files
 
 REPORT_FILES = ("quality.md", "quality.json")
@@ -259,9 +260,7 @@ def monitor_quality(
     """Join a capture folder with ground truth; quality per variant, overall and by hour."""
     thresholds = thresholds or QualityThresholds()
     # A table stays a URL: Path() would fold "dynamodb://" to "dynamodb:/".
-    sources = [
-        source if str(source).startswith("dynamodb://") else Path(source) for source in ground_truth
-    ]
+    sources = [source if is_dynamodb(str(source)) else Path(source) for source in ground_truth]
     if not sources:
         raise MonitorError("no ground truth given")
     labels = read_ground_truth(sources)

@@ -285,61 +285,29 @@ class DynamoFeedbackStore:
     def _read_new_votes(self) -> None:
         last = self._seen[-1][0] if self._seen else 0
         with _errors(f"reading feedback from {self.url}"):
-            pages = self._client.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :vote AND sk > :last",
-                ExpressionAttributeValues={":vote": {"S": "vote"}, ":last": {"S": _seq_key(last)}},
-                # Placeholders for every name: DynamoDB reserves hundreds of words.
-                ProjectionExpression="sk, #variant, #feedback, #share, #pinned",
-                ExpressionAttributeNames={
-                    "#variant": "variant",
-                    "#feedback": "feedback",
-                    "#share": "share",
-                    "#pinned": "pinned",
-                },
-                ConsistentRead=True,
-            )
-            for page in pages:
-                for item in page.get("Items", []):
-                    self._seen.append(
-                        (
-                            int(item["sk"]["S"]),
-                            item["variant"]["S"],
-                            int(item["feedback"]["S"] == "right"),
-                            float(item["share"]["N"]) if "share" in item else math.nan,
-                            bool(item.get("pinned", {}).get("BOOL", False)),
-                        )
+            for item in _items(
+                self._client, self.table, "vote", _seq_key(last),
+                ("variant", "feedback", "share", "pinned"),
+            ):  # fmt: skip
+                self._seen.append(
+                    (
+                        int(item["sk"]["S"]),
+                        item["variant"]["S"],
+                        int(item["feedback"]["S"] == "right"),
+                        float(item["share"]["N"]) if "share" in item else math.nan,
+                        bool(item.get("pinned", {}).get("BOOL", False)),
                     )
+                )
 
     def verdicts(self) -> list[tuple[str, str, str, str]]:
         """(answer id, label answered, verdict, when) of every vote that names its answer, in
         the order they came: what the ground-truth export reads."""
         found = []
+        fields = ("answer_id", "label", "feedback", "created_at")
         with _errors(f"reading feedback from {self.url}"):
-            pages = self._client.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :vote",
-                ExpressionAttributeValues={":vote": {"S": "vote"}},
-                ProjectionExpression="#answer, #label, #feedback, #created",
-                ExpressionAttributeNames={
-                    "#answer": "answer_id",
-                    "#label": "label",
-                    "#feedback": "feedback",
-                    "#created": "created_at",
-                },
-                ConsistentRead=True,
-            )
-            for page in pages:
-                for item in page.get("Items", []):
-                    if "answer_id" in item:
-                        found.append(
-                            (
-                                item["answer_id"]["S"],
-                                item["label"]["S"],
-                                item["feedback"]["S"],
-                                item["created_at"]["S"],
-                            )
-                        )
+            for item in _items(self._client, self.table, "vote", fields=fields):
+                if "answer_id" in item:
+                    found.append(tuple(item[name]["S"] for name in fields))
         return found
 
     def last_id(self) -> int:
@@ -357,16 +325,9 @@ class DynamoFeedbackStore:
         from critic.serving.ab.feedback import summary_rows  # its interval needs scipy
 
         with _errors(f"reading feedback from {self.url}"):
-            pages = self._client.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :tally",
-                ExpressionAttributeValues={":tally": {"S": "tally"}},
-                ConsistentRead=True,
-            )
             counts = {
                 item["sk"]["S"]: (int(item["total"]["N"]), int(item["right"]["N"]))
-                for page in pages
-                for item in page.get("Items", [])
+                for item in _items(self._client, self.table, "tally")
             }
         return summary_rows(counts, variants)
 
@@ -412,23 +373,38 @@ class DynamoCountStore:
         """The counts of every run before this one, per variant."""
         found: dict[str, dict[str, float]] = {}
         with _errors(f"reading online counts from {SCHEME}{self.table}"):
-            pages = self._client.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :counts",
-                ExpressionAttributeValues={":counts": {"S": "counts"}},
-                ConsistentRead=True,
-            )
-            for page in pages:
-                for item in page.get("Items", []):
-                    run, _, variant = item["sk"]["S"].partition("#")
-                    if run == self.run:
-                        continue
-                    into = found.setdefault(variant, {})
-                    for counter, value in item.items():
-                        if counter in ("pk", "sk"):
-                            continue
+            for item in _items(self._client, self.table, "counts"):
+                run, _, variant = item["sk"]["S"].partition("#")
+                if run == self.run:
+                    continue
+                into = found.setdefault(variant, {})
+                for counter, value in item.items():
+                    if counter not in ("pk", "sk"):
                         into[counter] = into.get(counter, 0.0) + float(value["N"])
         return found
+
+
+def _items(client: Any, table: str, partition: str, after: str | None = None, fields=()):
+    """Every item of one partition (``pk``), in sort-key order, page by page; only those whose
+    ``sk`` comes after ``after``, and only ``fields`` (with ``sk``) when given. Names go behind
+    placeholders: DynamoDB reserves hundreds of words."""
+    condition = "pk = :pk" + (" AND sk > :after" if after is not None else "")
+    values = {":pk": {"S": partition}}
+    if after is not None:
+        values[":after"] = {"S": after}
+    extra: dict[str, Any] = {}
+    if fields:
+        extra["ProjectionExpression"] = ", ".join(["sk", *(f"#f{n}" for n in range(len(fields)))])
+        extra["ExpressionAttributeNames"] = {f"#f{n}": name for n, name in enumerate(fields)}
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=values,
+        ConsistentRead=True,
+        **extra,
+    )
+    for page in pages:
+        yield from page.get("Items", [])
 
 
 def _seq_key(number: int) -> str:
