@@ -283,12 +283,7 @@ class MicroBatcher:
             reviews = [review for pending in batch for review in pending.reviews]
             self._busy = True
             try:
-                if self.threaded:
-                    results = await loop.run_in_executor(
-                        self._executor, self._predict_counted, reviews
-                    )
-                else:
-                    results = await self._predict_on_loop(reviews)
+                results = await self._compute(loop, reviews)
             except Exception as error:
                 if len(batch) == 1:
                     if not batch[0].future.done():
@@ -307,17 +302,18 @@ class MicroBatcher:
                     pending.future.set_result(results[start:end])
                 start = end
 
+    async def _compute(self, loop: asyncio.AbstractEventLoop, reviews: list[str]) -> list[dict]:
+        """The answers to ``reviews``: in the batcher's thread, or on the loop in slices."""
+        if self.threaded:
+            return await loop.run_in_executor(self._executor, self._predict_counted, reviews)
+        return await self._predict_on_loop(reviews)
+
     async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
         for pending in batch:
             if pending.future.done():
                 continue
             try:
-                if self.threaded:
-                    results = await loop.run_in_executor(
-                        self._executor, self._predict_counted, pending.reviews
-                    )
-                else:
-                    results = await self._predict_on_loop(pending.reviews)
+                results = await self._compute(loop, pending.reviews)
             except Exception as error:
                 if not pending.future.done():
                     pending.future.set_exception(error)
