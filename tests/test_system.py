@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from critic.errors import CriticError
-from critic.system import ThreadGovernor, available_cores, free_share, subnormals_flushed
+from critic.system import (
+    ThreadGovernor,
+    available_cores,
+    free_share,
+    keep_pace,
+    subnormals_flushed,
+)
 
 
 def subnormal_survives() -> bool:
@@ -101,6 +107,69 @@ def test_the_threads_follow_the_cores_another_process_takes_and_gives_back(monke
         assert lines[-1].startswith("train: 2 thread(s) from now, 1 before")
     finally:
         busy.kill()
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores")
+def test_a_long_prediction_sheds_a_thread_when_another_process_takes_a_core(
+    monkeypatch, trained_bundle
+):
+    from critic.inference.predictor import Predictor
+
+    monkeypatch.delenv("CRITIC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(TWO_CORES))
+    predictor = Predictor.load(trained_bundle)
+    reviews = ["a slow start but a wonderful , moving ending ."] * 256
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    governor = ThreadGovernor(log=lines.append, what="evaluate", every_s=0.2)
+    busy = None
+    try:
+        governor.start()
+        # As it starts on an idle machine, whatever else this one is running now.
+        governor.threads = 2
+        torch.set_num_threads(2)
+        busy = busy_core(TWO_CORES[1])
+        deadline = time.monotonic() + 20
+        # The scorer's batches call keep_pace: nothing here calls the governor itself.
+        while governor.threads != 1 and time.monotonic() < deadline:
+            predictor.predict_logits(reviews)
+        assert governor.threads == 1 and torch.get_num_threads() == 1, lines
+        assert lines[-1].startswith("evaluate: 1 thread(s) from now, 2 before")
+        governor.stop()
+        busy.kill()
+        busy.wait()
+        time.sleep(0.5)
+        for _ in range(3):  # a run that has ended adapts no more
+            predictor.predict_logits(reviews)
+            time.sleep(0.25)
+        assert governor.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        governor.stop()
+        if busy is not None:
+            busy.kill()
+        torch.set_num_threads(before)
+
+
+def test_keep_pace_from_another_thread_leaves_the_count_alone(monkeypatch):
+    import threading
+
+    monkeypatch.delenv("CRITIC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    governor = ThreadGovernor(log=lambda _: None, every_s=0)
+    try:
+        governor.start()
+        looked = governor._next
+        worker = threading.Thread(target=keep_pace)
+        worker.start()
+        worker.join()
+        assert governor._next == looked  # the worker's call did not even look
+        keep_pace()
+        assert governor._next > looked  # the starting thread's call did
+    finally:
+        governor.stop()
         torch.set_num_threads(before)
 
 

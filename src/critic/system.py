@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,13 +132,19 @@ class ThreadGovernor:
         log: Callable[[str], None] = print,
         what: str = "train",
         every_s: float = CHECK_EVERY_S,
+        adapt: bool = True,
+        say_at_first_batch: bool = False,
     ):
         if forced is not None and (not isinstance(forced, int) or forced < 1):
             raise CriticError(f"threads must be a whole number of at least 1, got {forced!r}")
         self.cores = available_cores()
         self.what = what
         self.every_s = every_s
+        self.adapt = adapt
         self.log = log
+        # A command that stops on a mistake in its input should print only the mistake.
+        self._say_later = say_at_first_batch
+        self._unsaid: str | None = None
         self.forced, self.source = forced, "--threads"
         for variable in (THREADS_VARIABLE, "OMP_NUM_THREADS"):
             if self.forced is None and os.environ.get(variable, "").strip():
@@ -146,33 +153,62 @@ class ThreadGovernor:
         self._load: CoreLoad | None = None
         self._next = 0.0
         self._proposed: int | None = None
+        self._thread = threading.get_ident()
 
     def start(self) -> int:
-        """Choose and set the count for the run's start; the count."""
+        """Choose and set the count for the run's start; the count. This governor is the one
+        :func:`keep_pace` consults from now on (a fixed one there does nothing)."""
         import torch
+
+        global _paced
+        _paced, self._thread = self, threading.get_ident()
 
         if self.forced is not None:
             self.threads = self.forced
             torch.set_num_threads(self.threads)
-            self.log(f"{self.what}: {self.threads} thread(s), as {self.source} says")
+            self._say(f"{self.what}: {self.threads} thread(s), as {self.source} says")
             return self.threads
-        self._load = CoreLoad()
+        load = CoreLoad()
         time.sleep(SAMPLE_S)
-        others = self._load.others()
+        others = load.others()
         self.threads = self.cores if others is None else free_share(self.cores, others)
         torch.set_num_threads(self.threads)
         seen = "" if others is None else f"; other processes use {others:.1f} of them"
-        self.log(
-            f"{self.what}: {self.threads} thread(s) on {self.cores} core(s){seen} "
-            f"(looked at again every {self.every_s:g} s; --threads N fixes it)"
+        how = (
+            f"looked at again every {self.every_s:g} s; --threads N fixes it"
+            if self.adapt
+            else "kept for the whole run"
         )
-        self._next = time.monotonic() + self.every_s
+        self._say(f"{self.what}: {self.threads} thread(s) on {self.cores} core(s){seen} ({how})")
+        if self.adapt:
+            self._load = load
+            self._next = time.monotonic() + self.every_s
         return self.threads
+
+    def _say(self, line: str) -> None:
+        if self._say_later:
+            self._unsaid = line
+        else:
+            self.log(line)
+
+    def stop(self) -> None:
+        """The run is over: :func:`keep_pace` no longer consults this governor (the count it
+        set stays)."""
+        global _paced
+        if _paced is self:
+            _paced = None
 
     def check(self) -> None:
         """Cheap unless it is time to look again; then resize the threads if the free cores
         changed (two looks in a row agreeing)."""
+        if self._unsaid is not None:
+            line, self._unsaid = self._unsaid, None
+            self.log(line)
+        # torch's count is the setting thread's own (OpenMP keeps one per thread): from another
+        # thread, set_num_threads would resize that thread's pool, not the run's.
         if self._load is None or time.monotonic() < self._next:
+            return
+        if threading.get_ident() != self._thread:
             return
         self._next = time.monotonic() + self.every_s
         others = self._load.others()
@@ -195,6 +231,19 @@ class ThreadGovernor:
             f"{self.what}: {wanted} thread(s) from now, {before} before: other processes use "
             f"{others:.1f} of the {self.cores} core(s)"
         )
+
+
+_paced: ThreadGovernor | None = None  # the governor a command started last, if it adapts
+
+
+def keep_pace() -> None:
+    """Between two batches of torch work: the command's ThreadGovernor looks again at the free
+    cores when it is time, so a long ``critic evaluate`` or ``transform`` sheds threads when
+    another process starts and takes them back when it ends, as ``critic train`` does. A
+    clock read otherwise; nothing where no governor adapts (the endpoint sizes its threads
+    once, by its own settings) or from a thread other than the one that started it."""
+    if _paced is not None:
+        _paced.check()
 
 
 def _threads_from(variable: str) -> int:

@@ -29,6 +29,7 @@ from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
 from critic.inference.bundle import ENSEMBLE, Bundle
 from critic.models import NBSVM_KIND
+from critic.system import keep_pace
 
 TokenLists = Sequence[Sequence[str]]
 
@@ -110,6 +111,7 @@ class NeuralScorer:
         # Longest first, in batches of similar length: the least padding to step through.
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
         for start in range(0, len(order), self.batch_size):
+            keep_pace()  # a long run's threads follow the cores other processes leave it
             chosen = order[start : start + self.batch_size]
             token_ids, lengths = pad_batch([encoded[i] for i in chosen], self.max_length)
             yield chosen, token_ids.to(self.device), lengths.to(self.device)
