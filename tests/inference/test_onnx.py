@@ -9,10 +9,10 @@ import torch
 from critic.config import ModelConfig
 from critic.errors import CriticError
 from critic.inference.onnx import (
-    FASTER_WITH_ONNX,
+    EXPORTABLE_FOR_AUTO,
     UNEXPORTABLE,
+    MeasuredScorer,
     OnnxExportError,
-    OnnxScorer,
     export_bundle,
     export_model,
     new_session,
@@ -161,12 +161,49 @@ def test_export_bundle_writes_a_model_onnx_that_onnxruntime_loads(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["gru", "attention", "bilstm", "cnn-lstm"])
-def test_the_auto_backend_runs_onnx_only_where_it_measured_faster(tmp_path, name):
+def test_the_auto_backend_measures_both_backends_where_onnx_runs_the_model(tmp_path, name):
     predictor = Predictor.load(small_bundle(tmp_path, name), backend="auto")
-    expected = OnnxScorer if name in FASTER_WITH_ONNX else NeuralScorer
+    expected = MeasuredScorer if name in EXPORTABLE_FOR_AUTO else NeuralScorer
     assert type(predictor.scorer) is expected
+    if expected is MeasuredScorer:
+        timings = predictor.scorer.timings
+        assert sorted(timings) == [1, 8, 32, 64]
+        assert all(0 < seconds < 1 for pair in timings.values() for seconds in pair)
+        assert "measured here, PyTorch vs ONNX Runtime per batch: 1: " in predictor.backend_choice()
+
+
+ONNX_FASTER = {1: (2.0, 1.0), 8: (2.0, 1.0), 32: (2.0, 1.0), 64: (2.0, 1.0)}
+TORCH_FASTER = {size: (1.0, 2.0) for size in ONNX_FASTER}
+MIXED = {1: (2.0, 1.0), 8: (2.0, 1.0), 32: (1.0, 2.0), 64: (1.0, 2.0)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTABLE_FOR_AUTO))
+@pytest.mark.parametrize(
+    "timings", [ONNX_FASTER, TORCH_FASTER, MIXED], ids=["onnx", "torch", "mixed"]
+)
+def test_the_measured_backend_answers_as_pytorch_whichever_runs_each_batch(tmp_path, name, timings):
+    bundle = Predictor.load(small_bundle(tmp_path, name)).bundle
+    # Batches of 1 to 40 reviews of different lengths: each size goes where the timings say.
+    texts = [" ".join([TEXTS[i % len(TEXTS)]] * (1 + i % 5)) for i in range(40)]
+    tokenized = [text.split() for text in texts]
+    expected = NeuralScorer(bundle, batch_size=64).logits(tokenized)
+    for batch_size in (1, 8, 40):
+        measured = MeasuredScorer(bundle, batch_size, timings=timings)
+        np.testing.assert_allclose(measured.logits(tokenized), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_runs_where_the_nearest_measured_size_at_least_as_large_was_faster(tmp_path):
+    bundle = Predictor.load(small_bundle(tmp_path, "lstm")).bundle
+    measured = MeasuredScorer(bundle, timings=MIXED)
+    assert [measured.uses_onnx(size) for size in (1, 2, 8, 9, 32, 64, 100)] == [
+        True, True, True, False, False, False, False,
+    ]  # fmt: skip
+    assert measured.choice().startswith(
+        "ONNX Runtime for batches of 1, 8 reviews, PyTorch for 32, 64 reviews (measured here"
+    )
+    assert "32: 1000.00 vs 2000.00 ms" in measured.choice()
 
 
 def test_the_auto_backend_leaves_an_nbsvm_ensemble_member_to_its_own_scorer(ensemble_bundle):
     members = Predictor.load(ensemble_bundle, backend="auto").scorer.members
-    assert sorted(type(member).__name__ for member in members) == ["NBSVMScorer", "OnnxScorer"]
+    assert sorted(type(member).__name__ for member in members) == ["MeasuredScorer", "NBSVMScorer"]

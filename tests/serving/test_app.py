@@ -316,19 +316,27 @@ def test_a_wrong_or_missing_admin_token_leaves_the_weights_unchanged(client, aut
     assert client.get("/variants").json()["variants"] == before
 
 
-def test_the_endpoint_runs_the_lstm_on_onnx_runtime_by_default_and_answers_the_same(
-    trained_bundle,
+def test_the_endpoint_measures_both_backends_for_the_lstm_says_so_and_answers_the_same(
+    trained_bundle, caplog
 ):
-    from critic.inference.onnx import OnnxScorer
+    from critic.inference.onnx import MeasuredScorer
 
     answers = {}
     for backend in ("auto", "torch"):
         app = create_app([VariantSpec("only", trained_bundle)], ServerSettings(backend=backend))
-        with TestClient(app) as plain:
+        with caplog.at_level("WARNING", logger="uvicorn.error"), TestClient(app) as plain:
             (variant,) = app.state.endpoint.router.variants.values()
-            on_onnx = isinstance(variant.predictor.scorer, OnnxScorer)
-            assert on_onnx == (backend == "auto")
+            measured = isinstance(variant.predictor.scorer, MeasuredScorer)
+            assert measured == (backend == "auto")
             answers[backend] = plain.post("/invocations", json={"instances": REVIEWS}).json()
+        said = [
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("variant only:")
+        ]
+        # One start-up line with auto, saying what runs which batches and why; none without.
+        assert len(said) == (backend == "auto"), said
+        if said:
+            assert "(measured here, PyTorch vs ONNX Runtime per batch: 1: " in said[0]
+        caplog.clear()
     for auto, torch in zip(
         answers["auto"]["predictions"], answers["torch"]["predictions"], strict=True
     ):

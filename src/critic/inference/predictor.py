@@ -43,7 +43,7 @@ import numpy as np
 from critic.data.text import tokenize
 from critic.errors import CriticError
 from critic.evaluation.calibration import rating_from_probability, sigmoid
-from critic.inference.bundle import Bundle, load_bundle
+from critic.inference.bundle import ENSEMBLE, Bundle, load_bundle
 from critic.inference.scoring import NeuralScorer, Scorer, make_scorer
 
 __all__ = [
@@ -112,6 +112,20 @@ class Predictor:
     @property
     def rating_source(self) -> str:
         return self.calibration.rating_source
+
+    def backend_choice(self) -> str | None:
+        """What backend ``auto`` measured and chose for this model (an ensemble: for each
+        member it measured), in words; None where nothing was measured."""
+        if self.kind != ENSEMBLE:
+            return self.scorer.choice() if hasattr(self.scorer, "choice") else None
+        said = [
+            f"member {number} ({bundle.config.model.name}): {scorer.choice()}"
+            for number, (bundle, scorer) in enumerate(
+                zip(self.bundle.model.members, self.scorer.members, strict=True), start=1
+            )
+            if hasattr(scorer, "choice")
+        ]
+        return "; ".join(said) or None
 
     @property
     def model(self):

@@ -56,8 +56,9 @@ class ServerSettings:
     backend: str = setting(
         "auto",
         "What runs the neural models: torch (eager PyTorch), onnx (ONNX Runtime, exported at "
-        "start-up; pip install 'critic[onnx]') or auto (onnx for lstm, gru and attention, "
-        "where it measured faster, when onnxruntime is installed; torch otherwise).",
+        "start-up; pip install 'critic[onnx]') or auto (lstm, gru and attention are timed on "
+        "both as they load, and each batch runs on the faster at its size; one line says "
+        "which; torch where onnxruntime is not installed).",
     )
     # The environment only: the endpoint's models run on the CPU unless told otherwise.
     device: str = setting("cpu", "Device the models run on.", option=False)

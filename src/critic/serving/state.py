@@ -209,6 +209,7 @@ class EndpointState:
             spec = VariantSpec(name, bundle, weight)
             settings = self.settings
             variant = await asyncio.to_thread(load_variant, spec, settings.device, settings.backend)
+            _say_backend(variant)
             batcher = await asyncio.to_thread(_batcher, name, variant, settings, self.metrics)
             batcher.start()
             self.batchers[name] = batcher
@@ -311,6 +312,8 @@ def start_state(
     variant_router = load_variants(
         specs, device=settings.device, seed=settings.seed, backend=settings.backend
     )
+    for variant in variant_router.variants.values():
+        _say_backend(variant)
     metrics = EndpointMetrics(multiprocess=runtime_dir is not None)
     path = feedback_path(specs, settings)
     feedback = open_feedback(path) if path is not None else None
@@ -432,6 +435,12 @@ def _start_rollouts(state: EndpointState) -> None:
     state.metrics.add_collector(RolloutCollector(store))
     watch.start()
     state.on_close(watch.stop)
+
+
+def _say_backend(variant) -> None:
+    choice = variant.predictor.backend_choice()
+    if choice is not None:  # backend auto: what it measured on this worker, and chose
+        _log(f"variant {variant.name}: {choice}")
 
 
 def _log(line: str) -> None:
