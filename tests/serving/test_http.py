@@ -100,3 +100,49 @@ def test_the_default_limit_is_sagemakers_6_mb(client):
     over = client.post("/echo-mb", content=chunks(MAX_BODY_BYTES + 1, chunk=1 << 20))
     assert over.status_code == 413
     assert over.json()["message"] == "the body is over 6 MB"
+
+
+def messages(*chunks, then=None):
+    """An ASGI ``receive`` giving ``chunks`` as the body (the last one ending it), then
+    ``then`` (e.g. a disconnect) if given."""
+    queue = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
+    if then is not None:
+        queue[-1]["more_body"] = True
+        queue.append(then)
+
+    async def receive():
+        return queue.pop(0)
+
+    return receive
+
+
+def test_the_asgi_body_reader_joins_chunks_and_refuses_past_the_limit_or_a_client_gone():
+    import asyncio
+
+    from critic.serving.http import read_asgi_body
+
+    read = asyncio.run
+    assert read(read_asgi_body(messages(b"ab", b"", b"cd"), None, limit=4)) == b"abcd"
+    assert read(read_asgi_body(messages(b"x" * 4), "4", limit=4)) == b"x" * 4
+    for declared, chunks in (("5", [b"x"]), (None, [b"xx", b"xxx"])):
+        with pytest.raises(ClientError) as refused:
+            read(read_asgi_body(messages(*chunks), declared, limit=4))
+        assert (refused.value.status, refused.value.message) == (413, "the body is over 0 KB")
+    with pytest.raises(ClientError) as gone:
+        read(read_asgi_body(messages(b"ab", then={"type": "http.disconnect"}), None, limit=4))
+    assert gone.value.status == 499
+
+
+def test_an_invocation_reads_the_first_of_a_repeated_header_as_starlette_does():
+    from starlette.datastructures import Headers
+
+    from critic.serving.invocations import _wanted_headers
+
+    raw = [(b"content-type", b"text/plain"), (b"x-other", b"1"), (b"content-type", b"text/csv"),
+           (b"accept", b"application/json")]  # fmt: skip
+    found = _wanted_headers(raw)
+    assert found == {b"content-type": "text/plain", b"accept": "application/json"}
+    assert found[b"content-type"] == Headers(raw=raw).get("content-type")

@@ -13,24 +13,31 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from fastapi import FastAPI
 
 from critic.apps.supervisor import WatchedWorkers
+from critic.errors import CriticError
 from critic.serving import routes as serving
 from critic.serving.http import install_error_handlers
-from critic.serving.invocations import InvocationsEntry, add_to_openapi
+from critic.serving.invocations import EndpointApp, add_to_openapi
 from critic.serving.settings import ServerSettings
 from critic.serving.sidecar.shadow import ShadowSpec
 from critic.serving.state import start_state
-from critic.serving.variants import VariantSpec
+from critic.serving.variants import DEFAULT_VARIANT, VariantSpec
 from critic.system import available_cores
 from critic.web import routes as web
 
-__all__ = ["app_from_environment", "create_app", "serve"]
+__all__ = ["BackgroundEndpoint", "app_from_environment", "create_app", "serve", "start_endpoint"]
 
 WORKER_CONFIG = "CRITIC_WORKER_CONFIG"
 
@@ -55,7 +62,7 @@ def create_app(
         finally:
             await app.state.endpoint.close()
 
-    app = FastAPI(
+    app = EndpointApp(
         title="critic endpoint",
         description="Movie-review sentiment with Amazon SageMaker's hosting contract.",
         lifespan=lifespan,
@@ -65,7 +72,6 @@ def create_app(
     )
     app.include_router(serving.router)
     web.mount(app)
-    app.add_middleware(InvocationsEntry)
     add_to_openapi(app)
     install_error_handlers(app)
 
@@ -146,3 +152,102 @@ def serve(
         # the same, and it says when a worker dies (critic.apps.supervisor).
         with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before its handlers exist
             WatchedWorkers(config, [config.bind_socket()], Path(runtime_dir)).run()
+
+
+class BackgroundEndpoint:
+    """The endpoint :func:`start_endpoint` runs in a thread of this process: its address, and
+    a way to stop it (also on leaving a ``with`` block)."""
+
+    def __init__(self, server: Any, thread: threading.Thread, url: str, endpoint_name: str):
+        self._server = server
+        self._thread = thread
+        self.url = url
+        """``http://HOST:PORT``: /ping, /invocations, the page at /, the A/B view at /ab."""
+        self.endpoint_name = endpoint_name
+        """What boto3's ``invoke_endpoint(EndpointName=...)`` names (``/endpoints/NAME/invocations``)."""
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop accepting, finish the requests in flight, close the models; then return."""
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise CriticError(f"the endpoint at {self.url} did not stop within {timeout_s:g} s")
+
+    def __enter__(self) -> BackgroundEndpoint:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"BackgroundEndpoint({self.url!r}, {'running' if self.running else 'stopped'})"
+
+
+def start_endpoint(
+    variants: Sequence[VariantSpec] | Path | str,
+    settings: ServerSettings | None = None,
+    *,
+    port: int | None = None,
+    timeout_s: float = 120.0,
+) -> BackgroundEndpoint:
+    """Serve ``variants`` (or one bundle folder, as AllTraffic) as ``critic serve`` does, from a
+    thread of this process -- a notebook, a script, a test -- and return once ``/ping``
+    answers 200.
+
+    The same app, routes and contract as ``critic serve`` (the page included), in one worker:
+    ``settings.workers`` is not used. ``port`` overrides ``settings.port``; 0 picks a free one.
+    Stop it with ``.stop()`` (or use it as a context manager)."""
+    import uvicorn
+
+    from critic.inference.bundle import read_manifest
+
+    specs = (
+        [VariantSpec(DEFAULT_VARIANT, Path(variants))]
+        if isinstance(variants, str | Path)
+        else list(variants)
+    )
+    if not specs:
+        raise CriticError("give at least one bundle to serve")
+    for spec in specs:
+        read_manifest(spec.bundle)  # a missing bundle is one line here, not a failed start-up
+    settings = settings or ServerSettings()
+    config = uvicorn.Config(
+        create_app(specs, settings),
+        host=settings.host,
+        port=settings.port if port is None else port,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        # The caller's event loop policy (a notebook kernel's) is left alone.
+        loop="asyncio",
+    )
+    listening = config.bind_socket()
+    host, bound_port = listening.getsockname()[:2]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listening]}, name="critic-endpoint", daemon=True
+    )
+    thread.start()
+    shown = f"[{host}]" if ":" in host else host
+    endpoint = BackgroundEndpoint(
+        server, thread, f"http://{shown}:{bound_port}", settings.endpoint_name
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            listening.close()
+            raise CriticError(
+                f"the endpoint at {endpoint.url} stopped while it started (its log says why)"
+            )
+        try:
+            with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return endpoint
+        except (urllib.error.URLError, OSError):
+            pass  # refused, or 503 while the models load
+        time.sleep(0.1)
+    endpoint.stop()
+    raise CriticError(f"the endpoint at {endpoint.url} did not answer /ping within {timeout_s:g} s")

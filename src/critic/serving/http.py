@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from critic.serving.codec import MAX_BODY_BYTES, ClientError, encode_error
 
 
-def _size(limit: int) -> str:
+def limit_text(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
@@ -36,19 +36,27 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing (413) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise ClientError(413, f"the body is over {_size(limit)}")
-        # The server stops reading at the declared length, so the body cannot outgrow it.
-        return await request.body()
+    return await read_asgi_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def read_asgi_body(receive, declared: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body from ASGI's ``receive``: a declared length (``Content-Length``) over ``limit``
+    is refused (413) before a byte is read, an undeclared one as soon as it passes it; a
+    client that leaves before sending it all is a 499."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(413, f"the body is over {limit_text(limit)}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientError(499, "the client closed the connection")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ClientError(413, f"the body is over {_size(limit)}")
+            raise ClientError(413, f"the body is over {limit_text(limit)}")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def install_error_handlers(app) -> None:

@@ -12,9 +12,9 @@ variant, headers past its rules) is a ``ValidationError``; an error the containe
 quoted in a 424 ``ModelError``, so that boto3 raises against critic what it raises against
 SageMaker.
 
-:class:`InvocationsEntry` is the HTTP side: an ASGI middleware that reads the body (at most
-6 MB) and headers, calls :func:`invocations` and writes its answer, ahead of Starlette's routing
-and FastAPI's route machinery. Matching the path against every route (the page's and the A/B
+:class:`EndpointApp` is the HTTP side: the FastAPI app, whose ``__call__`` reads an
+invocation's body (at most 6 MB) and headers, calls :func:`invocations` and writes its answer,
+ahead of Starlette's middleware, routing and FastAPI's route machinery. Matching the path against every route (the page's and the A/B
 view's too), the request's AsyncExitStack and the exception middleware's wrapping cost the
 n-gram model's endpoint half its requests/s at 64 clients (1,163 against 2,377). The
 OpenAPI description of both paths, which the fuzzing tests read, is made here too
@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -50,7 +51,7 @@ from critic.serving.codec import (
     negotiate,
     wants_explanation,
 )
-from critic.serving.http import ERROR_TYPE, MODEL_ERROR_STATUS, error_type, read_body
+from critic.serving.http import ERROR_TYPE, MODEL_ERROR_STATUS, error_type, read_asgi_body
 from critic.serving.metrics import NO_VARIANT
 from critic.serving.state import EndpointState
 from critic.serving.variants import check_name
@@ -297,51 +298,71 @@ def invocation_path(path: str) -> tuple[bool, str | None]:
     return False, None
 
 
-class InvocationsEntry:
-    """ASGI middleware: ``POST`` to an invocation path goes to :func:`invocations`; every
-    other request to the app it wraps."""
+class EndpointApp(FastAPI):
+    """The endpoint's FastAPI app, whose ``POST`` to an invocation path is answered by
+    :func:`invocations` before Starlette's middleware stack; every other request goes through
+    FastAPI as usual.
 
-    def __init__(self, app):
-        self.app = app
+    Ahead of the stack, not inside it as a middleware: its three layers (the server-error
+    handler, FastAPI's telemetry check and its body limit) cost a lone request of the n-gram
+    model about a tenth of its time (issue 25), and an invocation needs none of them -- its
+    errors are answered by :func:`invocations` itself, its body is bounded by
+    :func:`critic.serving.http.read_asgi_body`. One object still answers both uvicorn and the tests' TestClient."""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             matched, endpoint_name = invocation_path(scope["path"])
             if matched:
+                scope["app"] = self
                 answer = await self._respond(scope, receive, endpoint_name)
                 await _response(answer, endpoint_name)(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
     async def _respond(self, scope, receive, endpoint_name: str | None) -> Answer:
         if scope["method"] != "POST":
             return Answer.error(405, "Method Not Allowed", {"Allow": "POST"})
-        state: EndpointState | None = getattr(scope["app"].state, "endpoint", None)
+        state: EndpointState | None = getattr(self.state, "endpoint", None)
         if state is None:  # only while the lifespan has not finished starting
             loading = Answer.error(503, "models are still loading", {})
             return loading if endpoint_name is None else model_error(loading, endpoint_name)
-        return await self._answer(Request(scope, receive), state, endpoint_name)
-
-    @staticmethod
-    async def _answer(request: Request, state: EndpointState, endpoint_name: str | None) -> Answer:
-        headers = request.headers
+        headers = _wanted_headers(scope["headers"])
         try:
-            body = await read_body(request)
+            body = await read_asgi_body(receive, headers.get(b"content-length"))
         except ClientError as error:  # 413: SageMaker's runtime refuses it itself, too
             return refused(state, error)
         # Parsing the query string costs more than looking whether there is one.
-        query = request.query_params.get("explain") if request.scope["query_string"] else None
+        query = None
+        if scope["query_string"]:
+            query = Request(scope, receive).query_params.get("explain")
         return await invocations(
             state,
             body,
-            headers.get("content-type"),
-            headers.get("accept"),
+            headers.get(b"content-type"),
+            headers.get(b"accept"),
             endpoint_name=endpoint_name,
-            target_variant=headers.get(TARGET_VARIANT),
-            custom_attributes=headers.get(CUSTOM_ATTRIBUTES),
+            target_variant=headers.get(b"x-amzn-sagemaker-target-variant"),
+            custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
             explain_query=query,
-            is_disconnected=request.is_disconnected,
+            is_disconnected=Request(scope, receive).is_disconnected,
         )
+
+
+# The request headers an invocation reads, by their lower-case names as ASGI gives them.
+_WANTED = frozenset(
+    {b"content-type", b"content-length", b"accept"}
+    | {name.lower().encode() for name in (TARGET_VARIANT, CUSTOM_ATTRIBUTES)}
+)
+
+
+def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The headers an invocation reads, in one pass over the raw list (the first of a
+    repeated one, as Starlette's ``Headers.get`` answers)."""
+    found: dict[bytes, str] = {}
+    for name, value in raw:
+        if name in _WANTED and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
 
 
 def _response(answer: Answer, endpoint_name: str | None) -> Response:

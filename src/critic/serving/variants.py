@@ -7,6 +7,8 @@ endpoint runs (SageMaker's UpdateEndpointWeightsAndCapacities).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 import re
@@ -153,6 +155,7 @@ class VariantRouter:
         self._lock = threading.Lock()
         # Replaced, never changed in place: a request keeps the shares it was routed with.
         self._shares = self._current_shares()
+        self._draws = self._draw_table()
 
     @staticmethod
     def _check_total(weights: dict[str, float]) -> None:
@@ -178,14 +181,16 @@ class VariantRouter:
     def route(self, target: str | None = None) -> tuple[Variant, dict[str, float], bool]:
         """The named variant, or one drawn by weight; with the shares of that moment (every
         variant's probability of being drawn) and whether the client named it."""
+        # One read of the table the writers replace whole: no lock on the request path.
+        variants, cumulative, shares = self._draws
         if target:
-            variant = self.get(target)
-            with self._lock:
-                return variant, self._shares, True
-        with self._lock:
-            variants = list(self.variants.values())
-            chosen = self._random.choices(variants, weights=[v.weight for v in variants])[0]
-            return chosen, self._shares, False
+            return self.get(target), shares, True
+        if len(variants) == 1:
+            return variants[0], shares, False
+        # random.choices' own draw (the same variants for the same seed), without rebuilding
+        # the cumulative weights on every request.
+        point = self._random.random() * cumulative[-1]
+        return variants[bisect.bisect(cumulative, point, 0, len(variants) - 1)], shares, False
 
     def add(self, variant: Variant) -> None:
         """A new variant (a shadow promoted while the endpoint runs), at its weight."""
@@ -194,6 +199,7 @@ class VariantRouter:
                 raise CriticError(f"there is already a variant {variant.name!r}")
             self.variants = {**self.variants, variant.name: variant}
             self._shares = self._current_shares()
+            self._draws = self._draw_table()
 
     def set_weights(self, weights: dict[str, float]) -> None:
         """Change some variants' weights at once (all checked before any changes)."""
@@ -206,6 +212,11 @@ class VariantRouter:
             for name, weight in weights.items():
                 self.variants[name].weight = float(weight)
             self._shares = self._current_shares()
+            self._draws = self._draw_table()
+
+    def _draw_table(self) -> tuple[list[Variant], list[float], dict[str, float]]:
+        variants = list(self.variants.values())
+        return variants, list(itertools.accumulate(v.weight for v in variants)), self._shares
 
     def _current_shares(self) -> dict[str, float]:
         total = sum(v.weight for v in self.variants.values())

@@ -1,5 +1,5 @@
 """The endpoint's HTTP routes, one module per concern; ``POST /invocations`` is not among them:
-it goes through :class:`critic.serving.invocations.InvocationsEntry`, the one request path.
+it goes through :class:`critic.serving.invocations.EndpointApp`, the one request path.
 
     contract.py   GET /ping, GET /execution-parameters    (SageMaker's hosting contract)
     observe.py    GET /metrics, GET /variants
