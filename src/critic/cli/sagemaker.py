@@ -1,5 +1,6 @@
 """Commands for Amazon SageMaker: package a model artifact, and the ``critic sagemaker`` group
-(train as a job, deploy, scale, invoke, transform, shift traffic, delete). What SageMaker's
+(train as a job, register and approve versions, deploy, scale, invoke, transform, shift
+traffic, delete). What SageMaker's
 contract asks (hyper-parameters, artifacts, instance types) lives in :mod:`critic.sagemaker`;
 these commands parse, call and print."""
 
@@ -29,8 +30,8 @@ from critic.sagemaker.training import TrainingJobOptions
 from critic.sagemaker.transform import INSTANCE_TYPE as TRANSFORM_INSTANCE_TYPE
 
 sagemaker_app = typer.Typer(
-    help="Amazon SageMaker: train as a job, deploy an endpoint, scale it, invoke it, shift its "
-    "traffic, delete it.",
+    help="Amazon SageMaker: train as a job, register and approve model versions, deploy an "
+    "endpoint, scale it, invoke it, shift its traffic, delete it.",
     no_args_is_help=True,
 )
 app.add_typer(sagemaker_app, name="sagemaker")
@@ -131,10 +132,22 @@ def deploy(
     ] = None,
     endpoint: Annotated[str, typer.Option(help="Endpoint name.")] = ...,  # type: ignore[assignment]
     role: RoleOption = ...,  # type: ignore[assignment]
-    bucket: BucketOption = ...,  # type: ignore[assignment]
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            help="S3 bucket to upload the artifacts to (not needed for --model-package alone)."
+        ),
+    ] = None,
     variant: Annotated[
         list[str] | None,
         typer.Option(help="NAME=ARTIFACT(:WEIGHT), repeatable: production variants."),
+    ] = None,
+    model_package: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve this Approved version of the Model Registry (a model package ARN; "
+            "critic sagemaker versions GROUP lists them) as the one variant, AllTraffic."
+        ),
     ] = None,
     instance_type: InstanceTypeOption = ENDPOINT_INSTANCE_TYPE,
     instance_count: InstanceCountOption = 1,
@@ -167,6 +180,10 @@ def deploy(
     --min-instances and --max-instances (Application Auto Scaling target tracking); change it
     later with critic sagemaker autoscale.
 
+    With --model-package ARN the endpoint serves a version of the Model Registry (critic
+    sagemaker register), once it is Approved: nothing is uploaded, and its model is created
+    from the package.
+
     With --canary, --linear or --rollback-alarms, deploying onto an endpoint that exists is a
     guarded release (critic sagemaker update); a new endpoint takes its traffic at once and
     the options guard its later releases."""
@@ -175,7 +192,7 @@ def deploy(
 
     options = ReleaseOptions(**given(RELEASE_OPTIONS, release))
     scaling = _scaling_limits(min_instances, max_instances, target_invocations)
-    specs = _variants_to_send(artifact, variant)
+    specs = _variants_to_send(artifact, variant, model_package)
     capture = _data_capture(data_capture)
     if options.guarded:
         traffic = options.traffic()  # a bad step is refused before anything is packaged
@@ -260,13 +277,25 @@ def update(
     )  # fmt: skip
 
 
-def _variants_to_send(artifact: Path | None, texts: list[str] | None):
-    from critic.serving.variants import variant_specs
+def _variants_to_send(
+    artifact: Path | None, texts: list[str] | None, model_package: str | None = None
+):
+    from critic.serving.variants import DEFAULT_VARIANT, variant_specs
 
+    if model_package is not None:
+        from critic.sagemaker import ModelPackageVariant
+
+        if artifact is not None or texts:
+            raise CriticError(
+                "--model-package serves one registry version as the endpoint's one variant: "
+                "give it without an ARTIFACT or --variant"
+            )
+        return [ModelPackageVariant(DEFAULT_VARIANT, model_package)]
     specs = variant_specs(artifact, texts)  # repeated names fail before anything is packaged
     if not specs:
         raise CriticError(
-            "nothing to deploy: give a model.tar.gz, or --variant NAME=ARTIFACT[:WEIGHT]"
+            "nothing to deploy: give a model.tar.gz, --variant NAME=ARTIFACT[:WEIGHT], or "
+            "--model-package ARN"
         )
     return specs
 
@@ -306,6 +335,90 @@ def _release(
     echo_json(release.to_dict())
     if release.status == "RolledBack":
         raise typer.Exit(1)
+
+
+@sagemaker_app.command()
+def register(
+    artifact: Annotated[
+        Path,
+        typer.Argument(help="A model.tar.gz critic packaged, or a bundle folder (packaged here)."),
+    ],
+    group: Annotated[
+        str,
+        typer.Option(help="Model package group: made when missing; each register adds a version."),
+    ] = ...,  # type: ignore[assignment]
+    bucket: BucketOption = ...,  # type: ignore[assignment]
+    approval: Annotated[
+        str,
+        typer.Option(help="The new version's approval: PendingManualApproval or Approved."),
+    ] = "PendingManualApproval",
+    description: Annotated[
+        str | None,
+        typer.Option(help="The version's description (default: the model and its test figures)."),
+    ] = None,
+    instance_type: Annotated[
+        str, typer.Option(help="Instance type whose image (CPU or GPU) the container names.")
+    ] = ENDPOINT_INSTANCE_TYPE,
+    image: ImageOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Register a model in SageMaker's Model Registry: the next version of a model package group,
+    with the same container critic sagemaker deploy creates, and the bundle's recorded figures
+    (test accuracy, ECE, ...) as its metrics and metadata.
+
+    A version starts PendingManualApproval unless --approval Approved; critic sagemaker approve
+    ARN approves it, and critic sagemaker deploy --model-package ARN serves it once approved."""
+    from critic.sagemaker import register_model
+    from critic.serving.variants import VariantSpec
+
+    with tempfile.TemporaryDirectory(prefix="critic-register-") as scratch:
+        (packaged,) = packaged_variants([VariantSpec("register", artifact)], Path(scratch))
+        version = register_model(
+            packaged.bundle,
+            group,
+            bucket,
+            approval=approval,
+            description=description,
+            instance_type=instance_type,
+            image_uri=image,
+            region=region,
+            log=typer.echo,
+        )
+    echo_json(version.to_dict())
+
+
+@sagemaker_app.command()
+def approve(
+    arn: Annotated[str, typer.Argument(help="The version's model package ARN.")],
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject the version instead of approving it.")
+    ] = False,
+    note: Annotated[
+        str | None, typer.Option(help="Why (the version's ApprovalDescription).")
+    ] = None,
+    region: RegionOption = None,
+) -> None:
+    """Approve a version of the Model Registry (or --reject it): only an Approved version is
+    deployed by critic sagemaker deploy --model-package."""
+    from critic.sagemaker import approve_model
+
+    version = approve_model(
+        arn, status="Rejected" if reject else "Approved", note=note, region=region, log=typer.echo
+    )
+    echo_json(version.to_dict())
+
+
+@sagemaker_app.command()
+def versions(
+    group: Annotated[str, typer.Argument(help="Model package group.")],
+    region: RegionOption = None,
+) -> None:
+    """List the versions of a model package group, oldest first: each one's ARN, approval and
+    recorded figures, one JSON object a line."""
+    from critic.sagemaker import list_model_versions
+
+    for version in list_model_versions(group, region):
+        echo_json(version.to_dict())
 
 
 @sagemaker_app.command()

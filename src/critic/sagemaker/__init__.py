@@ -1,6 +1,6 @@
-"""Amazon SageMaker from critic: deploy endpoints, invoke them, shift traffic between their
-variants, shadow-test a new model on their traffic, delete them, and run ``critic train`` as a
-training job.
+"""Amazon SageMaker from critic: register models in the Model Registry and approve their
+versions, deploy endpoints, invoke them, shift traffic between their variants, shadow-test a
+new model on their traffic, delete them, and run ``critic train`` as a training job.
 
     endpoints.py   deploy, update_endpoint (guarded releases), update_weights, delete_endpoint
     deployment.py  the traffic shift of a release and the alarms that roll it back
@@ -11,6 +11,8 @@ training job.
     runtime.py     invoke
     training.py    submit_training_job (and the sourcedir.tar.gz it uploads)
     transform.py   run_transform_job: Batch Transform over S3 on a deployed model
+    model_registry.py register_model, approve_model, list_model_versions: versions of a model
+                   in a model package group, approved before deploy serves them
     images.py      the SageMaker PyTorch image for a region and instance type
     aws.py         boto3 sessions, clients, and AWS errors as one-line CriticErrors
     checks.py      names, ARNs and instance types, checked before any AWS call
@@ -37,6 +39,14 @@ from critic.sagemaker.endpoints import (
     update_weights,
 )
 from critic.sagemaker.images import framework_image_uri
+from critic.sagemaker.model_registry import (
+    ModelPackageVariant,
+    ModelVersion,
+    approve_model,
+    describe_model_version,
+    list_model_versions,
+    register_model,
+)
 from critic.sagemaker.runtime import InvokeResult, invoke
 from critic.sagemaker.shadow_tests import (
     ShadowTest,
@@ -52,6 +62,8 @@ __all__ = [
     "DeletedEndpoint",
     "Deployment",
     "InvokeResult",
+    "ModelPackageVariant",
+    "ModelVersion",
     "Release",
     "ScalingLimits",
     "ShadowTest",
@@ -59,12 +71,16 @@ __all__ = [
     "TransformJob",
     "VariantScaling",
     "VariantSpec",
+    "approve_model",
     "delete_endpoint",
     "deploy",
     "describe_autoscaling",
+    "describe_model_version",
     "describe_shadow_test",
     "framework_image_uri",
     "invoke",
+    "list_model_versions",
+    "register_model",
     "remove_autoscaling",
     "run_transform_job",
     "set_autoscaling",

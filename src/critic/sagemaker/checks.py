@@ -6,8 +6,12 @@ Every check raises a :class:`CriticError` that names the value and the rule it b
 from __future__ import annotations
 
 import re
+import tarfile
+from pathlib import Path
 
 from critic.errors import CriticError
+from critic.fileio import check_members
+from critic.sagemaker.images import INFERENCE_PROGRAM
 
 # Names and weights follow one rule for the local endpoint and for SageMaker; it lives with the
 # variants, which this package may import (serving must not import sagemaker).
@@ -18,6 +22,7 @@ __all__ = [
     "NAME_PATTERN",
     "bucket_name",
     "check_instance_type",
+    "check_model_archive",
     "check_name",
     "check_positive_int",
     "check_role_arn",
@@ -78,3 +83,28 @@ def parse_s3_uri(uri: object) -> tuple[str, str]:
     if not match:
         raise CriticError(f"{uri!r} is not an S3 URI (s3://bucket/key)")
     return bucket_name(match.group(1)), match.group(2)
+
+
+def check_model_archive(archive: Path, what: str) -> None:
+    """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run.
+    ``what`` names it in the messages ("variant champion")."""
+    program = f"code/{INFERENCE_PROGRAM}"
+    archive = Path(archive)
+    if not archive.exists():
+        raise CriticError(f"{what}: {archive} does not exist")
+    if not archive.is_file():
+        raise CriticError(f"{what}: {archive} is not a file")
+    try:
+        with tarfile.open(archive, "r:gz") as opened:
+            # SageMaker unpacks it on the instance: nothing in it may land outside model_dir.
+            check_members(opened, archive)
+            names = {name.removeprefix("./") for name in opened.getnames()}
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise CriticError(
+            f"{what}: {archive} is not a gzip-compressed tar file (model.tar.gz): {error}"
+        ) from None
+    if program not in names:
+        raise CriticError(
+            f"{what}: {archive} has no {program}, which SageMaker's PyTorch container runs; "
+            "make the archive with critic's packaging (critic.inference.bundle.package_bundle)"
+        )

@@ -25,14 +25,12 @@ import datetime as dt
 import json
 import math
 import shlex
-import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from critic.errors import CriticError
-from critic.fileio import check_members
 from critic.sagemaker.autoscaling import ScalingLimits, VariantScaling, set_autoscaling
 from critic.sagemaker.aws import (
     Aws,
@@ -50,6 +48,7 @@ from critic.sagemaker.checks import (
     MAX_NAME_LENGTH,
     bucket_name,
     check_instance_type,
+    check_model_archive,
     check_name,
     check_positive_int,
     check_role_arn,
@@ -63,18 +62,22 @@ from critic.sagemaker.deployment import (
     put_alarms,
     rollback_alarms,
 )
-from critic.sagemaker.images import check_image_uri, framework_image_uri
+from critic.sagemaker.images import (
+    check_image_uri,
+    framework_image_uri,
+    model_environment,
+)
+from critic.sagemaker.model_registry import ModelPackageVariant, ModelVersion, approved_package
 from critic.serving.variants import VariantSpec, check_distinct_names
 
 Log = Callable[[str], None]
+# What deploy and update take as one variant: a model.tar.gz, or a version of the registry.
+Variant = VariantSpec | ModelPackageVariant
 
 # What deploy prints so that the endpoint gets used, and deleted.
 CLI_INVOKE = 'critic sagemaker invoke {name} "a review"'
 CLI_DELETE = "critic sagemaker delete-endpoint {name}"
 
-# Where SageMaker's PyTorch inference container finds the handler inside model.tar.gz.
-INFERENCE_PROGRAM = "inference.py"
-INFERENCE_CODE_DIR = "/opt/ml/model/code"
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 INSTANCE_TYPE = "ml.m5.large"
 WAIT_DELAY_S = 15
@@ -95,7 +98,7 @@ class Deployment:
     models: dict[str, str] = field(default_factory=dict)
     """Variant name -> SageMaker model name."""
     model_data: dict[str, str] = field(default_factory=dict)
-    """Variant name -> S3 URI of its model.tar.gz."""
+    """Variant name -> S3 URI of its model.tar.gz (a registry version's, for those)."""
     weights: dict[str, float] = field(default_factory=dict)
     autoscaling: list[VariantScaling] = field(default_factory=list)
     """Each variant's autoscaling, when deploy was given limits."""
@@ -155,16 +158,6 @@ class DeletedEndpoint:
     """The rollback alarms of its updates."""
 
 
-def model_environment(region: str) -> dict[str, str]:
-    """The container environment of every critic model: run code/inference.py from the model."""
-    return {
-        "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
-        "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
-        "SAGEMAKER_REGION": region,
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",  # logging.INFO
-    }
-
-
 def invocation_hints(endpoint_name: str, region: str) -> list[str]:
     """How to call the endpoint: with critic, the AWS CLI and boto3; and how to delete it."""
     body = json.dumps({"instances": ["a review"]})
@@ -201,13 +194,17 @@ def invocation_hints(endpoint_name: str, region: str) -> list[str]:
     ]
 
 
-def packaged_variants(specs: Sequence[VariantSpec], scratch: Path) -> list[VariantSpec]:
+def packaged_variants(specs: Sequence[Variant], scratch: Path) -> list[Variant]:
     """The variants with every bundle folder packaged into ``scratch`` as the model.tar.gz
-    SageMaker's serving container loads (an archive already packaged is taken as it is)."""
+    SageMaker's serving container loads (an archive already packaged, or a registry version,
+    is taken as it is)."""
     from critic.inference.bundle import package_bundle
 
-    packaged = []
+    packaged: list[Variant] = []
     for spec in specs:
+        if not isinstance(spec, VariantSpec):
+            packaged.append(spec)
+            continue
         path = spec.bundle
         if path.is_dir():
             path = package_bundle(path, Path(scratch) / f"{spec.name}.tar.gz")
@@ -216,10 +213,10 @@ def packaged_variants(specs: Sequence[VariantSpec], scratch: Path) -> list[Varia
 
 
 def deploy(
-    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    variants: Sequence[Variant | tuple[str, str | Path, float]],
     endpoint_name: str,
     role_arn: str,
-    bucket: str,
+    bucket: str | None,
     instance_type: str = INSTANCE_TYPE,
     instance_count: int = 1,
     image_uri: str | None = None,
@@ -240,6 +237,12 @@ def deploy(
     the SageMaker PyTorch inference image (GPU or CPU as the instance type needs; see
     :mod:`critic.sagemaker.images`) unless ``image_uri`` names another.
     ``role_arn`` is the IAM role SageMaker assumes to read ``bucket`` and pull the image.
+
+    A :class:`~critic.sagemaker.model_registry.ModelPackageVariant` serves a version of the
+    Model Registry instead: its model is created from the package
+    (``PrimaryContainer={"ModelPackageName": ARN}``, the image and model data the version
+    names), nothing is uploaded for it, and a version that is not Approved is refused before
+    anything is created. ``bucket`` may then be None, unless ``data_capture`` needs it.
 
     Every input is checked before anything is uploaded or created. If creating a model or the
     endpoint config fails, what this call created is deleted again. With ``wait``, returns once
@@ -262,17 +265,16 @@ def deploy(
     if data_capture is not None and not isinstance(data_capture, DataCapture):
         raise CriticError(f"data_capture must be DataCapture, got {data_capture!r}")
 
+    _check_bucket_needed(specs, bucket, data_capture is not None)
+
     aws = connect(region, session)
-    image = image_uri or framework_image_uri("inference", aws.region, instance_type)
+    image = _archive_image(image_uri, aws.region, instance_type, specs)
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
     _refuse_existing_endpoint(aws, sagemaker, endpoint_name)
-    check_bucket(aws, s3, bucket)
-
-    model_data: dict[str, str] = {}
-    for spec in specs:
-        key = f"critic/{endpoint_name}/{spec.name}/model.tar.gz"
-        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
-        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
+    packages = _approved_packages(sagemaker, specs, aws.region)
+    model_data = _upload_archives(
+        aws, s3, specs, bucket, lambda spec: f"critic/{endpoint_name}/{spec.name}/model.tar.gz", log
+    )
     models = {spec.name: _model_name(endpoint_name, spec.name) for spec in specs}
 
     capture = data_capture.config(bucket, endpoint_name) if data_capture else None
@@ -303,9 +305,12 @@ def deploy(
         endpoint_config_name=endpoint_name,
         region=aws.region,
         status=status,
-        image_uri=image,
+        image_uri=image or next((v.image for v in packages.values() if v.image), ""),
         models=models,
-        model_data=model_data,
+        model_data={
+            **{name: v.model_data for name, v in packages.items() if v.model_data},
+            **model_data,
+        },
         weights=weights,
         autoscaling=scaling,
         data_capture=capture["DestinationS3Uri"] if capture else None,
@@ -373,10 +378,10 @@ def update_weights(
 
 
 def update_endpoint(
-    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    variants: Sequence[Variant | tuple[str, str | Path, float]],
     endpoint_name: str,
     role_arn: str,
-    bucket: str,
+    bucket: str | None,
     instance_type: str = INSTANCE_TYPE,
     instance_count: int = 1,
     image_uri: str | None = None,
@@ -429,8 +434,9 @@ def update_endpoint(
             f"characters; SageMaker allows {MAX_NAME_LENGTH}: use a shorter endpoint name"
         )
 
+    _check_bucket_needed(specs, bucket, data_capture is not None)
     aws = connect(region, session)
-    image = image_uri or framework_image_uri("inference", aws.region, instance_type)
+    image = _archive_image(image_uri, aws.region, instance_type, specs)
     s3, sagemaker, cloudwatch = aws.client("s3"), aws.client("sagemaker"), aws.client("cloudwatch")
     endpoint = _describe_endpoint(aws, sagemaker, endpoint_name)
     status = endpoint.get("EndpointStatus")
@@ -459,13 +465,15 @@ def update_endpoint(
         capture = data_capture.config(bucket, endpoint_name)
     else:
         capture = old_config.get("DataCaptureConfig")  # an update must not stop the capture
-    check_bucket(aws, s3, bucket)
-
-    model_data: dict[str, str] = {}
-    for spec in specs:
-        key = f"critic/{endpoint_name}/{spec.name}/{stamp}/model.tar.gz"
-        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
-        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
+    _approved_packages(sagemaker, specs, aws.region)
+    model_data = _upload_archives(
+        aws,
+        s3,
+        specs,
+        bucket,
+        lambda spec: f"critic/{endpoint_name}/{spec.name}/{stamp}/model.tar.gz",
+        log,
+    )
     created = _create_config(
         sagemaker,
         endpoint_name,
@@ -617,17 +625,19 @@ def delete_endpoint(
 
 
 def _check_variants(
-    variants: Sequence[VariantSpec | tuple[str, str | Path, float]], endpoint_name: str
-) -> list[VariantSpec]:
+    variants: Sequence[Variant | tuple[str, str | Path, float]], endpoint_name: str
+) -> list[Variant]:
     if isinstance(variants, str | bytes) or not isinstance(variants, Sequence) or not variants:
         raise CriticError(
             "give at least one variant to deploy: (name, path to model.tar.gz, weight)"
         )
     if len(variants) > MAX_VARIANTS:
         raise CriticError(f"an endpoint holds at most {MAX_VARIANTS} variants, got {len(variants)}")
-    specs = []
+    specs: list[Variant] = []
     for item in variants:
-        if isinstance(item, VariantSpec):
+        if isinstance(item, ModelPackageVariant):
+            name, path, weight = item.name, None, item.weight
+        elif isinstance(item, VariantSpec):
             name, path, weight = item.name, item.bundle, item.weight
         else:
             try:
@@ -646,28 +656,34 @@ def _check_variants(
             )
         # A spec may carry weight 0 (out of the draw, locally); an endpoint starts with each
         # variant taking some traffic.
-        specs.append(VariantSpec(name, Path(path), check_weight(name, weight)))
+        weight = check_weight(name, weight)
+        specs.append(
+            dataclasses.replace(item, weight=weight)
+            if isinstance(item, ModelPackageVariant)
+            else VariantSpec(name, Path(path), weight)
+        )
     check_distinct_names(specs)
     for spec in specs:
-        _check_model_archive(spec)
+        if isinstance(spec, VariantSpec):
+            _check_model_archive(spec)
     return specs
 
 
 def _check_models(
-    variants: Sequence[VariantSpec | tuple[str, str | Path, float]],
+    variants: Sequence[Variant | tuple[str, str | Path, float]],
     endpoint_name: str,
     role_arn: str,
-    bucket: str,
+    bucket: str | None,
     instance_type: str,
     instance_count: int,
     image_uri: str | None,
-) -> tuple[list[VariantSpec], str]:
+) -> tuple[list[Variant], str | None]:
     """What deploy and update check before any AWS call: the variants and their archives, the
     role, the bucket (its bare name is returned), the instances and the image."""
     check_name("endpoint", endpoint_name)
     specs = _check_variants(variants, endpoint_name)
     check_role_arn(role_arn)
-    checked_bucket = bucket_name(bucket)
+    checked_bucket = None if bucket is None else bucket_name(bucket)
     check_instance_type(instance_type)
     check_positive_int("instance_count", instance_count)
     if image_uri is not None:
@@ -676,12 +692,12 @@ def _check_models(
 
 
 def _same_variant_names(
-    specs: list[VariantSpec], old_variants: list[str], endpoint_name: str
-) -> list[VariantSpec]:
+    specs: list[Variant], old_variants: list[str], endpoint_name: str
+) -> list[Variant]:
     """The new variants, named as the endpoint's: SageMaker moves traffic blue/green only
     between configs whose variants have the same names."""
     if len(specs) == 1 == len(old_variants) and specs[0].name != old_variants[0]:
-        return [VariantSpec(old_variants[0], specs[0].bundle, specs[0].weight)]
+        return [dataclasses.replace(specs[0], name=old_variants[0])]
     if sorted(spec.name for spec in specs) != sorted(old_variants):
         raise CriticError(
             f"endpoint {endpoint_name} has variants {', '.join(old_variants)}; an update gives "
@@ -764,7 +780,9 @@ def _create_config(
             with aws_errors(f"creating model {model['ModelName']}"):
                 sagemaker.create_model(**model, Tags=tags)
             created_models.append(model["ModelName"])
-            log(f"created model {model['ModelName']} ({model['PrimaryContainer']['Image']})")
+            container = model["PrimaryContainer"]
+            source = container.get("Image") or f"model package {container.get('ModelPackageName')}"
+            log(f"created model {model['ModelName']} ({source})")
         extra = {"DataCaptureConfig": data_capture} if data_capture else {}
         with aws_errors(f"creating endpoint config {config_name}"):
             sagemaker.create_endpoint_config(
@@ -790,26 +808,95 @@ def _tags(endpoint_name: str) -> list[dict]:
 
 
 def _model_requests(
-    specs: Sequence[VariantSpec],
+    specs: Sequence[Variant],
     models: Mapping[str, str],
     model_data: Mapping[str, str],
     role_arn: str,
-    image: str,
+    image: str | None,
     region: str,
 ) -> list[dict]:
-    container = {"Image": image, "Environment": model_environment(region)}
+    """CreateModel's parameters per variant: the one place a model from a model.tar.gz and one
+    from a registry version differ."""
+
+    def container(spec: Variant) -> dict:
+        if isinstance(spec, ModelPackageVariant):
+            return {"ModelPackageName": spec.model_package_arn}
+        return {
+            "Image": image,
+            "Environment": model_environment(region),
+            "ModelDataUrl": model_data[spec.name],
+        }
+
     return [
         {
             "ModelName": models[spec.name],
             "ExecutionRoleArn": role_arn,
-            "PrimaryContainer": {**container, "ModelDataUrl": model_data[spec.name]},
+            "PrimaryContainer": container(spec),
         }
         for spec in specs
     ]
 
 
+def _archives(specs: Sequence[Variant]) -> list[VariantSpec]:
+    return [spec for spec in specs if isinstance(spec, VariantSpec)]
+
+
+def _check_bucket_needed(specs: Sequence[Variant], bucket: str | None, capture: bool) -> None:
+    if bucket is None and (_archives(specs) or capture):
+        raise CriticError(
+            "give a bucket (--bucket): "
+            + ("the model.tar.gz files are uploaded to it" if _archives(specs) else "")
+            + (" and " if _archives(specs) and capture else "")
+            + ("the data capture is written to it" if capture else "")
+        )
+
+
+def _approved_packages(
+    sagemaker: Any, specs: Sequence[Variant], region: str
+) -> dict[str, ModelVersion]:
+    """Each registry variant's version, which must be Approved (checked before anything is
+    uploaded or created)."""
+    return {
+        spec.name: approved_package(sagemaker, spec.model_package_arn, region)
+        for spec in specs
+        if isinstance(spec, ModelPackageVariant)
+    }
+
+
+def _archive_image(
+    image_uri: str | None, region: str, instance_type: str, specs: Sequence[Variant]
+) -> str | None:
+    """The image the model.tar.gz variants run in (None when every variant is a registry
+    version, which names its own)."""
+    if not _archives(specs):
+        return None
+    return image_uri or framework_image_uri("inference", region, instance_type)
+
+
+def _upload_archives(
+    aws: Aws,
+    s3: Any,
+    specs: Sequence[Variant],
+    bucket: str | None,
+    key_of: Callable[[VariantSpec], str],
+    log: Log,
+) -> dict[str, str]:
+    """Upload every archive variant's model.tar.gz; the S3 URI of each, by variant."""
+    archives = _archives(specs)
+    if not archives:
+        return {}
+    assert bucket is not None  # _check_bucket_needed
+    check_bucket(aws, s3, bucket)
+    model_data: dict[str, str] = {}
+    for spec in archives:
+        key = key_of(spec)
+        log(f"uploading {spec.bundle} ({_megabytes(spec.bundle)}) to s3://{bucket}/{key}")
+        model_data[spec.name] = upload_file(s3, spec.bundle, bucket, key)
+    return model_data
+
+
 def _variant_requests(
-    specs: Sequence[VariantSpec],
+    specs: Sequence[Variant],
     models: Mapping[str, str],
     instance_type: str,
     instance_count: int,
@@ -827,28 +914,7 @@ def _variant_requests(
 
 
 def _check_model_archive(spec: VariantSpec) -> None:
-    """The file exists, is a .tar.gz, and holds the handler SageMaker's container will run."""
-    if not spec.bundle.exists():
-        raise CriticError(f"variant {spec.name}: {spec.bundle} does not exist")
-    if not spec.bundle.is_file():
-        raise CriticError(f"variant {spec.name}: {spec.bundle} is not a file")
-    try:
-        with tarfile.open(spec.bundle, "r:gz") as archive:
-            # SageMaker unpacks it on the instance: nothing in it may land outside model_dir.
-            check_members(archive, spec.bundle)
-            names = {name.removeprefix("./") for name in archive.getnames()}
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise CriticError(
-            f"variant {spec.name}: {spec.bundle} is not a gzip-compressed tar file "
-            f"(model.tar.gz): {error}"
-        ) from None
-    program = f"code/{INFERENCE_PROGRAM}"
-    if program not in names:
-        raise CriticError(
-            f"variant {spec.name}: {spec.bundle} has no {program}, which SageMaker's "
-            "PyTorch container runs; make the archive with critic's packaging "
-            "(critic.inference.bundle.package_bundle)"
-        )
+    check_model_archive(spec.bundle, f"variant {spec.name}")
 
 
 def _check_autoscaling(limits: ScalingLimits | None, instance_count: int, wait: bool) -> None:

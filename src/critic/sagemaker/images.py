@@ -31,6 +31,9 @@ IMAGE_TAGS: dict[tuple[str, str], str] = {
     ("training", "gpu"): "2.6.0-gpu-py312-cu126-ubuntu22.04-sagemaker",
 }
 REPOSITORIES: dict[str, str] = {"inference": "pytorch-inference", "training": "pytorch-training"}
+# Where SageMaker's PyTorch inference container finds the handler inside model.tar.gz.
+INFERENCE_PROGRAM = "inference.py"
+INFERENCE_CODE_DIR = "/opt/ml/model/code"
 
 DEFAULT_ACCOUNT = "763104351884"
 REGISTRY_ACCOUNTS: dict[str, str] = {
@@ -114,6 +117,16 @@ def framework_image_uri(scope: Scope, region: str, instance_type: str) -> str:
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     tag = IMAGE_TAGS[(scope, processor_for(instance_type))]
     return f"{account}.dkr.ecr.{region}.{domain}/{REPOSITORIES[scope]}:{tag}"
+
+
+def model_environment(region: str) -> dict[str, str]:
+    """The container environment of every critic model: run code/inference.py from the model."""
+    return {
+        "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+        "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
+        "SAGEMAKER_REGION": region,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",  # logging.INFO
+    }
 
 
 def check_image_uri(image_uri: object) -> str:
