@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -57,6 +58,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.endpoint = start_state(specs, settings, runtime_dir, shadows)
+        # What start-up made (the models, torch's and FastAPI's modules: about 240,000 objects)
+        # lives as long as the process: moved out of the collector's sight, so that a full
+        # collection while serving walks the requests' garbage, not 110 ms of model objects.
+        gc.freeze()
         try:
             yield
         finally:
