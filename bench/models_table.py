@@ -6,6 +6,7 @@
     python bench/models_table.py --common '--max-reviews 2000 --epochs 1' --rt-max-reviews 1000 \\
         --doc /tmp/benchmarks.md --json /tmp/models.json          # a quick try
     python bench/models_table.py --seeds 0 1 2                    # every figure a mean ± sd
+    python bench/models_table.py --seeds 0 1 2 --track            # ... each run logged to MLflow
 
 Each recipe is a name and the `critic train` options that make it. The script trains each one
 into RUNS/NAME (or, with --reuse, takes the bundle already there), then judges every bundle
@@ -26,6 +27,11 @@ seeds, accuracies and ECE with their standard deviation (n - 1), so that a figur
 a user gets on a fresh clone rather than one lucky run. The data split stays the same
 (``--split-seed`` is not the seed): the seeds vary the weights' start, the shuffling, dropout
 and word2vec's start.
+
+With --track (critic[tracking]), every recipe and seed is an MLflow run (``critic train
+--track``, named RECIPE seed S; CRITIC_TRACKING_URI or MLFLOW_TRACKING_URI say where, else
+``sqlite:///runs/mlflow.db``), and the figures measured here are logged to it as ``bench/...``:
+``mlflow ui`` then compares the seeds of a recipe side by side.
 
 The table goes into DOC between the marker comments below (a re-run replaces it; without the
 markers a section is appended) and, with every figure unrounded, into JSON.
@@ -110,7 +116,12 @@ def parse_recipes(recipe_options: list[str], recipes_file: Path | None) -> dict[
 
 
 def train_recipe(
-    name: str, arguments: list[str], common: list[str], folder: Path, seed: int | None = None
+    name: str,
+    arguments: list[str],
+    common: list[str],
+    folder: Path,
+    seed: int | None = None,
+    track: bool = False,
 ) -> float:
     """`critic train` for one recipe (`critic ensemble` for "ensemble A B ...", of the members
     beside it); the wall time in seconds."""
@@ -122,10 +133,24 @@ def train_recipe(
         command += ["--no-progress", *arguments, *common]
         if seed is not None:
             command += ["--seed", str(seed)]
+    if track:
+        command += ["--track", "--run-name", f"{name} seed {seed if seed is not None else 0}"]
     print(f"models_table: training {name}: {shlex.join(command[3:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - started
+
+
+def log_to_run(folder: Path, figures: dict) -> None:
+    """The figures measured here, into the MLflow run that trained the bundle (if tracked)."""
+    from critic.tracking.runs import TrackedRun, numbers
+    from critic.tracking.settings import TrackingSettings
+
+    run = TrackedRun.of_bundle(TrackingSettings.from_env(), folder)
+    if run is None:
+        print(f"models_table: {folder} records no MLflow run (reused?): not logged", flush=True)
+        return
+    run.log_metrics(numbers(figures, "bench/"))
 
 
 def embeddings_of(config: dict) -> str:
@@ -336,6 +361,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true", help="write only the JSON")
     parser.add_argument("--json", type=Path, default=Path("docs/models_table.json"))
+    parser.add_argument(
+        "--track",
+        action="store_true",
+        help="log every recipe and seed to MLflow (critic[tracking])",
+    )
     args = parser.parse_args(argv)
 
     recipes = parse_recipes(args.recipe, args.recipes)
@@ -353,10 +383,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if args.reuse and (folder / "bundle.json").is_file():
                 print(f"models_table: reusing {folder}", flush=True)
             else:
-                wall = train_recipe(name, arguments, common, folder, seed)
+                wall = train_recipe(name, arguments, common, folder, seed, args.track)
             run = measure(name, [*arguments, *common], folder, rotten_tomatoes)
             run["seed"] = seed if seed is not None else 0
             run["train_wall_seconds"] = wall
+            if args.track:
+                log_to_run(folder, run)
             runs.append(run)
             print(json.dumps(run), flush=True)
         rows.append(summarise(runs))

@@ -19,7 +19,7 @@ LAYERS = [
     {"critic.training"},
     {"critic.inference"},
     {"critic.serving"},
-    {"critic.web", "critic.sagemaker", "critic.monitor"},
+    {"critic.web", "critic.sagemaker", "critic.monitor", "critic.tracking"},
     {"critic.apps"},
     {"critic.cli"},
 ]

@@ -41,6 +41,8 @@ def test_evaluate_prints_the_metrics_as_json(cli_bundle, cache_dir, tmp_path):
     )
     metrics = json.loads(completed.stdout)
     assert metrics["reviews"] == 30
+    # Its threads are chosen as train's are, and said where the results are not.
+    assert "evaluate: " in completed.stderr and " thread(s)" in completed.stderr
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "confusion_matrix"):
         assert key in metrics
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
@@ -298,6 +300,9 @@ def test_the_aws_commands_are_a_group_and_the_old_top_level_names_are_gone():
         "capture",
         "shadow",
         "feedback-table",
+        "register",
+        "approve",
+        "versions",
     }
     # critic deploy, invoke, update-weights and delete-endpoint were hidden for one release;
     # the README says where they went.

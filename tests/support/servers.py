@@ -6,7 +6,8 @@ until it answers, show what it wrote when a test fails, and stop it.
 
 Tests that do something special to the process (SIGTERM mid-load, kill -9) use start_server
 and the handle's process, and stop() it in a finally. two_worker_server starts one with two
-worker processes, and from_every_worker asks each of them. A server that must fail to start is
+worker processes, and from_every_worker asks each of them. running_mlflow_server starts the
+one other server the tests need, MLflow's tracking server. A server that must fail to start is
 run to its end with run_cli (support.cli).
 """
 
@@ -65,15 +66,15 @@ def running() -> list[Server]:
     return list(_RUNNING)
 
 
-def wait_for_ping(server: Server, seconds: float = 60) -> None:
-    """Until ``GET /ping`` is 200; an AssertionError, with what the server wrote, at once if
-    it exits, or after ``seconds``."""
+def wait_for_ping(server: Server, seconds: float = 60, path: str = "/ping") -> None:
+    """Until ``GET path`` (/ping) is 200; an AssertionError, with what the server wrote, at
+    once if it exits, or after ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"the server exited: {server.describe()}\n{server.log()}")
         try:
-            with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as response:
+            with urllib.request.urlopen(f"{server.url}{path}", timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:  # refused, 503 while it loads (an HTTPError), or slow to answer
@@ -189,3 +190,39 @@ def from_every_worker(
     for thread in askers:
         thread.join()
     return seen
+
+
+# --- MLflow's tracking server ------------------------------------------------------------
+
+
+@contextmanager
+def running_mlflow_server(folder, seconds: float = 90) -> Iterator[Server]:
+    """``mlflow server`` on a free loopback port for the length of the block: its runs and
+    registry in a SQLite file in ``folder``, the artifacts clients upload through it in
+    ``folder/artifacts``; answering ``GET /health`` before the block starts."""
+    port = free_port()
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--artifacts-destination",
+        f"{folder}/artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    server = Server(command, port)
+    _RUNNING.append(server)
+    try:
+        wait_for_ping(server, seconds, path="/health")
+        yield server
+    except BaseException as error:
+        server.stop()
+        show_log(error, server)
+        raise
+    finally:
+        server.stop()

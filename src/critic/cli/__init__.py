@@ -2,7 +2,8 @@
 
 One module per command group, each adding its commands to the one Typer app
 (:mod:`critic.cli.app`): :mod:`~critic.cli.train` (train, evaluate, compare, ensemble, predict,
-transform), :mod:`~critic.cli.serve` (serve, web, monitor), :mod:`~critic.cli.ground_truth`
+transform), :mod:`~critic.cli.serve` (serve, web, monitor), :mod:`~critic.cli.registry`
+(register, alias: MLflow's model registry), :mod:`~critic.cli.ground_truth`
 (the ``critic ground-truth`` group), :mod:`~critic.cli.rollout` (the ``critic rollout``
 group) and :mod:`~critic.cli.sagemaker` (package, and the
 ``critic sagemaker`` group). Options that set a config field are built from
@@ -17,6 +18,10 @@ import typer
 
 # Imported for the commands they add to the app, in the order --help lists them.
 from critic.cli import ground_truth, rollout, sagemaker, serve, train  # noqa: F401
+
+# isort: split
+# After serve's: register and alias are listed after the commands that make and serve bundles.
+from critic.cli import registry  # noqa: F401
 from critic.cli.app import app
 from critic.errors import CriticError
 

@@ -126,6 +126,16 @@ def by_section(options: Sequence[Option], values: dict[str, Any]) -> dict[str, d
     return sections
 
 
+def settings_of(options: Sequence[Option], config: Any) -> dict[str, Any]:
+    """What ``config`` (a ``RunConfig``) holds for each of a run's ``options``, by option name:
+    the inverse of :func:`by_section`, e.g. the parameters an experiment tracker records."""
+    return {
+        option.name: getattr(getattr(config, option.section), option.field)
+        for option in options
+        if option.section is not None
+    }
+
+
 def given(options: Sequence[Option], values: dict[str, Any]) -> dict[str, Any]:
     """The settings of one flat settings class (``ServerSettings``, ``Word2VecSettings``...)
     given in ``values``, typed, by field name: what its constructor takes, the defaults

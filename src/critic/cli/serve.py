@@ -30,7 +30,9 @@ def serve(
     variant: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by weight."
+            help="NAME=BUNDLE(:WEIGHT), repeatable: production variants sharing traffic by "
+            "weight. BUNDLE may be a registry version, models:/MODEL@ALIAS or models:/MODEL/N "
+            "(critic register; needs critic[tracking])."
         ),
     ] = None,
     shadow: Annotated[
@@ -58,6 +60,7 @@ def serve(
     from critic.serving.state import feedback_path
     from critic.serving.variants import variant_specs
 
+    bundle, variant, shadow = _fetch_registered(bundle, variant, shadow)
     specs = variant_specs(bundle, variant)
     if not specs:
         raise CriticError("nothing to serve: give a bundle, or --variant NAME=BUNDLE[:WEIGHT]")
@@ -82,6 +85,46 @@ def serve(
         "POST /invocations, GET /ping, GET /metrics"
     )
     serve_endpoint(specs, settings, shadows)
+
+
+def _fetch_registered(
+    bundle: Path | None, variants: list[str] | None, shadows: list[str] | None
+) -> tuple[Path | None, list[str] | None, list[str] | None]:
+    """The bundle and --variant/--shadow texts with every ``models:/`` URI replaced by that
+    registry version's bundle, fetched into critic's cache and checked (the tracking URI
+    from CRITIC_TRACKING_URI or MLFLOW_TRACKING_URI): served from here on like any bundle."""
+    from critic.tracking.registry import is_model_uri
+
+    texts = [str(bundle) if bundle else "", *(variants or []), *(shadows or [])]
+    if not any(is_model_uri(text) or "=models:/" in text for text in texts):
+        return bundle, variants, shadows
+    from critic.data.prepare import default_cache_dir
+    from critic.serving.variants import split_spec
+    from critic.tracking.registry import fetch_bundle
+    from critic.tracking.settings import TrackingSettings
+
+    settings = TrackingSettings.from_env()
+    cache = default_cache_dir()
+
+    def fetched(uri: str) -> Path:
+        registered = fetch_bundle(settings, uri, cache)
+        typer.echo(
+            f"serve: {uri} is version {registered.version} of {registered.name}, "
+            f"checked, in {registered.path}"
+        )
+        return registered.path
+
+    def local(text: str, option: str, number: str) -> str:
+        name, path, value = split_spec(text, option, number, "champion=models:/critic@champion")
+        return f"{name}={fetched(str(path))}:{value:g}" if is_model_uri(str(path)) else text
+
+    if bundle is not None and is_model_uri(str(bundle)):
+        bundle = fetched(str(bundle))
+    return (
+        bundle,
+        [local(text, "--variant", "WEIGHT") for text in variants or []] or variants,
+        [local(text, "--shadow", "FRACTION") for text in shadows or []] or shadows,
+    )
 
 
 @app.command()

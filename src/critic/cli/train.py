@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +26,7 @@ from critic.cli.app import (
     show_report,
 )
 from critic.cli.options import by_section, given, options_of, pick, run_options, with_options
+from critic.cli.tracking import JUDGING_OPTIONS, TRACKING_OPTIONS, tracking_settings
 from critic.config import ModelConfig
 from critic.data.embeddings import Word2VecSettings
 from critic.errors import CriticError
@@ -33,7 +36,7 @@ DATA_OPTIONS = [option for option in RUN_OPTIONS if option.section == "data"]
 
 
 @app.command()
-@with_options(settings=RUN_OPTIONS)
+@with_options(settings=RUN_OPTIONS, tracking=TRACKING_OPTIONS)
 def train(
     out: Annotated[Path | None, typer.Option(help="Folder to write the bundle to.")] = None,
     resume: Annotated[
@@ -53,6 +56,7 @@ def train(
     ] = None,
     *,
     settings: dict,
+    tracking: dict,
 ) -> None:
     """Train a model and write its bundle (config, vocabulary, weights, metrics, curves).
 
@@ -65,6 +69,9 @@ def train(
     Inside a SageMaker training job (SM_MODEL_DIR, SM_CHANNEL_TRAINING and SM_HPS set) the
     hyper-parameters come from SM_HPS, data paths are read from the training channel and the
     bundle is written to SM_MODEL_DIR; critic sagemaker train submits such a job.
+
+    With --track (critic[tracking]) the run is logged to MLflow: every setting, each epoch's
+    loss and accuracy, the final metrics, the plots and the bundle.
     """
     from critic.inference.bundle import save_training_result
     from critic.sagemaker.training import job_settings
@@ -83,6 +90,12 @@ def train(
     if out is None:
         raise CriticError("--out is required: the folder to write the bundle to")
     config = _run_config(settings)
+    tracked = tracking_settings(tracking)  # no MLflow: one line, before any work
+    run = None
+    if tracked is not None and is_main_process():
+        from critic.cli.tracking import start_training_run
+
+        run = start_training_run(tracked, config, out, RUN_OPTIONS)
     try:
         result = run_training(
             config,
@@ -92,8 +105,13 @@ def train(
             progress=progress,
             log=typer.echo,
             threads=threads,
+            on_epoch=run.epoch if run is not None else None,
         )
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if run is not None:
+            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        if not isinstance(error, KeyboardInterrupt):
+            raise
         typer.echo(
             f"\ninterrupted: the last completed epoch is saved; continue with "
             f"critic train --out {out} --resume",
@@ -104,15 +122,34 @@ def train(
         return  # under torchrun, rank 0 alone writes the bundle (after every rank is done)
     save_training_result(out, result)
     typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
+    if run is not None:
+        from critic.cli.tracking import say_where
+        from critic.tracking.runs import finish_training
+
+        finish_training(run, out, result.metrics, result.history)
+        say_where(run)
 
 
-def share_the_machine(what: str) -> None:
-    """torch's threads for the cores other processes leave free, chosen once, as critic train
-    chooses them (critic.system.ThreadGovernor; CRITIC_THREADS or OMP_NUM_THREADS fix them).
-    Said nowhere: these commands print their results, and one line for an error."""
+@contextmanager
+def share_the_machine(what: str, adapt: bool = True) -> Iterator[None]:
+    """torch's threads, while the block runs, for the cores other processes leave free, as
+    critic train chooses them (critic.system.ThreadGovernor; CRITIC_THREADS or OMP_NUM_THREADS
+    fix them): chosen at start and, with ``adapt``, looked at again between batches
+    (critic.system.keep_pace). Said on stderr at the first batch of torch work: what these
+    commands print on stdout stays their results, and a mistake in the input its one line."""
     from critic.system import ThreadGovernor
 
-    ThreadGovernor(log=lambda _: None, what=what).start()
+    governor = ThreadGovernor(
+        log=lambda line: typer.echo(line, err=True),
+        what=what,
+        adapt=adapt,
+        say_at_first_batch=True,  # a mistake in the input stays the one line on stderr
+    )
+    governor.start()
+    try:
+        yield
+    finally:
+        governor.stop()
 
 
 def _run_config(settings: dict):
@@ -171,24 +208,34 @@ def embeddings_train(
 
 
 @app.command()
+@with_options(tracking=TRACKING_OPTIONS)
 def ensemble(
     members: Annotated[
         list[Path], typer.Argument(help="Two or more trained bundles, trained on the same data.")
     ],
     out: Annotated[Path, typer.Option(help="Folder to write the ensemble bundle to.")] = ...,  # type: ignore[assignment]
+    *,
+    tracking: dict,
 ) -> None:
     """Combine trained bundles into one: their calibrated log-odds, weighted.
 
     The weights (non-negative) and a bias are fitted on the members' shared validation split;
     the ensemble is then calibrated and evaluated on the test split like a trained model. The
-    bundle holds a copy of every member and is served like any other.
+    bundle holds a copy of every member and is served like any other. With --track, its
+    MLflow run names each member's run (critic.member.NAME.run_id) as its parents.
     """
     from critic.inference.ensemble import build_ensemble
 
-    share_the_machine("ensemble")
+    tracked = tracking_settings(tracking)
 
-    metrics = build_ensemble(members, out, log=typer.echo)
+    with share_the_machine("ensemble"):
+        metrics = build_ensemble(members, out, log=typer.echo)
     typer.echo(f"bundle: {out} (test accuracy {metrics['test_accuracy']:.4f})")
+    if tracked is not None:
+        from critic.cli.tracking import say_where
+        from critic.tracking.runs import track_ensemble
+
+        say_where(track_ensemble(tracked, out, members, metrics))
 
 
 EVALUATE_DATA_OPTIONS = pick(
@@ -197,7 +244,7 @@ EVALUATE_DATA_OPTIONS = pick(
 
 
 @app.command()
-@with_options(data_settings=EVALUATE_DATA_OPTIONS)
+@with_options(data_settings=EVALUATE_DATA_OPTIONS, tracking=JUDGING_OPTIONS)
 def evaluate(
     bundle: BundleArgument,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
@@ -208,6 +255,7 @@ def evaluate(
     ] = None,
     *,
     data_settings: dict,
+    tracking: dict,
 ) -> None:
     """Print accuracy, precision, recall, F1, ROC-AUC, log loss, the confusion matrix, and
     calibration (ECE of the raw probability and of the calibrated score) as JSON; with star
@@ -215,31 +263,39 @@ def evaluate(
 
     Without --data, the bundle's own data and split are used, so --split test is the held-out
     test set the model never saw. --source rotten_tomatoes judges the model on a second domain:
-    every review of that source.
+    every review of that source. With --track, the figures (and plots) go to the MLflow run
+    that trained the bundle, as evaluate/DATA/SPLIT/NAME.
     """
     from critic.evaluation.evaluate import evaluate_predictor, evaluation_data
     from critic.inference.predictor import Predictor
 
-    share_the_machine("evaluate")
+    tracked = tracking_settings(tracking)
 
-    predictor = Predictor.load(bundle)
-    data, split = evaluation_data(
-        predictor.bundle.config.data,
-        split,
-        data=data_settings["data"],
-        source=source,
-        text_column=data_settings["text_column"],
-        label_column=data_settings["label_column"],
-    )
-    result = evaluate_predictor(predictor, data, split, data_settings["max_reviews"], plots)
+    with share_the_machine("evaluate"):
+        predictor = Predictor.load(bundle)
+        data, split = evaluation_data(
+            predictor.bundle.config.data,
+            split,
+            data=data_settings["data"],
+            source=source,
+            text_column=data_settings["text_column"],
+            label_column=data_settings["label_column"],
+        )
+        result = evaluate_predictor(predictor, data, split, data_settings["max_reviews"], plots)
     echo_json({"bundle": str(bundle), **result})
+    if tracked is not None:
+        from critic.cli.tracking import report_tracked
+        from critic.tracking.runs import track_evaluation
+
+        logged = track_evaluation(tracked, bundle, result, source or data_settings["data"])
+        report_tracked({str(bundle): logged})
 
 
 COMPARE_SAMPLE_OPTIONS = pick(DATA_OPTIONS, "text_column", "label_column", "max_reviews")
 
 
 @app.command()
-@with_options(sample=COMPARE_SAMPLE_OPTIONS)
+@with_options(sample=COMPARE_SAMPLE_OPTIONS, tracking=JUDGING_OPTIONS)
 def compare(
     bundles: Annotated[
         list[Path], typer.Argument(help="Two or more trained bundle folders.", show_default=False)
@@ -256,6 +312,7 @@ def compare(
     ] = 1,
     *,
     sample: dict,
+    tracking: dict,
 ) -> None:
     """Offline A/B: judge the bundles on the same reviews and print a Markdown report.
 
@@ -263,23 +320,32 @@ def compare(
     Per pair: the accuracy difference with its interval, the agreement rate and McNemar's exact
     test p-value. Without --source the reviews are the held-out test split the bundles share
     (they must have been trained on the same data and split). Without --out nothing is written.
+    With --track, each bundle's figures go to the MLflow run that trained it.
     """
     from critic.evaluation.compare import compare_bundles, write_report
     from critic.inference.predictor import Predictor
 
-    share_the_machine("compare")
+    tracked = tracking_settings(tracking)
+
     given = {name: value for name, value in sample.items() if value is not None}
-    comparison = compare_bundles(
-        bundles,
-        source,
-        load=Predictor.load,
-        **given,
-        resamples=resamples,
-        seed=seed,
-        repeats=repeats,
-        log=lambda line: typer.echo(line, err=True),
-    )
+    # Chosen once: compare times its models, and each must be timed on the same threads.
+    with share_the_machine("compare", adapt=False):
+        comparison = compare_bundles(
+            bundles,
+            source,
+            load=Predictor.load,
+            **given,
+            resamples=resamples,
+            seed=seed,
+            repeats=repeats,
+            log=lambda line: typer.echo(line, err=True),
+        )
     show_report("compare", comparison, out, write_report)
+    if tracked is not None:
+        from critic.cli.tracking import report_tracked
+        from critic.tracking.runs import track_comparison
+
+        report_tracked(track_comparison(tracked, comparison))
 
 
 @app.command()
@@ -308,10 +374,13 @@ def predict(
         sys.stdout.buffer.write(encode_predictions(predictions, JSON_LINES))
         return
     answered = False
-    for lines in answer_stream(predictor, sys.stdin.buffer, explain=explain):
-        sys.stdout.buffer.write(lines)
-        sys.stdout.buffer.flush()
-        answered = True
+    # A stream can run for long: it shares the machine as transform does (a few reviews given
+    # as arguments are answered before a look at the cores would end).
+    with share_the_machine("predict"):
+        for lines in answer_stream(predictor, sys.stdin.buffer, explain=explain):
+            sys.stdout.buffer.write(lines)
+            sys.stdout.buffer.flush()
+            answered = True
     if not answered:
         raise CriticError("no reviews given: pass them as arguments or one per line on stdin")
 
@@ -342,21 +411,21 @@ def transform(
     from critic.apps.batch import TransformSettings, transform_files
 
     chosen = TransformSettings(**given(TRANSFORM_OPTIONS, settings))
-    share_the_machine("transform")
-    results = transform_files(
-        bundle,
-        inputs,
-        output,
-        chosen,
-        show_progress=progress,
-        log=lambda line: typer.echo(line, err=True),
-    )
-    for result in results:
-        echo_json(
-            {
-                "input": result.input,
-                "output": result.output,
-                "records": result.records,
-                "errors": result.errors,
-            }
+    with share_the_machine("transform"):
+        results = transform_files(
+            bundle,
+            inputs,
+            output,
+            chosen,
+            show_progress=progress,
+            log=lambda line: typer.echo(line, err=True),
         )
+        for result in results:
+            echo_json(
+                {
+                    "input": result.input,
+                    "output": result.output,
+                    "records": result.records,
+                    "errors": result.errors,
+                }
+            )

@@ -281,6 +281,25 @@ def verify_bundle(path: Path) -> dict:
     return manifest
 
 
+TRACKING = "tracking"
+"""The manifest's entry for the experiment-tracking run that made the bundle (critic train
+--track): ``{"run_id": ..., "tracking_uri": ...}``. Not a file, so no checksum of its own."""
+
+
+def record_run(path: Path, run: dict[str, str]) -> None:
+    """Write the tracking run that made the bundle at ``path`` into its manifest (the files
+    and their checksums stay as they are)."""
+    manifest = read_manifest(path)
+    manifest[TRACKING] = {str(key): str(value) for key, value in run.items()}
+    write_text_atomic(Path(path) / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def recorded_run(path: Path) -> dict[str, str] | None:
+    """The tracking run the manifest of the bundle at ``path`` names, else None."""
+    run = read_manifest(path).get(TRACKING)
+    return run if isinstance(run, dict) and isinstance(run.get("run_id"), str) else None
+
+
 def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle for inference (a neural model in eval mode)."""
     path = Path(path)

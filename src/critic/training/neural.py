@@ -132,8 +132,14 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
                 )  # fmt: skip
         state = TrainState.start(model)
 
-    with subnormals_flushed(device):
-        stop_reason = _run_epochs(model, optimizer, config, prepared, device, state, run, governor)
+    try:
+        with subnormals_flushed(device):
+            stop_reason = _run_epochs(
+                model, optimizer, config, prepared, device, state, run, governor
+            )
+    finally:
+        if governor is not None:
+            governor.stop()
     model.load_state_dict(state.best_weights)
     if not processes.main:
         # Its weights are rank 0's; rank 0 alone measures them and writes the bundle.
@@ -216,6 +222,10 @@ def _run_epochs(
         )
         if processes.main:  # the sums above were the barrier: every rank ended the epoch
             save_checkpoint(run.out, model, optimizer, config, state)
+        if run.on_epoch is not None:
+            # reviews/s of the training steps alone, as the final figure counts them
+            pace = len(prepared.splits["train"]) / seconds if seconds else None
+            run.on_epoch({**row, "reviews_per_second": pace})
     return "completed all epochs"
 
 

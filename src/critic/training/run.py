@@ -19,6 +19,10 @@ from critic.evaluation.calibration import Calibration
 from critic.training.distributed import Processes
 
 Log = Callable[[str], None]
+EpochHook = Callable[[dict], None]
+"""Called after each epoch with its row of the history (``epoch``, ``train_loss``,
+``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``) and ``reviews_per_second``:
+how an experiment tracker above training follows a run without training knowing of it."""
 
 
 @dataclass
@@ -50,6 +54,9 @@ class RunOptions:
     threads: int | None = None
     """Intra-op threads, fixed (``--threads``); None: sized to the free cores as it runs
     (critic.system.ThreadGovernor)."""
+    on_epoch: EpochHook | None = None
+    """Told of every epoch as it ends (rank 0 alone under torchrun); not told of the epochs a
+    resumed run had done before."""
 
 
 def training_seconds(metrics: dict) -> float | None:

@@ -33,7 +33,7 @@ from critic.models import NBSVM_KIND, NEURAL, model_kind
 from critic.training import distributed
 from critic.training.nbsvm import train_nbsvm
 from critic.training.neural import train_neural
-from critic.training.run import Log, RunOptions, TrainingResult, resolve_device
+from critic.training.run import EpochHook, Log, RunOptions, TrainingResult, resolve_device
 
 
 def train(
@@ -46,8 +46,11 @@ def train(
     log: Log = print,
     prepared: PreparedData | None = None,
     threads: int | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TrainingResult:
-    """Train ``config`` and return the best epoch's model with its metrics and calibration."""
+    """Train ``config`` and return the best epoch's model with its metrics and calibration.
+
+    ``on_epoch`` is told of each epoch of a neural model as it ends (see RunOptions)."""
     kind = model_kind(config.model.name)  # before any data is read: an unknown name fails here
     check_output_folder(Path(out))  # and so does a folder the bundle could never be written to
     processes = distributed.from_environment()
@@ -67,6 +70,7 @@ def train(
         prepared=prepared,
         processes=processes,
         threads=threads,
+        on_epoch=on_epoch if processes.main else None,
     )
     cuda = resolve_device(config.train.device).type == "cuda"
     with distributed.session(processes, cuda=cuda):
