@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from critic.inference.predictor import Predictor
 from critic.tracking.registry import MANIFEST_TAG, fetch_bundle, register_bundle
 from critic.tracking.settings import TrackingSettings
 from support.cli import environment, run_cli
-from support.servers import running_mlflow_server, running_server
+from support.servers import running_mlflow_server, running_server, wait_for
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -313,3 +314,39 @@ def test_a_damaged_cached_copy_is_fetched_again_and_a_changed_manifest_refused(
 
     with pytest.raises(BundleError, match="does not match the one registered"):
         fetch_bundle(settings, "models:/fetched/1", tmp_path)
+
+
+def test_promoting_a_registry_shadow_moves_the_champion_alias_to_its_version(
+    registered, client, tracked, tmp_path
+):
+    """A release (here a shadow promoted to live) leaves the registry saying what serves."""
+    token = "release-test-token"
+    command = [
+        "serve", "--variant", "live=models:/critic@champion",
+        "--shadow", "candidate=models:/critic@challenger", "--feedback-db", "off",
+    ]  # fmt: skip
+    env = {**tracked, "CRITIC_CACHE": str(tmp_path / "cache"), "CRITIC_ADMIN_TOKEN": token}
+    try:
+        with running_server(command, env=env) as server:
+            request = urllib.request.Request(
+                f"{server.url}/admin/shadows/candidate/promote",
+                data=b"{}",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert json.loads(response.read())["promoted"] == "candidate"
+            deadline = time.monotonic() + 30
+            moved = None
+            while time.monotonic() < deadline:
+                moved = client.get_model_version_by_alias("critic", "champion").version
+                if moved == registered["challenger"]:
+                    break
+                time.sleep(0.2)
+            assert moved == registered["challenger"]
+            wait_for(lambda: "is now version" in server.stderr(), seconds=10)
+        assert (
+            f"registry: models:/critic@champion is now version {registered['challenger']} "
+            "(candidate released)"
+        ) in server.stderr()
+    finally:  # the other tests' champion
+        client.set_registered_model_alias("critic", "champion", registered["champion"])

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -58,6 +59,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.endpoint = start_state(specs, settings, runtime_dir, shadows)
+        if settings.release_alias not in (None, "", "off"):
+            from critic.tracking.registry import release_alias
+
+            app.state.endpoint.on_release = release_alias(settings.release_alias, _log)
         # What start-up made (the models, torch's and FastAPI's modules: about 240,000 objects)
         # lives as long as the process: moved out of the collector's sight, so that a full
         # collection while serving walks the requests' garbage, not 110 ms of model objects.
@@ -81,6 +86,11 @@ def create_app(
     install_error_handlers(app)
 
     return app
+
+
+def _log(line: str) -> None:
+    # uvicorn's own logger: the line lands where the server's other warnings do.
+    logging.getLogger("uvicorn.error").warning(line)
 
 
 def _stopped_by_sigterm(signum, frame) -> None:

@@ -64,6 +64,12 @@ class ServerSettings:
     device: str = setting("cpu", "Device the models run on.", option=False)
     # Tests fix the traffic split with it; None draws from the system.
     seed: int | None = setting(None, "Seed of the traffic split.", option=False)
+    release_alias: str | None = setting(
+        "champion",
+        "For a variant served from the model registry (models:/...): the alias moved to its "
+        "version when it is released (a shadow promoted, a rollout completed), so that the "
+        "registry says what serves; 'off' moves none.",
+    )
     feedback_db: str | None = setting(
         None,
         "Where the page's feedback and the online counts are kept: a SQLite file (default: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -76,6 +77,10 @@ class EndpointState:
     """With several worker processes: the shadows promoted to live variants while it runs."""
     rollouts: RolloutWatch | None = None
     """With feedback: the running rollout's watch (critic.serving.ab.rollouts)."""
+    on_release: Callable[[str, Path], None] | None = None
+    """Told (variant name, bundle) when a variant is released: a shadow promoted to live, or a
+    rollout completed. Composed above serving (critic.apps.endpoint: a registry alias moved);
+    called in a thread of its own, its failure logged in one line."""
     _promoting: dict[str, asyncio.Task] = field(default_factory=dict)
     stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """How each running component stops, in the order they must: each component's start
@@ -191,6 +196,23 @@ class EndpointState:
         await self._promotion(name, Path(shadow.spec.bundle), weight)
         # Publish the weights with the new variant in them, for every worker to take up.
         self.set_weights({name: weight})
+        self.released(name)
+
+    def released(self, name: str) -> None:
+        """Tell :attr:`on_release` that the variant ``name`` was released, off the caller's
+        thread (the event loop, or the rollout watch's): what it does may take a network call."""
+        variant = self.router.variants.get(name)
+        if self.on_release is None or variant is None or variant.bundle is None:
+            return
+        hook, bundle = self.on_release, Path(variant.bundle)
+
+        def run() -> None:
+            try:
+                hook(name, bundle)
+            except Exception as error:  # a registry out of reach: the release itself stands
+                _log(f"variant {name} released, but what follows a release failed: {error}")
+
+        threading.Thread(target=run, name="critic-release", daemon=True).start()
 
     def _promotion(self, name: str, bundle: Path, weight: float, loop=None) -> asyncio.Task:
         """The task loading the promoted variant ``name`` here: the one under way, or a new one."""
@@ -430,7 +452,10 @@ def _start_rollouts(state: EndpointState) -> None:
         state.sync_weights()
         return {name: v.weight for name, v in state.router.variants.items()}
 
-    watch = RolloutWatch(store, state.feedback, totals, state.set_weights, weights, log=_log)
+    watch = RolloutWatch(
+        store, state.feedback, totals, state.set_weights, weights, log=_log,
+        on_complete=state.released,
+    )  # fmt: skip
     state.rollouts = watch
     state.metrics.add_collector(RolloutCollector(store))
     watch.start()

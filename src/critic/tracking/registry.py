@@ -12,15 +12,17 @@ as a local bundle.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from critic import __version__
 from critic.errors import BundleError, CriticError
-from critic.fileio import replace_folder_atomic, sha256_file
+from critic.fileio import replace_folder_atomic, sha256_file, write_text_atomic
 from critic.inference.bundle import MANIFEST, recorded_run, verify_bundle
 from critic.tracking.settings import TrackingSettings, client, import_mlflow
 
@@ -198,7 +200,48 @@ def fetch_bundle(settings: TrackingSettings, model_uri: str, cache_dir: Path) ->
                 "does not match the one registered"
             )
     verify_bundle(target)
+    # Beside the bundle, not in it (its manifest signs what is inside): which registry and
+    # version it is, for whatever serves it to find again (release_alias).
+    write_text_atomic(
+        _origin_file(target),
+        json.dumps({"tracking_uri": uri, "name": name, "version": str(version.version)}),
+    )
     return RegisteredBundle(target, name, str(version.version), alias)
+
+
+def _origin_file(folder: Path) -> Path:
+    return folder.parent / f"{folder.name}.origin.json"
+
+
+def origin_of(bundle: Path) -> dict[str, str] | None:
+    """The registry, model and version a bundle fetched by :func:`fetch_bundle` came from;
+    None for any other bundle."""
+    try:
+        origin = json.loads(_origin_file(Path(bundle)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    wanted = ("tracking_uri", "name", "version")
+    if not isinstance(origin, dict) or not all(isinstance(origin.get(k), str) for k in wanted):
+        return None
+    return origin
+
+
+def release_alias(alias: str, log) -> Callable[[str, Path], None]:
+    """What a release of a variant (critic.serving.state.EndpointState.on_release) does to the
+    registry: when the variant's bundle came from ``models:/``, point ``alias`` of its model at
+    its version -- so that a promoted shadow or a completed rollout leaves the registry saying
+    what serves. Any other bundle is left alone."""
+
+    def released(variant: str, bundle: Path) -> None:
+        origin = origin_of(bundle)
+        if origin is None:
+            return
+        tracker = client(origin["tracking_uri"], "moving a registry alias")
+        name, version = origin["name"], origin["version"]
+        tracker.set_registered_model_alias(name, alias, version)
+        log(f"registry: models:/{name}@{alias} is now version {version} ({variant} released)")
+
+    return released
 
 
 def _matches(folder: Path, expected: str) -> bool:

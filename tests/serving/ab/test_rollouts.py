@@ -12,6 +12,7 @@ from critic.serving.ab.rollouts import (
     RolloutError,
     RolloutPlan,
     RolloutStore,
+    RolloutWatch,
     period_figures,
     weights_for,
 )
@@ -86,6 +87,26 @@ def test_a_rollout_steps_through_its_plan_and_survives_a_reopen(store):
         "step",
         "completed",
     ]
+
+
+def test_a_completed_rollout_is_told_once_whichever_worker_makes_the_move(store):
+    weights = dict(START)
+    told: list[str] = []
+
+    def worker() -> RolloutWatch:
+        return RolloutWatch(
+            store, None, dict, weights.update, lambda: dict(weights), log=lambda _: None,
+            on_complete=told.append,
+        )  # fmt: skip
+
+    first, second = worker(), worker()
+    first.begin(RolloutPlan("challenger", steps=(0.5, 1.0), bake_s=5, min_requests=0), now=10.0)
+    first.check(now=16.0)
+    second.check(now=16.0)
+    assert told == []  # a step is not the end
+    second.check(now=22.0)
+    first.check(now=22.0)
+    assert told == ["challenger"] and weights == {"champion": 0.0, "challenger": 1.0}
 
 
 def test_one_rollout_at_a_time(store):

@@ -415,6 +415,7 @@ class RolloutWatch:
         weights,
         log=print,
         period_s: float = CHECK_SECONDS,
+        on_complete=None,
     ):
         self.store = store
         self.feedback = feedback
@@ -423,6 +424,9 @@ class RolloutWatch:
         self.weights = weights
         self.log = log
         self.period_s = period_s
+        self.on_complete = on_complete
+        """Told the variant's name when a rollout completes (once: by the worker that made the
+        move), e.g. to move a registry alias to it."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: dict | None = None
@@ -518,6 +522,8 @@ class RolloutWatch:
             )
         elif saved.status == "completed":
             self.log(f"rollout: {saved.variant} completed at {saved.share:.0%}")
+            if self.on_complete is not None:
+                self.on_complete(saved.variant)
         else:
             self.log(f"rollout: {saved.variant} now at {saved.share:.0%}")
         return saved
