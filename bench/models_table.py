@@ -60,6 +60,7 @@ from critic.evaluation.calibration import expected_calibration_error
 from critic.evaluation.compare import score_reviews
 from critic.fileio import write_text_atomic
 from critic.inference.predictor import Predictor
+from critic.system import ThreadGovernor
 from critic.training.run import training_seconds
 
 # name -> `critic train` options. The reference LSTM only, for now. Add the other models here
@@ -374,6 +375,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.rt_max_reviews is not None:
         rotten_tomatoes = stratified_sample(rotten_tomatoes, args.rt_max_reviews, seed=0)
 
+    # The judging below runs torch in this process: it shares the machine as the trainings it
+    # starts do (critic.system.ThreadGovernor, looked at again between batches).
+    ThreadGovernor(
+        log=lambda line: print(f"models_table: {line}", flush=True), what="judge"
+    ).start()
     rows = []
     for name, arguments in recipes.items():
         runs = []

@@ -70,11 +70,13 @@ class Calibration:
         """The calibrated probability of positive."""
         return sigmoid(self.calibrated_logits(logits))
 
-    def ratings(self, logits: np.ndarray) -> np.ndarray:
-        """A 1-10 rating per review, consistent with its label (the sign of the log-odds)."""
-        calibrated = self.calibrated_logits(logits)
+    def ratings(self, logits: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """A 1-10 rating per review, consistent with its label (the sign of the log-odds).
+        ``scores``: :meth:`scores` of the same logits, when the caller has them already."""
         if self.rating_source == RATING_FROM_PROBABILITY:
-            return np.array([rating_from_probability(p) for p in sigmoid(calibrated)], dtype=int)
+            probabilities = self.scores(logits) if scores is None else scores
+            return np.array([rating_from_probability(p) for p in probabilities], dtype=int)
+        calibrated = self.calibrated_logits(logits)
         # np.interp holds the end values beyond the breakpoints: scikit-learn's
         # IsotonicRegression(out_of_bounds="clip") predicts exactly this.
         stars = np.interp(calibrated, self.rating_logits, self.rating_values)

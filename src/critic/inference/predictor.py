@@ -191,7 +191,7 @@ class Predictor:
         logits = checked_logits(self.scorer.logits(tokenized))
         probabilities = sigmoid(logits)
         scores = self.calibration.scores(logits)
-        ratings = self.calibration.ratings(logits)
+        ratings = self.calibration.ratings(logits, scores)
         results = [
             {
                 "label": "positive" if logit >= 0 else "negative",
