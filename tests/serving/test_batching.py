@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from critic.serving.batching import (
+    GONE_CHECK_AFTER_S,
     ClientGone,
     DeadlineExceeded,
     MicroBatcher,
@@ -211,7 +212,10 @@ def test_a_full_queue_refuses_at_once_with_the_time_to_drain_it():
 
 
 def test_a_request_whose_client_left_is_dropped_before_it_is_computed():
+    asked = []
+
     async def gone():
+        asked.append(True)
         return True
 
     async def scenario():
@@ -221,16 +225,40 @@ def test_a_request_whose_client_left_is_dropped_before_it_is_computed():
         await asyncio.sleep(0.05)
         abandoned = asyncio.ensure_future(batcher.submit(["abandoned"], is_disconnected=gone))
         kept = asyncio.ensure_future(batcher.submit(["kept"]))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(GONE_CHECK_AFTER_S + 0.05)  # it waited long enough to be asked
         release.set()
         results = await asyncio.gather(first, abandoned, kept, return_exceptions=True)
         await batcher.stop()
         return results, computed
 
     (_, abandoned, kept), computed = run(scenario())
-    assert isinstance(abandoned, ClientGone)
+    assert isinstance(abandoned, ClientGone) and asked == [True]
     assert computed == ["first", "kept"]
     assert kept == [{"review": "kept", "explained": False}]
+
+
+def test_a_request_queued_only_a_moment_is_computed_without_asking_for_its_client():
+    asked = []
+
+    async def gone():
+        asked.append(True)
+        return True
+
+    async def scenario():
+        batcher, release, computed = busy_batcher(gone_check_after_s=10.0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)
+        brief = asyncio.ensure_future(batcher.submit(["brief"], is_disconnected=gone))
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, brief)
+        await batcher.stop()
+        return results, computed
+
+    (_, brief), computed = run(scenario())
+    assert asked == [] and computed == ["first", "brief"]
+    assert brief == [{"review": "brief", "explained": False}]
 
 
 def test_a_request_past_its_deadline_is_answered_and_never_computed():
