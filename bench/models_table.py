@@ -375,11 +375,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.rt_max_reviews is not None:
         rotten_tomatoes = stratified_sample(rotten_tomatoes, args.rt_max_reviews, seed=0)
 
-    # The judging below runs torch in this process: it shares the machine as the trainings it
-    # starts do (critic.system.ThreadGovernor, looked at again between batches).
-    ThreadGovernor(
-        log=lambda line: print(f"models_table: {line}", flush=True), what="judge"
-    ).start()
     rows = []
     for name, arguments in recipes.items():
         runs = []
@@ -390,6 +385,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"models_table: reusing {folder}", flush=True)
             else:
                 wall = train_recipe(name, arguments, common, folder, seed, args.track)
+            # Judged in this process, on the threads the machine leaves free as judging starts
+            # (a training this script ran has ended by then), kept for the whole measurement:
+            # reviews/s is a speed, timed on one thread count (critic.system.ThreadGovernor).
+            ThreadGovernor(
+                log=lambda line: print(f"models_table: {line}", flush=True),
+                what=f"judge {name}",
+                adapt=False,
+            ).start()
             run = measure(name, [*arguments, *common], folder, rotten_tomatoes)
             run["seed"] = seed if seed is not None else 0
             run["train_wall_seconds"] = wall
