@@ -1,6 +1,9 @@
 """The ONNX Runtime backend answers as eager PyTorch does, or refuses in one line."""
 
 import io
+import json
+import re
+import time
 
 import numpy as np
 import pytest
@@ -169,7 +172,11 @@ def test_the_auto_backend_measures_both_backends_where_onnx_runs_the_model(tmp_p
         timings = predictor.scorer.timings
         assert sorted(timings) == [1, 8, 32, 64]
         assert all(0 < seconds < 1 for pair in timings.values() for seconds in pair)
-        assert "measured here, PyTorch vs ONNX Runtime per batch: 1: " in predictor.backend_choice()
+        # Measured now, or read from this machine's cache of an earlier measurement.
+        assert re.search(
+            r"measured here( at [\d-]+ [\d:]+)?, PyTorch vs ONNX Runtime per batch: 1: ",
+            predictor.backend_choice(),
+        )
 
 
 ONNX_FASTER = {1: (2.0, 1.0), 8: (2.0, 1.0), 32: (2.0, 1.0), 64: (2.0, 1.0)}
@@ -190,6 +197,24 @@ def test_the_measured_backend_answers_as_pytorch_whichever_runs_each_batch(tmp_p
     for batch_size in (1, 8, 40):
         measured = MeasuredScorer(bundle, batch_size, timings=timings)
         np.testing.assert_allclose(measured.logits(tokenized), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_timings_are_kept_per_shape_and_machine_for_a_day(tmp_path):
+    bundle = Predictor.load(small_bundle(tmp_path, "lstm")).bundle
+    cache = tmp_path / "cache"
+    first = MeasuredScorer(bundle, cache_dir=cache)
+    assert first.measured_at is None  # measured now
+    (kept,) = (cache / "backends").iterdir()
+    second = MeasuredScorer(bundle, cache_dir=cache)  # another worker, or a restart
+    assert second.timings == first.timings and second.measured_at is not None
+    assert "measured here at " in second.choice()
+    record = json.loads(kept.read_text())
+    record["measured_at"] = time.time() - 2 * 24 * 3600  # two days old: measured again
+    kept.write_text(json.dumps(record))
+    assert MeasuredScorer(bundle, cache_dir=cache).measured_at is None
+    kept.write_text("{not json")  # a damaged file: measured again, and kept anew
+    assert MeasuredScorer(bundle, cache_dir=cache).measured_at is None
+    assert json.loads(kept.read_text())["timings"]
 
 
 def test_a_batch_runs_where_the_nearest_measured_size_at_least_as_large_was_faster(tmp_path):

@@ -4,9 +4,7 @@ with the bundle's figures, approved before deploy serves them; every mistake one
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import pytest
 
@@ -28,6 +26,7 @@ from support.aws import (
     assert_one_line,
     model_names,
     quiet,
+    write_archive,
 )
 from support.cli import run_cli
 
@@ -52,13 +51,7 @@ def packaged_archive(path, metrics=METRICS):
     files = {"metrics.json": json.dumps(metrics), "code/inference.py": "# handler\n"}
     if metrics is None:
         del files["metrics.json"]
-    with tarfile.open(path, "w:gz") as archive:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    return write_archive(path, files)
 
 
 def package_arn(group: str, version: int, region: str = "us-east-1") -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 from collections import Counter
 
@@ -335,7 +336,7 @@ def test_the_endpoint_measures_both_backends_for_the_lstm_says_so_and_answers_th
         # One start-up line with auto, saying what runs which batches and why; none without.
         assert len(said) == (backend == "auto"), said
         if said:
-            assert "(measured here, PyTorch vs ONNX Runtime per batch: 1: " in said[0]
+            assert re.search(r"\(measured here( at [^,]+)?, PyTorch vs ONNX Runtime", said[0])
         caplog.clear()
     for auto, torch in zip(
         answers["auto"]["predictions"], answers["torch"]["predictions"], strict=True

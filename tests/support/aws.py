@@ -84,6 +84,11 @@ def write_model_archive(path: Path, marker: str, with_code: bool = True) -> Path
     if with_code:
         files["code/inference.py"] = "from critic.serving.handler import model_fn\n"
         files["code/requirements.txt"] = "numpy\n"
+    return write_archive(path, files)
+
+
+def write_archive(path: Path, files: dict[str, str]) -> Path:
+    """A model.tar.gz holding ``files`` (name in the archive -> text)."""
     with tarfile.open(path, "w:gz") as archive:
         for name, text in files.items():
             data = text.encode()

@@ -21,8 +21,11 @@ every recurrent model calls ``nn.LSTM`` / ``nn.GRU``.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import io
+import json
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from critic.errors import CriticError
+from critic.fileio import write_text_atomic
 from critic.inference.bundle import Bundle
 from critic.inference.scoring import NeuralScorer
 
@@ -213,6 +217,62 @@ def time_backends(
     return timings
 
 
+TIMINGS_KEPT_S = 24 * 3600  # a day: the machine, its load and its software may change
+
+
+def _timings_file(scorer: OnnxScorer, cache_dir: Path) -> Path:
+    """Where the timings of this architecture on this machine are kept: a model's speed
+    depends on its shape (architecture, sizes, review length), the CPU, the threads and the
+    two libraries' versions, not on its weights -- one measurement serves every bundle of the
+    same shape (every worker of an endpoint, a retrained model)."""
+    import onnxruntime
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line for line in info if line.startswith("model name")), "")
+    except OSError:
+        cpu = ""
+    shape = {
+        "model": dataclasses.asdict(scorer.bundle.config.model),
+        "max_length": scorer.max_length,
+        "vocab": scorer.model.embedding.num_embeddings,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu.strip(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "sizes": MEASURED_SIZES,
+        "steps": MEASURED_STEPS,
+    }
+    key = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(cache_dir) / "backends" / f"{key[:24]}.json"
+
+
+def remembered_timings(
+    scorer: OnnxScorer, cache_dir: Path | None
+) -> tuple[dict[int, tuple[float, float]], float | None]:
+    """The timings of :func:`time_backends` for this scorer's shape on this machine, and when
+    they were measured: read from ``cache_dir`` when measured there less than a day ago (the
+    measured time then), else measured now and kept there (None)."""
+    if cache_dir is None:
+        return time_backends(scorer), None
+    path = _timings_file(scorer, cache_dir)
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if time.time() - float(kept["measured_at"]) < TIMINGS_KEPT_S:
+            timings = {int(size): (float(t), float(o)) for size, (t, o) in kept["timings"].items()}
+            return timings, float(kept["measured_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: measure
+    timings = time_backends(scorer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"measured_at": time.time(), "timings": {str(k): v for k, v in timings.items()}}
+        write_text_atomic(path, json.dumps(record))
+    except OSError:
+        pass  # a read-only cache: measured each time
+    return timings, None
+
+
 class MeasuredScorer(OnnxScorer):
     """Backend ``auto`` for a model ONNX Runtime can run: both backends kept, each batch run by
     the one measured faster at its size on this machine, with this process's threads.
@@ -228,9 +288,15 @@ class MeasuredScorer(OnnxScorer):
         bundle: Bundle,
         batch_size: int = 64,
         timings: dict[int, tuple[float, float]] | None = None,
+        cache_dir: Path | None = None,
     ):
         super().__init__(bundle, batch_size)
-        self.timings = timings if timings is not None else time_backends(self)
+        self.bundle = bundle
+        self.measured_at: float | None = None
+        """When the timings were measured, if earlier than now (kept in ``cache_dir``)."""
+        if timings is None:
+            timings, self.measured_at = remembered_timings(self, cache_dir)
+        self.timings = timings
         self._sizes = sorted(self.timings)
 
     def uses_onnx(self, size: int) -> bool:
@@ -253,7 +319,14 @@ class MeasuredScorer(OnnxScorer):
             f"{size}: {torch_s * 1e3:.2f} vs {onnx_s * 1e3:.2f} ms"
             for size, (torch_s, onnx_s) in sorted(self.timings.items())
         )
-        return f"{', '.join(parts)} (measured here, PyTorch vs ONNX Runtime per batch: {measured})"
+        when = (
+            "here"
+            if self.measured_at is None
+            else time.strftime("here at %Y-%m-%d %H:%M", time.localtime(self.measured_at))
+        )
+        return (
+            f"{', '.join(parts)} (measured {when}, PyTorch vs ONNX Runtime per batch: {measured})"
+        )
 
     def logits(self, tokenized) -> np.ndarray:
         encoded = self._encode(tokenized)
@@ -281,5 +354,7 @@ def preferred_scorer(bundle: Bundle, batch_size: int = 64) -> NeuralScorer:
         and on_cpu
         and importlib.util.find_spec("onnxruntime") is not None
     ):
-        return MeasuredScorer(bundle, batch_size)
+        from critic.data.prepare import default_cache_dir
+
+        return MeasuredScorer(bundle, batch_size, cache_dir=default_cache_dir())
     return NeuralScorer(bundle, batch_size)

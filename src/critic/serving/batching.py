@@ -68,8 +68,9 @@ class _Pending:
 
 # Asking whether a queued request's client has left costs about 15 µs (a receive() under a
 # cancelled scope), a tenth of a lone n-gram review's whole cost in the server: at 64 clients
-# every request queues, briefly. Only a request that has waited this long is asked: one that
-# has not would cost the model a slot in one batch, and clients leave when they have waited.
+# every request queues, briefly. A request of one review is asked only once it has waited
+# this long: computing it costs a slot in one batch, and clients leave when they have waited.
+# A request of several reviews is always asked.
 GONE_CHECK_AFTER_S = 0.05
 
 
@@ -262,7 +263,10 @@ class MicroBatcher:
                 continue
             if (
                 pending.is_disconnected is not None
-                and loop.time() - pending.queued_at >= self.gone_check_after
+                and (
+                    len(pending.reviews) > 1
+                    or loop.time() - pending.queued_at >= self.gone_check_after
+                )
                 and await pending.is_disconnected()
             ):
                 pending.future.set_exception(ClientGone("the client closed the connection"))
