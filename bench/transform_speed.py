@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -85,7 +84,17 @@ from critic.apps.batch import TransformSettings, transform_files
 bundle, source, out, batch_size = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 started = time.perf_counter()
 [result] = transform_files(bundle, [source], out, TransformSettings(batch_size=batch_size), show_progress=False)
-print(result.records, time.perf_counter() - started)
+seconds = time.perf_counter() - started
+# The peak of this program's own memory (VmHWM belongs to the memory exec gave it): the rusage
+# a parent reads also counts the moment between fork and exec, when the child is a copy of
+# the parent -- the suite's whole process, for a test.
+try:
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    import resource
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(result.records, seconds, peak_kib)
 """
 
 
@@ -97,20 +106,14 @@ def measure_rss(
     with open(source, "w", encoding="utf-8") as handle:
         for number in range(lines):
             handle.write(reviews[number % len(reviews)] + "\n")
-    child = subprocess.Popen(
+    completed = subprocess.run(
         [sys.executable, "-c", _CHILD, str(bundle), str(source), str(folder / "rss"), str(batch_size)],
-        stdout=subprocess.PIPE, text=True,
+        capture_output=True, text=True, check=True,
     )  # fmt: skip
-    with child.stdout:
-        output = child.stdout.read()
-    # This child's own peak: getrusage(RUSAGE_CHILDREN) is the largest of every child this
-    # process ever waited for (a server a test started earlier, in a suite's one process).
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise subprocess.CalledProcessError(child.returncode, child.args, output)
-    records, seconds = output.split()
-    peak_kib = usage.ru_maxrss  # KiB on Linux
+    # The child's own peak, which it reports: getrusage(RUSAGE_CHILDREN) here would be the
+    # largest of every child this process ever had, each counted from its fork.
+    records, seconds, peak = completed.stdout.split()
+    peak_kib = int(peak)
     return {
         "bundle": str(bundle),
         "lines": lines,
