@@ -62,7 +62,9 @@ def create_app(
         if settings.release_alias not in (None, "", "off"):
             from critic.tracking.registry import release_alias
 
-            app.state.endpoint.on_release = release_alias(settings.release_alias, _log)
+            # Said in uvicorn's own log, where the endpoint's other lines go.
+            said = logging.getLogger("uvicorn.error").warning
+            app.state.endpoint.on_release = release_alias(settings.release_alias, said)
         # What start-up made (the models, torch's and FastAPI's modules: about 240,000 objects)
         # lives as long as the process: moved out of the collector's sight, so that a full
         # collection while serving walks the requests' garbage, not 110 ms of model objects.
@@ -86,11 +88,6 @@ def create_app(
     install_error_handlers(app)
 
     return app
-
-
-def _log(line: str) -> None:
-    # uvicorn's own logger: the line lands where the server's other warnings do.
-    logging.getLogger("uvicorn.error").warning(line)
 
 
 def _stopped_by_sigterm(signum, frame) -> None:

@@ -168,12 +168,8 @@ class OnnxScorer(NeuralScorer):
         self.session = new_session(buffer.getvalue())
         check_session(self.session, self.model, bundle.config.model.name)
 
-    def logits(self, tokenized) -> np.ndarray:
-        encoded = self._encode(tokenized)
-        logits = np.zeros(len(encoded), dtype=np.float64)
-        for chosen, token_ids, lengths in self._batches(encoded):
-            logits[chosen] = run_session(self.session, token_ids.numpy(), lengths.numpy())
-        return logits
+    def batch_logits(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        return run_session(self.session, token_ids.numpy(), lengths.numpy())
 
 
 # The batch sizes "auto" times both backends at, and the review length it times them with (a
@@ -328,16 +324,10 @@ class MeasuredScorer(OnnxScorer):
             f"{', '.join(parts)} (measured {when}, PyTorch vs ONNX Runtime per batch: {measured})"
         )
 
-    def logits(self, tokenized) -> np.ndarray:
-        encoded = self._encode(tokenized)
-        logits = np.zeros(len(encoded), dtype=np.float64)
-        for chosen, token_ids, lengths in self._batches(encoded):
-            if self.uses_onnx(len(chosen)):
-                logits[chosen] = run_session(self.session, token_ids.numpy(), lengths.numpy())
-            else:
-                with torch.no_grad():
-                    logits[chosen] = self.model(token_ids, lengths).double().cpu().numpy()
-        return logits
+    def batch_logits(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        if self.uses_onnx(len(token_ids)):
+            return super().batch_logits(token_ids, lengths)
+        return NeuralScorer.batch_logits(self, token_ids, lengths)
 
 
 def _sizes(sizes: list[int]) -> str:

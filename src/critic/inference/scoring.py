@@ -121,8 +121,12 @@ class NeuralScorer:
         encoded = self._encode(tokenized)
         logits = np.zeros(len(encoded), dtype=np.float64)
         for chosen, token_ids, lengths in self._batches(encoded):
-            logits[chosen] = self.model(token_ids, lengths).double().cpu().numpy()
+            logits[chosen] = self.batch_logits(token_ids, lengths)
         return logits
+
+    def batch_logits(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        """(batch,) log-odds of one padded batch: what another backend replaces."""
+        return self.model(token_ids, lengths).double().cpu().numpy()
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         encoded = self._encode(tokenized)

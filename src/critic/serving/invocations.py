@@ -331,27 +331,27 @@ class EndpointApp(FastAPI):
             body = await read_asgi_body(receive, headers.get(b"content-length"))
         except ClientError as error:  # 413: SageMaker's runtime refuses it itself, too
             return refused(state, error)
+        request = Request(scope, receive)
         # Parsing the query string costs more than looking whether there is one.
-        query = None
-        if scope["query_string"]:
-            query = Request(scope, receive).query_params.get("explain")
+        query = request.query_params.get("explain") if scope["query_string"] else None
         return await invocations(
             state,
             body,
             headers.get(b"content-type"),
             headers.get(b"accept"),
             endpoint_name=endpoint_name,
-            target_variant=headers.get(b"x-amzn-sagemaker-target-variant"),
-            custom_attributes=headers.get(b"x-amzn-sagemaker-custom-attributes"),
+            target_variant=headers.get(_TARGET_VARIANT),
+            custom_attributes=headers.get(_CUSTOM_ATTRIBUTES),
             explain_query=query,
-            is_disconnected=Request(scope, receive).is_disconnected,
+            is_disconnected=request.is_disconnected,
         )
 
 
 # The request headers an invocation reads, by their lower-case names as ASGI gives them.
+_TARGET_VARIANT = TARGET_VARIANT.lower().encode()
+_CUSTOM_ATTRIBUTES = CUSTOM_ATTRIBUTES.lower().encode()
 _WANTED = frozenset(
-    {b"content-type", b"content-length", b"accept"}
-    | {name.lower().encode() for name in (TARGET_VARIANT, CUSTOM_ATTRIBUTES)}
+    {b"content-type", b"content-length", b"accept", _TARGET_VARIANT, _CUSTOM_ATTRIBUTES}
 )
 
 

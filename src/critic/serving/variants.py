@@ -153,8 +153,8 @@ class VariantRouter:
         self._check_total({v.name: v.weight for v in variants})
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        # Replaced, never changed in place: a request keeps the shares it was routed with.
-        self._shares = self._current_shares()
+        # Replaced whole, never changed in place: a request keeps the shares it was routed
+        # with, and reads the table without a lock.
         self._draws = self._draw_table()
 
     @staticmethod
@@ -198,7 +198,6 @@ class VariantRouter:
             if variant.name in self.variants:
                 raise CriticError(f"there is already a variant {variant.name!r}")
             self.variants = {**self.variants, variant.name: variant}
-            self._shares = self._current_shares()
             self._draws = self._draw_table()
 
     def set_weights(self, weights: dict[str, float]) -> None:
@@ -211,12 +210,12 @@ class VariantRouter:
             self._check_total(proposed)
             for name, weight in weights.items():
                 self.variants[name].weight = float(weight)
-            self._shares = self._current_shares()
             self._draws = self._draw_table()
 
     def _draw_table(self) -> tuple[list[Variant], list[float], dict[str, float]]:
         variants = list(self.variants.values())
-        return variants, list(itertools.accumulate(v.weight for v in variants)), self._shares
+        cumulative = list(itertools.accumulate(v.weight for v in variants))
+        return variants, cumulative, self._current_shares()
 
     def _current_shares(self) -> dict[str, float]:
         total = sum(v.weight for v in self.variants.values())
