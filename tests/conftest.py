@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from critic.inference.bundle import save_training_result
+from critic.inference.domain_fit import fit_bundle_domain
 from critic.training.train import train
 from support.aws import moto_environment
 from support.data import small_nbsvm_config, small_run_config
@@ -57,6 +58,7 @@ def trained_bundle(tmp_path_factory, cache_dir) -> Path:
     config = small_run_config(epochs=2)
     result = train(config, out, cache_dir=cache_dir, progress=False, log=lambda _: None)
     save_training_result(out, result)
+    fit_bundle_domain(out, log=lambda _: None)  # as critic train does
     return out
 
 
@@ -68,6 +70,7 @@ def second_bundle(tmp_path_factory, cache_dir) -> Path:
         small_run_config(seed=1), out, cache_dir=cache_dir, progress=False, log=lambda _: None
     )
     save_training_result(out, result)
+    fit_bundle_domain(out, log=lambda _: None)  # as critic train does
     return out
 
 
@@ -79,6 +82,7 @@ def nbsvm_bundle(tmp_path_factory, cache_dir) -> Path:
         small_nbsvm_config(), out, cache_dir=cache_dir, progress=False, log=lambda _: None
     )
     save_training_result(out, result)
+    fit_bundle_domain(out, log=lambda _: None)  # as critic train does
     return out
 
 

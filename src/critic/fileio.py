@@ -18,6 +18,15 @@ from pathlib import Path, PurePosixPath
 from critic.errors import CriticError
 
 
+def default_cache_dir() -> Path:
+    """Where critic keeps what it can make again: prepared data, word vectors, measured
+    backends, fetched models and packages. ``CRITIC_CACHE`` moves it."""
+    if "CRITIC_CACHE" in os.environ:
+        return Path(os.environ["CRITIC_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "critic"
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary_path)`` and rename the result onto ``path``."""
     path = Path(path)

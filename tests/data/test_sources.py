@@ -3,7 +3,13 @@ import pytest
 
 from critic.data.sources import load_all_reviews, load_embedded, load_source, source_fingerprint
 from critic.errors import DataError
-from support.data import csv_text, write_aclimdb, write_aclimdb_tarball, write_jsonl
+from support.data import (
+    csv_text,
+    vader_sdist,
+    write_aclimdb,
+    write_aclimdb_tarball,
+    write_jsonl,
+)
 
 
 def test_the_embedded_imdb_reviews_are_25000_balanced_and_need_no_download():
@@ -19,6 +25,33 @@ def test_rotten_tomatoes_is_a_separate_named_source():
     assert len(parts["all"]) == 8_530
     imdb = set(load_source("embedded")["all"].texts[:2000])
     assert not imdb & set(parts["all"].texts)
+
+
+def test_the_amazon_snippets_are_read_from_vaders_source_package_without_the_neutral_ones(
+    monkeypatch,
+):
+    monkeypatch.setenv("CRITIC_VADER_SDIST", str(vader_sdist()))
+    parts = load_source("amazon")
+    assert list(parts) == ["all"]
+    reviews = parts["all"]
+    # 3,708 snippets: 1,725 rated above 0.5, 1,218 below -0.5, 765 neutral and left out.
+    assert len(reviews) == 2_943 and int(reviews.labels.sum()) == 1_725
+    assert all(text and "\t" not in text for text in reviews.texts)
+    assert source_fingerprint("amazon") == source_fingerprint("amazon")
+
+
+def test_the_amazon_source_without_vaders_package_says_how_to_fetch_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRITIC_VADER_SDIST", str(tmp_path / "missing.tar.gz"))
+    with pytest.raises(DataError, match="pip download --no-deps --no-binary :all: vader"):
+        load_source("amazon")
+
+
+def test_the_amazon_source_refuses_a_package_that_is_not_vaders(tmp_path, monkeypatch):
+    other = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    other.write_bytes(b"not the package")
+    monkeypatch.setenv("CRITIC_VADER_SDIST", str(other))
+    with pytest.raises(DataError, match="checksum"):
+        load_source("amazon")
 
 
 def test_all_reviews_of_a_source_join_its_parts_in_order(tmp_path):

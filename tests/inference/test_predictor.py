@@ -21,7 +21,7 @@ def test_one_review_gives_one_answer_and_a_list_gives_a_list(predictor):
     many = predictor.predict(["What a great film!", "Dreadful."])
     assert isinstance(one, dict) and isinstance(many, list) and len(many) == 2
     assert one == many[0]
-    assert set(one) == {"label", "probability", "score", "rating", "tokens"}
+    assert set(one) == {"label", "probability", "score", "rating", "tokens", "domain"}
 
 
 @pytest.mark.parametrize("method", ["predict_logits", "predict_proba", "predict_scores"])

@@ -95,3 +95,16 @@ def predictions(*labels: str) -> list[dict]:
     """What a model answered for one request, one prediction per label: what the endpoint's
     metrics count (EndpointMetrics.observe)."""
     return [{"label": label, "probability": 0.5} for label in labels]
+
+
+def vader_sdist() -> Path:
+    """VADER's source package, which holds the Amazon snippets: `make test` fetches it (from
+    PyPI, once) and says where in CRITIC_VADER_SDIST."""
+    import pytest
+
+    from critic.data.sources import vader_sdist as where
+
+    path = where()
+    if not path.is_file():
+        pytest.fail(f"VADER's source package is not at {path}: run `make domains` (make test does)")
+    return path

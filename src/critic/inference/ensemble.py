@@ -29,6 +29,7 @@ from critic.errors import CriticError
 from critic.evaluation.calibration import calibrate, sigmoid
 from critic.evaluation.evaluate import split_metrics
 from critic.inference.bundle import ENSEMBLE, save_ensemble
+from critic.inference.domain_fit import fit_bundle_domain
 from critic.inference.predictor import Predictor
 from critic.inference.scoring import weighted_log_odds
 from critic.models.losses import logit_log_loss
@@ -80,6 +81,13 @@ def build_ensemble(
     if len(members) < 2:
         raise CriticError("an ensemble needs at least two member bundles")
     predictors = [Predictor.load(member) for member in members]
+    for index, (predictor, member) in enumerate(zip(predictors, members, strict=True)):
+        if not predictor.has_domain:
+            # The ensemble's own out-of-domain signal is made of its members': a member from
+            # before there was one gets it now, in its own folder, before it is copied.
+            log(f"ensemble: {member} has no domain model yet; fitting it")
+            fit_bundle_domain(member, log=log)
+            predictors[index] = Predictor.load(member)
     data = shared_data(predictors, members)
     started = time.perf_counter()
     splits = load_splits(data)
@@ -135,6 +143,7 @@ def build_ensemble(
         metrics=metrics,
         calibration=calibration,
     )
+    fit_bundle_domain(out, log=log)
     log(
         f"ensemble: val accuracy {metrics['val_accuracy']:.4f}, test accuracy "
         f"{metrics['test_accuracy']:.4f}; bundle {out}"

@@ -4,8 +4,10 @@
 when the bundle loads, in memory (nothing is written into the bundle, whose manifest signs
 every file in it), checked against PyTorch on a batch of reviews of different lengths, and
 handed to an ``onnxruntime.InferenceSession``. The graph takes ``token_ids`` (batch, time)
-int64 padded with 0 and ``lengths`` (batch,) int64, and returns ``logits`` (batch,) float32:
-the same contract as every model's ``forward``, with batch and time left free.
+int64 padded with 0 and ``lengths`` (batch,) int64, and returns ``logits`` (batch,) float32 --
+the same contract as every model's ``forward``, with batch and time left free -- and
+``pooled`` (batch, hidden) float32, what the output layer reads, for the out-of-domain signal
+(:mod:`critic.inference.domain`).
 
 Word weights (``explain=True``) still come from the PyTorch model: an ONNX Runtime session
 computes no gradients, and the attention models' own word weights are a different graph.
@@ -36,14 +38,15 @@ import torch
 from critic.errors import CriticError
 from critic.fileio import write_text_atomic
 from critic.inference.bundle import Bundle
-from critic.inference.scoring import NeuralScorer
+from critic.inference.scoring import NeuralScorer, output_layers, with_pooled
 
 INPUT_NAMES = ["token_ids", "lengths"]
-OUTPUT_NAMES = ["logits"]
+OUTPUT_NAMES = ["logits", "pooled"]
 DYNAMIC_AXES = {
     "token_ids": {0: "batch", 1: "time"},
     "lengths": {0: "batch"},
     "logits": {0: "batch"},
+    "pooled": {0: "batch"},
 }
 OPSET = 17
 # ONNX Runtime and PyTorch add in different orders; their logits agree to float precision.
@@ -89,10 +92,23 @@ def _example_batch(vocab_size: int, steps: int = 7) -> tuple[torch.Tensor, torch
     return token_ids, lengths
 
 
+class LogitsAndPooled(torch.nn.Module):
+    """A model whose forward also returns what its output layer reads: the graph exported."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.layers = output_layers(model)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor):
+        return with_pooled(self.model, self.layers, token_ids, lengths)
+
+
 def export_model(model: torch.nn.Module, name: str, out: Path | io.BytesIO) -> None:
     """Write ``model`` (in eval mode, on the CPU) as ONNX to a path or a buffer."""
     check_exportable(name)
     example = _example_batch(model.embedding.num_embeddings)
+    model = LogitsAndPooled(model).eval()
     with warnings.catch_warnings():
         # The legacy exporter's deprecation notice, and the tracer's notes on nn.LSTM's own
         # shape checks (Python booleans), which do not depend on the input's values.
@@ -135,7 +151,15 @@ def new_session(onnx_bytes: bytes, threads: int | None = None):
 
 def run_session(session, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """(batch,) float32 logits of a padded (batch, time) int64 batch."""
-    return session.run(OUTPUT_NAMES, {"token_ids": token_ids, "lengths": lengths})[0]
+    return session.run(OUTPUT_NAMES[:1], {"token_ids": token_ids, "lengths": lengths})[0]
+
+
+def run_session_pooled(
+    session, token_ids: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(batch,) logits and (batch, hidden) pooled representations, float32."""
+    logits, pooled = session.run(OUTPUT_NAMES, {"token_ids": token_ids, "lengths": lengths})
+    return logits, pooled
 
 
 def check_session(session, model: torch.nn.Module, name: str) -> None:
@@ -170,6 +194,12 @@ class OnnxScorer(NeuralScorer):
 
     def batch_logits(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         return run_session(self.session, token_ids.numpy(), lengths.numpy())
+
+    def batch_outputs(
+        self, token_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, pooled = run_session_pooled(self.session, token_ids.numpy(), lengths.numpy())
+        return logits.astype(np.float64), pooled.astype(np.float64)
 
 
 # The batch sizes "auto" times both backends at, and the review length it times them with (a
@@ -328,6 +358,13 @@ class MeasuredScorer(OnnxScorer):
         if self.uses_onnx(len(token_ids)):
             return super().batch_logits(token_ids, lengths)
         return NeuralScorer.batch_logits(self, token_ids, lengths)
+
+    def batch_outputs(
+        self, token_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.uses_onnx(len(token_ids)):
+            return super().batch_outputs(token_ids, lengths)
+        return NeuralScorer.batch_outputs(self, token_ids, lengths)
 
 
 def _sizes(sizes: list[int]) -> str:

@@ -20,6 +20,10 @@ same way; a :class:`~critic.inference.scoring.Scorer` computes its log-odds. Eac
   ``Predictor.rating_source`` says which (``stars`` or ``probability``);
 * ``tokens`` -- how many tokens the model read, and whether the review was cut at the bundle's
   maximum length;
+* ``domain`` -- ``{"score": s, "typical": s <= 1}``: how unlike the reviews the model learned
+  from the review is (:mod:`critic.inference.domain`): about 95% of held-out reviews of its
+  own domain score at most 1. None for a bundle fitted before there was one (``critic domain
+  BUNDLE`` fits it);
 * with ``explain=True``, ``words`` -- every token read with its weight in [-1, 1]: how much,
   and which way, it pushed the answer (positive = towards "positive"), scaled so the
   strongest word of each review weighs 1. A neural model computes them itself (e.g.
@@ -173,6 +177,17 @@ class Predictor:
         """The calibrated probability of positive: a float for one text, an array for a list."""
         return self._numbers(texts, self.calibration.scores)
 
+    def assess(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The raw log-odds of each review and its domain score (at most 1: typical), in one
+        pass; the scores are None when the bundle has no domain model."""
+        logits, domain_scores = self.scorer.assess([self.read(text) for text in texts])
+        return checked_logits(logits), domain_scores
+
+    @property
+    def has_domain(self) -> bool:
+        """Whether the answers carry a domain score (the bundle has a domain model)."""
+        return self.bundle.domain is not None
+
     def _numbers(self, texts, from_logits: Callable[[np.ndarray], np.ndarray]):
         """One number per review, ``from_logits`` of its log-odds, in the shape asked."""
         single, batch = _one_or_many(texts)
@@ -188,7 +203,8 @@ class Predictor:
         """Predict one review (a string) or many (a list of strings)."""
         single, batch = _one_or_many(texts)
         tokenized = [self.read(text) for text in batch]
-        logits = checked_logits(self.scorer.logits(tokenized))
+        logits, domain_scores = self.scorer.assess(tokenized)
+        logits = checked_logits(logits)
         probabilities = sigmoid(logits)
         scores = self.calibration.scores(logits)
         ratings = self.calibration.ratings(logits, scores)
@@ -202,9 +218,18 @@ class Predictor:
                     "count": min(len(tokens), self.max_length),
                     "cut": len(tokens) > self.max_length,
                 },
+                "domain": None
+                if domain is None
+                else {"score": round(float(domain), 3), "typical": bool(domain <= 1.0)},
             }
-            for tokens, logit, probability, score, rating in zip(
-                tokenized, logits, probabilities, scores, ratings, strict=True
+            for tokens, logit, probability, score, rating, domain in zip(
+                tokenized,
+                logits,
+                probabilities,
+                scores,
+                ratings,
+                [None] * len(tokenized) if domain_scores is None else domain_scores,
+                strict=True,
             )
         ]
         if explain:

@@ -27,7 +27,9 @@ import torch
 
 from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
+from critic.errors import CriticError
 from critic.inference.bundle import ENSEMBLE, Bundle
+from critic.inference.domain import review_lengths
 from critic.models import NBSVM_KIND
 from critic.system import keep_pace
 
@@ -44,6 +46,11 @@ class Scorer(Protocol):
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         """Per review, one weight per token read (``min(len, max_length)``), in [-1, 1]."""
+        ...
+
+    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
+        """(reviews,) raw log-odds and domain scores (at most 1: typical; None when the
+        bundle has no domain model), in one pass."""
         ...
 
 
@@ -91,6 +98,40 @@ def gradients_in_eval_mode():
             yield
 
 
+def output_layers(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The layers that turn a pooled representation into the logit: every model's ``output``
+    (a hybrid has one per branch, whose logits it adds)."""
+    layers = [
+        module
+        for name, module in model.named_modules()
+        if name.rsplit(".", 1)[-1] == "output" and isinstance(module, torch.nn.Linear)
+    ]
+    if not layers:
+        raise CriticError(f"{type(model).__name__} has no output layer to read its representation")
+    return layers
+
+
+def with_pooled(
+    model: torch.nn.Module,
+    layers: list[torch.nn.Linear],
+    token_ids: torch.Tensor,
+    lengths: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch,) the logits and (batch, hidden) what the output layers read, in one forward
+    pass: the inputs of ``layers`` (dropout is off in eval mode), side by side."""
+    captured: list[torch.Tensor] = []
+    hooks = [
+        layer.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        for layer in layers
+    ]
+    try:
+        logits = model(token_ids, lengths)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits, torch.cat(captured, dim=1)
+
+
 class NeuralScorer:
     def __init__(self, bundle: Bundle, batch_size: int = 64):
         assert bundle.vocab is not None
@@ -99,6 +140,8 @@ class NeuralScorer:
         self.max_length = bundle.config.data.max_length
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
+        self.domain = bundle.domain
+        self.output_layers = output_layers(self.model)
 
     def _encode(self, tokenized: TokenLists) -> list[np.ndarray]:
         # A review of punctuation alone still gets an answer, from one unknown token.
@@ -127,6 +170,49 @@ class NeuralScorer:
     def batch_logits(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         """(batch,) log-odds of one padded batch: what another backend replaces."""
         return self.model(token_ids, lengths).double().cpu().numpy()
+
+    def batch_outputs(
+        self, token_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(batch,) log-odds and (batch, hidden) pooled representations of one padded batch:
+        what another backend replaces too."""
+        logits, pooled = with_pooled(self.model, self.output_layers, token_ids, lengths)
+        return logits.double().cpu().numpy(), pooled.double().cpu().numpy()
+
+    @torch.no_grad()
+    def representations(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reviews,) log-odds, (reviews, hidden) pooled representations -- what the output
+        layer reads -- and (reviews,) the share of the tokens read that are unknown words."""
+        encoded = self._encode(tokenized)
+        unknown = np.fromiter(
+            (np.count_nonzero(ids == UNK_ID) / len(ids) for ids in encoded),
+            np.float64,
+            len(encoded),
+        )
+        logits = np.zeros(len(encoded), dtype=np.float64)
+        pooled: np.ndarray | None = None
+        for chosen, token_ids, lengths in self._batches(encoded):
+            batch_logits, batch_pooled = self.batch_outputs(token_ids, lengths)
+            if pooled is None:
+                pooled = np.zeros((len(encoded), batch_pooled.shape[1]), dtype=np.float64)
+            logits[chosen], pooled[chosen] = batch_logits, batch_pooled
+        assert pooled is not None
+        return logits, pooled, unknown
+
+    def domain_features(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
+        """(reviews,) log-odds and (reviews, features) the raw features of
+        :data:`~critic.inference.domain.NEURAL_FEATURES`, in one pass."""
+        assert self.domain is not None
+        logits, pooled, unknown = self.representations(tokenized)
+        raw = np.column_stack([unknown, review_lengths(tokenized), self.domain.density(pooled)])
+        return logits, raw
+
+    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
+        """(reviews,) log-odds and their domain scores (None without a domain model)."""
+        if self.domain is None:
+            return self.logits(tokenized), None
+        logits, raw = self.domain_features(tokenized)
+        return logits, self.domain.scores(raw)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         encoded = self._encode(tokenized)
@@ -167,9 +253,23 @@ class NBSVMScorer:
     def __init__(self, bundle: Bundle):
         self.model = bundle.model
         self.max_length = bundle.config.data.max_length
+        self.domain = bundle.domain
 
     def logits(self, tokenized: TokenLists) -> np.ndarray:
         return self.model.decision_function([tokens[: self.max_length] for tokens in tokenized])
+
+    def domain_features(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
+        """(reviews,) log-odds and (reviews, features) the raw features of
+        :data:`~critic.inference.domain.NBSVM_FEATURES`, in one pass over the n-grams."""
+        read = [tokens[: self.max_length] for tokens in tokenized]
+        logits, unknown, uncovered = self.model.decision_and_coverage(read)
+        return logits, np.column_stack([unknown, uncovered, review_lengths(tokenized)])
+
+    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.domain is None:
+            return self.logits(tokenized), None
+        logits, raw = self.domain_features(tokenized)
+        return logits, self.domain.scores(raw)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         return [
@@ -186,6 +286,7 @@ class EnsembleScorer:
         neural: Callable[[Bundle, int], Scorer] | None = None,
     ):
         ensemble = bundle.model
+        self.domain = bundle.domain
         self.members = [make_scorer(member, batch_size, neural) for member in ensemble.members]
         self.temperatures = np.array([m.calibration.temperature for m in ensemble.members])
         self.weights = np.asarray(ensemble.weights, dtype=np.float64)
@@ -204,6 +305,31 @@ class EnsembleScorer:
 
     def logits(self, tokenized: TokenLists) -> np.ndarray:
         return weighted_log_odds(self.member_logits(tokenized), self.weights, self.bias)
+
+    def member_assessments(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
+        """(reviews, members) calibrated log-odds and domain scores, every member in one pass;
+        a CriticError if a member has no domain model."""
+        logits, scores = [], []
+        for number, (member, temperature) in enumerate(
+            zip(self.members, self.temperatures, strict=True), start=1
+        ):
+            member_logits, member_scores = member.assess(tokenized)
+            if member_scores is None:
+                raise CriticError(f"ensemble member {number} has no domain model")
+            logits.append(member_logits / temperature)
+            scores.append(member_scores)
+        return np.stack(logits, axis=1), np.stack(scores, axis=1)
+
+    def domain_features(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
+        """(reviews,) log-odds and (reviews, members) the members' domain scores."""
+        member_logits, member_scores = self.member_assessments(tokenized)
+        return weighted_log_odds(member_logits, self.weights, self.bias), member_scores
+
+    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.domain is None:
+            return self.logits(tokenized), None
+        logits, raw = self.domain_features(tokenized)
+        return logits, self.domain.scores(raw)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]

@@ -130,6 +130,14 @@ class GramTable:
 
     def logits(self, tokenized: Sequence[Sequence[str]], bias: float) -> np.ndarray:
         """``bias`` plus, per review, the coefficients of the distinct n-grams it holds."""
+        return self.score(tokenized, bias)[0]
+
+    def score(
+        self, tokenized: Sequence[Sequence[str]], bias: float, coverage: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """:meth:`logits`, and with ``coverage`` per review the share of its tokens that are
+        words no n-gram holds and the share of its n-grams (every window of 1 to ngram_max
+        words) the list does not hold: the n-gram model's out-of-domain features."""
         reviews = len(tokenized)
         lengths = np.fromiter(map(len, tokenized), np.int64, reviews)
         ids = np.fromiter(
@@ -157,7 +165,15 @@ class GramTable:
             weights=self.coefficients[pairs % len(self.coefficients)],
             minlength=reviews,
         )
-        return bias + sums
+        if not coverage:
+            return bias + sums, None, None
+        # Every occurrence counts here (not once per review): a share of the text.
+        windows = sum(np.maximum(lengths - n + 1, 0) for n in range(1, self.ngram_max + 1))
+        held_rows = np.concatenate(found_rows)[held]
+        held_windows = np.bincount(held_rows, minlength=reviews)
+        unknown = np.bincount(rows[ids == 0], minlength=reviews) / np.maximum(lengths, 1)
+        uncovered = 1.0 - held_windows / np.maximum(windows, 1)
+        return bias + sums, unknown, uncovered
 
 
 @dataclass
@@ -309,6 +325,25 @@ class NBSVM:
             chosen = np.fromiter(sorted(present), np.int64, len(present))
             logits[row] = self.bias + float(self.coefficients[chosen].sum(dtype=np.float64))
         return logits
+
+    def decision_and_coverage(
+        self, tokenized: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The log-odds, and per review the share of its tokens that are words no n-gram of
+        the model holds and the share of its n-grams (every window of 1 to ngram_max words,
+        each occurrence) the model has no coefficient for."""
+        if self.table is not None:
+            logits, unknown, uncovered = self.table.score(tokenized, self.bias, coverage=True)
+            assert unknown is not None and uncovered is not None
+            return logits, unknown, uncovered
+        words = {word for gram in self.vocabulary for word in gram.split(" ")}
+        unknown = np.zeros(len(tokenized))
+        uncovered = np.zeros(len(tokenized))
+        for row, tokens in enumerate(tokenized):
+            grams = ngrams(tokens, self.ngram_max)
+            unknown[row] = sum(token not in words for token in tokens) / max(len(tokens), 1)
+            uncovered[row] = 1.0 - sum(gram in self.index for gram in grams) / max(len(grams), 1)
+        return self.decision_function(tokenized), unknown, uncovered
 
     def token_contributions(self, tokens: Sequence[str]) -> np.ndarray:
         """Each token's share of the log-odds (less the bias): an n-gram's coefficient is
