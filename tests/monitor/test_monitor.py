@@ -14,6 +14,7 @@ from critic.data.sources import load_embedded
 from critic.data.split import stratified_sample
 from critic.errors import CriticError
 from critic.inference.bundle import save_training_result
+from critic.inference.domain_fit import fit_bundle_domain
 from critic.inference.predictor import Predictor
 from critic.monitor.drift import MonitorError, monitor, psi, write_report
 from critic.monitor.thresholds import DriftThresholds
@@ -42,6 +43,7 @@ def drift_bundle(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("drift") / "nbsvm"
     result = train(config, out, cache_dir=cache_dir, progress=False, log=lambda _: None)
     save_training_result(out, result)
+    fit_bundle_domain(out, log=lambda _: None)  # as critic train does
     return out
 
 
@@ -96,6 +98,9 @@ def test_held_out_imdb_reviews_are_not_drift(imdb_capture, drift_bundle):
     assert report.overall["score"]["psi"] < 0.2
     assert report.overall["length"]["psi"] < 0.2
     assert report.baseline["split"] == "validation" and report.baseline["reviews"] == 200
+    # About 5% of held-out movie reviews are unusual by construction, live as in the baseline.
+    assert report.overall["unusual"]["share"] < 0.15
+    assert report.baseline["unusual_share"] < 0.15
 
 
 def test_rotten_tomatoes_snippets_are_drift(rotten_capture, drift_bundle):
@@ -108,6 +113,9 @@ def test_rotten_tomatoes_snippets_are_drift(rotten_capture, drift_bundle):
     assert report.overall["length"]["baseline_median_words"] > 100
     # Short texts give the model little to go on: its scores move too.
     assert "score PSI" in breaches
+    # And the answers said so one by one: most snippets were unlike the model's reviews.
+    assert "unusual reviews" in breaches
+    assert report.overall["unusual"]["share"] > 0.5
     assert "DRIFT" in report.to_markdown()
 
 
@@ -161,6 +169,7 @@ def test_critic_monitor_exits_1_on_drift_and_0_without(
     loose = run_cli(
         "monitor", rotten_capture, "--baseline", drift_bundle, "--psi", "100",
         "--ks-statistic", "0.99", "--label-share", "0.99", "--unknown-words", "0.99",
+        "--unusual-share", "0.99",
     )  # fmt: skip
     assert loose.returncode == 0, loose.stdout + loose.stderr
     bad = run_cli("monitor", tmp_path / "nothing", "--baseline", drift_bundle)

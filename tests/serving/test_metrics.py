@@ -29,6 +29,7 @@ def test_a_variant_before_its_first_request_shows_zeros_and_no_percentiles():
         "errors": 0,
         "reviews": 0,
         "positive_share": None,
+        "unusual_share": None,
         "latency_ms": {"p50": None, "p95": None, "window": 0},
     }
 
@@ -53,6 +54,7 @@ def test_answered_and_refused_requests_are_counted_per_variant():
         "errors": 1,
         "reviews": 0,
         "positive_share": None,
+        "unusual_share": None,
         "latency_ms": {"p50": None, "p95": None, "window": 0},
     }
 
@@ -76,6 +78,18 @@ def test_answered_and_refused_requests_are_counted_per_variant():
     assert value(table, "critic_request_latency_seconds_bucket", variant="champion", le="0.01") == 1
     assert value(table, "critic_request_latency_seconds_bucket", variant="champion", le="0.05") == 2
     assert value(table, "critic_request_latency_seconds_bucket", variant="champion", le="+Inf") == 3
+
+
+def test_answers_whose_review_is_unlike_the_models_are_counted_per_variant():
+    metrics = EndpointMetrics()
+    typical, unusual = predictions("positive", "negative"), predictions("positive")
+    typical[0]["domain"] = {"score": 0.4, "typical": True}
+    typical[1]["domain"] = None  # a bundle without a domain model
+    unusual[0]["domain"] = {"score": 3.1, "typical": False}
+    metrics.observe("champion", 200, 0.01, typical)
+    metrics.observe("champion", 200, 0.01, unusual)
+    assert metrics.snapshot("champion")["unusual_share"] == pytest.approx(1 / 3)
+    assert value(samples(metrics), "critic_unusual_reviews_total", variant="champion") == 1
 
 
 def test_batch_sizes_and_weights_are_series_of_their_own():

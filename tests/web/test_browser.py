@@ -9,6 +9,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
+from critic.data.prepare import load_splits
+from critic.inference.bundle import load_bundle
 from support.browser import REVIEW, ask, judge
 from support.servers import running_server
 
@@ -51,6 +53,28 @@ def test_a_review_gets_the_verdict_rating_confidence_variant_and_highlighted_wor
     strongest = max(weights, key=lambda word: abs(weights[word]))
     side = "#top-positive" if weights[strongest] > 0 else "#top-negative"
     expect(page.locator(f"{side} li").first).to_contain_text(strongest)
+
+
+def test_a_review_unlike_the_models_own_is_flagged_and_a_typical_one_is_not(
+    server, page, trained_bundle
+):
+    url, _ = server
+    unusual = "Zqxv blorf wuggle trenz pliv quorb snaff yelm drofk vintz " * 5
+    held_out = load_splits(load_bundle(trained_bundle).config.data)["validation"].texts
+    typical = next(text for text in held_out if ask(url, text, "champion")["domain"]["typical"])
+    for review, flagged in ((unusual, True), (typical, False), (unusual, True)):
+        page.goto(f"{url}/?variant=champion")
+        page.get_by_label("Your movie review").fill(review)
+        page.get_by_role("button", name="Submit").click()
+        expect(page.locator("#result")).to_be_visible()
+        note = page.locator("#domain-note")
+        if flagged:
+            score = ask(url, review, "champion")["domain"]["score"]
+            expect(note).to_be_visible()
+            expect(note).to_contain_text("unlike the movie reviews this model learned from")
+            expect(note).to_contain_text(f"domain score {score:.2f}")
+        else:
+            expect(note).to_be_hidden()
 
 
 def test_the_page_can_ask_one_variant_by_name(server, page):

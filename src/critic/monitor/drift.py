@@ -34,7 +34,9 @@ class Traffic:
     """Reviews and their answers: the baseline, or one window of captured traffic.
 
     ``probabilities`` holds only the answers that carried one (a text/plain answer is a bare
-    label); ``unknown``/``tokens`` are None when the review text was not captured."""
+    label); ``unknown``/``tokens`` are None when the review text was not captured;
+    ``unusual`` counts the answers whose domain score called the review unlike the model's
+    training reviews, of the ``judged_domain`` that carried a domain score."""
 
     probabilities: np.ndarray
     positive: int
@@ -42,10 +44,16 @@ class Traffic:
     words: np.ndarray
     unknown: int | None = 0
     tokens: int | None = 0
+    unusual: int = 0
+    judged_domain: int = 0
 
     @property
     def positive_share(self) -> float | None:
         return self.positive / self.answers if self.answers else None
+
+    @property
+    def unusual_share(self) -> float | None:
+        return self.unusual / self.judged_domain if self.judged_domain else None
 
     @property
     def unknown_share(self) -> float | None:
@@ -111,6 +119,7 @@ def traffic_of(
 ) -> Traffic:
     """The figures of some reviews (``texts`` None: their text was not captured)."""
     probabilities = [a["probability"] for a in answers if a.get("probability") is not None]
+    domains = [a["domain"] for a in answers if isinstance(a.get("domain"), dict)]
     unknown = tokens = None
     if texts is not None:
         unknown = tokens = 0
@@ -125,6 +134,8 @@ def traffic_of(
         words=np.asarray(list(words), dtype=np.float64),
         unknown=unknown,
         tokens=tokens,
+        unusual=sum(domain.get("typical") is False for domain in domains),
+        judged_domain=len(domains),
     )
 
 
@@ -174,6 +185,23 @@ def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -
         if rise > limits.unknown_words:
             breaches.append(
                 f"unknown words {live.unknown_share:.1%} (baseline {baseline.unknown_share:.1%})"
+            )
+    if live.unusual_share is not None and baseline.unusual_share is not None:
+        rise = live.unusual_share - baseline.unusual_share
+        table = [
+            [live.unusual, live.judged_domain - live.unusual],
+            [baseline.unusual, baseline.judged_domain - baseline.unusual],
+        ]
+        p_value = float(stats.fisher_exact(table).pvalue)
+        result["unusual"] = {
+            "share": live.unusual_share,
+            "baseline_share": baseline.unusual_share,
+            "fisher_p": p_value,
+        }
+        if rise > limits.unusual_share and p_value < limits.alpha:
+            breaches.append(
+                f"unusual reviews {live.unusual_share:.1%} (baseline "
+                f"{baseline.unusual_share:.1%}): unlike the movie reviews the model learned from"
             )
     if live.positive_share is not None and baseline.positive_share is not None:
         moved = live.positive_share - baseline.positive_share
@@ -295,6 +323,8 @@ def combined(windows: Iterable[Traffic]) -> Traffic:
         words=np.concatenate([w.words for w in windows] or [np.zeros(0)]),
         unknown=sum(w.unknown for w in windows) if text_known else None,
         tokens=sum(w.tokens for w in windows) if text_known else None,
+        unusual=sum(w.unusual for w in windows),
+        judged_domain=sum(w.judged_domain for w in windows),
     )
 
 
@@ -341,18 +371,21 @@ class DriftReport:
             f"Verdict: {verdict}.",
             "",
             "| window | reviews | score PSI | KS D (p) | length PSI | unknown words | "
-            "positive | drift |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "unusual reviews | positive | drift |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| baseline | {base['reviews']:,} | — | — | — | "
-            f"{figure(base['unknown_share'], '.1%')} | {figure(base['positive_share'], '.1%')} "
-            "| |",
+            f"{figure(base['unknown_share'], '.1%')} | "
+            f"{figure(base.get('unusual_share'), '.1%')} | "
+            f"{figure(base['positive_share'], '.1%')} | |",
             _row("all", self.overall),
             *(_row(hour, figures) for hour, figures in self.windows.items()),
             "",
             f"Thresholds: PSI > {self.thresholds['psi']:g} and past what chance gives at the "
             f"samples' sizes (chi-square bound, alpha {self.thresholds['alpha']:g}); KS distance "
             f"> {self.thresholds['ks_statistic']:g} at p < {self.thresholds['alpha']:g}; unknown "
-            f"words up by > {self.thresholds['unknown_words']:.0%} (absolute); positive share "
+            f"words up by > {self.thresholds['unknown_words']:.0%} (absolute); unusual reviews "
+            f"(a domain score above 1) up by > {self.thresholds['unusual_share']:.0%} at Fisher "
+            f"p < {self.thresholds['alpha']:g}; positive share "
             f"moved by > {self.thresholds['label_share']:.0%} at Fisher p < "
             f"{self.thresholds['alpha']:g}; a window needs {self.thresholds['min_reviews']} "
             "reviews to be judged. PSI over the baseline's deciles.",
@@ -375,11 +408,13 @@ def unreadable_note(unreadable: list[str]) -> list[str]:
 def _row(name: str, figures: dict) -> str:
     score, length = figures.get("score", {}), figures.get("length", {})
     unknown, label = figures.get("unknown_words", {}), figures.get("label", {})
+    unusual = figures.get("unusual", {})
     ks = "—" if not score else f"{score['ks_statistic']:.3f} ({score['ks_p']:.2g})"
     drift = "yes" if figures["drift"] else ("no" if figures["judged"] else "not judged")
     return (
         f"| {name} | {figures['reviews']:,} | {figure(score.get('psi'), '.3f')} | {ks} | "
         f"{figure(length.get('psi'), '.3f')} | {figure(unknown.get('share'), '.1%')} | "
+        f"{figure(unusual.get('share'), '.1%')} | "
         f"{figure(label.get('positive_share'), '.1%')} | {drift} |"
     )
 
@@ -404,6 +439,7 @@ def monitor(
     baseline_figures = {
         "positive_share": baseline.positive_share,
         "unknown_share": baseline.unknown_share,
+        "unusual_share": baseline.unusual_share,
         "median_words": float(np.median(baseline.words)),
     }
     report = DriftReport(

@@ -37,10 +37,15 @@ class DriftThresholds:
     label_share: float = setting(
         0.15, "Change of the share of positive answers that counts as drift."
     )
+    unusual_share: float = setting(
+        0.10,
+        "Rise of the share of answers whose domain score calls their review unlike the model's "
+        "training reviews (about 5% of held-out ones are) that counts as drift.",
+    )
     min_reviews: int = setting(30, "Fewest reviews a window needs to be judged at all.")
 
     def __post_init__(self) -> None:
-        for name in ("psi", "ks_statistic", "unknown_words", "label_share"):
+        for name in ("psi", "ks_statistic", "unknown_words", "label_share", "unusual_share"):
             if not getattr(self, name) > 0:
                 raise CriticError(f"threshold {name} must be above 0, got {getattr(self, name)}")
         if not 0 < self.alpha < 1:

@@ -37,6 +37,7 @@ class VariantWindow:
     errors: int = 0
     reviews: int = 0
     positive: int = 0
+    unusual: int = 0
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     def snapshot(self) -> dict:
@@ -48,6 +49,7 @@ class VariantWindow:
             "errors": self.errors,
             "reviews": self.reviews,
             "positive_share": self.positive / self.reviews if self.reviews else None,
+            "unusual_share": self.unusual / self.reviews if self.reviews else None,
             "latency_ms": {
                 "p50": None if p50 is None else round(float(p50), 2),
                 "p95": None if p95 is None else round(float(p95), 2),
@@ -91,6 +93,13 @@ class EndpointMetrics:
             ["variant", "label"],
             registry=self.registry,
         )
+        self.unusual = Counter(
+            "critic_unusual_reviews",
+            "Reviews answered whose domain score calls them unlike the reviews the variant's "
+            "model learned from (typical: false).",
+            ["variant"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "critic_batch_reviews",
             "Reviews per forward pass (micro-batching).",
@@ -118,6 +127,7 @@ class EndpointMetrics:
         self._request_series: dict[tuple[str, int], tuple] = {}
         self._label_series: dict[tuple[str, str], object] = {}
         self._expected_series: dict[str, object] = {}
+        self._unusual_series: dict[str, object] = {}
         self._lock = threading.Lock()
         self._collectors: list = []
 
@@ -151,6 +161,15 @@ class EndpointMetrics:
             self._labelled(variant, "positive").inc(positive)
         if predictions and len(predictions) > positive:
             self._labelled(variant, "negative").inc(len(predictions) - positive)
+        unusual = sum(
+            prediction.get("domain") is not None and not prediction["domain"]["typical"]
+            for prediction in predictions or ()
+        )
+        if unusual:
+            series = self._unusual_series.get(variant)
+            if series is None:
+                series = self._unusual_series[variant] = self.unusual.labels(variant)
+            series.inc(unusual)
         with self._lock:
             window = self._windows.setdefault(variant, VariantWindow())
             window.requests += 1
@@ -160,6 +179,7 @@ class EndpointMetrics:
                 window.latencies.append(seconds)
                 window.reviews += len(predictions or ())
                 window.positive += positive
+                window.unusual += unusual
 
     def routed(self, shares: dict[str, float]) -> None:
         """One request routed while the variants had these shares (see ``expected``)."""
@@ -231,7 +251,7 @@ def _snapshot_from_samples(registry: CollectorRegistry, variant: str) -> dict:
     """The A/B view's figures from every worker's counters: the same fields as
     :meth:`VariantWindow.snapshot`, latency percentiles read off the histogram's buckets
     (since start-up, not the last requests) -- what can be summed across processes."""
-    requests = errors = reviews = positive = 0.0
+    requests = errors = reviews = positive = unusual = 0.0
     buckets: list[tuple[float, float]] = []
     for family in registry.collect():
         for sample in family.samples:
@@ -243,6 +263,8 @@ def _snapshot_from_samples(registry: CollectorRegistry, variant: str) -> dict:
             elif sample.name == "critic_predictions_total":
                 reviews += sample.value
                 positive += sample.value if sample.labels["label"] == "positive" else 0
+            elif sample.name == "critic_unusual_reviews_total":
+                unusual += sample.value
             elif sample.name == "critic_request_latency_seconds_bucket":
                 buckets.append((float(sample.labels["le"]), sample.value))
     buckets.sort()
@@ -253,6 +275,7 @@ def _snapshot_from_samples(registry: CollectorRegistry, variant: str) -> dict:
         "errors": int(errors),
         "reviews": int(reviews),
         "positive_share": positive / reviews if reviews else None,
+        "unusual_share": unusual / reviews if reviews else None,
         "latency_ms": {
             "p50": None if p50 is None else round(p50 * 1000, 2),
             "p95": None if p95 is None else round(p95 * 1000, 2),

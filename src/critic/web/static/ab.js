@@ -50,6 +50,7 @@
       cell(row, ms(variant.latency_ms.p50), "p50");
       cell(row, ms(variant.latency_ms.p95), "p95");
       cell(row, percent(variant.positive_share, 1), "positive");
+      cell(row, variant.unusual_share === undefined ? "" : percent(variant.unusual_share, 1), "unusual");
       cell(row, variant.feedback ? String(variant.feedback.feedback) : "off", "feedback");
       cell(row, data.feedback_enabled ? accuracy(variant.feedback) : "feedback is off", "accuracy");
       rows.append(row);

@@ -138,6 +138,14 @@
     $("variant").textContent = variant;
     $("model").textContent = model;
     $("elapsed").textContent = `${Math.round(elapsed)} ms`;
+    // How unlike the model's training reviews this one is: a confident answer to text the
+    // model never learned from deserves a word of warning, not silence.
+    const domain = prediction.domain;
+    const unusual = domain && domain.typical === false;
+    $("domain-note").hidden = !unusual;
+    $("domain-note").textContent = unusual
+      ? `This review is unlike the movie reviews this model learned from (domain score ${domain.score.toFixed(2)}; typical is 1 or less): its verdict is less likely to be right than its confidence says.`
+      : "";
 
     const words = Array.isArray(prediction.words) ? prediction.words : [];
     highlight($("highlighted"), review, words);
