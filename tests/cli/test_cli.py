@@ -7,10 +7,11 @@ import pytest
 from support.cli import run_cli, start_cli
 
 
-def run(*args, cache_dir, stdin=None, check=True, cwd=None):
+def run(*args, cache_dir, stdin=None, check=True, cwd=None, env=None):
     """``critic ARGS`` with its cache in ``cache_dir``, which must succeed unless ``check`` is
     false (see run_cli)."""
-    return run_cli(*args, env={"CRITIC_CACHE": str(cache_dir)}, input=stdin, check=check, cwd=cwd)
+    env = {"CRITIC_CACHE": str(cache_dir), **(env or {})}
+    return run_cli(*args, env=env, input=stdin, check=check, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_evaluate_on_another_source(cli_bundle, cache_dir):
 
 def test_evaluate_on_every_review_of_a_source_with_its_own_columns(cli_bundle, cache_dir, tmp_path):
     from critic.inference.predictor import Predictor
-    from support.data import csv_text
+    from support.data import csv_text, vader_sdist
 
     out, _ = cli_bundle
     rows = [["review", "sentiment"]] + [
@@ -105,6 +106,21 @@ def test_evaluate_on_every_review_of_a_source_with_its_own_columns(cli_bundle, c
     )
     assert rotten["split"] == "all" and rotten["reviews"] == 50
     assert "rotten_tomatoes" in rotten["data"]
+    # critic train fitted the out-of-domain signal: one-line snippets are mostly unusual, and
+    # the accuracy is told apart for the answers it calls typical.
+    assert "domain: fitted on" in cli_bundle[1].stdout
+    assert rotten["domain"]["typical_share"] < 0.5
+    assert set(rotten["domain"]) == {
+        "typical_share", "accuracy_typical", "accuracy_unusual", "median_score"
+    }  # fmt: skip
+    amazon = json.loads(
+        run(
+            "evaluate", out, "--source", "amazon", "--max-reviews", 50, cache_dir=cache_dir,
+            env={"CRITIC_VADER_SDIST": str(vader_sdist())},
+        ).stdout
+    )  # fmt: skip
+    assert amazon["reviews"] == 50 and "amazon" in amazon["data"]
+    assert amazon["domain"]["typical_share"] < 0.5
 
 
 def test_compare_prints_the_markdown_report_and_writes_it(

@@ -183,6 +183,24 @@ def test_nbsvm_integer_table_answers_as_the_string_path_and_batches_bit_for_bit(
     np.testing.assert_allclose(batched, strings, rtol=0, atol=1e-9)
 
 
+def test_nbsvm_coverage_is_the_same_from_the_table_and_the_string_path():
+    model = fitted_nbsvm()
+    rng = np.random.default_rng(1)
+    words = [*sorted(model.table.words), "zebra", "quokka"]
+    reviews = [list(rng.choice(words, size=int(rng.integers(1, 40)))) for _ in range(40)]
+    reviews += [GOOD, BAD, ["zebra", "quokka"], ["great", "great", "great"]]
+    table = model.table
+    from_table = model.decision_and_coverage(reviews)
+    model.table = None
+    from_strings = model.decision_and_coverage(reviews)
+    model.table = table
+    for fast, slow in zip(from_table, from_strings, strict=True):
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+    logits, unknown, uncovered = from_table
+    assert unknown[-2] == 1.0 and uncovered[-2] == 1.0  # no word the model knows
+    assert unknown[-1] == 0.0
+
+
 def test_nbsvm_keeps_the_string_path_when_the_integer_keys_would_overflow():
     from critic.models.nbsvm import GramTable
 

@@ -36,7 +36,8 @@ RegionOption = Annotated[str | None, typer.Option(help=REGION_HELP)]
 SourceOption = Annotated[
     str | None,
     typer.Option(
-        help="Judge on every review of this source, not a split: rotten_tomatoes, or a path to "
+        help="Judge on every review of this source, not a split: rotten_tomatoes, amazon "
+        "(product-review snippets, from VADER's source package), or a path to "
         "an aclImdb folder or .tar.gz, a .csv or a .jsonl file."
     ),
 ]

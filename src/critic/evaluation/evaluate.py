@@ -213,6 +213,23 @@ class Judged(Protocol):
 
     def predict_proba(self, texts: list[str]) -> np.ndarray: ...
 
+    def assess(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-odds and domain scores (at most 1: typical; None without a domain model)."""
+        ...
+
+
+def domain_metrics(labels: np.ndarray, logits: np.ndarray, domain_scores: np.ndarray) -> dict:
+    """How many answers the out-of-domain signal calls typical, and the accuracy on those
+    beside the accuracy on the rest: what the signal is worth on this data."""
+    typical = np.asarray(domain_scores) <= 1.0
+    right = (np.asarray(logits) >= 0) == (np.asarray(labels) == 1)
+    return {
+        "typical_share": float(typical.mean()),
+        "accuracy_typical": float(right[typical].mean()) if typical.any() else None,
+        "accuracy_unusual": float(right[~typical].mean()) if (~typical).any() else None,
+        "median_score": float(np.median(domain_scores)),
+    }
+
 
 def evaluation_data(
     trained_on: DataConfig,
@@ -262,7 +279,7 @@ def evaluate_predictor(
         reviews = load_splits(data)[split]
     if max_reviews is not None:
         reviews = stratified_sample(reviews, max_reviews, data.split_seed)
-    logits = predictor.predict_logits(reviews.texts)
+    logits, domain_scores = predictor.assess(reviews.texts)
     probabilities = sigmoid(logits)
     calibration = calibration_metrics(
         predictor.calibration, {"": (reviews.labels, logits, reviews.ratings)}, diagram_split=""
@@ -276,6 +293,8 @@ def evaluate_predictor(
         **classification_metrics(reviews.labels, probabilities),
         **calibration,
     }
+    if domain_scores is not None:
+        result["domain"] = domain_metrics(reviews.labels, logits, domain_scores)
     if plots is not None:
         title = f"{predictor.name} on {result['data']}, {split}"
         written = plot_evaluation(reviews.labels, probabilities, plots, title)

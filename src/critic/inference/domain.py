@@ -133,13 +133,6 @@ class DomainModel:
         """(reviews,) the domain score: at most 1 is typical."""
         return self.distances(raw) / self.threshold
 
-    def answers(self, raw: np.ndarray) -> list[dict]:
-        """What each answer carries: ``{"score": ..., "typical": ...}``."""
-        return [
-            {"score": round(float(score), 3), "typical": bool(score <= 1.0)}
-            for score in self.scores(raw)
-        ]
-
     # --- files --------------------------------------------------------------------------
 
     def write(self, folder: Path) -> list[str]:

@@ -158,7 +158,8 @@ class GramTable:
         # Binarised features: each n-gram counts once per review, however often it occurs.
         # Sorted by review, then by position, so every review's sum is added in one order
         # whatever else shares its batch: a batched answer equals a lone one bit for bit.
-        pairs = np.sort(np.concatenate(found_rows)[held] * len(self.coefficients) + positions[held])
+        held_rows = np.concatenate(found_rows)[held]
+        pairs = np.sort(held_rows * len(self.coefficients) + positions[held])
         pairs = pairs[np.flatnonzero(np.diff(pairs, prepend=-1))]
         sums = np.bincount(
             pairs // len(self.coefficients),
@@ -169,7 +170,6 @@ class GramTable:
             return bias + sums, None, None
         # Every occurrence counts here (not once per review): a share of the text.
         windows = sum(np.maximum(lengths - n + 1, 0) for n in range(1, self.ngram_max + 1))
-        held_rows = np.concatenate(found_rows)[held]
         held_windows = np.bincount(held_rows, minlength=reviews)
         unknown = np.bincount(rows[ids == 0], minlength=reviews) / np.maximum(lengths, 1)
         uncovered = 1.0 - held_windows / np.maximum(windows, 1)
