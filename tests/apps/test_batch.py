@@ -168,10 +168,14 @@ def test_joined_csv_appends_the_answer_columns_to_the_header_and_every_row(predi
     transform_file(predictor, source, tmp_path, TransformSettings(join_input=True))
     rows = list(csv.reader((tmp_path / "in.csv.out").open(encoding="utf-8", newline="")))
     expected = predictor.predict(REVIEWS[0])
-    assert rows[0] == ["id", "text", "label", "probability", "score", "rating", "error"]
+    assert rows[0] == [
+        "id", "text", "label", "probability", "score", "rating", "domain_score", "typical", "error"
+    ]  # fmt: skip
     assert rows[1][:3] == ["1", REVIEWS[0], expected["label"]]
     assert float(rows[1][3]) == expected["probability"] and rows[1][5] == str(expected["rating"])
-    assert rows[2] == ["2", "", "", "", "", "", "line 3: the review is empty"]
+    assert float(rows[1][6]) == expected["domain"]["score"]
+    assert rows[1][7] == str(expected["domain"]["typical"]).lower()
+    assert rows[2] == ["2", "", "", "", "", "", "", "", "line 3: the review is empty"]
 
 
 def test_fail_on_error_names_the_line_and_writes_nothing(predictor, tmp_path):

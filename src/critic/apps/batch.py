@@ -20,7 +20,8 @@ dropped, so nothing after it shifts against its review.
 With ``join_input`` the input travels with its answer, as ``DataProcessing.JoinSource=Input``
 writes it: a JSON object gains a ``SageMakerOutput`` key; any other JSON value, or a text
 line, becomes ``{"SageMakerInput": ..., "SageMakerOutput": ...}``; a CSV row gets the columns
-``label, probability, score, rating, error`` appended (and its header their names).
+``label, probability, score, rating, domain_score, typical, error`` appended (and its header
+their names; the domain columns are empty for a bundle without a domain model).
 
 The output file appears only when the whole input succeeded (SageMaker's rule): it is written
 as ``.<name>.out.partial`` beside a small progress file, ``.<name>.out.progress.json``, which
@@ -69,7 +70,9 @@ CONTENT_TYPES = (TEXT, JSON_LINES, CSV)
 # How a file's name says what it holds, when --content-type does not.
 SUFFIX_TYPES = {".csv": CSV, ".jsonl": JSON_LINES, ".jsonlines": JSON_LINES, ".ndjson": JSON_LINES}
 OUTPUT_SUFFIX = ".out"
-CSV_OUTPUT_COLUMNS = ("label", "probability", "score", "rating", "error")
+CSV_OUTPUT_COLUMNS = (
+    "label", "probability", "score", "rating", "domain_score", "typical", "error"
+)  # fmt: skip
 PROGRESS_VERSION = 1
 
 
@@ -90,7 +93,8 @@ class TransformSettings:
     join_input: bool = setting(
         False,
         "Write each input record with its answer, as SageMaker's JoinSource=Input: a JSON "
-        "object gains SageMakerOutput; a CSV row gets label, probability, score, rating, error.",
+        "object gains SageMakerOutput; a CSV row gets label, probability, score, rating, "
+        "domain_score, typical, error.",
     )
     fail_on_error: bool = setting(
         False,
@@ -375,14 +379,17 @@ def _row(item: _Item, width: int) -> list[str]:
 
 def _csv_fields(answer: dict) -> list[str]:
     if "label" in answer:
+        domain = answer.get("domain")
         return [
             answer["label"],
             repr(answer["probability"]),
             repr(answer["score"]),
             str(answer["rating"]),
+            "" if domain is None else repr(domain["score"]),
+            "" if domain is None else str(domain["typical"]).lower(),
             "",
         ]
-    return ["", "", "", "", f"line {answer['line']}: {answer['message']}"]
+    return ["", "", "", "", "", "", f"line {answer['line']}: {answer['message']}"]
 
 
 def _csv_line(fields: list[str]) -> bytes:
