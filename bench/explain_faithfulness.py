@@ -2,21 +2,25 @@
 
     python bench/explain_faithfulness.py bench/out/models/{lstm,gru,bilstm,cnn-lstm} \
         bench/out/models/{attention,nbsvm,ensemble} --reviews 300
-    python bench/explain_faithfulness.py runs/lstm --reviews 200 --k 1 --k 5
+    python bench/explain_faithfulness.py runs/lstm --reviews 200 --k 1 --k 5 --way "gradient x input"
 
 A deletion test (DeYoung et al. 2020's "comprehensiveness"): for each of the first N reviews
 of the bundle's own test split, take the k words whose weights pushed hardest towards the
 label the model gave, delete them from the review, and score it again. The more of its
 answer the model loses, the better the weights named what drove it. Reported per bundle and
 way of weighting, for each k: the mean fall of the log-odds towards the label first given,
-and the share of answers that flip. The same deletions at random positions are the floor.
+and the share of answers that flip; and the area over the deletion curve (AOPC: the mean fall
+of the probability of that label, deleting the strongest 1, 5, 10, 20 and 50% of the words).
+The same deletions at random positions are the floor. Each way is timed over the N reviews
+(batches of 64, every thread) and on one review of 230 tokens on one thread.
 
 Every bundle is judged by the word weights critic serves (``Predictor.predict(...,
-explain=True)``: gradient x input for most neural models, attention's own terms, nbsvm's
-coefficients, an ensemble's weighted mix). Neural models without weights of their own are
-also judged by integrated gradients (Sundararajan et al. 2017), defined here: the usual
-candidate to replace gradient x input, measured to see whether it should.
-Prints a Markdown table; the figures in docs/benchmarks.md came from the first command above.
+explain=True)``: leave-one-out deletion for most neural models, attention's own terms,
+nbsvm's coefficients, an ensemble's weighted mix). Neural models are also judged by the other
+ways of :mod:`critic.inference.attribution` (``--way`` picks some): gradient x input (what
+critic served before), windows of 1-3 words deleted, and integrated gradients from an
+all-zero or an ``<unk>`` baseline. Prints a Markdown table, then each way's strongest words
+of one mixed review (EXAMPLE); the figures in docs/benchmarks.md came from such runs.
 """
 
 from __future__ import annotations
@@ -30,74 +34,67 @@ import torch
 
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
-from critic.data.vocab import PAD_ID
+from critic.data.vocab import UNK_ID
+from critic.inference.attribution import gradient_x_input, integrated_gradients, leave_one_out
 from critic.inference.bundle import load_bundle
-from critic.inference.scoring import NeuralScorer, gradients_in_eval_mode, make_scorer
+from critic.inference.scoring import NeuralScorer, make_scorer
 
 RANDOM = "random words"
 GRADIENT_X_INPUT = "gradient x input"
+LEAVE_ONE_OUT = "leave-one-out"
+SPANS = "deleted 1-3 words"
 INTEGRATED_GRADIENTS = "integrated gradients"
-IG_STEPS = 16
-ROWS_PER_PASS = 256  # rows (reviews x alphas) in one forward and backward pass
+IG_FROM_UNK = "integrated gradients, from <unk>"
+# The example of issue 26: a mixed review, where a reader can tell which words should weigh.
+EXAMPLE = (
+    "The first hour drags and the dialogue is clumsy, but the last act is wonderful and the "
+    "lead actress is superb. Not a masterpiece, yet I would watch it again."
+)
+TIMED_TOKENS = 230  # about a median IMDB review
+AOPC_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
+SERVED_NEURAL = LEAVE_ONE_OUT  # what NeuralScorer.token_scores computes
 
 
-def integrated_gradients(model, token_ids, lengths, steps=IG_STEPS, alphas=None):
-    """(batch, time) each token's share of its review's logit, by integrated gradients.
+class AttributionScorer(NeuralScorer):
+    """critic's neural scorer with its word weights by one of the ways measured here."""
 
-    From an all-zero embedding baseline: ``x_t . mean_k grad f(alpha_k x)`` at the midpoints
-    ``alpha_k = (k + 1/2) / steps``; the shares add up to ``f(x) - f(0)`` as the steps grow.
-    ``alphas=[1.0]`` is plain gradient x input. ``model`` is in eval mode and has an
-    ``embedding``; padding gets 0.
-    """
-    alphas = [(k + 0.5) / steps for k in range(steps)] if alphas is None else alphas
-    batch = token_ids.size(0)
-    # Several alphas share a pass, each review repeated once per alpha: an RNN's cost lies in
-    # its steps through time far more than in its batch.
-    group = max(1, ROWS_PER_PASS // batch)
-    captured: dict[str, torch.Tensor] = {}
-
-    def scaled(module, inputs, output):
-        captured["input"] = output[:batch].detach()
-        output = output * captured["alpha"]
-        output.retain_grad()
-        captured["scaled"] = output
-        return output
-
-    hook = model.embedding.register_forward_hook(scaled)
-    total = torch.zeros((), device=token_ids.device)
-    try:
-        with gradients_in_eval_mode():
-            for start in range(0, len(alphas), group):
-                chunk = torch.tensor(alphas[start : start + group], device=token_ids.device)
-                captured["alpha"] = chunk.repeat_interleave(batch).view(-1, 1, 1)
-                rows = model(token_ids.repeat(len(chunk), 1), lengths.repeat(len(chunk)))
-                rows.sum().backward()  # each row's logit depends on that row only
-                grad = captured["scaled"].grad  # (chunk * batch, time, embedding)
-                total = total + grad.view(len(chunk), batch, *grad.shape[1:]).sum(0)
-    finally:
-        hook.remove()
-        model.zero_grad(set_to_none=True)
-    shares = (captured["input"] * total / len(alphas)).sum(-1)  # (batch, time)
-    return shares.masked_fill(token_ids == PAD_ID, 0.0).detach()
-
-
-class IntegratedGradientsScorer(NeuralScorer):
-    """critic's neural scorer with its word weights by :func:`integrated_gradients`."""
+    def __init__(self, bundle, how):
+        super().__init__(bundle)
+        self.how = how
 
     def token_scores(self, token_ids, lengths):
-        return integrated_gradients(self.model, token_ids, lengths)
+        return self.how(self, token_ids, lengths)
 
 
-def ways_to_explain(bundle) -> dict[str, object]:
-    """Name -> scorer: critic's own word weights first, then the alternative if any."""
-    served = make_scorer(bundle)
-    if bundle.kind == "neural" and not hasattr(bundle.model, "word_weights"):
-        return {GRADIENT_X_INPUT: served, INTEGRATED_GRADIENTS: IntegratedGradientsScorer(bundle)}
+ALTERNATIVES = {
+    GRADIENT_X_INPUT: lambda s, ids, lengths: gradient_x_input(s.model, ids, lengths),
+    LEAVE_ONE_OUT: lambda s, ids, lengths: leave_one_out(s.batch_logits, ids, lengths),
+    SPANS: lambda s, ids, lengths: leave_one_out(s.batch_logits, ids, lengths, widths=(1, 2, 3)),
+    INTEGRATED_GRADIENTS: lambda s, ids, lengths: integrated_gradients(s.model, ids, lengths),
+    IG_FROM_UNK: lambda s, ids, lengths: integrated_gradients(
+        s.model, ids, lengths, steps=32, baseline_id=UNK_ID
+    ),
+}
+
+
+def served_name(bundle) -> str:
     if bundle.kind == "neural":
-        name = "attention" if "attention" in bundle.config.model.name else "its own weights"
-    else:
-        name = {"nbsvm": "n-gram coefficients", "ensemble": "members' weights"}[bundle.kind]
-    return {name: served}
+        if hasattr(bundle.model, "word_weights"):
+            return "attention" if "attention" in bundle.config.model.name else "its own weights"
+        return SERVED_NEURAL
+    return {"nbsvm": "n-gram coefficients", "ensemble": "members' weights"}[bundle.kind]
+
+
+def ways_to_explain(bundle, only: list[str] | None = None) -> dict[str, object]:
+    """Name -> scorer: critic's own word weights first, then, for a neural model, the other
+    ways measured here (those named in ``only``, if given)."""
+    served = served_name(bundle)
+    ways = {served: make_scorer(bundle)}
+    if bundle.kind == "neural" and hasattr(bundle.model, "embedding"):
+        for name, how in ALTERNATIVES.items():
+            if name != served and (only is None or name in only):
+                ways[name] = AttributionScorer(bundle, how)
+    return ways
 
 
 def delete(tokens: list[str], positions: np.ndarray) -> list[str]:
@@ -106,17 +103,16 @@ def delete(tokens: list[str], positions: np.ndarray) -> list[str]:
     return kept or ["."]  # an empty review has no answer; one full stop reads as nothing
 
 
+def strongest_first(weights, side) -> list[np.ndarray]:
+    """Per review, its positions by how hard they pushed towards the label first given."""
+    return [np.argsort(-(w * s), kind="stable") for w, s in zip(weights, side, strict=True)]
+
+
 def deletion_test(scorer, tokenized, ks, weights=None, seed=0) -> dict[int, tuple[float, float]]:
     """k -> (mean fall of the log-odds towards the first label, share flipped)."""
     first = scorer.logits(tokenized)
     side = np.where(first >= 0, 1.0, -1.0)
-    if weights is None:  # random positions among the words read
-        generator = np.random.default_rng(seed)
-        read = [min(len(t), scorer.max_length) for t in tokenized]
-        orders = [generator.permutation(n) for n in read]
-    else:
-        # Strongest evidence for the label given first: weight times its side, largest first.
-        orders = [np.argsort(-(w * s), kind="stable") for w, s in zip(weights, side, strict=True)]
+    orders = _orders(scorer, tokenized, side, weights, seed)
     results = {}
     for k in ks:
         changed = [
@@ -127,46 +123,118 @@ def deletion_test(scorer, tokenized, ks, weights=None, seed=0) -> dict[int, tupl
     return results
 
 
+def aopc(scorer, tokenized, weights=None, fractions=AOPC_FRACTIONS, seed=0) -> float:
+    """DeYoung et al. 2020's comprehensiveness, averaged over the deletion curve (AOPC): the
+    mean, over deleting the strongest 1, 5, 10, 20 and 50% of a review's words (at least one),
+    of the fall in the probability of the label first given. 0 to 1; higher is better."""
+    first = scorer.logits(tokenized)
+    side = np.where(first >= 0, 1.0, -1.0)
+    orders = _orders(scorer, tokenized, side, weights, seed)
+    before = _sigmoid(side * first)
+    falls = []
+    for fraction in fractions:
+        changed = [
+            delete(tokens, order[: max(1, round(fraction * len(order)))])
+            for tokens, order in zip(tokenized, orders, strict=True)
+        ]
+        falls.append(before - _sigmoid(side * scorer.logits(changed)))
+    return float(np.mean(falls))
+
+
+def _orders(scorer, tokenized, side, weights, seed) -> list[np.ndarray]:
+    if weights is not None:
+        return strongest_first(weights, side)
+    generator = np.random.default_rng(seed)  # random positions among the words read
+    return [generator.permutation(min(len(t), scorer.max_length)) for t in tokenized]
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def time_one_review(scorer, tokenized, repeats=5) -> float | None:
+    """Milliseconds for the word weights of one review of TIMED_TOKENS tokens, one thread."""
+    long_enough = [t for t in tokenized if len(t) >= TIMED_TOKENS]
+    if not long_enough:
+        return None
+    review = [long_enough[0][:TIMED_TOKENS]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scorer.word_weights(review)  # warm up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            scorer.word_weights(review)
+            times.append(1000 * (time.perf_counter() - started))
+    finally:
+        torch.set_num_threads(threads)
+    return float(np.median(times))
+
+
+def strongest_words(scorer, text=EXAMPLE, shown=6) -> str:
+    """The ``shown`` heaviest words of ``text`` by ``scorer``, with their weights."""
+    tokens = tokenize_many([text])[0]
+    (weights,) = scorer.word_weights([tokens])
+    order = np.argsort(-np.abs(weights), kind="stable")[:shown]
+    return ", ".join(f"{tokens[i]} {weights[i]:+.2f}" for i in order)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="+", type=Path)
     parser.add_argument("--reviews", type=int, default=500, help="test reviews per bundle")
     parser.add_argument("--k", type=int, action="append", help="words deleted (repeatable)")
+    parser.add_argument(
+        "--way",
+        action="append",
+        choices=list(ALTERNATIVES),
+        help="measure only these ways beside the served one (repeatable; default all)",
+    )
     args = parser.parse_args(argv)
     ks = sorted(set(args.k or [1, 5, 10]))
 
-    header = ["model", "word weights", "ms per review"]
+    header = ["model", "word weights", "ms per review", "ms, 230 words"]
     for k in ks:
         header += [f"fall, top {k}", f"flipped, top {k}"]
-    rows = []
+    header.append("AOPC")
+    rows, examples = [], []
     for folder in args.bundles:
         bundle = load_bundle(folder)
         texts = load_splits(bundle.config.data)["test"].texts[: args.reviews]
         tokenized = tokenize_many(texts)
-        ways = ways_to_explain(bundle)
+        ways = ways_to_explain(bundle, args.way)
         for name, scorer in ways.items():
             started = time.perf_counter()
             weights = scorer.word_weights(tokenized)
             per_review = 1000 * (time.perf_counter() - started) / len(tokenized)
+            one = time_one_review(scorer, tokenized)
             found = deletion_test(scorer, tokenized, ks, weights)
-            rows.append([folder.name, name, f"{per_review:.1f}", *_cells(found, ks)])
+            area = aopc(scorer, tokenized, weights)
+            timed = "" if one is None else f"{one:.0f}"
+            rows.append([folder.name, name, f"{per_review:.1f}", timed, *_cells(found, ks, area)])
+            examples.append(f"| {folder.name} | {name} | {strongest_words(scorer)} |")
         scorer = next(iter(ways.values()))
-        rows.append([folder.name, RANDOM, "", *_cells(deletion_test(scorer, tokenized, ks), ks)])
+        found, area = deletion_test(scorer, tokenized, ks), aopc(scorer, tokenized)
+        rows.append([folder.name, RANDOM, "", "", *_cells(found, ks, area)])
         print(f"explain_faithfulness: {folder} done", flush=True)
 
     print("| " + " | ".join(header) + " |")
     print("| " + " | ".join(["---", "---"] + ["---:"] * (len(header) - 2)) + " |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print(f"\nThe strongest words of: {EXAMPLE}\n")
+    print("| model | word weights | strongest words |\n| --- | --- | --- |")
+    print("\n".join(examples))
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
-def _cells(found: dict[int, tuple[float, float]], ks: list[int]) -> list[str]:
+def _cells(found: dict[int, tuple[float, float]], ks: list[int], area: float) -> list[str]:
     cells = []
     for k in ks:
         fall, flipped = found[k]
         cells += [f"{fall:.2f}", f"{100 * flipped:.1f}%"]
-    return cells
+    return [*cells, f"{area:.3f}"]
 
 
 if __name__ == "__main__":

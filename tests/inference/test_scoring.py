@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from critic.data.text import tokenize
+from critic.inference.attribution import gradients_in_eval_mode
 from critic.inference.bundle import load_bundle
 from critic.inference.scoring import (
     EnsembleScorer,
     NBSVMScorer,
     NeuralScorer,
-    gradients_in_eval_mode,
     make_scorer,
     scale_to_unit,
     weighted_log_odds,

@@ -4,8 +4,8 @@ The :class:`~critic.inference.predictor.Predictor` turns text into tokens and lo
 :class:`Scorer` does what lies between, for one kind of bundle:
 
 * :class:`NeuralScorer` -- a PyTorch model over vocabulary ids, in length-sorted batches; word
-  weights from the model itself (``model.word_weights``, e.g. attention) or gradient x input
-  on the embeddings;
+  weights from the model itself (``model.word_weights``, e.g. attention) or by deleting each
+  token in turn (:mod:`critic.inference.attribution`);
 * :class:`NBSVMScorer` -- the n-gram model's coefficients; each token's weight is its share
   of the n-grams that cover it;
 * :class:`EnsembleScorer` -- its members' calibrated log-odds, weighted; word weights are the
@@ -17,8 +17,6 @@ raw log-odds: calibration is the predictor's business.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -28,6 +26,7 @@ import torch
 from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
+from critic.inference.attribution import leave_one_out
 from critic.inference.bundle import ENSEMBLE, Bundle
 from critic.inference.domain import review_lengths
 from critic.models import NBSVM_KIND
@@ -81,21 +80,6 @@ def weighted_log_odds(
     # number of rows, and a review's answer must not depend on its neighbours.
     weights = np.asarray(weights, dtype=np.float64)
     return bias + (np.asarray(member_logits, dtype=np.float64) * weights).sum(axis=1)
-
-
-@contextlib.contextmanager
-def gradients_in_eval_mode():
-    """Gradients through a model in eval mode (for word weights), whatever its kernels.
-
-    oneDNN's and cuDNN's RNN kernels refuse a backward pass in eval mode; PyTorch's native
-    kernels give the same forward values and do allow it.
-    """
-    with warnings.catch_warnings(), torch.enable_grad():
-        # mkldnn.flags() also re-sets oneDNN's TF32 switch, which warns on every call that this
-        # build has no Intel GPU support: noise, not news.
-        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-        with torch.backends.mkldnn.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
-            yield
 
 
 def output_layers(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -226,27 +210,13 @@ class NeuralScorer:
 
     def token_scores(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(batch, time) each token's signed push on its review's logit, before scaling: the
-        model's own ``word_weights`` when it has them, otherwise gradient x input."""
+        model's own ``word_weights`` when it has them, otherwise the fall in the logit when
+        that token alone is deleted (:func:`~critic.inference.attribution.leave_one_out`,
+        scored by :meth:`batch_logits`, so by another backend where one replaces it)."""
         own = getattr(self.model, "word_weights", None)
         if own is not None:
             return own(token_ids, lengths)
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep_embeddings(module, inputs, output):
-            output.retain_grad()
-            captured["embedded"] = output
-
-        hook = self.model.embedding.register_forward_hook(keep_embeddings)
-        try:
-            with gradients_in_eval_mode():
-                # Each review's logit depends on its own row only, so one backward pass of the
-                # sum gives every review's gradient at once.
-                self.model(token_ids, lengths).sum().backward()
-        finally:
-            hook.remove()
-            self.model.zero_grad(set_to_none=True)
-        embedded = captured["embedded"]  # (batch, time, embedding)
-        return (embedded.grad * embedded).sum(-1)
+        return leave_one_out(self.batch_logits, token_ids, lengths)
 
 
 class NBSVMScorer:
