@@ -14,7 +14,14 @@ def test_the_signal_benchmark_judges_every_domain_and_tells_them_apart(
     path = request.getfixturevalue(bundle)
     out = tmp_path / "domain.json"
     (row,) = load_bench_script("domain_signal").main(
-        [str(path), "--max-reviews", "80", "--json", str(out)]
+        [
+            str(path),
+            "--max-reviews",
+            "80",
+            "--json",
+            str(out),
+            *(["--cost"] * (bundle == "nbsvm_bundle")),
+        ]
     )
     assert out.is_file() and "| rotten_tomatoes (80) |" in capsys.readouterr().out
     assert row["imdb"]["reviews"] == 30  # the small bundles' test split
@@ -25,6 +32,8 @@ def test_the_signal_benchmark_judges_every_domain_and_tells_them_apart(
         # One-line snippets against whole reviews: even a model of 300 reviews tells them
         # apart, if only by their length.
         assert figures["signal_auc"] > 0.8
+    if bundle == "nbsvm_bundle":
+        assert all(value > 0 for value in row["cost"].values())
     without = row["amazon"]["signal_auc_without_length"]
     assert (without is None) == (bundle == "ensemble_bundle")
 
