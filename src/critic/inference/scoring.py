@@ -82,13 +82,12 @@ def weighted_log_odds(
     return bias + (np.asarray(member_logits, dtype=np.float64) * weights).sum(axis=1)
 
 
-def output_layers(model: torch.nn.Module) -> list[torch.nn.Linear]:
+def output_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The layers that turn a pooled representation into the logit: every model's ``output``
-    (a hybrid has one per branch, whose logits it adds)."""
+    (a hybrid has one per branch, whose logits it adds; a quantized copy's is a quantized
+    linear layer, which reads the same input)."""
     layers = [
-        module
-        for name, module in model.named_modules()
-        if name.rsplit(".", 1)[-1] == "output" and isinstance(module, torch.nn.Linear)
+        module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] == "output"
     ]
     if not layers:
         raise CriticError(f"{type(model).__name__} has no output layer to read its representation")
@@ -97,7 +96,7 @@ def output_layers(model: torch.nn.Module) -> list[torch.nn.Linear]:
 
 def with_pooled(
     model: torch.nn.Module,
-    layers: list[torch.nn.Linear],
+    layers: list[torch.nn.Module],
     token_ids: torch.Tensor,
     lengths: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,7 +124,7 @@ class NeuralScorer:
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
         self.domain = bundle.domain
-        self.output_layers = output_layers(self.model)
+        self._output_layers: list[torch.nn.Module] | None = None
 
     def _encode(self, tokenized: TokenLists) -> list[np.ndarray]:
         # A review of punctuation alone still gets an answer, from one unknown token.
@@ -160,7 +159,9 @@ class NeuralScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(batch,) log-odds and (batch, hidden) pooled representations of one padded batch:
         what another backend replaces too."""
-        logits, pooled = with_pooled(self.model, self.output_layers, token_ids, lengths)
+        if self._output_layers is None:  # found when first needed: a scorer may never be asked
+            self._output_layers = output_layers(self.model)
+        logits, pooled = with_pooled(self.model, self._output_layers, token_ids, lengths)
         return logits.double().cpu().numpy(), pooled.double().cpu().numpy()
 
     @torch.no_grad()
