@@ -7,10 +7,10 @@
 * a path to the official Large Movie Review Dataset, as its folder ``aclImdb/`` or its tarball
   ``aclImdb_v1.tar.gz`` (read without unpacking); each file is ``<id>_<rating>.txt`` and the
   1-10 star rating is kept.
-* ``amazon`` -- 2,943 Amazon product-review snippets (Hutto and Gilbert 2014, the ground truth
+* ``amazon`` -- 2,942 Amazon product-review snippets (Hutto and Gilbert 2014, the ground truth
   VADER was validated on), a domain that is not films: each snippet's mean rating by 20
   people, from -4 to 4, is positive above 0.5 and negative below -0.5; the 765 in between are
-  neutral and left out. They ship in VADER's source package on PyPI, which critic reads where
+  neutral and left out, and so is one snippet of no words ("!"). They ship in VADER's source package on PyPI, which critic reads where
   ``pip download`` put it (:func:`vader_sdist`); nothing is fetched at run time.
 * a path to any CSV or JSONL file with a text column and a 0/1 (or negative/positive) label.
 
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from critic.data.text import has_words
 from critic.errors import CriticError, DataError
 from critic.fileio import check_members, default_cache_dir, sha256_file
 
@@ -242,8 +243,10 @@ def load_vader_snippets(name: str) -> Reviews:
             mean = float(fields[1])
         except (IndexError, ValueError):
             raise DataError(f"{sdist}: {name} line {number} is not id, rating, text") from None
-        if abs(mean) > NEUTRAL_BAND:
-            texts.append("\t".join(fields[2:]).strip())
+        text = "\t".join(fields[2:]).strip()
+        # A snippet of no words ("!") has nothing a model could judge.
+        if abs(mean) > NEUTRAL_BAND and has_words(text):
+            texts.append(text)
             labels.append(int(mean > 0))
     return Reviews(texts, np.array(labels))
 
