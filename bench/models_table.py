@@ -82,6 +82,9 @@ DEFAULT_RECIPES: dict[str, str] = {
     "ngrams": "--model ngrams",
     "nbsvm": "--model nbsvm",
     "ensemble": "ensemble nbsvm attention ngrams",
+    # Issue 26: general-text vectors (critic[glove]) instead of word2vec of the training split:
+    # Amazon's snippets 71.8% instead of 67.1% (ROC AUC 0.788, 0.745), the rest unchanged.
+    "cnn-lstm-glove": "--model cnn-lstm --embeddings glove-6b-50d",
 }
 
 START_MARKER = (

