@@ -245,7 +245,7 @@ def _spread(row: dict, key: str) -> str:
     return _percent(row[key]) + ("" if sd is None else f" ± {100 * sd:.2f}")
 
 
-def _duration(seconds) -> str:
+def duration(seconds) -> str:
     if seconds is None:
         return "–"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
@@ -262,7 +262,7 @@ def markdown_table(rows: list[dict]) -> str:
         ece_sd = row.get("ece_sd")
         lines.append(
             f"| {row['name']} | {row['vocabulary']} | {row['embeddings']} | {parameters} | "
-            f"{_duration(row['train_seconds'])} | {_spread(row, 'val_accuracy')} | "
+            f"{duration(row['train_seconds'])} | {_spread(row, 'val_accuracy')} | "
             f"**{_spread(row, 'test_accuracy')}** | {row['ece']:.4f}"
             f"{'' if ece_sd is None else f' ± {ece_sd:.4f}'} | "
             f"{_spread(row, 'rotten_tomatoes_accuracy')} | {row['reviews_per_second']:,.0f} |"

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from models_table import parse_recipes, train_recipe
+from models_table import duration, parse_recipes, train_recipe
 
 from critic.data.prepare import load_splits
 from critic.data.sources import Reviews, load_all_reviews
@@ -197,12 +197,6 @@ def _figure(row: dict, key: str, percent: bool = True) -> str:
     return f"{value:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
 
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "–"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| recipe | seeds | training time | IMDB test accuracy | Rotten Tomatoes accuracy "
@@ -212,7 +206,7 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         seeds = ", ".join(str(s) for s in row.get("seeds") or []) or "–"
         lines.append(
-            f"| {row['name']} | {seeds} | {_duration(row.get('train_seconds'))} | "
+            f"| {row['name']} | {seeds} | {duration(row.get('train_seconds'))} | "
             f"{_figure(row, 'imdb_accuracy')} | **{_figure(row, 'rotten_tomatoes_accuracy')}** | "
             f"{_figure(row, 'amazon_accuracy')} | {_figure(row, 'amazon_auc', percent=False)} |"
         )

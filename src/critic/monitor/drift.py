@@ -139,6 +139,18 @@ def traffic_of(
     )
 
 
+def fisher_p(live_count: int, live_total: int, baseline_count: int, baseline_total: int) -> float:
+    """Fisher's exact test of two shares (``count`` of ``total``, live and baseline): how likely
+    chance alone would set them this far apart."""
+    from scipy import stats
+
+    table = [
+        [live_count, live_total - live_count],
+        [baseline_count, baseline_total - baseline_count],
+    ]
+    return float(stats.fisher_exact(table).pvalue)
+
+
 def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -> dict:
     """Every figure of ``live`` against ``baseline``, and which of them count as drift: a
     difference past its threshold that the samples' sizes make unlikely by chance."""
@@ -188,11 +200,9 @@ def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -
             )
     if live.unusual_share is not None and baseline.unusual_share is not None:
         rise = live.unusual_share - baseline.unusual_share
-        table = [
-            [live.unusual, live.judged_domain - live.unusual],
-            [baseline.unusual, baseline.judged_domain - baseline.unusual],
-        ]
-        p_value = float(stats.fisher_exact(table).pvalue)
+        p_value = fisher_p(
+            live.unusual, live.judged_domain, baseline.unusual, baseline.judged_domain
+        )
         result["unusual"] = {
             "share": live.unusual_share,
             "baseline_share": baseline.unusual_share,
@@ -205,11 +215,7 @@ def compare_traffic(baseline: Traffic, live: Traffic, limits: DriftThresholds) -
             )
     if live.positive_share is not None and baseline.positive_share is not None:
         moved = live.positive_share - baseline.positive_share
-        table = [
-            [live.positive, live.answers - live.positive],
-            [baseline.positive, baseline.answers - baseline.positive],
-        ]
-        p_value = float(stats.fisher_exact(table).pvalue)
+        p_value = fisher_p(live.positive, live.answers, baseline.positive, baseline.answers)
         result["label"] = {
             "positive_share": live.positive_share,
             "baseline_positive_share": baseline.positive_share,
