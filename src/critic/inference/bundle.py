@@ -19,7 +19,8 @@ and, by the model's kind (``bundle.json`` says which):
 and ``reliability.png``, the reliability diagram before and after calibration on the test
 split; ``domain.json`` (and for a neural model ``domain.safetensors``), the out-of-domain
 signal fitted on its split (:mod:`critic.inference.domain`), signed by the manifest like the
-rest but optional: a bundle from before it loads, and answers without a domain score. Version 1 bundles (neural only, no calibration) still load: their score is their
+rest but optional: a bundle from before it loads, and answers without a domain score.
+Version 1 bundles (neural only, no calibration) still load: their score is their
 probability and their rating is mapped from it.
 
 No pickle anywhere: loading reads JSON and safetensors and never executes code from the bundle.

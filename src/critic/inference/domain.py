@@ -104,6 +104,28 @@ class DomainModel:
             object.__setattr__(self, "_projected_means", self.means @ factor)
         object.__setattr__(self, "_up", np.array([side == UP for side in self.sides]))
 
+    @classmethod
+    def unscaled(
+        cls,
+        features: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+        means: np.ndarray | None = None,
+        precision: np.ndarray | None = None,
+        center: np.ndarray | None = None,
+        spread: np.ndarray | None = None,
+    ) -> DomainModel:
+        """A model of unit threshold (and, unless given, unit scale) over ``features``: what
+        fitting measures distances and densities with before the threshold is known."""
+        k = len(features)
+        return cls(
+            tuple(name for name, _ in features),
+            tuple(side for _, side in features),
+            np.zeros(k) if center is None else center,
+            np.ones(k) if spread is None else spread,
+            1.0,
+            means,
+            precision,
+        )
+
     @property
     def hidden(self) -> int | None:
         """The size of the pooled representation the density reads, if any."""
@@ -237,17 +259,15 @@ def fit_domain(
     if validation.ndim != 2 or len(validation) < 2:
         raise BundleError("domain: fitting needs the raw features of at least 2 reviews")
     center, spread = robust_scale(validation)
-    names = tuple(name for name, _ in features)
-    sides = tuple(side for _, side in features)
-    unscaled = DomainModel(names, sides, center, spread, 1.0, means, precision)
+    unscaled = DomainModel.unscaled(features, means, precision, center, spread)
     distances = unscaled.distances(validation)
     threshold = float(np.quantile(distances, TYPICAL_SHARE))
     if threshold <= 1e-9:  # nearly every validation review at the median of every feature
         threshold = max(float(distances.max()), 1.0)
     typical = float((distances <= threshold).mean())
     return DomainModel(
-        names,
-        sides,
+        unscaled.features,
+        unscaled.sides,
         center,
         spread,
         threshold,

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from critic.data.prepare import load_splits
 from critic.data.split import stratified_sample
 from critic.data.text import tokenize_many
@@ -72,17 +70,7 @@ def fit_bundle_domain(
         means, precision = fit_gaussians(pooled, train.labels)
         fitted["train_reviews"] = len(train)
         # The validation features need the Gaussians' density: a model of unit scale first.
-        k = len(NEURAL_FEATURES)
-        unscaled = DomainModel(
-            tuple(name for name, _ in NEURAL_FEATURES),
-            tuple(side for _, side in NEURAL_FEATURES),
-            np.zeros(k),
-            np.ones(k),
-            1.0,
-            means,
-            precision,
-        )
-        scorer.domain = unscaled
+        scorer.domain = DomainModel.unscaled(NEURAL_FEATURES, means, precision)
         logits, raw = scorer.domain_features(val_tokens)
         domain = fit_domain(NEURAL_FEATURES, raw, means, precision, fitted=fitted)
     typical = domain.scores(raw) <= 1.0

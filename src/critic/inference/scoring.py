@@ -28,7 +28,7 @@ from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
 from critic.inference.attribution import leave_one_out
 from critic.inference.bundle import ENSEMBLE, Bundle
-from critic.inference.domain import review_lengths
+from critic.inference.domain import DomainModel, review_lengths
 from critic.models import NBSVM_KIND
 from critic.system import keep_pace
 
@@ -115,7 +115,21 @@ def with_pooled(
     return logits, torch.cat(captured, dim=1)
 
 
-class NeuralScorer:
+class DomainScored:
+    """What every scorer shares: ``assess``, from its ``logits``, ``domain_features`` and the
+    bundle's ``domain`` model."""
+
+    domain: DomainModel | None
+
+    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
+        """(reviews,) log-odds and their domain scores (None without a domain model)."""
+        if self.domain is None:
+            return self.logits(tokenized), None
+        logits, raw = self.domain_features(tokenized)
+        return logits, self.domain.scores(raw)
+
+
+class NeuralScorer(DomainScored):
     def __init__(self, bundle: Bundle, batch_size: int = 64):
         assert bundle.vocab is not None
         self.model = bundle.model.eval()
@@ -192,13 +206,6 @@ class NeuralScorer:
         raw = np.column_stack([unknown, review_lengths(tokenized), self.domain.density(pooled)])
         return logits, raw
 
-    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
-        """(reviews,) log-odds and their domain scores (None without a domain model)."""
-        if self.domain is None:
-            return self.logits(tokenized), None
-        logits, raw = self.domain_features(tokenized)
-        return logits, self.domain.scores(raw)
-
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         encoded = self._encode(tokenized)
         read = [min(len(tokens), self.max_length) for tokens in tokenized]
@@ -220,7 +227,7 @@ class NeuralScorer:
         return leave_one_out(self.batch_logits, token_ids, lengths)
 
 
-class NBSVMScorer:
+class NBSVMScorer(DomainScored):
     def __init__(self, bundle: Bundle):
         self.model = bundle.model
         self.max_length = bundle.config.data.max_length
@@ -236,12 +243,6 @@ class NBSVMScorer:
         logits, unknown, uncovered = self.model.decision_and_coverage(read)
         return logits, np.column_stack([unknown, uncovered, review_lengths(tokenized)])
 
-    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.domain is None:
-            return self.logits(tokenized), None
-        logits, raw = self.domain_features(tokenized)
-        return logits, self.domain.scores(raw)
-
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         return [
             scale_to_unit(self.model.token_contributions(tokens[: self.max_length]))
@@ -249,7 +250,7 @@ class NBSVMScorer:
         ]
 
 
-class EnsembleScorer:
+class EnsembleScorer(DomainScored):
     def __init__(
         self,
         bundle: Bundle,
@@ -295,12 +296,6 @@ class EnsembleScorer:
         """(reviews,) log-odds and (reviews, members) the members' domain scores."""
         member_logits, member_scores = self.member_assessments(tokenized)
         return weighted_log_odds(member_logits, self.weights, self.bias), member_scores
-
-    def assess(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.domain is None:
-            return self.logits(tokenized), None
-        logits, raw = self.domain_features(tokenized)
-        return logits, self.domain.scores(raw)
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]
