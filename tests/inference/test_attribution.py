@@ -14,9 +14,9 @@ from critic.inference.attribution import (
 )
 from critic.inference.bundle import load_bundle
 from critic.inference.scoring import NeuralScorer, make_scorer, scale_to_unit
-from critic.models import NEURAL, build_model, model_names
+from critic.models import build_model
 from support.bundles import small_bundle
-from support.data import random_batch
+from support.data import FROM_SCRATCH, random_batch
 
 
 def additive_score(values: torch.Tensor):
@@ -80,7 +80,7 @@ def test_a_reviews_leave_one_out_does_not_depend_on_the_reviews_beside_it():
         assert (together[row, n:] == 0).all()
 
 
-NEURAL_NAMES = model_names(NEURAL)
+NEURAL_NAMES = FROM_SCRATCH
 
 
 @pytest.mark.parametrize("name", NEURAL_NAMES)

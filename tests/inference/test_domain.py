@@ -23,7 +23,8 @@ from critic.inference.domain import (
 from critic.inference.domain_fit import fit_bundle_domain
 from critic.inference.predictor import Predictor
 from critic.inference.scoring import output_layers, with_pooled
-from critic.models import NEURAL, build_model, model_kind, model_names
+from critic.models import build_model
+from support.data import FROM_SCRATCH
 
 GIBBERISH = "Zqxv blorf wuggle trenz pliv quorb snaff yelm drofk vintz " * 6
 
@@ -65,7 +66,7 @@ def test_a_feature_that_is_zero_for_most_reviews_still_gets_a_positive_spread():
     assert spread[1] == 1.0  # constant: nothing to scale by
 
 
-@pytest.mark.parametrize("name", [name for name in model_names() if model_kind(name) == NEURAL])
+@pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_every_neural_architecture_shows_what_its_output_layer_reads(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
     model.eval()

@@ -10,10 +10,10 @@ from critic.models.fast_lstm import lstm_layer
 from critic.models.nbsvm import NBSVM, ngrams
 from critic.models.ngrams import ngram_ids
 from critic.models.rnn import reverse_padded
-from support.data import random_batch
+from support.data import FROM_SCRATCH, random_batch
 
 
-@pytest.mark.parametrize("name", model_names(NEURAL))
+@pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_every_model_maps_a_batch_to_one_logit_per_review(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
     token_ids, lengths = random_batch()
@@ -24,7 +24,7 @@ def test_every_model_maps_a_batch_to_one_logit_per_review(name):
         assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", model_names(NEURAL))
+@pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_every_model_learns_from_one_batch(name):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6))
@@ -42,7 +42,7 @@ def test_every_model_learns_from_one_batch(name):
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("name", model_names(NEURAL))
+@pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_padding_after_a_review_does_not_change_its_logit(name):
     model = build_model(ModelConfig(name=name, vocab_size=50, embedding_dim=8, hidden_dim=6)).eval()
     token_ids, lengths = random_batch()

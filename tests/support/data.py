@@ -11,6 +11,13 @@ from pathlib import Path
 import torch
 
 from critic.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from critic.models import NEURAL, model_names
+from critic.models.encoder import MINILM
+
+FROM_SCRATCH = [name for name in model_names(NEURAL) if name != MINILM]
+"""The neural architectures that can be built at any size: the tests that build every one
+tiny leave out the pretrained encoder, whose size its weights fix (tests/models/test_encoder.py
+checks it the same ways, at its own size)."""
 
 POSITIVE = [
     "A wonderful film. The acting is superb and the story moved me!",

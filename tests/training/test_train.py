@@ -8,11 +8,17 @@ from critic.cli import main
 from critic.config import ModelConfig
 from critic.errors import CriticError
 from critic.inference.bundle import save_training_result
-from critic.models import NEURAL, build_model, model_names
+from critic.models import build_model
 from critic.training.checkpoints import CHECKPOINT_DIR
 from critic.training.run import resolve_device
 from critic.training.train import train
-from support.data import random_batch, small_nbsvm_config, small_run_config, write_aclimdb
+from support.data import (
+    FROM_SCRATCH,
+    random_batch,
+    small_nbsvm_config,
+    small_run_config,
+    write_aclimdb,
+)
 
 # One thread, fixed: two runs compared weight for weight must sum in the same order, however
 # busy the machine is (critic.system.ThreadGovernor sizes the threads to it otherwise).
@@ -237,7 +243,7 @@ def test_an_ensemble_cannot_be_trained_only_assembled(tmp_path):
         train(config.replace(model=config.model.replace(name="ensemble")), tmp_path, **QUIET)
 
 
-@pytest.mark.parametrize("name", model_names(NEURAL))
+@pytest.mark.parametrize("name", FROM_SCRATCH)
 @pytest.mark.slow
 def test_every_model_trains_one_batch_into_a_bundle_that_answers(tmp_path, cache_dir, name):
     # 240 training reviews in one batch of 256: one optimiser step per architecture.

@@ -1,6 +1,6 @@
 """Models: one registry; every model maps (token_ids, lengths) to (batch,) logits."""
 
-from critic.models import hybrid, nbsvm, ngrams, rnn  # noqa: F401  (register their architectures)
+from critic.models import encoder, hybrid, nbsvm, ngrams, rnn  # noqa: F401  (register their architectures)
 from critic.models.registry import (
     NBSVM_KIND,
     NEURAL,

@@ -40,6 +40,7 @@ from critic.errors import CriticError
 from critic.evaluation.calibration import binary_log_loss, calibrate
 from critic.evaluation.evaluate import predict_split, predict_split_logits, split_metrics
 from critic.models import build_model, check_model_config
+from critic.models.encoder import check_encoder_installed
 from critic.models.language_model import check_pretrainable
 from critic.system import ThreadGovernor, subnormals_flushed
 from critic.training import distributed
@@ -69,6 +70,13 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
     # Fails in a second, before the data is read or word2vec trained.
     miniature = check_model_config(config.model)
     build_optimizer(miniature, config.train)
+    pretrained = getattr(miniature, "pretrained", False)
+    if pretrained:
+        check_encoder_installed()
+        if config.train.embeddings is not None:
+            raise CriticError(
+                f"--embeddings: {config.model.name} starts from pretrained weights of its own"
+            )
     if config.train.pretrain_epochs:
         check_pretrainable(miniature, config.model.name)
     processes = run.processes
@@ -100,7 +108,10 @@ def train_neural(config: RunConfig, run: RunOptions) -> TrainingResult:
             # word2vec trains here: part of the cost of this run
             "embeddings_seconds": round(time.perf_counter() - started, 2),
         }
-    model = build_model(config.model).to(device)
+    model = build_model(config.model)
+    if pretrained and not run.resume:  # a resumed run's checkpoint holds the weights
+        model.start_from_pretrained(prepared.vocab.words, log=run.log)
+    model = model.to(device)
     if embedding_init is not None:
         initialise_embedding(model.embedding.weight, embedding_init, seed=config.train.seed)
     optimizer = build_optimizer(model, config.train)
