@@ -309,9 +309,21 @@ class TrainConfig(_Config):
         "Epochs of language-model pre-training on the training split's texts before the "
         "classifier trains (gru, bilstm, attention, attention-ngrams); 0: none.",
     )
+    # Fine-tuning pretrained weights (minilm) wants its rate warmed up, then decayed to 0
+    # (Devlin et al. 2019): a full rate on the first steps' gradients, which the new output
+    # layer makes large, would move the pretrained weights far from where they were useful.
+    warmup: float | None = setting(
+        None,
+        "Raise the learning rate linearly from 0 over this share of all the training steps, "
+        "then lower it linearly to 0 at the last; default: a constant rate.",
+    )
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(
+            self.warmup is None or 0 <= self.warmup < 1,
+            f"warmup must be a share of the steps, at least 0 and below 1, got {self.warmup}",
+        )
         _check(
             self.pretrain_epochs >= 0,
             f"pretrain_epochs must not be negative, got {self.pretrain_epochs}",

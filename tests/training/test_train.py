@@ -68,7 +68,9 @@ class Interrupt(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, cache_dir):
-    config = small_run_config(epochs=3, patience=5)
+    # With a warmed-up and decaying rate: the resumed run must take the schedule up where the
+    # interrupted one left it.
+    config = small_run_config(epochs=3, patience=5, warmup=0.3)
     straight = train(config, tmp_path / "straight", cache_dir=cache_dir, **QUIET)
 
     # Epoch lines are logged before that epoch's checkpoint is written: stopping at epoch 3's
@@ -506,3 +508,31 @@ def test_pretraining_a_model_it_cannot_fails_before_any_data_is_read(tmp_path, m
     assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
     with pytest.raises(CriticError, match="pretrain_epochs must not be negative"):
         small_run_config(pretrain_epochs=-1)
+
+
+def test_a_warmed_up_rate_rises_to_its_peak_then_falls_to_zero_at_the_last_step():
+    from critic.training.neural import StepRates
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter], lr=0.5)
+    rates = StepRates(optimizer, 0.2, steps_per_epoch=5, epochs=2)  # 10 steps, 2 rising
+    seen = []
+    for epoch in (1, 2):
+        for batch in range(5):
+            rates.set(epoch, batch)
+            seen.append(optimizer.param_groups[0]["lr"])
+    assert seen[:2] == [0.25, 0.5]
+    assert seen[2:] == pytest.approx([0.5 * (10 - step) / 8 for step in range(2, 10)])
+    assert seen[-1] == pytest.approx(0.5 / 8) and max(seen) == 0.5
+    constant = StepRates(optimizer, None, steps_per_epoch=5, epochs=2)
+    optimizer.param_groups[0]["lr"] = 0.5
+    constant.set(2, 3)
+    assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_a_warmup_that_is_not_a_share_of_the_steps_is_refused():
+    from critic.config import TrainConfig
+    from critic.errors import CriticError
+
+    with pytest.raises(CriticError, match="warmup must be a share of the steps"):
+        TrainConfig(warmup=1.0)

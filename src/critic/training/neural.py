@@ -205,6 +205,7 @@ def _run_epochs(
     )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
+    rates = StepRates(optimizer, config.train.warmup, len(train_batches), config.train.epochs)
     for epoch in range(state.epoch + 1, config.train.epochs + 1):
         stop_reason = state.stop_reason(config.train)
         if stop_reason is not None:
@@ -212,8 +213,9 @@ def _run_epochs(
         started = time.perf_counter()
         train_batches.set_epoch(epoch)
         train_sums, seconds = _train_epoch(
-            trainer, optimizer, train_batches, device, config, epoch, run.progress, governor
-        )
+            trainer, optimizer, train_batches, device, config, epoch, run.progress, governor,
+            rates,
+        )  # fmt: skip
         val_sums = _validation_sums(model, validation, config.data.max_length, device)
         loss, correct, seen, val_loss, val_correct, val_seen = distributed.all_sum(
             [*train_sums, *val_sums], processes, device
@@ -352,8 +354,44 @@ def _validation_sums(model, validation, max_length: int, device) -> tuple[float,
     return loss, int(((probabilities >= 0.5) == validation.labels).sum()), len(validation)
 
 
+class StepRates:
+    """The learning rate of every step: constant, or with ``warmup`` (a share of all the
+    steps) a linear rise from 0 and then a linear fall to 0 at the last step.
+
+    The rate is a function of the step's place in the run alone (epoch and batch), so a
+    resumed run takes up the schedule where the interrupted one left it, with nothing saved.
+    """
+
+    def __init__(self, optimizer, warmup: float | None, steps_per_epoch: int, epochs: int):
+        self.optimizer = optimizer
+        # Each group's full rate is kept in the group itself: it is saved with the optimizer in
+        # every checkpoint, where "lr" holds the last step's share of it.
+        for group in optimizer.param_groups:
+            group.setdefault("peak_lr", group["lr"])
+        self.warmup = warmup
+        self.steps_per_epoch = steps_per_epoch
+        self.total = steps_per_epoch * epochs
+
+    def factor(self, step: int) -> float:
+        """The share of each group's rate at ``step`` (0-based, over the whole run)."""
+        if self.warmup is None:
+            return 1.0
+        rising = max(1, round(self.warmup * self.total))
+        if step < rising:
+            return (step + 1) / rising
+        return max(0.0, (self.total - step) / max(1, self.total - rising))
+
+    def set(self, epoch: int, batch: int) -> None:
+        """Set the rates for batch ``batch`` (0-based) of epoch ``epoch`` (1-based)."""
+        if self.warmup is None:
+            return
+        share = self.factor((epoch - 1) * self.steps_per_epoch + batch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["peak_lr"] * share
+
+
 def _train_epoch(
-    model, optimizer, batches, device, config, epoch, progress, governor=None
+    model, optimizer, batches, device, config, epoch, progress, governor=None, rates=None
 ) -> tuple[tuple[float, int, int], float]:
     """One pass over ``batches``: (summed loss, right answers, reviews) and the seconds."""
     model.train()
@@ -363,7 +401,9 @@ def _train_epoch(
     started = time.perf_counter()
     bar = progress_bar(batches, f"epoch {epoch}/{config.train.epochs}", progress)
     push = EmbeddingPush(model, config.train.adversarial) if config.train.adversarial else None
-    for batch in bar:
+    for number, batch in enumerate(bar):
+        if rates is not None:
+            rates.set(epoch, number)
         batch = batch.to(device)
         logits = model(batch.token_ids, batch.lengths)
         loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
