@@ -133,10 +133,15 @@ def test_an_ensemble_answers_with_its_members_weighted_log_odds(ensemble_bundle)
     ensemble = Predictor.load(ensemble_bundle)
     reviews = ["A wonderful, moving film!", "Not good. Boring and far too long.", "meh"]
     members = ensemble.model.members
-    expected = ensemble.model.bias + sum(
-        weight * Predictor(member).predict_logits(reviews) / member.calibration.temperature
-        for member, weight in zip(members, ensemble.model.weights, strict=True)
-    )
+    logits = [Predictor(m).predict_logits(reviews) / m.calibration.temperature for m in members]
+    short = ensemble.model.short  # a second set of weights for short reviews, mixed by length
+    share = short.share(np.array([len(tokenize(review)) for review in reviews]))
+    expected = sum(
+        ((1 - share) * weight + share * short_weight) * member_logits
+        for member_logits, weight, short_weight in zip(
+            logits, ensemble.model.weights, short.weights, strict=True
+        )
+    ) + ((1 - share) * ensemble.model.bias + share * short.bias)
     assert ensemble.predict_logits(reviews) == pytest.approx(expected)
     assert ensemble.max_length == max(Predictor(m).max_length for m in members)
 
@@ -145,8 +150,13 @@ def test_ensemble_word_weights_are_the_members_weighted(ensemble_bundle):
     ensemble = Predictor.load(ensemble_bundle)
     review = "A clever, funny and warm film."
     combined = np.zeros(len(tokenize(review)))
-    for member, weight in zip(ensemble.model.members, ensemble.model.weights, strict=True):
+    short = ensemble.model.short
+    share = short.share(np.array([len(combined)]))[0]
+    for member, weight, short_weight in zip(
+        ensemble.model.members, ensemble.model.weights, short.weights, strict=True
+    ):
         words = Predictor(member).predict(review, explain=True)["words"]
+        weight = (1 - share) * weight + share * short_weight  # a short review's own mix
         combined[: len(words)] += weight * np.array([w["weight"] for w in words])
     got = [w["weight"] for w in ensemble.predict(review, explain=True)["words"]]
     assert got == pytest.approx(list(combined / np.abs(combined).max()), abs=2e-3)

@@ -71,8 +71,10 @@ def test_an_ensemble_scorer_weighs_its_members_calibrated_log_odds(ensemble_bund
         axis=1,
     )
     assert scorer.member_logits(tokenized) == pytest.approx(members)
-    expected = bundle.model.bias + members @ np.array(bundle.model.weights)
-    assert scorer.logits(tokenized) == pytest.approx(expected)
+    long = bundle.model.bias + members @ np.array(bundle.model.weights)
+    short = bundle.model.short.bias + members @ np.array(bundle.model.short.weights)
+    share = 1 / (1 + (np.array([len(tokens) for tokens in tokenized]) / 60) ** 3)
+    assert scorer.logits(tokenized) == pytest.approx((1 - share) * long + share * short)
 
 
 def test_gradients_flow_in_eval_mode_through_any_rnn_kernel():

@@ -217,6 +217,13 @@ def ensemble(
         list[Path], typer.Argument(help="Two or more trained bundles, trained on the same data.")
     ],
     out: Annotated[Path, typer.Option(help="Folder to write the ensemble bundle to.")] = ...,  # type: ignore[assignment]
+    short_reviews: Annotated[
+        bool,
+        typer.Option(
+            help="Also fit weights for short reviews, on crops of a few sentences of the "
+            "validation reviews, mixed in by a review's length."
+        ),
+    ] = True,
     *,
     tracking: dict,
 ) -> None:
@@ -232,7 +239,7 @@ def ensemble(
     tracked = tracking_settings(tracking)
 
     with share_the_machine("ensemble"):
-        metrics = build_ensemble(members, out, log=typer.echo)
+        metrics = build_ensemble(members, out, short_reviews=short_reviews, log=typer.echo)
     typer.echo(f"bundle: {out} (test accuracy {metrics['test_accuracy']:.4f})")
     if tracked is not None:
         from critic.cli.tracking import say_where

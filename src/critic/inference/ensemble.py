@@ -22,16 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from critic.config import DataConfig, ModelConfig, RunConfig
+from critic.data.crops import short_crops
 from critic.data.prepare import load_splits
 from critic.data.split import SPLIT_SETTINGS, split_identity
 from critic.data.text import tokenize_many
 from critic.errors import CriticError
 from critic.evaluation.calibration import calibrate, sigmoid
 from critic.evaluation.evaluate import split_metrics
-from critic.inference.bundle import ENSEMBLE, save_ensemble
+from critic.inference.bundle import ENSEMBLE, ShortReviews, save_ensemble
 from critic.inference.domain_fit import fit_bundle_domain
 from critic.inference.predictor import Predictor
-from critic.inference.scoring import weighted_log_odds
+from critic.inference.scoring import ensemble_log_odds, token_counts, weighted_log_odds
 from critic.models.losses import logit_log_loss
 from critic.training.run import training_seconds
 
@@ -52,31 +53,69 @@ def shared_data(predictors: Sequence[Predictor], paths: Sequence[Path]) -> DataC
     return first.replace(max_length=max(p.max_length for p in predictors))
 
 
+def _fit_stack(features: np.ndarray, biases: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients of ``features`` (reviews, k) and free ones of ``biases``
+    (reviews, j) minimising the log loss of ``sigmoid(features @ a + biases @ b)``."""
+    from scipy.optimize import minimize
+
+    design = np.hstack([features, biases]).astype(np.float64)
+    signs = np.where(np.asarray(labels) == 1, 1.0, -1.0)
+    count, weighted = features.shape
+
+    def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
+        combined = design @ parameters
+        pull = -signs * sigmoid(-signs * combined) / count  # d loss / d logit, per review
+        return logit_log_loss(labels, combined), design.T @ pull
+
+    start = np.append(np.full(weighted, 1.0 / weighted), np.zeros(biases.shape[1]))
+    bounds = [(0.0, None)] * weighted + [(None, None)] * biases.shape[1]
+    found = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    return found.x
+
+
 def fit_weights(member_logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
     """Non-negative weights and a bias minimising the log loss of
     ``sigmoid(bias + member_logits @ weights)``; ``member_logits`` is (reviews, members)."""
-    from scipy.optimize import minimize
-
     logits = np.asarray(member_logits, dtype=np.float64)
-    signs = np.where(np.asarray(labels) == 1, 1.0, -1.0)
-    count, members = logits.shape
+    members = logits.shape[1]
+    found = _fit_stack(logits, np.ones((len(logits), 1)), labels)
+    return found[:members], float(found[members])
 
-    def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        weights, bias = parameters[:members], parameters[members]
-        combined = weighted_log_odds(logits, weights, bias)
-        pull = -signs * sigmoid(-signs * combined) / count  # d loss / d logit, per review
-        return logit_log_loss(labels, combined), np.append(logits.T @ pull, pull.sum())
 
-    start = np.append(np.full(members, 1.0 / members), 0.0)
-    bounds = [(0.0, None)] * members + [(None, None)]
-    found = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds)
-    return found.x[:members], float(found.x[members])
+def fit_short_weights(
+    member_logits: np.ndarray, lengths: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, float, ShortReviews]:
+    """Both sets of an ensemble's weights at once (:class:`ShortReviews`): the log loss of
+    ``(1 - g) * (bias + L @ weights) + g * (short bias + L @ short weights)``, ``g`` each
+    review's shortness by its ``lengths`` in tokens, over reviews long and short (the
+    validation split and crops of it). Returns the long set's weights and bias, and the short
+    set."""
+    logits = np.asarray(member_logits, dtype=np.float64)
+    members = logits.shape[1]
+    gate = ShortReviews([0.0] * members, 0.0)
+    share = gate.share(lengths)[:, None]
+    features = np.hstack([logits * (1.0 - share), logits * share])
+    found = _fit_stack(features, np.hstack([1.0 - share, share]), labels)
+    weights, short_weights = found[:members], found[members : 2 * members]
+    bias, short_bias = float(found[2 * members]), float(found[2 * members + 1])
+    short = ShortReviews([float(w) for w in short_weights], short_bias)
+    return weights, bias, short
 
 
 def build_ensemble(
-    members: Sequence[Path], out: Path, *, log: Callable[[str], None] = print
+    members: Sequence[Path],
+    out: Path,
+    *,
+    short_reviews: bool = True,
+    log: Callable[[str], None] = print,
 ) -> dict:
-    """Fit an ensemble of the bundles ``members`` and write it to ``out``; return its metrics."""
+    """Fit an ensemble of the bundles ``members`` and write it to ``out``; return its metrics.
+
+    With ``short_reviews`` it has a second set of weights for short reviews
+    (:class:`ShortReviews`), fitted together with the first on the validation reviews and on
+    two crops of a few sentences of each (:func:`critic.data.crops.short_crops`); crops of the
+    test reviews measure it (``test_short_accuracy``).
+    """
     members = [Path(member) for member in members]
     if len(members) < 2:
         raise CriticError("an ensemble needs at least two member bundles")
@@ -96,9 +135,49 @@ def build_ensemble(
     log(f"ensemble: scoring {len(val):,} validation and {len(test):,} test reviews")
     val_members = np.stack([member_logits(p, val_tokens) for p in predictors], axis=1)
     test_members = np.stack([member_logits(p, test_tokens) for p in predictors], axis=1)
-    weights, bias = fit_weights(val_members, val.labels)
-    val_logits = weighted_log_odds(val_members, weights, bias)
-    test_logits = weighted_log_odds(test_members, weights, bias)
+    short: ShortReviews | None = None
+    if short_reviews:
+        val_crops, test_crops = short_crops(val, seed=0), short_crops(test, seed=1)
+        crop_tokens = {
+            "val": tokenize_many(val_crops.texts),
+            "test": tokenize_many(test_crops.texts),
+        }
+        log(
+            f"ensemble: scoring {len(val_crops):,} and {len(test_crops):,} crops of a few "
+            "sentences of the validation and test reviews, for the short-review weights"
+        )
+        crop_members = {
+            name: np.stack([member_logits(p, tokens) for p in predictors], axis=1)
+            for name, tokens in crop_tokens.items()
+        }
+        weights, bias, short = fit_short_weights(
+            np.vstack([val_members, crop_members["val"]]),
+            token_counts([*val_tokens, *crop_tokens["val"]]),
+            np.concatenate([val.labels, val_crops.labels]),
+        )
+        val_logits = ensemble_log_odds(val_members, weights, bias, short, token_counts(val_tokens))
+        test_logits = ensemble_log_odds(
+            test_members, weights, bias, short, token_counts(test_tokens)
+        )
+        test_crop_logits = ensemble_log_odds(
+            crop_members["test"], weights, bias, short, token_counts(crop_tokens["test"])
+        )
+        plain_weights, plain_bias = fit_weights(val_members, val.labels)
+        short_metrics = {
+            "test_short_reviews": len(test_crops),
+            "test_short_accuracy": float(((test_crop_logits >= 0) == test_crops.labels).mean()),
+            "test_short_accuracy_without": float(
+                (
+                    (weighted_log_odds(crop_members["test"], plain_weights, plain_bias) >= 0)
+                    == test_crops.labels
+                ).mean()
+            ),
+        }
+    else:
+        weights, bias = fit_weights(val_members, val.labels)
+        val_logits = weighted_log_odds(val_members, weights, bias)
+        test_logits = weighted_log_odds(test_members, weights, bias)
+        short_metrics = {}
     names = [f"{index}-{p.name}" for index, p in enumerate(predictors)]
     described = []
     for index, (name, path, weight) in enumerate(zip(names, members, weights, strict=True)):
@@ -111,9 +190,18 @@ def build_ensemble(
                 "test_accuracy": float(((test_members[:, index] >= 0) == test.labels).mean()),
             }
         )
+        if short is not None:
+            described[-1]["short_weight"] = round(float(short.weights[index]), 6)
         log(
-            f"ensemble: {name} ({path}) weight {weight:.3f}, test accuracy "
-            f"{described[-1]['test_accuracy']:.4f}"
+            f"ensemble: {name} ({path}) weight {weight:.3f}"
+            + (f" ({short.weights[index]:.3f} on short reviews)" if short is not None else "")
+            + f", test accuracy {described[-1]['test_accuracy']:.4f}"
+        )
+    if short is not None:
+        log(
+            f"ensemble: on {short_metrics['test_short_reviews']:,} crops of test reviews, "
+            f"{short_metrics['test_short_accuracy']:.4f} accurate with the short-review "
+            f"weights, {short_metrics['test_short_accuracy_without']:.4f} without"
         )
     metrics = {
         "model": ENSEMBLE,
@@ -128,6 +216,7 @@ def build_ensemble(
         "member_train_seconds": round(
             sum(training_seconds(p.bundle.metrics) or 0 for p in predictors), 2
         ),
+        **short_metrics,
     }
     calibration, calibrated = calibrate(
         (val.labels, val_logits, val.ratings), (test.labels, test_logits, test.ratings), log
@@ -142,6 +231,7 @@ def build_ensemble(
         bias=bias,
         metrics=metrics,
         calibration=calibration,
+        short=short,
     )
     fit_bundle_domain(out, log=log)
     log(

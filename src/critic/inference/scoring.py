@@ -27,7 +27,7 @@ from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
 from critic.inference.attribution import leave_one_out
-from critic.inference.bundle import ENSEMBLE, Bundle
+from critic.inference.bundle import ENSEMBLE, Bundle, ShortReviews
 from critic.inference.domain import DomainModel, review_lengths
 from critic.models import NBSVM_KIND
 from critic.system import keep_pace
@@ -80,6 +80,29 @@ def weighted_log_odds(
     # number of rows, and a review's answer must not depend on its neighbours.
     weights = np.asarray(weights, dtype=np.float64)
     return bias + (np.asarray(member_logits, dtype=np.float64) * weights).sum(axis=1)
+
+
+def token_counts(tokenized: TokenLists) -> np.ndarray:
+    """(reviews,) float64: each review's tokens, read or not."""
+    return np.fromiter(map(len, tokenized), np.float64, len(tokenized))
+
+
+def ensemble_log_odds(
+    member_logits: np.ndarray,
+    weights: Sequence[float],
+    bias: float,
+    short: ShortReviews | None = None,
+    lengths: np.ndarray | None = None,
+) -> np.ndarray:
+    """(reviews,) an ensemble's log-odds from its members' (reviews, members) calibrated
+    log-odds; with ``short``, each review's mix of the two sets by its ``lengths`` in tokens."""
+    combined = weighted_log_odds(member_logits, weights, bias)
+    if short is None:
+        return combined
+    share = short.share(lengths)
+    return (1.0 - share) * combined + share * weighted_log_odds(
+        member_logits, short.weights, short.bias
+    )
 
 
 def output_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -263,7 +286,20 @@ class EnsembleScorer(DomainScored):
         self.temperatures = np.array([m.calibration.temperature for m in ensemble.members])
         self.weights = np.asarray(ensemble.weights, dtype=np.float64)
         self.bias = float(ensemble.bias)
+        self.short = ensemble.short
         self.max_length = max(member.max_length for member in self.members)
+
+    def short_shares(self, tokenized: TokenLists) -> np.ndarray:
+        """(reviews,) how far each review counts as short (0 without short-review weights)."""
+        if self.short is None:
+            return np.zeros(len(tokenized))
+        return self.short.share(token_counts(tokenized))
+
+    def combine(self, member_logits: np.ndarray, tokenized: TokenLists) -> np.ndarray:
+        """(reviews,) the ensemble's log-odds from its members' (reviews, members)."""
+        return ensemble_log_odds(
+            member_logits, self.weights, self.bias, self.short, token_counts(tokenized)
+        )
 
     def member_logits(self, tokenized: TokenLists) -> np.ndarray:
         """(reviews, members): every member's calibrated log-odds."""
@@ -276,7 +312,7 @@ class EnsembleScorer(DomainScored):
         )
 
     def logits(self, tokenized: TokenLists) -> np.ndarray:
-        return weighted_log_odds(self.member_logits(tokenized), self.weights, self.bias)
+        return self.combine(self.member_logits(tokenized), tokenized)
 
     def member_assessments(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
         """(reviews, members) calibrated log-odds and domain scores, every member in one pass;
@@ -295,14 +331,21 @@ class EnsembleScorer(DomainScored):
     def domain_features(self, tokenized: TokenLists) -> tuple[np.ndarray, np.ndarray]:
         """(reviews,) log-odds and (reviews, members) the members' domain scores."""
         member_logits, member_scores = self.member_assessments(tokenized)
-        return weighted_log_odds(member_logits, self.weights, self.bias), member_scores
+        return self.combine(member_logits, tokenized), member_scores
 
     def word_weights(self, tokenized: TokenLists) -> list[np.ndarray]:
         combined = [np.zeros(min(len(tokens), self.max_length)) for tokens in tokenized]
-        for member, weight in zip(self.members, self.weights, strict=True):
-            if weight == 0:
+        # Each review's own weight per member: the short-review set's, as far as it is short.
+        share = self.short_shares(tokenized)[:, None]
+        short = self.weights if self.short is None else np.asarray(self.short.weights)
+        per_review = (1.0 - share) * self.weights + share * short
+        for index, member in enumerate(self.members):
+            if not per_review[:, index].any():
                 continue
-            for total, weights in zip(combined, member.word_weights(tokenized), strict=True):
+            member_weights = member.word_weights(tokenized)
+            for total, weights, weight in zip(
+                combined, member_weights, per_review[:, index], strict=True
+            ):
                 # A member that reads fewer tokens says nothing about the ones after.
                 total[: len(weights)] += weight * weights
         return [scale_to_unit(total) for total in combined]
