@@ -130,8 +130,11 @@ def train_recipe(
     """`critic train` for one recipe (`critic ensemble` for "ensemble A B ...", of the members
     beside it); the wall time in seconds."""
     if arguments[:1] == ["ensemble"]:
-        members = [str(folder.parent / member) for member in arguments[1:]]
+        # "ensemble A B --no-short-reviews": the names are members, the options critic ensemble's.
+        members = [str(folder.parent / word) for word in arguments[1:] if not word.startswith("-")]
+        options = [word for word in arguments[1:] if word.startswith("-")]
         command = [sys.executable, "-m", "critic.cli", "ensemble", *members, "--out", str(folder)]
+        command += options
     else:
         command = [sys.executable, "-m", "critic.cli", "train", "--out", str(folder)]
         command += ["--no-progress", *arguments, *common]
@@ -278,7 +281,8 @@ def section(rows: list[dict], command: str) -> str:
     def command_of(recipe: str) -> str:
         words = recipe.split()
         if words[:1] == ["ensemble"]:
-            return f"critic ensemble {' '.join(f'RUNS/{m}' for m in words[1:])} --out RUNS/NAME"
+            named = " ".join(f"RUNS/{w}" if not w.startswith("-") else w for w in words[1:])
+            return f"critic ensemble {named} --out RUNS/NAME"
         return f"critic train {recipe} --out RUNS/NAME" + (" --seed S" if several else "")
 
     recipes = "\n".join(f"* `{row['name']}`: `{command_of(row['recipe'])}`" for row in rows)
