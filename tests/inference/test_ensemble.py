@@ -141,3 +141,17 @@ def test_short_review_weights_that_do_not_fit_the_members_are_refused(ensemble_b
     with pytest.raises(BundleError, match="short-review weights must be one per member"):
         load_bundle(copy)
     assert ShortReviews([1.0], 0.0).to_dict()["midpoint"] == 60.0
+
+
+def test_reviews_with_nothing_to_crop_give_one_set_of_weights(
+    trained_bundle, nbsvm_bundle, tmp_path, monkeypatch
+):
+    import critic.inference.ensemble as ensemble_module
+    from critic.data.sources import Reviews
+
+    monkeypatch.setattr(ensemble_module, "short_crops", lambda reviews, seed: Reviews([], []))
+    lines = []
+    metrics = build_ensemble([nbsvm_bundle, trained_bundle], tmp_path / "e", log=lines.append)
+    assert any("no review has a sentence of 4 words" in line for line in lines)
+    assert "test_short_accuracy" not in metrics
+    assert "short" not in json.loads((tmp_path / "e" / "ensemble.json").read_text())

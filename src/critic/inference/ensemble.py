@@ -136,8 +136,14 @@ def build_ensemble(
     val_members = np.stack([member_logits(p, val_tokens) for p in predictors], axis=1)
     test_members = np.stack([member_logits(p, test_tokens) for p in predictors], axis=1)
     short: ShortReviews | None = None
+    val_crops, test_crops = short_crops(val, seed=0), short_crops(test, seed=1)
+    if short_reviews and not (len(val_crops) and len(test_crops)):
+        log(
+            "ensemble: no review has a sentence of 4 words or more to crop; one set of weights "
+            "for every review"
+        )
+        short_reviews = False
     if short_reviews:
-        val_crops, test_crops = short_crops(val, seed=0), short_crops(test, seed=1)
         crop_tokens = {
             "val": tokenize_many(val_crops.texts),
             "test": tokenize_many(test_crops.texts),
