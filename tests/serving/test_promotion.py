@@ -90,8 +90,9 @@ def test_a_promoted_shadow_answers_from_every_worker_without_a_restart(server):
         {"Content-Type": "text/plain", "X-Amzn-SageMaker-Target-Variant": "candidate"},
     )  # fmt: skip
     assert status == 200 and answer["model"] == "nbsvm"
-    shadows = call(f"{server.url}/api/ab/shadows")[1]
-    assert shadows["shadows"] == []
+    # The A/B view gathers the other workers' snapshots as they last published them (every
+    # few seconds): the shadow leaves it once each has published since the promotion.
+    wait_for(lambda: call(f"{server.url}/api/ab/shadows")[1]["shadows"] == [], 30, every=0.5)
     # No worker was restarted for it, and a second promotion is refused.
     pids_after = {p["pid"] for p in call(f"{server.url}/variants")[1]["workers"]["processes"]}
     assert pids_after == pids_before
