@@ -224,14 +224,20 @@ SPREAD = ("val_accuracy", "test_accuracy", "ece", "rotten_tomatoes_accuracy")
 AVERAGED = ("train_seconds", "train_wall_seconds", "epochs", "reviews_per_second")
 
 
-def summarise(runs: list[dict]) -> dict:
-    """One recipe's row from its runs (one per seed): the means, and the sample standard
-    deviation (n - 1) of the figures in SPREAD, None with a single run."""
-    summary = {key: value for key, value in runs[0].items() if key not in ("seed", "bundle")}
-    for key in (*SPREAD, *AVERAGED):
+def summarise(
+    runs: list[dict],
+    spread: tuple[str, ...] = SPREAD,
+    averaged: tuple[str, ...] = AVERAGED,
+    left_out: tuple[str, ...] = ("seed", "bundle"),
+) -> dict:
+    """One recipe's row from its runs (one per seed): the means of the figures in ``spread``
+    and ``averaged``, and the sample standard deviation (n - 1) of those in ``spread``, None
+    with a single run; the other keys of the first run but ``left_out`` as they are."""
+    summary = {key: value for key, value in runs[0].items() if key not in left_out}
+    for key in (*spread, *averaged):
         values = [run[key] for run in runs if run.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
-        if key in SPREAD:
+        if key in spread:
             summary[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
     summary["seeds"] = [run.get("seed") for run in runs]
     summary["runs"] = runs
@@ -242,7 +248,7 @@ def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
-def _spread(row: dict, key: str) -> str:
+def percent_with_spread(row: dict, key: str) -> str:
     """A percentage with its seeds' standard deviation in points, when there is one."""
     sd = row.get(f"{key}_sd")
     return _percent(row[key]) + ("" if sd is None else f" ± {100 * sd:.2f}")
@@ -265,10 +271,10 @@ def markdown_table(rows: list[dict]) -> str:
         ece_sd = row.get("ece_sd")
         lines.append(
             f"| {row['name']} | {row['vocabulary']} | {row['embeddings']} | {parameters} | "
-            f"{duration(row['train_seconds'])} | {_spread(row, 'val_accuracy')} | "
-            f"**{_spread(row, 'test_accuracy')}** | {row['ece']:.4f}"
+            f"{duration(row['train_seconds'])} | {percent_with_spread(row, 'val_accuracy')} | "
+            f"**{percent_with_spread(row, 'test_accuracy')}** | {row['ece']:.4f}"
             f"{'' if ece_sd is None else f' ± {ece_sd:.4f}'} | "
-            f"{_spread(row, 'rotten_tomatoes_accuracy')} | {row['reviews_per_second']:,.0f} |"
+            f"{percent_with_spread(row, 'rotten_tomatoes_accuracy')} | {row['reviews_per_second']:,.0f} |"
         )
     return "\n".join(lines)
 

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from models_table import duration, parse_recipes, train_recipe
+from models_table import duration, parse_recipes, percent_with_spread, train_recipe
+from models_table import summarise as summarise_runs
 
 from critic.data.prepare import load_splits
 from critic.data.sources import Reviews, load_all_reviews
@@ -175,26 +176,19 @@ FIGURES = ("imdb_accuracy", "rotten_tomatoes_accuracy", "amazon_accuracy", "amaz
 
 
 def summarise(runs: list[dict]) -> dict:
-    """One row from its runs (one per seed): each figure's mean and sd (n - 1, None alone)."""
-    summary = {k: v for k, v in runs[0].items() if k not in ("bundle", "seed", "weights")}
-    for key in FIGURES:
-        values = [run[key] for run in runs]
-        summary[key] = float(np.mean(values))
-        summary[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    times = [run["train_seconds"] for run in runs if run.get("train_seconds") is not None]
-    summary["train_seconds"] = float(np.mean(times)) if times else None
-    summary["seeds"] = [run.get("seed") for run in runs]
+    """One row from its runs (one per seed): each figure's mean and sd (n - 1, None alone),
+    the mean training time and, for a blend with the lexicon, the mean weights."""
+    summary = summarise_runs(runs, FIGURES, ("train_seconds",), ("bundle", "seed", "weights"))
     if "weights" in runs[0]:
         summary["weights"] = np.mean([run["weights"] for run in runs], axis=0).tolist()
-    summary["runs"] = runs
     return summary
 
 
 def _figure(row: dict, key: str, percent: bool = True) -> str:
-    value, sd = row[key], row.get(f"{key}_sd")
     if percent:
-        return f"{100 * value:.2f}%" + ("" if sd is None else f" ± {100 * sd:.2f}")
-    return f"{value:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+        return percent_with_spread(row, key)
+    sd = row.get(f"{key}_sd")
+    return f"{row[key]:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -95,6 +95,15 @@ class ShortReviews:
         lengths = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)
         return 1.0 / (1.0 + (lengths / self.midpoint) ** self.slope)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> ShortReviews:
+        return cls(
+            [float(w) for w in values["weights"]],
+            float(values["bias"]),
+            float(values["midpoint"]),
+            float(values["slope"]),
+        )
+
     def to_dict(self) -> dict:
         return {
             "weights": [float(w) for w in self.weights],
@@ -434,14 +443,7 @@ def _load_ensemble(path: Path, device) -> Ensemble:
         names = [str(entry["name"]) for entry in entries]
         weights = [float(entry["weight"]) for entry in entries]
         folders = [PurePosixPath(entry["path"]) for entry in entries]
-        short = payload.get("short")
-        if short is not None:
-            short = ShortReviews(
-                [float(w) for w in short["weights"]],
-                float(short["bias"]),
-                float(short["midpoint"]),
-                float(short["slope"]),
-            )
+        short = ShortReviews.from_dict(payload["short"]) if "short" in payload else None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise BundleError(f"{path}: ensemble.json is invalid ({_first_line(error)})") from None
     if not entries:

@@ -7,7 +7,10 @@ split, fits one non-negative weight per member and a bias so that
 
 has the least log loss there (logistic-regression stacking with weights kept >= 0, so that no
 member counts against its own judgement), calibrates the result like any trained model, and
-writes a bundle holding a copy of every member. It is served like any other bundle.
+writes a bundle holding a copy of every member. It is served like any other bundle. Unless
+told otherwise it has a second such set of weights and bias for short reviews, fitted with the
+first on the validation reviews and crops of their sentences, and mixed in by a review's
+length (:class:`~critic.inference.bundle.ShortReviews`).
 
 The members must have been trained on the same data and split -- otherwise one member's
 validation or test reviews may be another's training reviews, and every figure would lie.
@@ -135,55 +138,18 @@ def build_ensemble(
     log(f"ensemble: scoring {len(val):,} validation and {len(test):,} test reviews")
     val_members = np.stack([member_logits(p, val_tokens) for p in predictors], axis=1)
     test_members = np.stack([member_logits(p, test_tokens) for p in predictors], axis=1)
-    short: ShortReviews | None = None
-    val_crops, test_crops = short_crops(val, seed=0), short_crops(test, seed=1)
-    if short_reviews and not (len(val_crops) and len(test_crops)):
-        log(
-            "ensemble: no review has a sentence of 4 words or more to crop; one set of weights "
-            "for every review"
-        )
-        short_reviews = False
-    if short_reviews:
-        crop_tokens = {
-            "val": tokenize_many(val_crops.texts),
-            "test": tokenize_many(test_crops.texts),
-        }
-        log(
-            f"ensemble: scoring {len(val_crops):,} and {len(test_crops):,} crops of a few "
-            "sentences of the validation and test reviews, for the short-review weights"
-        )
-        crop_members = {
-            name: np.stack([member_logits(p, tokens) for p in predictors], axis=1)
-            for name, tokens in crop_tokens.items()
-        }
-        weights, bias, short = fit_short_weights(
-            np.vstack([val_members, crop_members["val"]]),
-            token_counts([*val_tokens, *crop_tokens["val"]]),
-            np.concatenate([val.labels, val_crops.labels]),
-        )
-        val_logits = ensemble_log_odds(val_members, weights, bias, short, token_counts(val_tokens))
-        test_logits = ensemble_log_odds(
-            test_members, weights, bias, short, token_counts(test_tokens)
-        )
-        test_crop_logits = ensemble_log_odds(
-            crop_members["test"], weights, bias, short, token_counts(crop_tokens["test"])
-        )
-        plain_weights, plain_bias = fit_weights(val_members, val.labels)
-        short_metrics = {
-            "test_short_reviews": len(test_crops),
-            "test_short_accuracy": float(((test_crop_logits >= 0) == test_crops.labels).mean()),
-            "test_short_accuracy_without": float(
-                (
-                    (weighted_log_odds(crop_members["test"], plain_weights, plain_bias) >= 0)
-                    == test_crops.labels
-                ).mean()
-            ),
-        }
-    else:
+    fitted = (
+        _fit_with_short_reviews(predictors, val, test, val_members, val_tokens, log)
+        if short_reviews
+        else None
+    )
+    if fitted is None:
         weights, bias = fit_weights(val_members, val.labels)
-        val_logits = weighted_log_odds(val_members, weights, bias)
-        test_logits = weighted_log_odds(test_members, weights, bias)
-        short_metrics = {}
+        short, short_metrics = None, {}
+    else:
+        weights, bias, short, short_metrics = fitted
+    val_logits = ensemble_log_odds(val_members, weights, bias, short, token_counts(val_tokens))
+    test_logits = ensemble_log_odds(test_members, weights, bias, short, token_counts(test_tokens))
     names = [f"{index}-{p.name}" for index, p in enumerate(predictors)]
     described = []
     for index, (name, path, weight) in enumerate(zip(names, members, weights, strict=True)):
@@ -250,3 +216,51 @@ def build_ensemble(
 def member_logits(predictor: Predictor, tokenized: list[list[str]]) -> np.ndarray:
     """A member's calibrated log-odds: what the ensemble combines."""
     return predictor.calibration.calibrated_logits(predictor.scorer.logits(tokenized))
+
+
+def _fit_with_short_reviews(
+    predictors: Sequence[Predictor],
+    val,
+    test,
+    val_members: np.ndarray,
+    val_tokens: list[list[str]],
+    log: Callable[[str], None],
+) -> tuple[np.ndarray, float, ShortReviews, dict] | None:
+    """Both sets of weights (:func:`fit_short_weights`), on the validation reviews and crops
+    of them, and the short-review figures on crops of the test reviews; None (said in one
+    line) when no review has a sentence to crop."""
+    val_crops, test_crops = short_crops(val, seed=0), short_crops(test, seed=1)
+    if not (len(val_crops) and len(test_crops)):
+        log(
+            "ensemble: no review has a sentence of 4 words or more to crop; one set of weights "
+            "for every review"
+        )
+        return None
+    log(
+        f"ensemble: scoring {len(val_crops):,} and {len(test_crops):,} crops of a few "
+        "sentences of the validation and test reviews, for the short-review weights"
+    )
+    val_crop_tokens, test_crop_tokens = (
+        tokenize_many(val_crops.texts),
+        tokenize_many(test_crops.texts),
+    )
+    val_crop_members, test_crop_members = (
+        np.stack([member_logits(p, tokens) for p in predictors], axis=1)
+        for tokens in (val_crop_tokens, test_crop_tokens)
+    )
+    weights, bias, short = fit_short_weights(
+        np.vstack([val_members, val_crop_members]),
+        token_counts([*val_tokens, *val_crop_tokens]),
+        np.concatenate([val.labels, val_crops.labels]),
+    )
+    with_short = ensemble_log_odds(
+        test_crop_members, weights, bias, short, token_counts(test_crop_tokens)
+    )
+    plain_weights, plain_bias = fit_weights(val_members, val.labels)
+    without = weighted_log_odds(test_crop_members, plain_weights, plain_bias)
+    metrics = {
+        "test_short_reviews": len(test_crops),
+        "test_short_accuracy": float(((with_short >= 0) == test_crops.labels).mean()),
+        "test_short_accuracy_without": float(((without >= 0) == test_crops.labels).mean()),
+    }
+    return weights, bias, short, metrics

@@ -358,8 +358,9 @@ class StepRates:
     """The learning rate of every step: constant, or with ``warmup`` (a share of all the
     steps) a linear rise from 0 and then a linear fall to 0 at the last step.
 
-    The rate is a function of the step's place in the run alone (epoch and batch), so a
-    resumed run takes up the schedule where the interrupted one left it, with nothing saved.
+    The rate is a function of the step's place in the run alone (epoch and batch) and of each
+    group's peak, kept in the optimizer's own state: a resumed run takes up the schedule where
+    the interrupted one left it.
     """
 
     def __init__(self, optimizer, warmup: float | None, steps_per_epoch: int, epochs: int):
