@@ -236,3 +236,18 @@ def test_a_batch_runs_where_the_nearest_measured_size_at_least_as_large_was_fast
 def test_the_auto_backend_leaves_an_nbsvm_ensemble_member_to_its_own_scorer(ensemble_bundle):
     members = Predictor.load(ensemble_bundle, backend="auto").scorer.members
     assert sorted(type(member).__name__ for member in members) == ["MeasuredScorer", "NBSVMScorer"]
+
+
+def test_serving_an_unexportable_model_with_onnx_is_one_line_before_any_worker(
+    tmp_path, capsys, nbsvm_bundle
+):
+    from critic.cli import main
+
+    bundle = small_bundle(tmp_path, "ngrams", ngram_buckets=97)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--variant", f"a={nbsvm_bundle}:0.5", "--variant", f"b={bundle}:0.5",
+              "--backend", "onnx", "--port", "1"])  # fmt: skip
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("critic: error: the ngrams model cannot be served with --backend onnx")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -68,6 +68,11 @@ def serve(
     for spec in [*specs, *shadows]:
         verify_bundle(spec.bundle)  # a bad bundle is one line here, not a traceback at start-up
     settings = ServerSettings.from_env(**given(SERVER_OPTIONS, server))
+    if settings.backend == "onnx":
+        from critic.inference.onnx import check_bundle_exportable
+
+        for spec in [*specs, *shadows]:  # one line here, not a traceback from every worker
+            check_bundle_exportable(spec.bundle)
     feedback = feedback_path(specs, settings)
     if feedback is not None:
         open_feedback(feedback)  # an unusable store is one line here, not at start-up

@@ -85,6 +85,21 @@ def check_exportable(name: str) -> None:
         )
 
 
+def check_bundle_exportable(path: Path) -> None:
+    """:func:`check_exportable` for a bundle's architecture, or every neural member's of an
+    ensemble, from its files alone: what ``critic serve --backend onnx`` checks before any
+    worker starts."""
+    path = Path(path)
+    ensemble = path / "ensemble.json"
+    if ensemble.is_file():
+        for entry in json.loads(ensemble.read_text(encoding="utf-8"))["members"]:
+            check_bundle_exportable(path / entry["path"])
+        return
+    check_exportable(
+        json.loads((path / "config.json").read_text(encoding="utf-8"))["model"]["name"]
+    )
+
+
 def _example_batch(vocab_size: int, steps: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
     """(3, steps) ids and lengths all different: the trace must not fix either axis to 1."""
     generator = torch.Generator().manual_seed(0)
