@@ -71,10 +71,14 @@ $(VADER_SDIST): | $(BIN)/python
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 -d $(dir $@)
 domains: $(VADER_SDIST)
 
-# --durations: the slowest tests named at the end of every run, so the suite stays within its
-# 15 minutes on 2 cores.
+# Two passes: the suite on TEST_PROCESSES processes (pytest-xdist), then the tests marked
+# `alone` (they read how busy the cores are) by themselves. --durations: the slowest tests
+# named at the end, so the suite stays within its 15 minutes on 2 cores.
+TEST_PROCESSES ?= 2
 test: install-dev browser wrk domains
-	CRITIC_VADER_SDIST=$(abspath $(VADER_SDIST)) $(BIN)/pytest -q --durations=25
+	CRITIC_VADER_SDIST=$(abspath $(VADER_SDIST)) $(BIN)/pytest -q -n $(TEST_PROCESSES) \
+		-m "not alone" --durations=25
+	$(BIN)/pytest -q -m alone
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

@@ -83,6 +83,9 @@ def busy_core(core: int) -> subprocess.Popen:
     )
 
 
+# These two read how busy the cores are: make test runs them after the rest, one at a time
+# (a test beside them on the other core would be the "other process").
+@pytest.mark.alone
 @pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores")
 def test_the_threads_follow_the_cores_another_process_takes_and_gives_back(monkeypatch):
     monkeypatch.delenv("CRITIC_THREADS", raising=False)
@@ -110,6 +113,7 @@ def test_the_threads_follow_the_cores_another_process_takes_and_gives_back(monke
         torch.set_num_threads(before)
 
 
+@pytest.mark.alone
 @pytest.mark.skipif(len(TWO_CORES) < 2, reason="needs two cores")
 def test_a_long_prediction_sheds_a_thread_when_another_process_takes_a_core(
     monkeypatch, trained_bundle
