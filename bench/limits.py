@@ -53,7 +53,7 @@ P99_TARGET_KINDS = ("lstm", "nbsvm")
 def bare_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "bare_server:app", "--app-dir", str(BENCH),
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+            "--loop", "uvloop", "--http", "critic.serving.protocol:OneWriteProtocol", "--log-level", "warning",
             "--no-access-log"]  # fmt: skip
 
 

@@ -129,12 +129,16 @@ def serve(
     """
     import uvicorn
 
+    from critic.serving.protocol import OneWriteProtocol
+
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
     options = {
         "host": settings.host,
         "port": settings.port,
         "log_level": "warning",
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
+        # uvicorn's httptools protocol with each answer in one write (issue 25).
+        "http": OneWriteProtocol,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(specs, settings, shadows=shadows), **options)
@@ -216,6 +220,7 @@ def start_endpoint(
     import uvicorn
 
     from critic.inference.bundle import read_manifest
+    from critic.serving.protocol import OneWriteProtocol
 
     specs = (
         [VariantSpec(DEFAULT_VARIANT, Path(variants))]
@@ -233,6 +238,7 @@ def start_endpoint(
         port=settings.port if port is None else port,
         log_level="warning",
         timeout_graceful_shutdown=settings.graceful_timeout_s,
+        http=OneWriteProtocol,
         # The caller's event loop policy (a notebook kernel's) is left alone.
         loop="asyncio",
     )
