@@ -6,17 +6,22 @@
 The yardsticks are measured in the same run, on the same cores, as critic itself:
 
 * **HTTP alone**: bench/bare_server.py, a bare ASGI app that reads the body and answers a
-  constant JSON prediction, on the same uvicorn (uvloop, httptools) with as many workers as
+  constant JSON prediction, on the same uvicorn (uvloop, httptools, critic's one-write protocol) with as many workers as
   critic starts: its p50 for one client and its requests/s at the most clients, wrk beside it.
 * **The model alone**: ``Predictor.predict`` on the same review in this process, with the
   threads one critic worker gives torch (cores ÷ workers) and critic's backend: a lone
   review's p50, and reviews/s in batches of 64, times the workers (its capacity on the cores).
+* **The model and HTTP, served**: bench/bare_server.py with the bundle (``Predictor.predict``
+  on the body, nothing else), at the fewest and the most clients. A server's core idles
+  between a lone client's requests and the model then costs more than in a tight loop
+  (cold caches): critic's lone p50 less this one's is what critic itself adds;
 * **critic serve** and bench/naive_server.py (the ten-line server), same bundle, wrk at each
   client count, taking turns.
 
 For each bundle it prints each figure beside its target:
 
-* a lone request's overhead, critic's p50 less the model's and HTTP's: at most 50 µs;
+* a lone request's overhead, critic's p50 less the model's and HTTP's: at most 50 µs; and
+  critic's p50 less that of the model and HTTP served, against the same 50 µs;
 * throughput at the most clients: at least 80% of the limit, the lower of HTTP-alone and
   model-alone capacity (also shown against "model + HTTP", one request costing both);
 * throughput that holds: at the most clients, at least 95% of critic's best at fewer;
@@ -105,14 +110,21 @@ def measure(bundle: Path, args, scratch: Path, review: str, http: dict) -> dict:
     critic_port, naive_port = free_port(), free_port()
     environment = {"CRITIC_WORKERS": str(args.workers), "CRITIC_BACKEND": args.backend}
     naive = [sys.executable, str(BENCH / "naive_server.py"), str(bundle), "--port", str(naive_port)]
+    served_port = free_port()
+    served_environment = {**environment, "CRITIC_BARE_BUNDLE": str(bundle)}
     servers = {
         "critic": (critic_port, start(critic_command(bundle, critic_port), critic_port, environment)),
         "naive": (naive_port, start(naive, naive_port)),
+        "served": (served_port, start(bare_command(served_port, args.workers), served_port,
+                                      served_environment)),
     }  # fmt: skip
-    runs: dict[str, dict[int, dict]] = {"critic": {}, "naive": {}}
+    runs: dict[str, dict[int, dict]] = {"critic": {}, "naive": {}, "served": {}}
+    ends = (min(args.clients), max(args.clients))
     try:
         for clients in args.clients:
             for name, (port, _) in servers.items():
+                if name == "served" and clients not in ends:
+                    continue  # the yardstick: a lone request, and the most clients
                 runs[name][clients] = run_wrk(
                     port, single, "text/plain", clients, args.seconds, script
                 )
@@ -135,9 +147,13 @@ def settle(servers: dict) -> None:
 
 
 def judge(bundle: Path, model: dict, http: dict, runs: dict, most: int) -> dict:
-    critic, naive = runs["critic"], runs["naive"]
+    critic, naive, served = runs["critic"], runs["naive"], runs.get("served", {})
     lone = critic[min(critic)]
     overhead_us = lone["p50_ms"] * 1e3 - model["lone_p50_us"] - http["lone_p50_us"]
+    # Against the model and HTTP served together (bench/bare_server.py with the bundle): the
+    # same idle core between a lone client's requests, so only what critic adds is left.
+    served_lone_us = served[min(served)]["p50_ms"] * 1e3 if served else None
+    served_overhead_us = None if served_lone_us is None else lone["p50_ms"] * 1e3 - served_lone_us
     limit = min(http["requests_per_second"], model["capacity"])
     both = 1 / (1 / http["requests_per_second"] + 1 / model["capacity"])
     top = critic[most]["requests_per_second"]
@@ -155,6 +171,12 @@ def judge(bundle: Path, model: dict, http: dict, runs: dict, most: int) -> dict:
         "naive": {str(k): v for k, v in naive.items()},
         "overhead_us": overhead_us,
         "overhead_ok": overhead_us <= OVERHEAD_TARGET_US,
+        "served": {str(k): v for k, v in served.items()},
+        "served_lone_p50_us": served_lone_us,
+        "served_overhead_us": served_overhead_us,
+        "served_overhead_ok": served_overhead_us is not None
+        and served_overhead_us <= OVERHEAD_TARGET_US,
+        "share_of_served": top / served[most]["requests_per_second"] if most in served else None,
         "limit": limit,
         "model_plus_http": both,
         "share_of_limit": top / limit,
@@ -175,10 +197,11 @@ def markdown(results: list[dict], most: int) -> str:
 
     lines = [
         f"| bundle | lone p50: critic / model / HTTP µs | overhead µs (≤ {OVERHEAD_TARGET_US:g}) "
+        f"| lone p50: model + HTTP served µs | overhead over it µs (≤ {OVERHEAD_TARGET_US:g}) "
         f"| {most} clients req/s: critic / limit (model, HTTP) | % of limit (≥ 80) "
         f"| % of model + HTTP | holds: % of best at fewer (≥ 95) "
-        f"| p99 ms: critic / naive | naive req/s | non-200 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| served req/s | p99 ms: critic / naive | naive req/s | non-200 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lone = r["critic"][str(min(int(k) for k in r["critic"]))]
@@ -188,11 +211,14 @@ def markdown(results: list[dict], most: int) -> str:
             f"| {lone['p50_ms'] * 1e3:,.0f} / {r['model_alone']['lone_p50_us']:,.0f} / "
             f"{r['http_alone']['lone_p50_us']:,.0f} "
             f"| {r['overhead_us']:,.0f} {mark(r['overhead_ok'])} "
+            f"| {r['served_lone_p50_us']:,.0f} "
+            f"| {r['served_overhead_us']:,.0f} {mark(r['served_overhead_ok'])} "
             f"| {top['requests_per_second']:,.0f} / {r['limit']:,.0f} "
             f"({r['model_alone']['capacity']:,.0f}, {r['http_alone']['requests_per_second']:,.0f}) "
             f"| {r['share_of_limit']:.0%} {mark(r['limit_ok'])} "
             f"| {r['share_of_model_plus_http']:.0%} "
             f"| {r['hold']:.0%} {mark(r['hold_ok'])} "
+            f"| {r['served'][str(most)]['requests_per_second']:,.0f} "
             f"| {r['p99_ms']:.1f} / {r['naive_p99_ms']:.1f} {mark(r['p99_ok'])} "
             f"| {r['naive'][str(most)]['requests_per_second']:,.0f} | {r['non_200']} |"
         )
