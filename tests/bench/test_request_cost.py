@@ -10,4 +10,7 @@ def test_the_request_cost_benchmark_times_the_app_and_the_model_alone(nbsvm_bund
     assert result["requests"] == 50
     assert 0 < result["model_median_us"] < result["request_median_us"]
     assert result["critic_median_us"] > 0  # the app does more than the model
+    # With the model's answer precomputed the app still reads, routes, counts and encodes.
+    assert 0 < result["critic_alone_median_us"] < result["request_median_us"]
+    assert not result["multiprocess"]
     assert f"{nbsvm_bundle.name}: a request" in capsys.readouterr().out
