@@ -14,9 +14,12 @@ complete, are uvicorn's own. An answer with no body write (a ``HEAD``) sends its
 the app's body message is handled; a streamed answer sends them with its first chunk; the
 ``100 Continue`` interim answer, written before any answer starts, is not held.
 
-It works on uvicorn's cycle object (its ``transport`` and ``send``) as uvicorn 0.29 to 0.55
-have it; a cycle without them is left as uvicorn made it, so a later uvicorn that changes
-them costs the one write, not an answer.
+It works on uvicorn's request cycle (its ``transport``, and the ``send`` it hands the app),
+checked against uvicorn 0.55; a cycle without a ``transport`` is left as uvicorn made it.
+tests/serving/test_protocol.py counts the writes and compares every byte with uvicorn's own
+protocol, so a uvicorn that changes either shows there.
+An answer's headers wait for its first body message: a streamed answer whose first chunk
+comes late sends its headers late too (critic streams none).
 """
 
 from __future__ import annotations
