@@ -139,3 +139,25 @@ def test_requests_observed_from_many_threads_are_all_counted():
     assert (snapshot["requests"], snapshot["reviews"]) == (2000, 2000)
     table = samples(metrics)
     assert value(table, "critic_requests_total", variant="champion", status="200") == 2000
+
+
+def test_a_worker_still_creating_its_file_is_left_out_of_a_scrape_rather_than_failing_it(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from critic.serving.metrics import StartedWorkersCollector
+
+    # One worker has counted 3 requests; another has just created its file, still empty.
+    counted = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("critic_requests", "critic_requests_total", ["variant"], ["AllTraffic"], "")
+    counted.write_value(key, 3.0, 0.0)
+    counted.close()
+    (tmp_path / "counter_102.db").touch()
+
+    stock = CollectorRegistry()
+    multiprocess.MultiProcessCollector(stock, path=str(tmp_path))
+    with pytest.raises(Exception, match="unpack"):  # what /metrics answered with a 500
+        generate_latest(stock)
+    registry = CollectorRegistry()
+    StartedWorkersCollector(registry, path=str(tmp_path))
+    assert 'critic_requests_total{variant="AllTraffic"} 3.0' in generate_latest(registry).decode()

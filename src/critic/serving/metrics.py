@@ -8,6 +8,8 @@ histogram buckets to be turned into them.
 
 from __future__ import annotations
 
+import glob
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -208,13 +210,41 @@ class EndpointMetrics:
         if not self.multiprocess:
             return self.registry
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        StartedWorkersCollector(registry)
         for collector in self._collectors:
             registry.register(collector)
         return registry
 
     def render(self) -> bytes:
         return generate_latest(self._collected())
+
+
+class StartedWorkersCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, without the file of a worker that is still
+    creating it. A worker's first count creates its file empty and then sizes it; a scrape
+    in between read 0 bytes and failed (a 500 from /metrics while the supervisor replaced a
+    dead worker, seen in the suite). Such a worker has counted nothing yet: its file is left
+    out until it has its header. A file only grows, so one that has it stays readable."""
+
+    def __init__(self, registry: CollectorRegistry, path: str | None = None):
+        super().__init__(registry, path)
+        self._folder = path or os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self._folder, "*.db")) if _has_header(f)]
+        return self.merge(files, accumulate=True)
+
+
+def _has_header(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= MMAP_HEADER_BYTES
+    except FileNotFoundError:  # a live gauge's file, removed since the glob
+        return False
+
+
+# The used-bytes count and padding at the start of every multiprocess file (prometheus-client's
+# mmap_dict: 4 bytes of count, 4 of padding).
+MMAP_HEADER_BYTES = 8
 
 
 class WorkersCollector:
