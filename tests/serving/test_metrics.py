@@ -156,7 +156,9 @@ def test_a_worker_still_creating_its_file_is_left_out_of_a_scrape_rather_than_fa
 
     stock = CollectorRegistry()
     multiprocess.MultiProcessCollector(stock, path=str(tmp_path))
-    with pytest.raises(Exception, match="unpack"):  # what /metrics answered with a 500
+    # What /metrics answered with a 500. Should prometheus-client mend its reader, this fails
+    # and StartedWorkersCollector can go.
+    with pytest.raises(Exception, match="unpack"):
         generate_latest(stock)
     registry = CollectorRegistry()
     StartedWorkersCollector(registry, path=str(tmp_path))
