@@ -147,13 +147,13 @@ def settle(servers: dict) -> None:
 
 
 def judge(bundle: Path, model: dict, http: dict, runs: dict, most: int) -> dict:
-    critic, naive, served = runs["critic"], runs["naive"], runs.get("served", {})
+    critic, naive, served = runs["critic"], runs["naive"], runs["served"]
     lone = critic[min(critic)]
     overhead_us = lone["p50_ms"] * 1e3 - model["lone_p50_us"] - http["lone_p50_us"]
     # Against the model and HTTP served together (bench/bare_server.py with the bundle): the
     # same idle core between a lone client's requests, so only what critic adds is left.
-    served_lone_us = served[min(served)]["p50_ms"] * 1e3 if served else None
-    served_overhead_us = None if served_lone_us is None else lone["p50_ms"] * 1e3 - served_lone_us
+    served_lone_us = served[min(served)]["p50_ms"] * 1e3
+    served_overhead_us = lone["p50_ms"] * 1e3 - served_lone_us
     limit = min(http["requests_per_second"], model["capacity"])
     both = 1 / (1 / http["requests_per_second"] + 1 / model["capacity"])
     top = critic[most]["requests_per_second"]
@@ -174,9 +174,8 @@ def judge(bundle: Path, model: dict, http: dict, runs: dict, most: int) -> dict:
         "served": {str(k): v for k, v in served.items()},
         "served_lone_p50_us": served_lone_us,
         "served_overhead_us": served_overhead_us,
-        "served_overhead_ok": served_overhead_us is not None
-        and served_overhead_us <= OVERHEAD_TARGET_US,
-        "share_of_served": top / served[most]["requests_per_second"] if most in served else None,
+        "served_overhead_ok": served_overhead_us <= OVERHEAD_TARGET_US,
+        "share_of_served": top / served[most]["requests_per_second"],
         "limit": limit,
         "model_plus_http": both,
         "share_of_limit": top / limit,

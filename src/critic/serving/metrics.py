@@ -226,13 +226,15 @@ class StartedWorkersCollector(multiprocess.MultiProcessCollector):
     dead worker, seen in the suite). Such a worker has counted nothing yet: its file is left
     out until it has its header. A file only grows, so one that has it stays readable."""
 
-    def __init__(self, registry: CollectorRegistry, path: str | None = None):
-        super().__init__(registry, path)
-        self._folder = path or os.environ["PROMETHEUS_MULTIPROC_DIR"]
-
     def collect(self):
-        files = [f for f in glob.glob(os.path.join(self._folder, "*.db")) if _has_header(f)]
+        # The base class's collect() with the one filter; _path is the folder it resolved.
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_header(f)]
         return self.merge(files, accumulate=True)
+
+
+# The used-bytes count and padding at the start of every multiprocess file (prometheus-client's
+# mmap_dict: 4 bytes of count, 4 of padding).
+MMAP_HEADER_BYTES = 8
 
 
 def _has_header(path: str) -> bool:
@@ -240,11 +242,6 @@ def _has_header(path: str) -> bool:
         return os.path.getsize(path) >= MMAP_HEADER_BYTES
     except FileNotFoundError:  # a live gauge's file, removed since the glob
         return False
-
-
-# The used-bytes count and padding at the start of every multiprocess file (prometheus-client's
-# mmap_dict: 4 bytes of count, 4 of padding).
-MMAP_HEADER_BYTES = 8
 
 
 class WorkersCollector:
