@@ -256,7 +256,7 @@ MIN_PAIRS = 10
 """Disagreements the paired test needs before it looks at all."""
 
 
-def _log_beta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def log_beta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return gammaln(a) + gammaln(b) - gammaln(a + b)
 
 
@@ -323,7 +323,7 @@ def paired_path(
     live_right = np.asarray(live_right, dtype=np.int64)
     won = np.cumsum((shadow_right == 1) & (live_right == 0)).astype(np.float64)
     lost = np.cumsum((shadow_right == 0) & (live_right == 1)).astype(np.float64)
-    log_marginal = _log_beta(won + prior, lost + prior) - _log_beta(np.float64(prior), prior)
+    log_marginal = log_beta(won + prior, lost + prior) - log_beta(np.float64(prior), prior)
     log_ratio = log_marginal + (won + lost) * math.log(2.0)
     return won, lost, log_ratio, (won + lost) >= MIN_PAIRS
 

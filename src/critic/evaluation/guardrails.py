@@ -11,9 +11,18 @@ rollback costs a release while one more second of a small share costs little.
   challenger's error share lies more than ``max_error_increase`` above the champion's share.
 * **Unavailable** (503: a full queue, the variant cannot keep up with its share): the same,
   with ``max_unavailable_increase``.
-* **Latency**: the challenger's p95 over the champion's, past ``max_latency_ratio``, once each
-  has ``min_requests`` answered; a p95 under ``latency_floor_ms`` never trips (the histogram's
-  buckets cannot tell 0.3 ms from 0.6 ms, and neither can a user).
+* **Latency**: the challenger's p95 more than ``max_latency_ratio`` times the champion's, once
+  each has ``min_requests`` answered -- judged not on the two p95 figures, which on a few dozen
+  answers are little more than each one's slowest answer or two (one pause of the machine made
+  an identical challenger "3.1 times" slower), but on confidence bounds for them: the
+  challenger's p95 must be surely above ``max_latency_ratio`` times what the champion's surely
+  is under. The bounds are order statistics from a confidence sequence for quantiles (Howard
+  and Ramdas, "Sequential estimation of quantiles with applications to A/B-testing and
+  best-arm identification", Bernoulli 2022), valid however often the step is looked at, for
+  any distribution of latencies, and read off the histogram's buckets the way its p95 is. The
+  champion's needs about a hundred answers before it bounds its p95 at all. A p95 under
+  ``latency_floor_ms`` never trips (the buckets cannot tell 0.3 ms from 0.6 ms, and neither
+  can a user).
 * **Accuracy** from feedback: the A/B view's own always-valid test on the AIPW increments of
   the votes (:func:`critic.evaluation.abtest.adaptive_test`) -- valid however often it is
   looked at and however the shares moved during the rollout -- tripped when its whole interval
@@ -28,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from critic.evaluation.abtest import accuracy_interval, adaptive_test, logged_shares
+from critic.evaluation.abtest import accuracy_interval, adaptive_test, log_beta, logged_shares
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ class GuardrailLimits:
     accuracy_margin: float = 0.03
     alpha: float = 0.05
     confidence: float = 0.95
-    """Of the Wilson intervals behind the error and unavailable checks."""
+    """Of the Wilson intervals behind the error and unavailable checks, and of the latency
+    check (each variant's p95 bound at half the remaining risk)."""
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -91,6 +101,15 @@ class PeriodFigures:
     answered: int = 0
     """Requests answered (behind the latency)."""
     p95_ms: float | None = None
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+    """The answers' latency histogram: (upper bound in ms, answers at or under it), cumulative
+    and in order, the last bound inf -- what the latency check bounds the p95 from."""
+
+    def to_dict(self) -> dict:
+        """What the A/B view shows: every figure but the histogram (its inf is not JSON)."""
+        shown = asdict(self)
+        del shown["latency_buckets"]
+        return shown
 
 
 @dataclass(frozen=True)
@@ -152,8 +171,8 @@ def check_guardrails(
     champion's variant names in it."""
     trips: list[Trip] = []
     figures: dict = {
-        "challenger": asdict(challenger),
-        "champion": asdict(champion),
+        "challenger": challenger.to_dict(),
+        "champion": champion.to_dict(),
         "limits": asdict(limits),
     }
     for guardrail, what, field, increase in (
@@ -171,7 +190,8 @@ def check_guardrails(
         if trip is not None:
             trips.append(trip)
     figures["latency_ratio"] = ratio = _latency_ratio(challenger, champion, limits)
-    if ratio is not None and ratio > limits.max_latency_ratio:
+    figures["latency_bounds"] = bounds = _latency_bounds(challenger, champion, limits)
+    if ratio is not None and bounds is not None and bounds["tripped"]:
         trips.append(
             Trip(
                 "latency",
@@ -179,7 +199,9 @@ def check_guardrails(
                 champion.p95_ms,
                 limits.max_latency_ratio,
                 f"latency: p95 {challenger.p95_ms:.2f} ms against the champion's "
-                f"{champion.p95_ms:.2f} ms, {ratio:.1f} times, past {limits.max_latency_ratio:g}",
+                f"{champion.p95_ms:.2f} ms, {ratio:.1f} times, past {limits.max_latency_ratio:g} "
+                f"even at {limits.confidence:.0%} (at least {bounds['challenger_above_ms']:.2f} ms "
+                f"against at most {bounds['champion_under_ms']:.2f} ms, however often looked at)",
             )
         )
     figures["accuracy"] = accuracy = _accuracy(votes, names, limits)
@@ -204,8 +226,8 @@ def check_guardrails(
 def _latency_ratio(
     challenger: PeriodFigures, champion: PeriodFigures, limits: GuardrailLimits
 ) -> float | None:
-    """The challenger's p95 over the champion's; None until both have enough answered, or
-    while the challenger's p95 is under the floor."""
+    """The challenger's p95 over the champion's, as the A/B view shows it; None until both
+    have enough answered, or while the challenger's p95 is under the floor."""
     if min(challenger.answered, champion.answered) < limits.min_requests:
         return None
     if challenger.p95_ms is None or champion.p95_ms is None:
@@ -214,6 +236,81 @@ def _latency_ratio(
         return None
     # The champion's p95 floored too: a champion at 0.1 ms does not make 0.5 ms "5 times".
     return challenger.p95_ms / max(champion.p95_ms, limits.latency_floor_ms)
+
+
+QUANTILE = 0.95
+"""The latency check's quantile."""
+QUANTILE_PRIOR = 10.0
+"""Weight of the Beta(q k, (1 - q) k) prior of the quantile bounds' mixture: how many answers'
+worth of belief that the share under the true p95 is 0.95; the bounds barely move between 2
+and 50 (a hundred answers bound the champion's p95 for any of them)."""
+
+
+def quantile_ranks(
+    count: int, quantile: float, risk: float, prior: float = QUANTILE_PRIOR
+) -> tuple[int, int | None]:
+    """Ranks (from 1, smallest first) of the order statistics bounding the ``quantile`` of a
+    distribution from ``count`` draws of it: its lower bound is the ``low``-th smallest draw (0:
+    none), its upper bound the ``high``-th (None: none yet), each wrong with probability at most
+    ``risk`` at *any* count of the sequence, so looking after every answer costs nothing.
+
+    Of n draws, the number S at or under the true quantile is binomial(n, q) (at least: ties
+    push it up, which only makes the bounds safer). The beta-binomial mixture of likelihood
+    ratios against p = q is a martingale, so S stays where it is under 1 / risk at every n but
+    with probability ``risk`` (Ville's inequality): there, S >= low puts the low-th smallest draw
+    at or under the quantile, and fewer than ``high`` draws under it puts the high-th at or
+    above it."""
+    if count < 1:
+        return 0, None
+    below = np.arange(count + 1, dtype=np.float64)
+    a, b = quantile * prior, (1.0 - quantile) * prior
+    log_ratio = (
+        log_beta(a + below, b + count - below)
+        - log_beta(np.float64(a), np.float64(b))
+        - below * math.log(quantile)
+        - (count - below) * math.log1p(-quantile)
+    )
+    # The likelihood ratio is convex in S, so where it stays under 1 / risk is one run of counts.
+    plausible = np.flatnonzero(log_ratio < math.log(1.0 / risk))
+    low, high = int(plausible[0]), int(plausible[-1]) + 1
+    return low, (high if high <= count else None)
+
+
+def _at_rank(buckets: tuple[tuple[float, float], ...], rank: int, above: bool) -> float:
+    """Where the rank-th smallest answer lies, linearly within its bucket, as the p95 itself
+    is read (Prometheus's histogram_quantile); in the last, unbounded bucket, its lower end, or
+    inf where ``above`` asks for an upper bound."""
+    lower, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return math.inf if above else lower
+            return lower + (bound - lower) * (rank - lower_count) / (count - lower_count)
+        lower, lower_count = bound, count
+    return math.inf if above else lower
+
+
+def _latency_bounds(
+    challenger: PeriodFigures, champion: PeriodFigures, limits: GuardrailLimits
+) -> dict | None:
+    """How slow the challenger's p95 surely is at least, how quick the champion's at most, and
+    whether the first is past ``max_latency_ratio`` times the second (floored); None until both
+    have ``min_requests`` answered."""
+    if min(challenger.answered, champion.answered) < limits.min_requests:
+        return None
+    if not challenger.latency_buckets or not champion.latency_buckets:
+        return None
+    risk = (1.0 - limits.confidence) / 2
+    low_rank, _ = quantile_ranks(challenger.answered, QUANTILE, risk)
+    _, high_rank = quantile_ranks(champion.answered, QUANTILE, risk)
+    above = _at_rank(challenger.latency_buckets, low_rank, False) if low_rank else 0.0
+    under = _at_rank(champion.latency_buckets, high_rank, True) if high_rank else math.inf
+    tripped = above >= limits.max_latency_ratio * max(under, limits.latency_floor_ms)
+    return {
+        "challenger_above_ms": above,
+        "champion_under_ms": under if math.isfinite(under) else None,
+        "tripped": bool(tripped),
+    }
 
 
 def _accuracy(

@@ -29,6 +29,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 NO_VARIANT = "none"  # requests refused before a variant was chosen
 LATENCY_WINDOW = 2000  # recent requests per variant behind the p50 / p95
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+"""Upper bounds of the request latency histogram (what a rollout's latency check reads)."""
 
 
 @dataclass
@@ -87,7 +89,7 @@ class EndpointMetrics:
             "Time to answer an invocation request.",
             ["variant"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS_S,
         )
         self.predictions = Counter(
             "critic_predictions",

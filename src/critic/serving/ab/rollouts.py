@@ -290,6 +290,7 @@ def period_figures(now: Mapping[str, float], before: Mapping[str, float]) -> Per
         unavailable=int(since.get("unavailable", 0.0)),
         answered=int(answered),
         p95_ms=p95,
+        latency_buckets=tuple((bound * 1000, count) for bound, count in buckets),
     )
 
 
