@@ -7,8 +7,15 @@ do not trip it; and each leans towards not tripping on a handful of requests, be
 rollback costs a release while one more second of a small share costs little.
 
 * **Server errors** (5xx answers other than 503, which includes 504: the model too slow for the
-  request's deadline): tripped when even the low end of the Wilson interval of the
-  challenger's error share lies more than ``max_error_increase`` above the champion's share.
+  request's deadline): tripped when the challenger's error share is surely more than
+  ``max_error_increase`` above the champion's: the low end of the challenger's confidence
+  sequence for it above the high end of the champion's plus the allowance. Each is the
+  beta-binomial mixture's (Robbins 1970; Howard et al. 2021), valid however often the step is
+  looked at. A Wilson interval of the challenger against the champion's observed share,
+  looked at every half second as the watch does, rolled back a challenger as good as the
+  champion in 10-20% of steps of 2,000 requests when both failed 1% of their requests, and
+  21-45% at 3% (simulated in tests/evaluation/test_guardrails.py); these bounds in none, and still catch a challenger failing a quarter of its requests after about
+  120 requests at a 30% share.
 * **Unavailable** (503: a full queue, the variant cannot keep up with its share): the same,
   with ``max_unavailable_increase``.
 * **Latency**: the challenger's p95 more than ``max_latency_ratio`` times the champion's, once
@@ -36,8 +43,9 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
-from critic.evaluation.abtest import accuracy_interval, adaptive_test, log_beta, logged_shares
+from critic.evaluation.abtest import adaptive_test, log_beta, logged_shares
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,8 @@ class GuardrailLimits:
     accuracy_margin: float = 0.03
     alpha: float = 0.05
     confidence: float = 0.95
-    """Of the Wilson intervals behind the error and unavailable checks, and of the latency
-    check (each variant's p95 bound at half the remaining risk)."""
+    """Of each check's comparison: each variant's bound is wrong with at most half of the
+    remaining risk, at any look."""
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -130,8 +138,34 @@ def _share(part: int, total: int) -> float:
     return part / total if total else 0.0
 
 
-def _wilson_low(part: int, total: int, confidence: float) -> float:
-    return accuracy_interval(part, total, confidence)[0] if total else 0.0
+RATE_PRIOR = (0.5, 5.0)
+"""Beta prior of the rate bounds' mixture: failures are rare (a mean of 9%), which tightens the
+bounds where they matter, near 0 -- none in 400 requests bounds the rate under 1.5% (2.4% with
+a uniform prior)."""
+
+
+def rate_bounds(part: int, total: int, risk: float, prior=RATE_PRIOR) -> tuple[float, float]:
+    """Bounds for the rate behind ``part`` events in ``total`` trials, each wrong with
+    probability at most ``risk`` at *any* count of the sequence: the rates p whose likelihood
+    is within 1 / ``risk`` of the beta-binomial mixture's, {p : B(a + k, b + n - k) / B(a, b)
+    / (p^k (1 - p)^(n - k)) < 1 / risk} -- the mixture is a martingale under p, so it crosses
+    1 / risk at some count with probability at most ``risk`` (Ville's inequality)."""
+    if total <= 0:
+        return 0.0, 1.0
+    a, b = prior
+    threshold = float(log_beta(np.float64(a + part), np.float64(b + total - part)))
+    threshold -= float(log_beta(np.float64(a), np.float64(b))) + math.log(1.0 / risk)
+
+    def outside(p: float) -> float:  # > 0 where p is ruled out; convex, least at part / total
+        likelihood = part * math.log(p) if part else 0.0
+        if total - part:
+            likelihood += (total - part) * math.log1p(-p)
+        return threshold - likelihood
+
+    tiny, most = 1e-12, part / total
+    low = 0.0 if part == 0 or outside(tiny) <= 0 else brentq(outside, tiny, most)
+    high = 1.0 if part == total or outside(1 - tiny) <= 0 else brentq(outside, most, 1 - tiny)
+    return float(low), float(high)
 
 
 def _rate_trip(
@@ -143,7 +177,10 @@ def _rate_trip(
     confidence: float,
 ) -> Trip | None:
     share_challenger, share_champion = _share(*challenger), _share(*champion)
-    if _wilson_low(*challenger, confidence) <= share_champion + increase:
+    risk = (1.0 - confidence) / 2
+    at_least = rate_bounds(*challenger, risk)[0]
+    at_most = rate_bounds(*champion, risk)[1]
+    if at_least <= at_most + increase:
         return None
     return Trip(
         guardrail,
@@ -151,8 +188,9 @@ def _rate_trip(
         share_champion,
         increase,
         f"{what}: {challenger[0]} of {challenger[1]} requests ({share_challenger:.1%}) against "
-        f"the champion's {share_champion:.1%}, more than {increase:.1%} above it even at the "
-        f"low end of its {confidence:.0%} interval",
+        f"the champion's {champion[0]} of {champion[1]} ({share_champion:.1%}); at least "
+        f"{at_least:.1%} against at most {at_most:.1%} at {confidence:.0%} however often looked "
+        f"at, more than {increase:.1%} apart",
     )
 
 
