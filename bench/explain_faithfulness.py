@@ -15,11 +15,11 @@ The same deletions at random positions are the floor. Each way is timed over the
 (batches of 64, every thread) and on one review of 230 tokens on one thread.
 
 Every bundle is judged by the word weights critic serves (``Predictor.predict(...,
-explain=True)``: leave-one-out deletion for most neural models, attention's own terms,
+explain=True)``: greedy deletion for most neural models, attention's own terms,
 nbsvm's coefficients, an ensemble's weighted mix). Neural models are also judged by the other
 ways of :mod:`critic.inference.attribution` (``--way`` picks some): gradient x input (what
-critic served before), windows of 1-3 words deleted, and integrated gradients from an
-all-zero or an ``<unk>`` baseline. Prints a Markdown table, then each way's strongest words
+critic served before), leave-one-out deletion, windows of 1-3 words deleted, and integrated
+gradients from an all-zero or an ``<unk>`` baseline. Prints a Markdown table, then each way's strongest words
 of one mixed review (EXAMPLE); the figures in docs/benchmarks.md came from such runs.
 """
 
@@ -35,7 +35,12 @@ import torch
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.data.vocab import UNK_ID
-from critic.inference.attribution import gradient_x_input, integrated_gradients, leave_one_out
+from critic.inference.attribution import (
+    gradient_x_input,
+    greedy_deletion,
+    integrated_gradients,
+    leave_one_out,
+)
 from critic.inference.bundle import load_bundle
 from critic.inference.scoring import NeuralScorer, make_scorer
 
@@ -45,6 +50,7 @@ LEAVE_ONE_OUT = "leave-one-out"
 SPANS = "deleted 1-3 words"
 INTEGRATED_GRADIENTS = "integrated gradients"
 IG_FROM_UNK = "integrated gradients, from <unk>"
+GREEDY = "greedy deletion, 5 of 20"
 # The example of issue 26: a mixed review, where a reader can tell which words should weigh.
 EXAMPLE = (
     "The first hour drags and the dialogue is clumsy, but the last act is wonderful and the "
@@ -52,7 +58,7 @@ EXAMPLE = (
 )
 TIMED_TOKENS = 230  # about a median IMDB review
 AOPC_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
-SERVED_NEURAL = LEAVE_ONE_OUT  # what NeuralScorer.token_scores computes
+SERVED_NEURAL = GREEDY  # what NeuralScorer.token_scores computes
 
 
 class AttributionScorer(NeuralScorer):
@@ -74,6 +80,7 @@ ALTERNATIVES = {
     IG_FROM_UNK: lambda s, ids, lengths: integrated_gradients(
         s.model, ids, lengths, steps=32, baseline_id=UNK_ID
     ),
+    GREEDY: lambda s, ids, lengths: greedy_deletion(s.batch_logits, ids, lengths),
 }
 
 

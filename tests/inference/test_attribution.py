@@ -9,6 +9,7 @@ from critic.data.text import tokenize_many
 from critic.data.vocab import UNK_ID
 from critic.inference.attribution import (
     gradient_x_input,
+    greedy_deletion,
     integrated_gradients,
     leave_one_out,
 )
@@ -39,6 +40,35 @@ def test_leave_one_out_of_an_additive_model_is_each_tokens_own_value():
     assert torch.allclose(got, expected)
 
 
+def test_greedy_deletion_of_an_additive_model_is_leave_one_out():
+    # Each token's fall is its own value whatever else is gone: the rounds change nothing.
+    values = torch.linspace(-1.0, 1.0, 50, dtype=torch.float64)
+    token_ids, lengths = random_batch()
+    score = additive_score(values)
+    got = greedy_deletion(score, token_ids, lengths, words=3, pool=6, rows_per_pass=7)
+    assert torch.allclose(got, leave_one_out(score, token_ids, lengths))
+
+
+def test_greedy_deletion_finds_words_that_matter_only_together():
+    # The logit saturates at 2: "superb" (2) and "wonderful" (2) each make the review positive
+    # alone, so deleting either alone changes nothing and leave-one-out weighs every token 0.
+    # Once the first is gone the second carries the answer, and the rounds find it.
+    values = torch.tensor([0.0, 0.0, 2.0, 2.0, 1.0], dtype=torch.float64)
+
+    def saturating(token_ids, lengths):
+        return torch.clamp(additive_score(values)(token_ids, lengths), max=2.0)
+
+    token_ids, lengths = torch.tensor([[2, 3, 4]]), torch.tensor([3])
+    assert torch.equal(leave_one_out(saturating, token_ids, lengths), torch.zeros(1, 3).double())
+    got = greedy_deletion(saturating, token_ids, lengths, words=2)
+    # The first "superb" goes first (no candidate moves the logit; the first wins the tie),
+    # then "wonderful": 2 -> 1 once it is gone too; the 1-point word was tried after the
+    # first and moved nothing.
+    assert got[0].tolist() == [0.0, 1.0, 0.0]
+    assert torch.equal(greedy_deletion(saturating, token_ids[:, :1], torch.tensor([1])),
+                       leave_one_out(saturating, token_ids[:, :1], torch.tensor([1])))  # fmt: skip
+
+
 def test_windows_share_their_fall_among_their_words_and_widths_are_averaged():
     values = torch.tensor([0.0, 0.0, 1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
     token_ids, lengths = torch.tensor([[2, 3, 4, 5]]), torch.tensor([4])
@@ -67,15 +97,16 @@ def test_leave_one_out_is_the_fall_in_the_logit_when_each_token_is_deleted(train
     assert got[0].tolist() == pytest.approx(torch.cat(by_hand).tolist(), abs=1e-5)
 
 
-def test_a_reviews_leave_one_out_does_not_depend_on_the_reviews_beside_it():
+@pytest.mark.parametrize("way", [leave_one_out, greedy_deletion])
+def test_a_reviews_weights_do_not_depend_on_the_reviews_beside_it(way):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="gru", vocab_size=50, embedding_dim=8, hidden_dim=6))
     model.eval()
     token_ids, lengths = random_batch()
-    together = leave_one_out(model, token_ids, lengths)
+    together = way(model, token_ids, lengths)
     for row in range(len(token_ids)):
         n = int(lengths[row])
-        alone = leave_one_out(model, token_ids[row : row + 1, :n], lengths[row : row + 1])
+        alone = way(model, token_ids[row : row + 1, :n], lengths[row : row + 1])
         assert torch.allclose(together[row, :n], alone[0], atol=1e-5)
         assert (together[row, n:] == 0).all()
 
@@ -166,11 +197,11 @@ def test_gradient_x_input_is_each_word_vector_dotted_with_the_logits_gradient():
     assert torch.allclose(gradient_x_input(model, token_ids, lengths), expected, atol=1e-6)
 
 
-def test_the_served_weights_of_a_neural_model_are_its_leave_one_out_scaled(trained_bundle):
+def test_the_served_weights_of_a_neural_model_are_its_greedy_deletion_scaled(trained_bundle):
     scorer = make_scorer(load_bundle(trained_bundle))
     tokenized = tokenize_many(["A dull, lifeless film.", "I loved every minute of it!"])
     served = scorer.word_weights(tokenized)
     for tokens, weights in zip(tokenized, served, strict=True):
         ids = torch.from_numpy(scorer.vocab.encode(tokens).astype(np.int64)).unsqueeze(0)
-        falls = leave_one_out(scorer.model, ids, torch.tensor([ids.size(1)]))[0].numpy()
+        falls = greedy_deletion(scorer.model, ids, torch.tensor([ids.size(1)]))[0].numpy()
         assert weights == pytest.approx(scale_to_unit(falls), abs=1e-6)

@@ -26,7 +26,7 @@ import torch
 from critic.data.batches import pad_batch
 from critic.data.vocab import UNK_ID
 from critic.errors import CriticError
-from critic.inference.attribution import leave_one_out
+from critic.inference.attribution import greedy_deletion
 from critic.inference.bundle import ENSEMBLE, Bundle, ShortReviews
 from critic.inference.domain import DomainModel, review_lengths
 from critic.models import NBSVM_KIND
@@ -242,12 +242,14 @@ class NeuralScorer(DomainScored):
     def token_scores(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(batch, time) each token's signed push on its review's logit, before scaling: the
         model's own ``word_weights`` when it has them, otherwise the fall in the logit when
-        that token alone is deleted (:func:`~critic.inference.attribution.leave_one_out`,
-        scored by :meth:`batch_logits`, so by another backend where one replaces it)."""
+        that token is deleted -- alone, or for the few that move the answer most together,
+        after the stronger ones (:func:`~critic.inference.attribution.greedy_deletion`, the
+        most faithful of the ways docs/benchmarks.md measures) -- scored by
+        :meth:`batch_logits`, so by another backend where one replaces it."""
         own = getattr(self.model, "word_weights", None)
         if own is not None:
             return own(token_ids, lengths)
-        return leave_one_out(self.batch_logits, token_ids, lengths)
+        return greedy_deletion(self.batch_logits, token_ids, lengths)
 
 
 class NBSVMScorer(DomainScored):

