@@ -14,8 +14,9 @@ rollback costs a release while one more second of a small share costs little.
   looked at. A Wilson interval of the challenger against the champion's observed share,
   looked at every half second as the watch does, rolled back a challenger as good as the
   champion in 10-20% of steps of 2,000 requests when both failed 1% of their requests, and
-  21-45% at 3% (simulated in tests/evaluation/test_guardrails.py); these bounds in none, and still catch a challenger failing a quarter of its requests after about
-  120 requests at a 30% share.
+  21-45% at 3% (simulated in tests/evaluation/test_guardrails.py); these bounds in none,
+  and still catch a challenger failing a quarter of its requests after 80-270 requests at a
+  30% share.
 * **Unavailable** (503: a full queue, the variant cannot keep up with its share): the same,
   with ``max_unavailable_increase``.
 * **Latency**: the challenger's p95 more than ``max_latency_ratio`` times the champion's, once

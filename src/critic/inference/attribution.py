@@ -69,6 +69,20 @@ def _windows(length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return kept + width * (kept[None, :] >= starts[:, None]), starts
 
 
+def _score_rows(score: ScoreFunction, rows: list[torch.Tensor], rows_per_pass: int, device):
+    """(rows,) float64 logits of variable-length rows of token ids, in padded passes."""
+    found = []
+    for start in range(0, len(rows), rows_per_pass):
+        chunk = rows[start : start + rows_per_pass]
+        chunk_lengths = torch.tensor([len(row) for row in chunk])
+        padded = torch.full((len(chunk), int(chunk_lengths.max())), PAD_ID, dtype=chunk[0].dtype)
+        for index, row in enumerate(chunk):
+            padded[index, : len(row)] = row
+        after = score(padded.to(device), chunk_lengths.to(device))
+        found.append(torch.as_tensor(after, dtype=torch.float64).cpu())
+    return torch.cat(found) if found else torch.zeros(0, dtype=torch.float64)
+
+
 @torch.no_grad()
 def leave_one_out(
     score: ScoreFunction,
@@ -108,38 +122,17 @@ def leave_one_out(
             ]
     sums = torch.zeros(len(widths), batch, steps, dtype=torch.float64)
     counts = torch.zeros(len(widths), batch, steps, dtype=torch.float64)
-    for start in range(0, len(variants), rows_per_pass):
-        chunk = variants[start : start + rows_per_pass]
-        chunk_lengths = torch.tensor([len(variant[0]) for variant in chunk])
-        padded = torch.full((len(chunk), int(chunk_lengths.max())), PAD_ID, dtype=ids.dtype)
-        for row, (variant, *_) in enumerate(chunk):
-            padded[row, : len(variant)] = variant
-        after = score(padded.to(device), chunk_lengths.to(device))
-        after = torch.as_tensor(after, dtype=torch.float64).cpu()  # (rows,)
-        for fall, (_, review, slot, first, end) in zip(
-            (full[[v[1] for v in chunk]] - after).tolist(), chunk, strict=True
-        ):
-            sums[slot, review, first:end] += fall
-            counts[slot, review, first:end] += 1
+    after = _score_rows(score, [variant[0] for variant in variants], rows_per_pass, device)
+    for fall, (_, review, slot, first, end) in zip(
+        (full[[v[1] for v in variants]] - after).tolist(), variants, strict=True
+    ):
+        sums[slot, review, first:end] += fall
+        counts[slot, review, first:end] += 1
     return (sums / counts.clamp(min=1)).mean(0)
 
 
 GREEDY_WORDS = 5
 GREEDY_POOL = 20
-
-
-def _score_rows(score: ScoreFunction, rows: list[torch.Tensor], rows_per_pass: int, device):
-    """(rows,) float64 logits of variable-length rows of token ids, in padded passes."""
-    found = []
-    for start in range(0, len(rows), rows_per_pass):
-        chunk = rows[start : start + rows_per_pass]
-        chunk_lengths = torch.tensor([len(row) for row in chunk])
-        padded = torch.full((len(chunk), int(chunk_lengths.max())), PAD_ID, dtype=chunk[0].dtype)
-        for index, row in enumerate(chunk):
-            padded[index, : len(row)] = row
-        after = score(padded.to(device), chunk_lengths.to(device))
-        found.append(torch.as_tensor(after, dtype=torch.float64).cpu())
-    return torch.cat(found) if found else torch.zeros(0, dtype=torch.float64)
 
 
 @torch.no_grad()
