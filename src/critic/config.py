@@ -302,6 +302,14 @@ class TrainConfig(_Config):
         "With --domain-words: the chance that each of those words is replaced by the unknown word.",
     )
 
+    # One-sentence quotes and product snippets are a tenth of a review's length; a model that
+    # has read only whole reviews leans on its bias there (critic.data.batches.Crops).
+    crop_share: float = setting(
+        0.0,
+        "Share of the training reviews read, each epoch, as 8-30 consecutive words from a "
+        "random place, labelled as the whole review; 0: off.",
+    )
+
     # Dai & Le 2015, ULMFiT: the recurrent weights start from a language model trained on the
     # training split's texts (critic.training.pretrain); never the validation or test texts.
     pretrain_epochs: int = setting(
@@ -353,6 +361,9 @@ class TrainConfig(_Config):
         for name in ("word_dropout", "domain_word_dropout"):
             share = getattr(self, name)
             _check(0.0 <= share < 1.0, f"{name} must lie in [0, 1), got {share}")
+        _check(
+            0.0 <= self.crop_share <= 1.0, f"crop_share must lie in [0, 1], got {self.crop_share}"
+        )
         _check(
             self.domain_words >= 0, f"domain_words must not be negative, got {self.domain_words}"
         )

@@ -13,6 +13,9 @@ epoch sees are those of one process, so ``--batch-size`` means the same either w
 Training batches may be given :class:`TokenNoise`: words replaced by ``<unk>`` at random (word
 dropout), so that a model cannot lean on any one word, the ones movie reviews alone use least of
 all. Validation and test batches are never given any.
+
+They may also be given :class:`Crops`: a share of the reviews read, each epoch, as a short
+window of their words instead of whole, so that a model also learns to answer a snippet.
 """
 
 from __future__ import annotations
@@ -111,6 +114,42 @@ class TokenNoise:
         return token_ids
 
 
+@dataclass(frozen=True)
+class Crops:
+    """A share of the training reviews read, each epoch, as ``words`` (lowest, highest)
+    consecutive tokens from a random place, labelled as the whole review.
+
+    Why: a one-sentence critic's quote (Rotten Tomatoes, 21 words on average) or a product
+    snippet is a tenth of an IMDB review, and a model that has only ever read whole reviews
+    leans on its bias there, where few of its features fire (docs/benchmarks.md, "Off movie
+    reviews"). The window is of tokens, not sentences: prepared splits keep no punctuation,
+    and a window of a review is still text the review's author wrote. Its label is the whole
+    review's, so it is noisy (a window may tell the plot), which is why only a share is cut.
+    """
+
+    share: float = 0.0
+    words: tuple[int, int] = (8, 30)  # critic.data.crops.CROP_WORDS, the snippets' span
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"crop share must lie in [0, 1], got {self.share}")
+        if not 1 <= self.words[0] <= self.words[1]:
+            raise ValueError(f"crop words must be 1 <= lowest <= highest, got {self.words}")
+
+    @property
+    def active(self) -> bool:
+        return self.share > 0
+
+    def windows(self, lengths: np.ndarray, rng: np.random.Generator):
+        """(starts, lengths) of each review's window: the whole review, or for a drawn share of
+        the reviews longer than the drawn length, that many tokens from a random start."""
+        wanted = rng.integers(self.words[0], self.words[1] + 1, size=len(lengths))
+        cut = (rng.random(len(lengths)) < self.share) & (lengths > wanted)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        starts[cut] = rng.integers(0, lengths[cut] - wanted[cut] + 1)
+        return starts, np.where(cut, wanted, lengths).astype(np.int64)
+
+
 class BucketedBatches:
     """Iterate over a split in length-bucketed batches; ``set_epoch`` reshuffles."""
 
@@ -125,6 +164,7 @@ class BucketedBatches:
         seed: int = 0,
         shard: tuple[int, int] = (0, 1),
         noise: TokenNoise | None = None,
+        crops: Crops | None = None,
     ):
         self.split = split
         self.batch_size = batch_size
@@ -138,9 +178,18 @@ class BucketedBatches:
         self.cut_lengths = np.minimum(split.lengths, max_length)
         self.noise = noise if noise is not None and noise.active else None
         """Words replaced by ``<unk>`` as batches are made: for training batches only."""
+        self.crops = crops if crops is not None and crops.active else None
+        """Reviews read as short windows, drawn anew each epoch: training batches only."""
+        self._starts = np.zeros(len(split), dtype=np.int64)
+        self._lengths = split.lengths
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.crops is not None:
+            # Of (seed, epoch) alone, as the order is: a resumed run cuts the same windows.
+            rng = np.random.default_rng([self.seed, self.epoch, 2])
+            self._starts, self._lengths = self.crops.windows(self.split.lengths, rng)
+            self.cut_lengths = np.minimum(self._lengths, self.max_length)
 
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
@@ -173,8 +222,15 @@ class BucketedBatches:
                 # A last batch smaller than the number of ranks repeats reviews, so that no
                 # rank is left without a slice (and all take the same number of steps).
                 indices = np.resize(indices, max(len(indices), world_size))[rank::world_size]
-            token_ids, lengths = pad_batch([self.split.review(i) for i in indices], self.max_length)
+            token_ids, lengths = pad_batch([self._window(i) for i in indices], self.max_length)
             if self.noise is not None:
                 self.noise.apply(token_ids.numpy(), noise_rng)  # token_ids shares its memory
             labels = torch.from_numpy(self.split.labels[indices].astype(np.float32))
             yield Batch(token_ids, lengths, labels, indices)
+
+    def _window(self, index: int) -> np.ndarray:
+        """Review ``index`` as this epoch reads it: whole, or its window (with crops)."""
+        if self.crops is None:
+            return self.split.review(index)
+        start = self.split.offsets[index] + self._starts[index]
+        return self.split.tokens[start : start + self._lengths[index]]

@@ -33,6 +33,11 @@ def train_nbsvm(config: RunConfig, run: RunOptions) -> TrainingResult:
             f"--pretrain-epochs: {config.model.name} is fitted in one go: it has no language "
             "model to pre-train"
         )
+    if config.train.crop_share:
+        raise CriticError(
+            f"--crop-share: {config.model.name} is fitted in one go on whole reviews: it has no "
+            "epochs to read crops in"
+        )
     remove_checkpoint(run.out)
     log = run.log
     started = time.perf_counter()

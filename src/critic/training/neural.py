@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from critic.config import RunConfig, TrainConfig
-from critic.data.batches import BucketedBatches, TokenNoise
+from critic.data.batches import BucketedBatches, Crops, TokenNoise
 from critic.data.embeddings import (
     WORD2VEC,
     EmbeddingInit,
@@ -202,7 +202,14 @@ def _run_epochs(
         seed=config.train.seed,
         shard=(processes.rank, processes.world_size),
         noise=token_noise(config.train, prepared, run.log if processes.main else None),
+        crops=Crops(config.train.crop_share),
     )
+    if config.train.crop_share and processes.main:
+        low, high = train_batches.crops.words
+        run.log(
+            f"crops: {config.train.crop_share:.0%} of the training reviews read as {low}-{high} "
+            "consecutive words each epoch"
+        )
     trainer = distributed.data_parallel(model, processes, device)
     validation = distributed.shard(prepared.splits["validation"], processes)
     rates = StepRates(optimizer, config.train.warmup, len(train_batches), config.train.epochs)
