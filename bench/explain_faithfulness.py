@@ -50,7 +50,8 @@ LEAVE_ONE_OUT = "leave-one-out"
 SPANS = "deleted 1-3 words"
 INTEGRATED_GRADIENTS = "integrated gradients"
 IG_FROM_UNK = "integrated gradients, from <unk>"
-GREEDY = "greedy deletion, 5 of 20"
+GREEDY = "greedy deletion, 5 of 20, settled"
+GREEDY_UNSETTLED = "greedy deletion, 5 of 20, unsettled"  # served 2026-12-04 until settled
 # The example of issue 26: a mixed review, where a reader can tell which words should weigh.
 EXAMPLE = (
     "The first hour drags and the dialogue is clumsy, but the last act is wonderful and the "
@@ -81,6 +82,9 @@ ALTERNATIVES = {
         s.model, ids, lengths, steps=32, baseline_id=UNK_ID
     ),
     GREEDY: lambda s, ids, lengths: greedy_deletion(s.batch_logits, ids, lengths),
+    GREEDY_UNSETTLED: lambda s, ids, lengths: greedy_deletion(
+        s.batch_logits, ids, lengths, settle=False
+    ),
 }
 
 

@@ -27,7 +27,7 @@ def test_a_neural_bundle_is_explained_by_what_it_serves_first_then_the_others(
 ):
     bundle = load_bundle(trained_bundle)
     ways = faithfulness.ways_to_explain(bundle)
-    assert next(iter(ways)) == faithfulness.SERVED_NEURAL == "greedy deletion, 5 of 20"
+    assert next(iter(ways)) == faithfulness.SERVED_NEURAL == "greedy deletion, 5 of 20, settled"
     assert set(ways) == {faithfulness.SERVED_NEURAL, *faithfulness.ALTERNATIVES}
     tokenized = tokenize_many(["A dull, lifeless film.", "I loved every minute of it!"])
     served = make_scorer(bundle).word_weights(tokenized)
@@ -37,7 +37,7 @@ def test_a_neural_bundle_is_explained_by_what_it_serves_first_then_the_others(
         if name == faithfulness.SERVED_NEURAL:
             assert all(np.allclose(a, b) for a, b in zip(weights, served, strict=True))
     only = faithfulness.ways_to_explain(bundle, ["gradient x input"])
-    assert list(only) == ["greedy deletion, 5 of 20", "gradient x input"]
+    assert list(only) == ["greedy deletion, 5 of 20, settled", "gradient x input"]
 
 
 def test_deleting_keeps_the_order_and_never_leaves_an_empty_review(faithfulness):
@@ -98,13 +98,13 @@ def test_a_neural_bundle_is_measured_and_the_tables_printed(
     )
     assert lines[0].endswith("| AOPC |")
     assert [line.split(" | ")[1] for line in lines[2:5]] == [
-        "greedy deletion, 5 of 20",
+        "greedy deletion, 5 of 20, settled",
         "gradient x input",
         "random words",
     ]
     assert lines[5] == "| model | word weights | strongest words |"
     assert [line.split(" | ")[1] for line in lines[7:]] == [
-        "greedy deletion, 5 of 20",
+        "greedy deletion, 5 of 20, settled",
         "gradient x input",
     ]
     assert "superb" in completed.stdout  # the example's words, with their weights

@@ -1,5 +1,7 @@
 """The attribution methods behind the word weights: what each computes, checked by hand."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -40,12 +42,14 @@ def test_leave_one_out_of_an_additive_model_is_each_tokens_own_value():
     assert torch.allclose(got, expected)
 
 
-def test_greedy_deletion_of_an_additive_model_is_leave_one_out():
+@pytest.mark.parametrize("settle", [False, True])
+def test_greedy_deletion_of_an_additive_model_is_leave_one_out(settle):
     # Each token's fall is its own value whatever else is gone: the rounds change nothing.
     values = torch.linspace(-1.0, 1.0, 50, dtype=torch.float64)
     token_ids, lengths = random_batch()
     score = additive_score(values)
-    got = greedy_deletion(score, token_ids, lengths, words=3, pool=6, rows_per_pass=7)
+    got = greedy_deletion(score, token_ids, lengths, words=3, pool=6, rows_per_pass=7,
+                          settle=settle)  # fmt: skip
     assert torch.allclose(got, leave_one_out(score, token_ids, lengths))
 
 
@@ -60,13 +64,17 @@ def test_greedy_deletion_finds_words_that_matter_only_together():
 
     token_ids, lengths = torch.tensor([[2, 3, 4]]), torch.tensor([3])
     assert torch.equal(leave_one_out(saturating, token_ids, lengths), torch.zeros(1, 3).double())
-    got = greedy_deletion(saturating, token_ids, lengths, words=2)
+    got = greedy_deletion(saturating, token_ids, lengths, words=2, settle=False)
     # The first "superb" goes first (no candidate moves the logit; the first wins the tie),
     # then "wonderful": 2 -> 1 once it is gone too; the 1-point word was tried after the
     # first and moved nothing.
     assert got[0].tolist() == [0.0, 1.0, 0.0]
     assert torch.equal(greedy_deletion(saturating, token_ids[:, :1], torch.tensor([1])),
                        leave_one_out(saturating, token_ids[:, :1], torch.tensor([1])))  # fmt: skip
+    # Settled, each chosen word is weighed with the other chosen gone: both carry the answer
+    # alone there (2 -> 1), and the 1-point word cannot be deleted after them (nothing left).
+    settled = greedy_deletion(saturating, token_ids, lengths, words=2)
+    assert settled[0].tolist() == [1.0, 1.0, 0.0]
 
 
 def test_windows_share_their_fall_among_their_words_and_widths_are_averaged():
@@ -97,7 +105,9 @@ def test_leave_one_out_is_the_fall_in_the_logit_when_each_token_is_deleted(train
     assert got[0].tolist() == pytest.approx(torch.cat(by_hand).tolist(), abs=1e-5)
 
 
-@pytest.mark.parametrize("way", [leave_one_out, greedy_deletion])
+@pytest.mark.parametrize(
+    "way", [leave_one_out, greedy_deletion, functools.partial(greedy_deletion, settle=False)]
+)
 def test_a_reviews_weights_do_not_depend_on_the_reviews_beside_it(way):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="gru", vocab_size=50, embedding_dim=8, hidden_dim=6))

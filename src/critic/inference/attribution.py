@@ -143,17 +143,25 @@ def greedy_deletion(
     words: int = GREEDY_WORDS,
     pool: int = GREEDY_POOL,
     rows_per_pass: int = ROWS_PER_PASS,
+    settle: bool = True,
 ) -> torch.Tensor:
     """(batch, time) float64: leave-one-out, with the ``words`` tokens that move the logit
-    furthest when deleted together weighed along the way they were found.
+    furthest when deleted together found one round at a time and weighed together.
 
     The ``pool`` tokens whose deletion alone pushes hardest against the label the model gave
     are the candidates. ``words`` rounds follow: each deletes, from the review less the tokens
     chosen so far, every remaining candidate in turn and keeps the one that moves the logit
-    furthest. A candidate's weight is its fall the last time it was tried -- a chosen token's,
-    its fall once the tokens chosen before it were gone; the other tokens keep their
-    leave-one-out fall. It costs leave-one-out plus about ``words * pool`` forward passes of a
-    review.
+    furthest. Then, settled, every candidate is weighed once more in one context: its fall
+    with the other chosen tokens gone (a chosen token's, the review less the others chosen
+    against the review less all of them; another candidate's, the review less every chosen
+    token against that less it too). Two words that say the same thing ("superb",
+    "wonderful") then both weigh what each carries once the other is gone, so the tokens the
+    rounds found are the strongest, as the deletion test asks of them. Unsettled
+    (``settle=False``), a candidate keeps its fall the last time it was tried -- a chosen
+    token's, its fall once the tokens chosen before it were gone -- and a later one may
+    outweigh one chosen earlier that made it matter. The other tokens keep their
+    leave-one-out fall. It costs leave-one-out plus about ``(words + 1) * pool`` forward
+    passes of a review.
     """
     singles = leave_one_out(score, token_ids, lengths, rows_per_pass=rows_per_pass)
     weights = singles.clone()
@@ -191,7 +199,33 @@ def greedy_deletion(
         for b, (_, token, after) in best.items():
             chosen[b].append(token)
             now[b] = after
+    if settle:
+        _settle(
+            score, ids, counts, candidates, chosen, now, weights, rows_per_pass, token_ids.device
+        )
     return weights
+
+
+def _settle(score, ids, counts, candidates, chosen, now, weights, rows_per_pass, device) -> None:
+    """Weigh every candidate again in one context: its fall with the other chosen tokens
+    deleted (a chosen token's: the review less the others chosen, less it too; another
+    candidate's: the review less every chosen token, less it too), in place."""
+    rows, owners = [], []
+    for b, n in enumerate(counts):
+        picked = set(chosen[b])
+        for token in candidates[b]:
+            gone = picked - {token} if token in picked else {*picked, token}
+            if token not in picked and n - len(gone) < 1:
+                continue
+            rows.append(ids[b, [t for t in range(n) if t not in gone]])
+            owners.append((b, token, token in picked))
+    if not rows:
+        return
+    for after, (b, token, was_chosen) in zip(
+        _score_rows(score, rows, rows_per_pass, device).tolist(), owners, strict=True
+    ):
+        # now[b]: the logit with every chosen token deleted.
+        weights[b, token] = after - float(now[b]) if was_chosen else float(now[b]) - after
 
 
 def gradient_x_input(model: nn.Module, token_ids: torch.Tensor, lengths: torch.Tensor):

@@ -243,7 +243,7 @@ class NeuralScorer(DomainScored):
         """(batch, time) each token's signed push on its review's logit, before scaling: the
         model's own ``word_weights`` when it has them, otherwise the fall in the logit when
         that token is deleted -- alone, or for the few that move the answer most together,
-        after the stronger ones (:func:`~critic.inference.attribution.greedy_deletion`, the
+        with the others of them gone (:func:`~critic.inference.attribution.greedy_deletion`, the
         most faithful of the ways docs/benchmarks.md measures) -- scored by
         :meth:`batch_logits`, so by another backend where one replaces it."""
         own = getattr(self.model, "word_weights", None)
