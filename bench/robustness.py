@@ -50,6 +50,7 @@ from models_table import summarise as summarise_runs
 from critic.data.prepare import load_splits
 from critic.data.sources import Reviews, load_all_reviews
 from critic.data.split import stratified_sample
+from critic.errors import CriticError
 from critic.fileio import write_text_atomic
 from critic.inference.ensemble import fit_weights
 from critic.inference.predictor import Predictor
@@ -261,7 +262,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     if unknown:
         raise SystemExit(f"--lexicon {', '.join(unknown)}: not one of the recipes")
     common = shlex.split(args.common)
-    domains = Domains.load(args.max_reviews)
+    try:
+        domains = Domains.load(args.max_reviews)
+    except CriticError as error:  # e.g. VADER's source package not fetched yet: one line
+        raise SystemExit(f"robustness: {error}") from None
     lexicon = Lexicon() if args.lexicon or not args.no_vader else None
     rows: list[dict] = []
     blended: list[dict] = []

@@ -116,3 +116,16 @@ def test_recipes_are_trained_per_seed_judged_and_tabled_with_vader_beside_them(
     )  # fmt: skip
     assert again[0]["imdb_accuracy"] == ngrams["imdb_accuracy"]
     assert "training ngrams" not in capsys.readouterr().out
+
+
+def test_without_vaders_source_package_it_says_so_in_one_line_before_training(
+    robustness, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRITIC_VADER_SDIST", str(tmp_path / "vaderSentiment-3.3.2.tar.gz"))
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stopped:
+        robustness.main(["--runs", str(runs), "--recipe", "nbsvm=--model nbsvm", "--no-vader"])
+    message = str(stopped.value)
+    assert message.startswith("robustness: the amazon snippets ship in VADER's source package")
+    assert "pip download --no-deps --no-binary :all: vaderSentiment==3.3.2" in message
+    assert "\n" not in message and not runs.exists()
