@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from critic.data.crops import CROP_WORDS
 from critic.data.vocab import PAD_ID, UNK_ID
 
 
@@ -128,7 +129,7 @@ class Crops:
     """
 
     share: float = 0.0
-    words: tuple[int, int] = (8, 30)  # critic.data.crops.CROP_WORDS, the snippets' span
+    words: tuple[int, int] = CROP_WORDS  # the snippets' span, as critic ensemble crops them
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0:
@@ -180,16 +181,16 @@ class BucketedBatches:
         """Words replaced by ``<unk>`` as batches are made: for training batches only."""
         self.crops = crops if crops is not None and crops.active else None
         """Reviews read as short windows, drawn anew each epoch: training batches only."""
-        self._starts = np.zeros(len(split), dtype=np.int64)
-        self._lengths = split.lengths
+        self._windows: tuple[np.ndarray, np.ndarray] | None = None
+        """This epoch's (starts, lengths) with crops, once ``set_epoch`` has drawn them."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         if self.crops is not None:
             # Of (seed, epoch) alone, as the order is: a resumed run cuts the same windows.
             rng = np.random.default_rng([self.seed, self.epoch, 2])
-            self._starts, self._lengths = self.crops.windows(self.split.lengths, rng)
-            self.cut_lengths = np.minimum(self._lengths, self.max_length)
+            self._windows = self.crops.windows(self.split.lengths, rng)
+            self.cut_lengths = np.minimum(self._windows[1], self.max_length)
 
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
@@ -230,7 +231,8 @@ class BucketedBatches:
 
     def _window(self, index: int) -> np.ndarray:
         """Review ``index`` as this epoch reads it: whole, or its window (with crops)."""
-        if self.crops is None:
+        if self._windows is None:
             return self.split.review(index)
-        start = self.split.offsets[index] + self._starts[index]
-        return self.split.tokens[start : start + self._lengths[index]]
+        starts, lengths = self._windows
+        start = self.split.offsets[index] + starts[index]
+        return self.split.tokens[start : start + lengths[index]]

@@ -215,7 +215,7 @@ def _settle(score, ids, counts, candidates, chosen, now, weights, rows_per_pass,
         picked = set(chosen[b])
         for token in candidates[b]:
             gone = picked - {token} if token in picked else {*picked, token}
-            if token not in picked and n - len(gone) < 1:
+            if n - len(gone) < 1:  # only ever another candidate: a review is never emptied
                 continue
             rows.append(ids[b, [t for t in range(n) if t not in gone]])
             owners.append((b, token, token in picked))
