@@ -18,9 +18,11 @@ Every bundle is judged by the word weights critic serves (``Predictor.predict(..
 explain=True)``: greedy deletion for most neural models, attention's own terms,
 nbsvm's coefficients, an ensemble's weighted mix). Neural models are also judged by the other
 ways of :mod:`critic.inference.attribution` (``--way`` picks some): gradient x input (what
-critic served before), leave-one-out deletion, windows of 1-3 words deleted, and integrated
-gradients from an all-zero or an ``<unk>`` baseline. Prints a Markdown table, then each way's strongest words
-of one mixed review (EXAMPLE); the figures in docs/benchmarks.md came from such runs.
+critic served before), leave-one-out deletion, windows of 1-3 words deleted, integrated
+gradients from an all-zero or an ``<unk>`` baseline, greedy deletion unsettled, and two wider
+searches than the served one (40 candidates; a beam of 3), which say how much better a set of
+deleted words could be found. Prints a Markdown table, then each way's strongest words of one
+mixed review (EXAMPLE); the figures in docs/benchmarks.md came from such runs.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ INTEGRATED_GRADIENTS = "integrated gradients"
 IG_FROM_UNK = "integrated gradients, from <unk>"
 GREEDY = "greedy deletion, 5 of 20, settled"
 GREEDY_UNSETTLED = "greedy deletion, 5 of 20, unsettled"  # served 2026-12-04 until settled
+# Wider searches than the served rounds, to see how far those are from what deletion can find.
+GREEDY_WIDER = "greedy deletion, 5 of 40, settled"
+BEAM = "beam search of 3, 5 of 20, settled"
 # The example of issue 26: a mixed review, where a reader can tell which words should weigh.
 EXAMPLE = (
     "The first hour drags and the dialogue is clumsy, but the last act is wonderful and the "
@@ -85,6 +90,8 @@ ALTERNATIVES = {
     GREEDY_UNSETTLED: lambda s, ids, lengths: greedy_deletion(
         s.batch_logits, ids, lengths, settle=False
     ),
+    GREEDY_WIDER: lambda s, ids, lengths: greedy_deletion(s.batch_logits, ids, lengths, pool=40),
+    BEAM: lambda s, ids, lengths: greedy_deletion(s.batch_logits, ids, lengths, beam=3),
 }
 
 

@@ -77,6 +77,31 @@ def test_greedy_deletion_finds_words_that_matter_only_together():
     assert settled[0].tolist() == [1.0, 1.0, 0.0]
 
 
+def test_a_beam_finds_a_pair_that_the_one_at_a_time_rounds_miss():
+    # Deleting "a" alone moves the logit most (1.5), so the rounds take it first; but "b" and
+    # "c" (1 each alone) move it 4 deleted together. A beam of 2 keeps {b} beside {a} and
+    # reaches {b, c}; settled, b and c then weigh what each carries with the other gone.
+    def interacting(token_ids, lengths):
+        real = torch.arange(token_ids.size(1)).unsqueeze(0) < lengths.unsqueeze(1)
+
+        def gone(token):
+            return (~((token_ids == token) & real).any(1)).double()
+
+        a, b, c = gone(2), gone(3), gone(4)
+        return 5.0 - 1.5 * a - b - c - 2.0 * b * c
+
+    token_ids, lengths = torch.tensor([[2, 3, 4, 5]]), torch.tensor([4])
+    rounds = greedy_deletion(interacting, token_ids, lengths, words=2)
+    searched = greedy_deletion(interacting, token_ids, lengths, words=2, beam=2)
+    assert rounds[0].tolist() == [1.5, 1.0, 3.0, 0.0]  # chose a, then b: deleted, 5 -> 2.5
+    assert searched[0].tolist() == [1.5, 3.0, 3.0, 0.0]  # chose b and c: 5 -> 1
+    assert torch.equal(  # a beam of one is the rounds
+        greedy_deletion(interacting, token_ids, lengths, words=2, beam=1), rounds
+    )
+    with pytest.raises(ValueError, match="beam must be at least 1"):
+        greedy_deletion(interacting, token_ids, lengths, beam=0)
+
+
 def test_windows_share_their_fall_among_their_words_and_widths_are_averaged():
     values = torch.tensor([0.0, 0.0, 1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
     token_ids, lengths = torch.tensor([[2, 3, 4, 5]]), torch.tensor([4])

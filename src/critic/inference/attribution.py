@@ -144,6 +144,7 @@ def greedy_deletion(
     pool: int = GREEDY_POOL,
     rows_per_pass: int = ROWS_PER_PASS,
     settle: bool = True,
+    beam: int = 1,
 ) -> torch.Tensor:
     """(batch, time) float64: leave-one-out, with the ``words`` tokens that move the logit
     furthest when deleted together found one round at a time and weighed together.
@@ -160,9 +161,17 @@ def greedy_deletion(
     (``settle=False``), a candidate keeps its fall the last time it was tried -- a chosen
     token's, its fall once the tokens chosen before it were gone -- and a later one may
     outweigh one chosen earlier that made it matter. The other tokens keep their
-    leave-one-out fall. It costs leave-one-out plus about ``(words + 1) * pool`` forward
-    passes of a review.
+    leave-one-out fall. It costs leave-one-out plus about ``(words * beam + 1) * pool``
+    forward passes of a review.
+
+    ``beam`` > 1 is a beam search: each round keeps the ``beam`` sets of tokens that, deleted,
+    move the logit furthest, and grows each by every candidate; the best set of ``words`` is
+    the one chosen (a candidate's unsettled weight is its fall from the best set kept before that round). A benchmark
+    of how far the one-at-a-time rounds are from a wider search (docs/benchmarks.md), not what
+    critic serves: it costs ``beam`` times the rounds.
     """
+    if beam < 1:
+        raise ValueError(f"beam must be at least 1, got {beam}")
     singles = leave_one_out(score, token_ids, lengths, rows_per_pass=rows_per_pass)
     weights = singles.clone()
     full = torch.as_tensor(score(token_ids, lengths), dtype=torch.float64).cpu()
@@ -173,33 +182,40 @@ def greedy_deletion(
         [int(t) for t in torch.argsort(-(side[b] * singles[b, :n]), stable=True)[: min(pool, n)]]
         for b, n in enumerate(counts)
     ]
-    chosen: list[list[int]] = [[] for _ in counts]
-    now = full.clone()  # each review's logit with its chosen tokens deleted
+    # Per review, the sets kept, best first: (tokens chosen in order, logit with them deleted).
+    sets: list[list[tuple[tuple[int, ...], float]]] = [
+        [((), float(full[b]))] for b in range(len(counts))
+    ]
     for _ in range(min(words, pool)):
         rows, owners = [], []
         for b, n in enumerate(counts):
-            if n - len(chosen[b]) <= 1:  # a review is never deleted whole
-                continue
-            for token in candidates[b]:
-                if token in chosen[b]:
+            grown: set[frozenset[int]] = set()  # a set reached from two kept sets is tried once
+            for rank, (chosen, _) in enumerate(sets[b]):
+                if n - len(chosen) <= 1:  # a review is never deleted whole
                     continue
-                gone = {*chosen[b], token}
-                rows.append(ids[b, [t for t in range(n) if t not in gone]])
-                owners.append((b, token))
+                for token in candidates[b]:
+                    gone = frozenset((*chosen, token))
+                    if token in chosen or gone in grown:
+                        continue
+                    grown.add(gone)
+                    rows.append(ids[b, [t for t in range(n) if t not in gone]])
+                    owners.append((b, rank, token))
         if not rows:
             break
-        best: dict[int, tuple[float, int, float]] = {}
-        for after, (b, token) in zip(
+        found: dict[int, list[tuple[float, tuple[int, ...], float]]] = {}
+        for after, (b, rank, token) in zip(
             _score_rows(score, rows, rows_per_pass, token_ids.device).tolist(), owners, strict=True
         ):
-            fall = float(now[b]) - after
-            weights[b, token] = fall
-            if b not in best or side[b] * fall > best[b][0]:
-                best[b] = (float(side[b]) * fall, token, after)
-        for b, (_, token, after) in best.items():
-            chosen[b].append(token)
-            now[b] = after
+            chosen, before = sets[b][rank]
+            if rank == 0:
+                weights[b, token] = before - after
+            found.setdefault(b, []).append((float(side[b]) * -after, (*chosen, token), after))
+        for b, options in found.items():
+            options.sort(key=lambda option: -option[0])  # stable: the first tried wins a tie
+            sets[b] = [(chosen, after) for _, chosen, after in options[:beam]]
     if settle:
+        chosen = [list(kept[0][0]) for kept in sets]
+        now = torch.tensor([kept[0][1] for kept in sets], dtype=torch.float64)
         _settle(
             score, ids, counts, candidates, chosen, now, weights, rows_per_pass, token_ids.device
         )
