@@ -15,8 +15,8 @@ The same deletions at random positions are the floor. Each way is timed over the
 (batches of 64, every thread) and on one review of 230 tokens on one thread.
 
 Every bundle is judged by the word weights critic serves (``Predictor.predict(...,
-explain=True)``: greedy deletion for most neural models, attention's own terms,
-nbsvm's coefficients, an ensemble's weighted mix). Neural models are also judged by the other
+explain=True)``: greedy deletion for neural models, nbsvm's coefficients, an
+ensemble's weighted mix). Neural models are also judged by the other
 ways of :mod:`critic.inference.attribution` (``--way`` picks some): gradient x input (what
 critic served before), leave-one-out deletion, windows of 1-3 words deleted, integrated
 gradients from an all-zero or an ``<unk>`` baseline, greedy deletion unsettled, and two wider
@@ -57,6 +57,7 @@ GREEDY_UNSETTLED = "greedy deletion, 5 of 20, unsettled"  # served 2026-12-04 un
 # Wider searches than the served rounds, to see how far those are from what deletion can find.
 GREEDY_WIDER = "greedy deletion, 5 of 40, settled"
 BEAM = "beam search of 3, 5 of 20, settled"
+OWN_TERMS = "its own terms"  # attention's a_t (w . h_t), the n-gram bag's shares
 # The example of issue 26: a mixed review, where a reader can tell which words should weigh.
 EXAMPLE = (
     "The first hour drags and the dialogue is clumsy, but the last act is wonderful and the "
@@ -97,21 +98,25 @@ ALTERNATIVES = {
 
 def served_name(bundle) -> str:
     if bundle.kind == "neural":
-        if hasattr(bundle.model, "word_weights"):
-            return "attention" if "attention" in bundle.config.model.name else "its own weights"
         return SERVED_NEURAL
     return {"nbsvm": "n-gram coefficients", "ensemble": "members' weights"}[bundle.kind]
 
 
 def ways_to_explain(bundle, only: list[str] | None = None) -> dict[str, object]:
     """Name -> scorer: critic's own word weights first, then, for a neural model, the other
-    ways measured here (those named in ``only``, if given)."""
+    ways measured here (those named in ``only``, if given): its own terms where it has them
+    (attention's, the n-gram bag's: served until 2026-12-04), and those of ALTERNATIVES
+    where it has word vectors to take gradients at."""
     served = served_name(bundle)
     ways = {served: make_scorer(bundle)}
-    if bundle.kind == "neural" and hasattr(bundle.model, "embedding"):
-        for name, how in ALTERNATIVES.items():
-            if name != served and (only is None or name in only):
-                ways[name] = AttributionScorer(bundle, how)
+    if bundle.kind != "neural":
+        return ways
+    others = dict(ALTERNATIVES) if hasattr(bundle.model, "embedding") else {}
+    if hasattr(bundle.model, "word_weights"):
+        others[OWN_TERMS] = lambda s, ids, lengths: s.model.word_weights(ids, lengths)
+    for name, how in others.items():
+        if name != served and (only is None or name in only):
+            ways[name] = AttributionScorer(bundle, how)
     return ways
 
 
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--way",
         action="append",
-        choices=list(ALTERNATIVES),
+        choices=[*ALTERNATIVES, OWN_TERMS],
         help="measure only these ways beside the served one (repeatable; default all)",
     )
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ from critic.data.text import tokenize_many
 from critic.inference.bundle import load_bundle
 from critic.inference.scoring import make_scorer
 from support.bench import BENCH, load_bench_script
+from support.bundles import small_bundle
 
 SCRIPT = BENCH / "explain_faithfulness.py"
 ONLY_GRADIENT = ["--way", "gradient x input"]
@@ -38,6 +39,18 @@ def test_a_neural_bundle_is_explained_by_what_it_serves_first_then_the_others(
             assert all(np.allclose(a, b) for a, b in zip(weights, served, strict=True))
     only = faithfulness.ways_to_explain(bundle, ["gradient x input"])
     assert list(only) == ["greedy deletion, 5 of 20, settled", "gradient x input"]
+
+
+def test_a_model_with_terms_of_its_own_is_also_judged_by_them(faithfulness, tmp_path):
+    bundle = load_bundle(small_bundle(tmp_path, "attention"))
+    ways = faithfulness.ways_to_explain(bundle, [faithfulness.OWN_TERMS])
+    assert list(ways) == [faithfulness.SERVED_NEURAL, faithfulness.OWN_TERMS]
+    tokenized = tokenize_many(["A dull, lifeless film.", "I loved every minute of it!"])
+    own = ways[faithfulness.OWN_TERMS]
+    for tokens, weights in zip(tokenized, own.word_weights(tokenized), strict=True):
+        ids, lengths = next(own._batches(own._encode([tokens])))[1:]
+        terms = bundle.model.word_weights(ids, lengths)[0].double().numpy()
+        assert np.allclose(weights, terms / np.abs(terms).max())
 
 
 def test_deleting_keeps_the_order_and_never_leaves_an_empty_review(faithfulness):

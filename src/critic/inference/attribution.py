@@ -12,8 +12,7 @@ lengths; each returns (batch, time) signed scores, 0 on padding, before any scal
   the logit furthest, chosen one at a time among the strongest candidates (each round deletes
   the candidate that moves it most once the ones chosen before are gone): a model that reads
   "superb" and "wonderful" as saying the same thing loses little when either alone is
-  deleted, and leave-one-out then ranks both low. What critic serves for neural models without
-  exact terms of their own;
+  deleted, and leave-one-out then ranks both low. What critic serves for every neural model;
 * :func:`gradient_x_input` -- the gradient of the logit at each word vector, dotted with that
   vector: one backward pass, a first-order guess at the same question (what critic served
   before);

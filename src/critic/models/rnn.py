@@ -357,8 +357,9 @@ class AttentionClassifier(nn.Module):
 
     Each step's output ``h_t`` gets a score ``v . tanh(W h_t)``; the softmax over a review's
     real steps gives weights ``a_t``, and the review is ``sum_t a_t h_t``. Because the logit is
-    linear in that sum, it splits exactly into one term per word, ``a_t (w . h_t)``: those are
-    the word weights the predictor returns (:meth:`word_weights`).
+    linear in that sum, it splits exactly into one term per word, ``a_t (w . h_t)``
+    (:meth:`word_weights`; served until the deletion test found deleting words more faithful,
+    docs/benchmarks.md).
     """
 
     def __init__(self, config: ModelConfig):
