@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from critic.data.prepare import load_splits
 from critic.data.text import tokenize_many
 from critic.inference.bundle import load_bundle
-from critic.inference.scoring import make_scorer
+from critic.inference.scoring import make_scorer, scale_to_unit
 from support.bench import BENCH, load_bench_script
 from support.bundles import small_bundle
 
@@ -48,9 +49,9 @@ def test_a_model_with_terms_of_its_own_is_also_judged_by_them(faithfulness, tmp_
     tokenized = tokenize_many(["A dull, lifeless film.", "I loved every minute of it!"])
     own = ways[faithfulness.OWN_TERMS]
     for tokens, weights in zip(tokenized, own.word_weights(tokenized), strict=True):
-        ids, lengths = next(own._batches(own._encode([tokens])))[1:]
-        terms = bundle.model.word_weights(ids, lengths)[0].double().numpy()
-        assert np.allclose(weights, terms / np.abs(terms).max())
+        ids = torch.from_numpy(own.vocab.encode(tokens).astype(np.int64)).unsqueeze(0)
+        terms = bundle.model.word_weights(ids, torch.tensor([ids.size(1)]))[0].double().numpy()
+        assert np.allclose(weights, scale_to_unit(terms))
 
 
 def test_deleting_keeps_the_order_and_never_leaves_an_empty_review(faithfulness):

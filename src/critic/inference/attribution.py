@@ -165,9 +165,9 @@ def greedy_deletion(
 
     ``beam`` > 1 is a beam search: each round keeps the ``beam`` sets of tokens that, deleted,
     move the logit furthest, and grows each by every candidate; the best set of ``words`` is
-    the one chosen (a candidate's unsettled weight is its fall from the best set kept before that round). A benchmark
-    of how far the one-at-a-time rounds are from a wider search (docs/benchmarks.md), not what
-    critic serves: it costs ``beam`` times the rounds.
+    the one chosen (a candidate's unsettled weight is its fall from the best set kept before
+    that round). A benchmark of how far the one-at-a-time rounds are from a wider search
+    (docs/benchmarks.md), not what critic serves: it costs ``beam`` times the rounds.
     """
     if beam < 1:
         raise ValueError(f"beam must be at least 1, got {beam}")
